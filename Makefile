@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` (month close on local emulators) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEV := .dev
+
+.PHONY: setup test lint typecheck demo serve bench clean
+.DEFAULT_GOAL := test
+
+# Extra prerequisites of `make test`, appended by the included fragments (e.g. the checkov venv).
+TEST_DEPS :=
+
+-include mk/*.mk
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## setup: create .venv and install the pinned requirements (runtime + dev)
+setup: $(STAMP)
+	@command -v gcloud >/dev/null || { echo "gcloud (with the cloud-firestore-emulator component) is required"; exit 1; }
+	@command -v java >/dev/null || { echo "java (for the Firestore emulator) is required"; exit 1; }
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+## test: lint, types and the whole suite against real emulators (started and stopped by the tests)
+test: setup $(TEST_DEPS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""One exception family for the whole library, each class mapped to an HTTP status.
+
+Client errors (4xx) mean bad input and are raised *before* anything is written, so a caller
+that receives one knows nothing changed. ``DataError`` marks a problem in one tenant's stored
+billing data (a plan naming a missing meter, a currency mismatch...): a run reports it in its
+``errors`` list for that subscription and carries on with the others. Shapes follow the contract:
+``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BillingError(Exception):
+    """Base of every error this library raises on purpose.
+
+    Attributes:
+        status: the HTTP status a function answers with (500 for the base class).
+        code: a stable, machine-readable snake_case code.
+        message: a sentence for humans; never contains secrets.
+    """
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the contract's error body ``{"error": {"code", "message"}}``."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(BillingError):
+    """400: malformed body, unknown field, or a field with a bad value."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthenticated(BillingError):
+    """401: no token, or a token that is not valid (signature, issuer, expiry, audience)."""
+
+    status = 401
+    code = "unauthenticated"
+
+
+class PermissionDenied(BillingError):
+    """403: a valid token whose principal, or the requested tenant, is not allowed."""
+
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(BillingError):
+    """404: unknown tenant, subscription or invoice."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(BillingError):
+    """405: an HTTP method the function does not serve."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(BillingError):
+    """409: the request is well formed but the invoice's state forbids it (e.g. void a paid one)."""
+
+    status = 409
+    code = "conflict"
+
+
+class DataError(BillingError):
+    """A problem in stored billing data for one subscription; reported in a run's ``errors``.
+
+    Raised by the invoice builder and the store's parsers; never stops a run.
+    """
+
+    status = 422
+    code = "invalid_billing_data"
