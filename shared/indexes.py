@@ -1,0 +1,45 @@
+"""Every Firestore query the code makes, as data: the single list the Terraform indexes are checked against.
+
+The Firestore emulator ignores composite indexes; production refuses a query that needs one that
+is not declared. Each module that adds a query adds its shape here, and ``tests/test_infra*.py``
+asserts that ``infra/terraform`` declares a composite index for every shape that needs one.
+
+Rule (Firestore docs, "Index types"): equality filters alone, or one range/order field alone, are
+served by the automatic single-field indexes; equality on some fields combined with a range filter
+or ``order_by`` on another field, or range/order on more than one field, needs a composite index
+with the equality fields first, then the range/order fields in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """The shape of one query.
+
+    Attributes:
+        collection_group: the collection id queried (e.g. ``"invoices"``), always under a tenant.
+        equality: fields filtered with ``==`` or ``in``.
+        ordered: fields with a range filter (``<``, ``>=``...) or an ``order_by``, in order.
+        used_by: where the query lives (``module.function``), for humans.
+    """
+
+    collection_group: str
+    equality: tuple[str, ...]
+    ordered: tuple[str, ...]
+    used_by: str
+
+    @property
+    def needs_composite_index(self) -> bool:
+        """True when the automatic single-field indexes cannot serve the query."""
+        return len(self.ordered) > 1 or (bool(self.equality) and bool(self.ordered))
+
+
+QUERIES: tuple[QueryShape, ...] = (
+    QueryShape("usage_events", (), ("timestamp",), "store.stream_usage_events"),
+    QueryShape("subscriptions", ("billing_time",), (), "store.load_subscriptions"),
+    QueryShape("invoices", ("period_start", "billing_time"), (), "store.invoices_for_period"),
+    QueryShape("tenants", ("status",), (), "store.active_tenants"),
+)
