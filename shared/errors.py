@@ -19,6 +19,7 @@ class BillingError(Exception):
         status: the HTTP status a function answers with (500 for the base class).
         code: a stable, machine-readable snake_case code.
         message: a sentence for humans; never contains secrets.
+
     """
 
     status: int = 500

@@ -45,6 +45,7 @@ def minor_unit_exponent(currency: str) -> int:
 
     Raises:
         DataError: ``currency`` is not an ISO 4217 code of a currency with a minor unit.
+
     """
     code = validate_currency(currency)
     return _EXPONENT_EXCEPTIONS.get(code, 2)
@@ -65,6 +66,7 @@ def to_decimal(value: object) -> Decimal:
 
     Raises:
         ValueError: the value is not numeric, or is NaN or infinite.
+
     """
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
@@ -91,6 +93,7 @@ def parse_unit_amount(value: object, *, what: str = "unit_amount_decimal") -> De
 
     Raises:
         DataError: not a finite decimal, negative, or more than 12 decimal places.
+
     """
     if isinstance(value, float):
         raise DataError(f"{what} must be a decimal string, not a float", code="invalid_price")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,76 @@ def db(project_id: str) -> firestore.Client:
 def gcs(project_id: str) -> storage.Client:
     """A Cloud Storage client on the emulator (the bucket ``test-invoices`` exists)."""
     return storage.Client(project=project_id)
+
+
+# -- authentication: a local issuer whose certificates are served on loopback ---------------------
+AUDIENCE = "https://billing.test/fn"
+ALLOWED = "scheduler@dev.local"
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[tuple[object, str]]:
+    """A self-signed dev key and the URL of its ``{kid: PEM}`` certificates."""
+    from devtools.dev_issuer import generate_key, serve_certs
+
+    key = generate_key()
+    server, url = serve_certs(key)
+    yield key, url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def auth_env(issuer: tuple[object, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configure ``verify`` mode against the local issuer, allowing ``scheduler@dev.local``."""
+    from devtools.dev_issuer import DEV_ISSUER
+
+    monkeypatch.setenv("AUTH_MODE", "verify")
+    monkeypatch.setenv("AUTH_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("AUTH_CERTS_URL", issuer[1])
+    monkeypatch.setenv("AUTH_ISSUERS", DEV_ISSUER)
+    monkeypatch.setenv("AUTH_ALLOWED_PRINCIPALS", f"{ALLOWED},admin@example.com")
+
+
+@pytest.fixture
+def token(issuer: tuple[object, str]) -> Callable[..., str]:
+    """``token(email=..., **claims)`` mints a bearer token for ``AUDIENCE`` from the local issuer."""
+    from devtools.dev_issuer import DevKey, mint_token
+
+    def make(email: str = ALLOWED, audience: str = AUDIENCE, **kwargs: object) -> str:
+        key = issuer[0]
+        assert isinstance(key, DevKey)
+        return mint_token(key, audience=audience, email=email, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def call_function(project_id: str, auth_env: None,
+                  token: Callable[..., str]) -> Callable[..., tuple[int, dict[str, object]]]:
+    """``call_function(name, body=None, tenant=None, method="POST", headers=None)`` through
+    ``functions_framework.create_app(...).test_client()``; returns ``(status, json)``."""
+    import json
+
+    import functions_framework
+
+    apps: dict[str, object] = {}
+
+    def call(name: str, body: object = None, *, tenant: str | None = None,
+             method: str = "POST", headers: dict[str, str] | None = None,
+             raw: bytes | None = None, auth: bool = True) -> tuple[int, dict[str, object]]:
+        if name not in apps:
+            apps[name] = functions_framework.create_app(
+                target=name, source=str(REPO / "functions" / name / "main.py"))
+        client = apps[name].test_client()  # type: ignore[attr-defined]
+        all_headers = {"Content-Type": "application/json"}
+        if auth:
+            all_headers["Authorization"] = f"Bearer {token()}"
+        if tenant:
+            all_headers["X-Tenant-ID"] = tenant
+        all_headers.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        response = client.open("/", method=method, data=data, headers=all_headers)
+        return response.status_code, response.get_json(silent=True) or {}
+
+    return call

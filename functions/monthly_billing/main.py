@@ -1,0 +1,18 @@
+"""HTTP Cloud Function ``monthly_billing``: the month close (see ``shared.runs.run_month_close``).
+
+POST ``{"month": "YYYY-MM", "dry_run": bool, "tenant_id": str}`` (all optional) with an OIDC
+bearer token; ``X-Tenant-ID`` restricts the run to one tenant. GET answers a health document.
+"""
+
+import flask
+import functions_framework
+
+from shared import handlers
+from shared.http import handle
+
+
+@functions_framework.http
+def monthly_billing(request: flask.Request) -> flask.Response:
+    """Entry point: validate and authenticate, then close the month."""
+    return handle(request, function="monthly_billing", fields=handlers.MONTHLY_BILLING_FIELDS,
+                  run=handlers.monthly_billing)

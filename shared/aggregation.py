@@ -1,0 +1,261 @@
+"""Meters: fold usage events into a quantity per group, with Lago's and Stripe Meters' semantics.
+
+An ``Accumulator`` is made for one meter and one window (the billing period clipped to the
+subscription's active time). ``add(event)`` ignores events outside ``[start, end)``; ``results()``
+returns ``{group_key: Decimal}`` where ``group_key`` is the tuple of the meter's ``group_by``
+property values as strings (``()`` without ``group_by``; a missing property is ``""``).
+
+Aggregations (``meter.aggregation``):
+- ``count``: number of events.
+- ``sum``: sum of ``properties[field]``.
+- ``max``: largest value (0 when there is no event).
+- ``unique_count``: number of distinct values of the field (compared as text).
+- ``latest``: value of the newest event (by timestamp, ties by document creation time), clamped at 0.
+- ``weighted_sum``: each value is a delta to a running level that starts at 0; the result is the
+  time-weighted average level over the window, ``sum(level x seconds held) / window seconds``.
+
+Values are read as ``Decimal`` (int, float via repr, or decimal string). A missing or non-numeric
+value is ignored by the aggregation (Lago's rule) and recorded in ``warnings``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
+from typing import Any, ClassVar, Generic, TypeVar
+
+from shared.model import Meter, UsageEvent
+from shared.money import to_decimal
+
+GroupKey = tuple[str, ...]
+StateT = TypeVar("StateT")
+_MAX_WARNINGS = 20
+
+
+class Accumulator(ABC, Generic[StateT]):
+    """Folds one meter's events in a window into one quantity per group.
+
+    Args:
+        meter: the meter (aggregation, field, group_by).
+        start: first instant counted (aware).
+        end: first instant not counted (aware).
+
+    """
+
+    aggregation: ClassVar[str]
+    needs_value: ClassVar[bool] = True
+    numeric: ClassVar[bool] = True
+
+    def __init__(self, meter: Meter, start: datetime, end: datetime) -> None:
+        self.meter = meter
+        self.start = start
+        self.end = end
+        self.groups: dict[GroupKey, StateT] = {}
+        self.events_counted = 0
+        self.warnings: list[str] = []
+        self.warning_count = 0
+
+    def _warn(self, event: UsageEvent, problem: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(f"event {event.id}: {problem}")
+
+    def add(self, event: UsageEvent) -> None:
+        """Fold ``event`` in, if it is inside the window and (when needed) has a numeric value."""
+        if not self.start <= event.timestamp < self.end:
+            return
+        value: Any = None
+        if self.needs_value:
+            assert self.meter.field is not None
+            raw = event.properties.get(self.meter.field)
+            if raw is None:
+                self._warn(event, f"property {self.meter.field!r} is missing")
+                return
+            if self.numeric:
+                try:
+                    value = to_decimal(raw)
+                except ValueError:
+                    self._warn(event, f"property {self.meter.field!r} is not numeric: {raw!r}")
+                    return
+            else:
+                value = raw
+        key = tuple(_group_value(event.properties.get(g)) for g in self.meter.group_by)
+        state = self.groups.get(key)
+        if state is None:
+            state = self._initial()
+        self.groups[key] = self._fold(state, event, value)
+        self.events_counted += 1
+
+    def results(self) -> dict[GroupKey, Decimal]:
+        """Quantities per group; without ``group_by`` always has the key ``()`` (0 if no event)."""
+        out = {key: self._result(state) for key, state in self.groups.items()}
+        if not self.meter.group_by and () not in out:
+            out[()] = Decimal(0)
+        return out
+
+    @abstractmethod
+    def _initial(self) -> StateT: ...
+
+    @abstractmethod
+    def _fold(self, state: StateT, event: UsageEvent, value: Any) -> StateT: ...
+
+    @abstractmethod
+    def _result(self, state: StateT) -> Decimal: ...
+
+
+def _group_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class CountAccumulator(Accumulator[int]):
+    """``count``: the number of events in the window."""
+
+    aggregation = "count"
+    needs_value = False
+
+    def _initial(self) -> int:
+        return 0
+
+    def _fold(self, state: int, event: UsageEvent, value: Any) -> int:
+        return state + 1
+
+    def _result(self, state: int) -> Decimal:
+        return Decimal(state)
+
+
+class SumAccumulator(Accumulator[Decimal]):
+    """``sum``: the exact Decimal sum of the field."""
+
+    aggregation = "sum"
+
+    def _initial(self) -> Decimal:
+        return Decimal(0)
+
+    def _fold(self, state: Decimal, event: UsageEvent, value: Any) -> Decimal:
+        with localcontext(prec=60):
+            return state + value  # type: ignore[no-any-return]
+
+    def _result(self, state: Decimal) -> Decimal:
+        return state
+
+
+class MaxAccumulator(Accumulator[Decimal | None]):
+    """``max``: the largest value of the field (0 when nothing counted)."""
+
+    aggregation = "max"
+
+    def _initial(self) -> Decimal | None:
+        return None
+
+    def _fold(self, state: Decimal | None, event: UsageEvent, value: Any) -> Decimal | None:
+        return value if state is None or value > state else state
+
+    def _result(self, state: Decimal | None) -> Decimal:
+        return state if state is not None else Decimal(0)
+
+
+class UniqueCountAccumulator(Accumulator[set[str]]):
+    """``unique_count``: the number of distinct values of the field, compared as text."""
+
+    aggregation = "unique_count"
+    numeric = False
+
+    def _initial(self) -> set[str]:
+        return set()
+
+    def _fold(self, state: set[str], event: UsageEvent, value: Any) -> set[str]:
+        state.add(_group_value(value))
+        return state
+
+    def _result(self, state: set[str]) -> Decimal:
+        return Decimal(len(state))
+
+
+_LatestState = tuple[datetime, datetime, str, Decimal] | None
+
+
+class LatestAccumulator(Accumulator[_LatestState]):
+    """``latest``: the newest event's value; ties by creation time then id; negatives count as 0."""
+
+    aggregation = "latest"
+
+    def _initial(self) -> _LatestState:
+        return None
+
+    def _fold(self, state: _LatestState, event: UsageEvent, value: Any) -> _LatestState:
+        created = event.created_at or event.timestamp
+        candidate = (event.timestamp, created, event.id, value)
+        if state is None or candidate[:3] > state[:3]:
+            return candidate
+        return state
+
+    def _result(self, state: _LatestState) -> Decimal:
+        if state is None:
+            return Decimal(0)
+        return max(state[3], Decimal(0))
+
+
+class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Decimal]]]):
+    """``weighted_sum``: time-weighted average of a running level built from deltas.
+
+    The level starts at 0 at the window's start; each event adds its value at its timestamp.
+    Result: ``sum(level_i x seconds_i) / window_seconds`` where ``seconds_i`` runs to the next
+    event or the window's end (Lago's ``weighted_sum``; seconds as the unit of time).
+    """
+
+    aggregation = "weighted_sum"
+
+    def _initial(self) -> list[tuple[datetime, datetime, str, Decimal]]:
+        return []
+
+    def _fold(
+        self, state: list[tuple[datetime, datetime, str, Decimal]], event: UsageEvent, value: Any
+    ) -> list[tuple[datetime, datetime, str, Decimal]]:
+        state.append((event.timestamp, event.created_at or event.timestamp, event.id, value))
+        return state
+
+    def _result(self, state: list[tuple[datetime, datetime, str, Decimal]]) -> Decimal:
+        total_seconds = _seconds(self.end - self.start)
+        level = Decimal(0)
+        area = Decimal(0)
+        ordered = sorted(state)
+        with localcontext(prec=60):
+            for index, (timestamp, _created, _id, delta) in enumerate(ordered):
+                level += delta
+                until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end
+                area += level * _seconds(until - timestamp)
+            return area / total_seconds if total_seconds else Decimal(0)
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    """Exact seconds of ``delta`` as a Decimal (microseconds kept, no float)."""
+    whole = delta.days * 86400 + delta.seconds
+    return Decimal(whole) + Decimal(delta.microseconds).scaleb(-6)
+
+
+ACCUMULATORS: dict[str, type[Accumulator[Any]]] = {
+    cls.aggregation: cls
+    for cls in (
+        CountAccumulator,
+        SumAccumulator,
+        MaxAccumulator,
+        UniqueCountAccumulator,
+        LatestAccumulator,
+        WeightedSumAccumulator,
+    )
+}
+
+
+def make_accumulator(meter: Meter, start: datetime, end: datetime) -> Accumulator[Any]:
+    """Return the accumulator for ``meter.aggregation`` over ``[start, end)``.
+
+    Raises:
+        KeyError: never for a parsed ``Meter`` (``Meter.parse`` rejects unknown aggregations).
+
+    """
+    return ACCUMULATORS[meter.aggregation](meter, start, end)

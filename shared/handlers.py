@@ -1,0 +1,50 @@
+"""What each HTTP function does once its request is accepted (``shared.http.handle``).
+
+``functions/<name>/main.py`` stays a thin entry point; the work lives here so that it is typed,
+tested and shared. Each handler builds a ``RunContext`` from the environment (Firestore and Cloud
+Storage clients from ``shared.clients``) and returns the JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared.clients import firestore_client, invoices_bucket, storage_client
+from shared.documents import render_and_upload
+from shared.http import Call, boolean, text
+from shared.model import Tenant
+from shared.periods import utc_now
+from shared.runs import RunContext, run_month_close
+from shared.store import BillingStore
+
+
+def publish_to_bucket(tenant: Tenant, invoices: Sequence[Mapping[str, Any]],
+                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], float]:
+    """Render invoices to PDF and upload them to ``INVOICES_BUCKET``."""
+    outcome = render_and_upload(tenant, invoices, storage_client(), invoices_bucket())
+    return outcome.uris, outcome.failures, outcome.render_seconds
+
+
+def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> RunContext:
+    """A run context for ``call`` on the configured Firestore and bucket."""
+    return RunContext(
+        run_id=call.run_id, now=now or utc_now(), dry_run=dry_run,
+        store=BillingStore(firestore_client()),
+        publish_pdfs=None if dry_run else publish_to_bucket,
+        principal=call.principal.email if call.principal else None,
+    )
+
+
+MONTHLY_BILLING_FIELDS = {"month": text, "dry_run": boolean}
+
+
+def monthly_billing(call: Call) -> dict[str, Any]:
+    """The month close (``shared.runs.run_month_close``) for ``month`` or the previous month."""
+    dry_run = bool(call.body.get("dry_run", False))
+    ctx = make_context(call, dry_run=dry_run)
+    if not dry_run:
+        invoices_bucket()  # misconfiguration fails before anything is written
+    report = run_month_close(ctx, call.tenant_id, call.body.get("month"))
+    return report.to_json()

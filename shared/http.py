@@ -1,0 +1,200 @@
+"""The HTTP shell every function shares: method, authentication, body, errors, logging.
+
+Order of checks, each answering before anything is written:
+1. Method: ``GET`` (health, and only without a body) and ``POST``; anything else is 405.
+2. Authentication (``shared.auth``): 401 for no or an invalid token, 403 for a principal not allowed.
+3. Body: empty means ``{}``; otherwise a JSON object (duplicate keys and NaN refused) whose fields
+   are all known to the function and valid: 400 otherwise. Cloud Scheduler sends its body as
+   ``application/octet-stream`` unless told otherwise, so the content type is not required.
+4. ``X-Tenant-ID`` header or ``tenant_id`` field (they must agree when both are given).
+
+Client errors are ``{"error": {"code", "message"}}`` with the status of the ``BillingError``
+subclass; anything unexpected is logged with its stack trace and answered 500 with the run id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import flask
+
+from shared.auth import AuthSettings, Principal, authenticate_headers
+from shared.errors import BadRequest, BillingError, MethodNotAllowed
+from shared.logs import get_logger, log_context
+
+Validator = Callable[[Any], Any]
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
+log = get_logger("billing.http")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated, validated request.
+
+    Attributes:
+        body: the validated fields (only those present), normalised by their validators.
+        tenant_id: from ``X-Tenant-ID`` or ``tenant_id``; ``None`` means every active tenant.
+        principal: the authenticated caller.
+        run_id: this request's id (hex), in every log line and the response.
+        headers: the request headers (e.g. ``Stripe-Signature``).
+
+    """
+
+    body: Mapping[str, Any]
+    tenant_id: str | None
+    principal: Principal | None
+    run_id: str
+    headers: Mapping[str, str]
+
+
+def boolean(value: Any) -> bool:
+    """Validator: a JSON boolean."""
+    if not isinstance(value, bool):
+        raise BadRequest(f"must be true or false, got {value!r}", code="invalid_field")
+    return value
+
+
+def identifier(value: Any) -> str:
+    """Validator: a document id (letters, digits and ``_ . : @ + -``, at most 255 characters)."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise BadRequest(f"must be an id of letters, digits and _.:@+-, got {value!r}",
+                         code="invalid_field")
+    return value
+
+
+def text(value: Any) -> str:
+    """Validator: a string (checked further by the function)."""
+    if not isinstance(value, str):
+        raise BadRequest(f"must be a string, got {value!r}", code="invalid_field")
+    return value
+
+
+def rfc3339(value: Any) -> datetime:
+    """Validator: an RFC 3339 timestamp *with* an offset (``2026-11-01T00:00:00Z``)."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None and "T" in value.upper():
+            return parsed
+    raise BadRequest(f"must be an RFC 3339 timestamp with an offset, got {value!r}",
+                     code="invalid_field")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"duplicate field {key!r}", code="invalid_json")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not valid JSON", code="invalid_json")
+
+
+def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
+    """Parse and validate a request body; ``{}`` when empty.
+
+    Raises:
+        BadRequest: not UTF-8 JSON, not an object, an unknown field, or an invalid value.
+
+    """
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
+                          parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"body must be a JSON object, got {type(data).__name__}",
+                         code="invalid_body")
+    allowed = {**fields, "tenant_id": identifier}
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: "
+                         f"{', '.join(sorted(allowed))}", code="unknown_field")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        try:
+            out[key] = allowed[key](value)
+        except BadRequest as exc:
+            raise BadRequest(f"{key}: {exc.message}", code=exc.code) from None
+    return out
+
+
+def json_response(body: Mapping[str, Any], status: int = 200,
+                  headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A JSON response with ``Cache-Control: no-store``."""
+    response = flask.Response(json.dumps(body, default=str), status=status,
+                              mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def handle(request: flask.Request, *, function: str, fields: Mapping[str, Validator],
+           run: Callable[[Call], Mapping[str, Any]], authenticate: bool = True) -> flask.Response:
+    """Serve one request of ``function``: checks, then ``run(call)`` for a POST.
+
+    ``authenticate=False`` is only for ``stripe_webhook``, whose caller proves itself with the
+    Stripe signature instead of an OIDC token.
+    """
+    run_id = uuid.uuid4().hex
+    with log_context(run_id=run_id):
+        try:
+            if request.method not in ("GET", "POST"):
+                raise MethodNotAllowed(f"{request.method} is not allowed; use POST (or GET "
+                                       "for health)")
+            principal = None
+            if authenticate:
+                principal = authenticate_headers(dict(request.headers), AuthSettings.from_env())
+            raw = request.get_data(cache=True)
+            if request.method == "GET":
+                if raw:
+                    raise BadRequest("GET takes no body; POST the request", code="invalid_body")
+                return json_response({"status": "ok", "function": function, "run_id": run_id})
+            body = parse_body(raw, fields)
+            header_tenant = request.headers.get("X-Tenant-ID")
+            tenant_id = body.pop("tenant_id", None)
+            if header_tenant is not None:
+                header_tenant = identifier(header_tenant)
+                if tenant_id is not None and tenant_id != header_tenant:
+                    raise BadRequest("X-Tenant-ID and tenant_id disagree", code="invalid_field")
+                tenant_id = header_tenant
+            call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id,
+                        headers=dict(request.headers))
+            with log_context(tenant_id=tenant_id):
+                log.info("request accepted", extra={
+                    "function": function, "principal": principal.email if principal else None,
+                    "fields": sorted(body)})
+                result = run(call)
+            return json_response(result)
+        except BillingError as exc:
+            if exc.status >= 500:
+                log.exception("request failed", extra={"function": function, "code": exc.code})
+            else:
+                log.warning("request refused", extra={
+                    "function": function, "status": exc.status, "code": exc.code,
+                    "error": exc.message})
+            headers = {"Allow": "GET, POST"} if exc.status == 405 else None
+            body = exc.to_json()
+            body["run_id"] = run_id
+            return json_response(body, exc.status, headers)
+        except Exception:
+            log.exception("unexpected failure", extra={"function": function})
+            return json_response({"error": {"code": "internal",
+                                            "message": f"internal error (run_id {run_id})"},
+                                  "run_id": run_id}, 500)

@@ -1,0 +1,301 @@
+"""Domain records read from Firestore, as frozen dataclasses, with strict parsing.
+
+Each ``parse`` classmethod takes a document id and its data (the contract's layout) and returns
+the record, or raises ``DataError`` naming the document and field. Amounts are ``int`` minor units
+of the tenant's currency; rates and prices are ``Decimal``; datetimes are aware (Firestore returns
+UTC). Unknown extra fields are allowed (the contract invites extensions) and kept in ``raw``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.errors import DataError
+from shared.money import to_decimal, validate_currency
+from shared.periods import zone
+
+AGGREGATIONS = ("count", "sum", "max", "unique_count", "latest", "weighted_sum")
+INTERVALS = ("day", "week", "month", "year")
+SUBSCRIPTION_STATUSES = ("active", "suspended", "canceled")
+CUSTOMER_STATUSES = ("active", "suspended", "archived")
+MAX_GRACE_PERIOD_HOURS = 72
+
+
+def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in data or data[key] is None:
+        raise DataError(f"{where}: missing required field {key!r}", code="missing_field")
+    return data[key]
+
+
+def _str(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = _require(data, key, where)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: {key!r} must be a non-empty string", code="invalid_field")
+    return value
+
+
+def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...], where: str) -> str:
+    value = _str(data, key, where)
+    if value not in choices:
+        raise DataError(f"{where}: {key!r} is {value!r}, expected one of {', '.join(choices)}",
+                        code="invalid_field")
+    return value
+
+
+def _optional_datetime(data: Mapping[str, Any], key: str, where: str) -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise DataError(f"{where}: {key!r} must be a timestamp", code="invalid_field")
+    return value
+
+
+def _datetime(data: Mapping[str, Any], key: str, where: str) -> datetime:
+    value = _optional_datetime(data, key, where)
+    if value is None:
+        raise DataError(f"{where}: missing required field {key!r}", code="missing_field")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: {key!r} must be an integer", code="invalid_field")
+    return value
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """``tenants/{id}``: the seller, its timezone, currency, numbering and tax settings.
+
+    ``tax_rates`` maps an ISO 3166 alpha-2 country to a percent (``Decimal("20")`` = 20 %).
+    ``grace_period_hours`` (0-72, default 1) delays finalization of anniversary drafts.
+    """
+
+    id: str
+    name: str
+    status: str
+    timezone: str
+    currency: str
+    invoice_prefix: str
+    payment_terms_days: int
+    tax_rates: Mapping[str, Decimal]
+    tax_inclusive: bool = False
+    grace_period_hours: Decimal = Decimal(1)
+    locale: str = "en_GB"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, tenant_id: str, data: Mapping[str, Any]) -> Tenant:
+        """Parse a tenant document; raise ``DataError`` on a missing or invalid field."""
+        where = f"tenants/{tenant_id}"
+        timezone = _str(data, "timezone", where)
+        zone(timezone)
+        rates_raw = data.get("tax_rates") or {}
+        if not isinstance(rates_raw, Mapping):
+            raise DataError(f"{where}: 'tax_rates' must be a map", code="invalid_field")
+        rates: dict[str, Decimal] = {}
+        for country, percent in rates_raw.items():
+            try:
+                rates[str(country).upper()] = to_decimal(percent)
+            except ValueError:
+                raise DataError(f"{where}: tax rate for {country!r} is not a number",
+                                code="invalid_field") from None
+            if not Decimal(0) <= rates[str(country).upper()] <= Decimal(100):
+                raise DataError(f"{where}: tax rate for {country!r} must be 0-100",
+                                code="invalid_field")
+        try:
+            grace = to_decimal(data.get("grace_period_hours", 1))
+        except ValueError:
+            raise DataError(f"{where}: 'grace_period_hours' must be a number",
+                            code="invalid_field") from None
+        if not Decimal(0) <= grace <= MAX_GRACE_PERIOD_HOURS:
+            raise DataError(f"{where}: 'grace_period_hours' must be 0-72", code="invalid_field")
+        terms = _int(data, "payment_terms_days", where)
+        if terms < 0:
+            raise DataError(f"{where}: 'payment_terms_days' must be >= 0", code="invalid_field")
+        return cls(
+            id=tenant_id,
+            name=_str(data, "name", where),
+            status=_choice(data, "status", ("active", "disabled"), where),
+            timezone=timezone,
+            currency=validate_currency(_str(data, "currency", where)),
+            invoice_prefix=_str(data, "invoice_prefix", where),
+            payment_terms_days=terms,
+            tax_rates=rates,
+            tax_inclusive=bool(data.get("tax_inclusive", False)),
+            grace_period_hours=grace,
+            locale=str(data.get("locale") or "en_GB"),
+            raw=dict(data),
+        )
+
+    def seller(self) -> dict[str, Any]:
+        """The seller block for documents: legal name, address lines, email, tax id."""
+        return {
+            "name": self.raw.get("legal_name") or self.name,
+            "address_lines": list(self.raw.get("address_lines") or []),
+            "email": self.raw.get("email"),
+            "tax_id": self.raw.get("tax_id"),
+        }
+
+
+@dataclass(frozen=True)
+class Customer:
+    """``tenants/{t}/customers/{id}``: who is billed; ``country`` drives the tax rate."""
+
+    id: str
+    name: str
+    email: str | None
+    country: str | None
+    status: str
+    tax_exempt: bool
+    address: Mapping[str, Any]
+    tax_id: str | None = None
+
+    @classmethod
+    def parse(cls, customer_id: str, data: Mapping[str, Any]) -> Customer:
+        """Parse a customer document; raise ``DataError`` on a missing or invalid field."""
+        where = f"customers/{customer_id}"
+        address = data.get("address") or {}
+        if not isinstance(address, Mapping):
+            raise DataError(f"{where}: 'address' must be a map", code="invalid_field")
+        country = address.get("country")
+        return cls(
+            id=customer_id,
+            name=_str(data, "name", where),
+            email=data.get("email"),
+            country=str(country).upper() if country else None,
+            status=_choice(data, "status", CUSTOMER_STATUSES, where),
+            tax_exempt=bool(data.get("tax_exempt", False)),
+            address=dict(address),
+            tax_id=data.get("tax_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Meter:
+    """``tenants/{t}/meters/{code}``: how usage events of one meter aggregate into a quantity."""
+
+    code: str
+    aggregation: str
+    field: str | None
+    group_by: tuple[str, ...]
+    unit: str | None
+    name: str
+
+    @classmethod
+    def parse(cls, code: str, data: Mapping[str, Any]) -> Meter:
+        """Parse a meter; raise ``DataError`` for an unknown aggregation or a missing field."""
+        where = f"meters/{code}"
+        aggregation = _choice(data, "aggregation", AGGREGATIONS, where)
+        field_name = data.get("field")
+        if aggregation != "count" and not (isinstance(field_name, str) and field_name):
+            raise DataError(f"{where}: aggregation {aggregation!r} needs a 'field'",
+                            code="missing_field")
+        group_by = data.get("group_by") or []
+        if not isinstance(group_by, list) or not all(isinstance(g, str) and g for g in group_by):
+            raise DataError(f"{where}: 'group_by' must be a list of property names",
+                            code="invalid_field")
+        return cls(
+            code=code,
+            aggregation=aggregation,
+            field=field_name if aggregation != "count" else None,
+            group_by=tuple(group_by),
+            unit=data.get("unit"),
+            name=str(data.get("name") or code),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``tenants/{t}/plans/{id}``: currency, billing interval and charges (raw maps, priced later)."""
+
+    id: str
+    name: str
+    currency: str
+    interval: str
+    interval_count: int
+    charges: tuple[Mapping[str, Any], ...]
+
+    @classmethod
+    def parse(cls, plan_id: str, data: Mapping[str, Any]) -> Plan:
+        """Parse a plan; charges are validated by ``shared.charges`` when priced."""
+        where = f"plans/{plan_id}"
+        charges = _require(data, "charges", where)
+        if not isinstance(charges, list) or not all(isinstance(c, Mapping) for c in charges):
+            raise DataError(f"{where}: 'charges' must be a list of maps", code="invalid_field")
+        count = _int(data, "interval_count", where, default=1)
+        if count < 1:
+            raise DataError(f"{where}: 'interval_count' must be >= 1", code="invalid_field")
+        return cls(
+            id=plan_id,
+            name=str(data.get("name") or plan_id),
+            currency=validate_currency(_str(data, "currency", where)),
+            interval=_choice(data, "interval", INTERVALS, where),
+            interval_count=count,
+            charges=tuple(dict(c) for c in charges),
+        )
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """``tenants/{t}/subscriptions/{id}``: a customer on a plan, billed by calendar or anniversary."""
+
+    id: str
+    customer_id: str
+    plan_id: str
+    status: str
+    billing_time: str
+    started_at: datetime
+    canceled_at: datetime | None = None
+    trial_end: datetime | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+
+    @classmethod
+    def parse(cls, subscription_id: str, data: Mapping[str, Any]) -> Subscription:
+        """Parse a subscription; raise ``DataError`` on a missing or invalid field."""
+        where = f"subscriptions/{subscription_id}"
+        billing_time = _choice(data, "billing_time", ("calendar", "anniversary"), where)
+        sub = cls(
+            id=subscription_id,
+            customer_id=_str(data, "customer_id", where),
+            plan_id=_str(data, "plan_id", where),
+            status=_choice(data, "status", SUBSCRIPTION_STATUSES, where),
+            billing_time=billing_time,
+            started_at=_datetime(data, "started_at", where),
+            canceled_at=_optional_datetime(data, "canceled_at", where),
+            trial_end=_optional_datetime(data, "trial_end", where),
+            current_period_start=_optional_datetime(data, "current_period_start", where),
+            current_period_end=_optional_datetime(data, "current_period_end", where),
+        )
+        if billing_time == "anniversary" and (
+            sub.current_period_start is None or sub.current_period_end is None
+        ):
+            raise DataError(f"{where}: anniversary subscriptions need current_period_start "
+                            "and current_period_end", code="missing_field")
+        return sub
+
+    def active_window(self) -> tuple[datetime, datetime | None]:
+        """``[started_at, canceled_at)``: when usage and fixed fees count (``None`` = open-ended)."""
+        return self.started_at, self.canceled_at
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """``tenants/{t}/usage_events/{transaction_id}``: one measured event.
+
+    ``created_at`` is Firestore's document create time, the tie-breaker for ``latest``.
+    """
+
+    id: str
+    customer_id: str
+    meter: str
+    timestamp: datetime
+    properties: Mapping[str, Any]
+    created_at: datetime | None = None

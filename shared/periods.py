@@ -1,0 +1,150 @@
+"""Billing periods: half-open ``[start, end)`` intervals of aware instants, computed in a tenant's timezone.
+
+A calendar period is one calendar month *in the tenant's IANA timezone* (zoneinfo): November 2011
+for a Europe/London tenant is ``[2011-11-01T00:00 GMT, 2011-12-01T00:00 GMT)``, and October 2011 is
+``[2011-10-01T00:00 BST, 2011-11-01T00:00 GMT)``, which lasts 31 days and one hour because the
+clocks went back inside it. Boundaries are stored as UTC instants.
+
+Local midnight that does not exist or exists twice (a DST change at midnight, as in
+America/Santiago) is resolved with zoneinfo's ``fold=0`` rule: the earliest instant of that
+local day, so consecutive periods always tile time with no gap and no overlap.
+
+Errors: ``BadRequest`` for a malformed ``YYYY-MM``; ``DataError`` for an unknown timezone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.errors import BadRequest, DataError
+
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """Return the ``ZoneInfo`` for an IANA name.
+
+    Raises:
+        DataError: the name is not a known IANA timezone.
+
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise DataError(f"unknown IANA timezone {name!r}", code="unknown_timezone") from None
+
+
+def require_aware(value: datetime, what: str = "datetime") -> datetime:
+    """Return ``value`` if it carries a UTC offset; raise ``ValueError`` for a naive datetime."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
+    return value
+
+
+def local_midnight(day: date, tz: str) -> datetime:
+    """Return the first instant (UTC) of ``day`` in timezone ``tz`` (fold=0 for gaps and repeats)."""
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    """A billing period ``[start, end)`` as UTC instants, with the timezone that drew it.
+
+    Attributes:
+        start: first instant included (aware, UTC).
+        end: first instant *not* included (aware, UTC).
+        timezone: IANA name of the tenant's timezone.
+
+    """
+
+    start: datetime
+    end: datetime
+    timezone: str
+
+    def __post_init__(self) -> None:
+        """Check that both ends are aware and ``start < end``."""
+        require_aware(self.start, "period start")
+        require_aware(self.end, "period end")
+        if not self.start < self.end:
+            raise ValueError(f"empty period {self.start.isoformat()}..{self.end.isoformat()}")
+
+    @property
+    def local_start(self) -> datetime:
+        """``start`` in the tenant's timezone."""
+        return self.start.astimezone(zone(self.timezone))
+
+    @property
+    def local_end(self) -> datetime:
+        """``end`` in the tenant's timezone."""
+        return self.end.astimezone(zone(self.timezone))
+
+    @property
+    def month_label(self) -> str:
+        """``YYYY-MM`` of the period's first local day (the PDF folder in Cloud Storage)."""
+        return f"{self.local_start:%Y-%m}"
+
+    @property
+    def key(self) -> str:
+        """``YYYYMMDD`` of the first local day: with the subscription id, the invoice's identity."""
+        return f"{self.local_start:%Y%m%d}"
+
+    @property
+    def seconds(self) -> int:
+        """Length in seconds (a DST month is an hour longer or shorter)."""
+        return int((self.end - self.start).total_seconds())
+
+    def contains(self, instant: datetime) -> bool:
+        """True when ``start <= instant < end``."""
+        return self.start <= instant < self.end
+
+
+def parse_month(text: object) -> tuple[int, int]:
+    """Parse ``"YYYY-MM"`` (two-digit month, 01-12) into ``(year, month)``.
+
+    Raises:
+        BadRequest: anything else, e.g. ``"2026-13"``, ``"2026-1"``, ``2026``.
+
+    """
+    match = _MONTH_RE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise BadRequest(f"month must be YYYY-MM with a month 01-12, got {text!r}",
+                         code="invalid_month")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def month_period(year: int, month: int, tz: str) -> BillingPeriod:
+    """Return calendar month ``year-month`` in timezone ``tz`` as a ``BillingPeriod``."""
+    next_year, next_month = _next_month(year, month)
+    return BillingPeriod(
+        start=local_midnight(date(year, month, 1), tz),
+        end=local_midnight(date(next_year, next_month, 1), tz),
+        timezone=tz,
+    )
+
+
+def previous_month(now: datetime, tz: str) -> tuple[int, int]:
+    """Return ``(year, month)`` of the calendar month before the one ``now`` falls in, in ``tz``."""
+    local = require_aware(now, "now").astimezone(zone(tz))
+    return (local.year - 1, 12) if local.month == 1 else (local.year, local.month - 1)
+
+
+def days_in_period(period: BillingPeriod) -> int:
+    """Number of local calendar days the period covers (28-31 for a month)."""
+    return (period.local_end.date() - period.local_start.date()).days
+
+
+def utc_now() -> datetime:
+    """The current instant, aware, in UTC (one place to read the clock)."""
+    return datetime.now(UTC)
+
+
+ONE_DAY = timedelta(days=1)

@@ -1,0 +1,373 @@
+"""Billing runs: pick subscriptions and periods, collect usage, build, create, number, render.
+
+``bill_subscriptions`` is the one pipeline every billing run uses; the month close
+(``run_month_close``) and ``generate_invoices`` only choose the candidates (subscription, period).
+A run never stops for one subscription: its ``DataError`` (or any unexpected exception) lands in
+the report's ``errors`` and the rest are billed. A dry run reads but writes nothing, and returns
+previews of the invoices it would create.
+
+Report shape (the HTTP response body; amounts in minor units of each currency):
+``{"run_id", "dry_run", "generated", "skipped", "skips": [{tenant_id, subscription_id, reason}],
+"errors": [{tenant_id, subscription_id | invoice_id, error, code}], "warnings": [...],
+"warnings_count", "totals": {currency: minor units}, "tenants": [{tenant_id, period, ...}],
+"invoices": [...previews, dry runs only]}``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.errors import BadRequest, BillingError, DataError
+from shared.invoicing import InvoiceDraft, build_invoice
+from shared.logs import get_logger, log_context
+from shared.model import Customer, Meter, Plan, Subscription, Tenant
+from shared.periods import BillingPeriod, month_period, parse_month, previous_month
+from shared.store import BillingStore
+from shared.usage import UsageRouter, meters_of_plan
+
+MAX_LISTED = 1000
+log = get_logger("billing.runs")
+
+
+@dataclass
+class RunContext:
+    """What a run needs besides its request: identity, clock, store and PDF sink.
+
+    ``publish_pdfs(tenant, invoices)`` renders and stores PDFs and returns
+    ``(uris, failures, render_seconds)``; ``None`` skips PDFs (benchmarks measure them apart).
+    """
+
+    run_id: str
+    now: datetime
+    dry_run: bool
+    store: BillingStore
+    publish_pdfs: Callable[[Tenant, Sequence[Mapping[str, Any]]],
+                           tuple[list[tuple[str, str]], list[tuple[str, str]], float]] | None
+    principal: str | None = None
+
+
+@dataclass
+class RunReport:
+    """Counters and lists of a run, over every tenant it covered."""
+
+    run_id: str
+    dry_run: bool
+    generated: int = 0
+    skipped: int = 0
+    skips: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    warnings_count: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    tenants: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    pdf_render_seconds: float = 0.0
+    pdfs_rendered: int = 0
+
+    def skip(self, tenant_id: str, subscription_id: str, reason: str) -> None:
+        """Count a subscription that got no invoice, with its reason."""
+        self.skipped += 1
+        if len(self.skips) < MAX_LISTED:
+            self.skips.append({"tenant_id": tenant_id, "subscription_id": subscription_id,
+                               "reason": reason})
+
+    def error(self, tenant_id: str, error: BaseException, *, subscription_id: str | None = None,
+              invoice_id: str | None = None) -> None:
+        """Record a failure for one subscription, invoice or tenant (the run goes on)."""
+        entry: dict[str, Any] = {"tenant_id": tenant_id}
+        if subscription_id is not None:
+            entry["subscription_id"] = subscription_id
+        if invoice_id is not None:
+            entry["invoice_id"] = invoice_id
+        if isinstance(error, BillingError):
+            entry.update(error=error.message, code=error.code)
+        else:
+            entry.update(error=f"internal error: {type(error).__name__}", code="internal")
+        self.errors.append(entry)
+        log.error("billing failure", extra={
+            "subscription_id": subscription_id, "invoice_id": invoice_id,
+            "error": entry["error"], "code": entry["code"],
+            **({} if isinstance(error, BillingError)
+               else {"stack_trace": "".join(traceback.format_exception(error))}),
+        })
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body (JSON-ready)."""
+        body: dict[str, Any] = {
+            "run_id": self.run_id, "dry_run": self.dry_run,
+            "generated": self.generated, "skipped": self.skipped,
+            "skips": self.skips, "skips_truncated": self.skipped > len(self.skips),
+            "errors": self.errors, "warnings": self.warnings[:MAX_LISTED],
+            "warnings_count": self.warnings_count, "totals": self.totals,
+            "tenants": self.tenants,
+        }
+        if self.dry_run:
+            body["invoices"] = self.invoices
+        return body
+
+
+def preview(draft: InvoiceDraft) -> dict[str, Any]:
+    """A JSON-ready view of a draft (dry-run output)."""
+    document = draft.to_document()
+    document.pop("customer", None)
+    document["invoice_id"] = draft.invoice_id
+    document["period_start"] = draft.period.start.isoformat()
+    document["period_end"] = draft.period.end.isoformat()
+    return document
+
+
+def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
+                       candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
+                       finalize: bool) -> dict[str, Any]:
+    """Invoice each (subscription, period) candidate of one tenant; return the tenant summary.
+
+    Reads the catalogue and customers, streams the events of the union of the candidates'
+    windows once, builds every invoice, and (unless dry run) creates the absent ones in
+    transactions (``finalize``: numbered and ``open`` at once; else ``draft``), then renders PDFs
+    of the finalized ones. Failures of one subscription go to ``report.errors``.
+    """
+    store = ctx.store
+    meters: dict[str, Meter | DataError] = store.load_meters(tenant.id)
+    plans: dict[str, Plan | DataError] = store.load_plans(tenant.id)
+    customers: dict[str, Customer | DataError] = store.get_customers(
+        tenant.id, (sub.customer_id for sub, _ in candidates))
+    router = UsageRouter()
+    ready: list[tuple[Subscription, BillingPeriod, Plan, Customer]] = []
+    for sub, period in candidates:
+        try:
+            plan = plans.get(sub.plan_id)
+            if plan is None:
+                raise DataError(f"plan {sub.plan_id!r} does not exist", code="unknown_plan")
+            if isinstance(plan, DataError):
+                raise plan
+            customer = customers.get(sub.customer_id)
+            if customer is None or isinstance(customer, DataError):
+                raise customer or DataError(f"customer {sub.customer_id!r} does not exist",
+                                            code="unknown_customer")
+            if customer.status != "active":
+                report.skip(tenant.id, sub.id, f"customer_{customer.status}")
+                continue
+            start = max(period.start, sub.started_at)
+            end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
+            router.watch(sub.id, sub.customer_id, meters_of_plan(plan.charges, meters),
+                         start, max(start, end))
+            ready.append((sub, period, plan, customer))
+        except DataError as exc:
+            report.error(tenant.id, exc, subscription_id=sub.id)
+    if ready:
+        window_start = min(period.start for _, period, _, _ in ready)
+        window_end = max(period.end for _, period, _, _ in ready)
+        router.consume(store.stream_usage_events(tenant.id, window_start, window_end))
+
+    drafts: list[InvoiceDraft] = []
+    for sub, period, plan, customer in ready:
+        usage = router.usage[sub.id]
+        try:
+            draft = build_invoice(
+                tenant=tenant, customer=customer, subscription=sub, plan=plan, meters=meters,
+                period=period, usage=usage.quantities(), usage_events=usage.events_counted,
+                warnings=usage.warnings())
+        except DataError as exc:
+            report.error(tenant.id, exc, subscription_id=sub.id)
+            continue
+        except Exception as exc:
+            report.error(tenant.id, exc, subscription_id=sub.id)
+            continue
+        report.warnings_count += usage.warning_count()
+        report.warnings.extend(f"{tenant.id}/{sub.id}: {w}" for w in draft.warnings)
+        if draft.is_empty:
+            report.skip(tenant.id, sub.id, "no_usage")
+            continue
+        drafts.append(draft)
+
+    drafts.sort(key=lambda d: (d.customer.id, d.invoice_id))
+    summary: dict[str, Any] = {"tenant_id": tenant.id, "candidates": len(candidates),
+                               "events_read": router.events_seen}
+    if ctx.dry_run:
+        existing = store.existing_invoice_ids(tenant.id, [d.invoice_id for d in drafts])
+        for draft in drafts:
+            if draft.invoice_id in existing:
+                report.skip(tenant.id, draft.subscription_id, "already_invoiced")
+                continue
+            report.generated += 1
+            report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
+            report.invoices.append(preview(draft))
+        return summary
+
+    result = store.create_invoices(tenant, drafts, now=ctx.now, run_id=ctx.run_id,
+                                   finalize=finalize)
+    by_id = {d.invoice_id: d for d in drafts}
+    for invoice_id in result.existing:
+        report.skip(tenant.id, by_id[invoice_id].subscription_id, "already_invoiced")
+    for document in result.created:
+        report.generated += 1
+        currency = document["currency"]
+        report.totals[currency] = report.totals.get(currency, 0) + int(document["total"])
+    summary["generated"] = len(result.created)
+    if finalize:
+        to_render = list(result.created)
+        if result.existing:
+            # A retried or concurrent run: also render PDFs another run may have missed.
+            periods = {by_id[i].period.start for i in result.existing}
+            seen = {d["invoice_id"] for d in to_render}
+            for period_start in sorted(periods):
+                for invoice in store.invoices_for_period(tenant.id, period_start,
+                                                         by_id[result.existing[0]].billing_time):
+                    if (invoice.get("status") != "draft" and not invoice.get("pdf_uri")
+                            and invoice["invoice_id"] not in seen):
+                        to_render.append(invoice)
+        publish(ctx, report, tenant, to_render)
+    return summary
+
+
+def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
+            invoices: Sequence[Mapping[str, Any]]) -> None:
+    """Render and store the PDFs of ``invoices`` and record their ``pdf_uri``; failures to errors."""
+    if ctx.publish_pdfs is None or not invoices:
+        return
+    uris, failures, seconds = ctx.publish_pdfs(tenant, invoices)
+    report.pdf_render_seconds += seconds
+    report.pdfs_rendered += len(uris) + len(failures)
+    ctx.store.record_pdfs(tenant.id, uris, ctx.now)
+    for invoice_id, message in failures:
+        report.error(tenant.id, BillingError(message, code="pdf_failed"), invoice_id=invoice_id)
+
+
+def calendar_candidates(report: RunReport, tenant: Tenant, subscriptions: Sequence[
+        Subscription | tuple[str, DataError]], period: BillingPeriod,
+                        ) -> list[tuple[Subscription, BillingPeriod]]:
+    """Calendar subscriptions active at some time during ``period``; others skipped or ignored.
+
+    Ignored (not counted): started on or after the period's end, or canceled on or before its
+    start. Skipped with a reason: ``subscription_suspended``. Invalid ones go to errors.
+    """
+    out: list[tuple[Subscription, BillingPeriod]] = []
+    for sub in subscriptions:
+        if isinstance(sub, tuple):
+            report.error(tenant.id, sub[1], subscription_id=sub[0])
+            continue
+        if sub.started_at >= period.end:
+            continue
+        if sub.canceled_at is not None and sub.canceled_at <= period.start:
+            continue
+        if sub.status == "canceled" and sub.canceled_at is None:
+            report.error(tenant.id, DataError("canceled subscription has no canceled_at",
+                                              code="missing_field"), subscription_id=sub.id)
+            continue
+        if sub.status == "suspended":
+            report.skip(tenant.id, sub.id, "subscription_suspended")
+            continue
+        out.append((sub, period))
+    return out
+
+
+def month_close_period(tenant: Tenant, month: str | None, now: datetime) -> BillingPeriod:
+    """The month to close for ``tenant``: ``month`` or the previous month in its timezone.
+
+    Raises:
+        BadRequest: ``month`` is malformed, or has not ended yet in the tenant's timezone.
+
+    """
+    if month is None:
+        year, number = previous_month(now, tenant.timezone)
+    else:
+        year, number = parse_month(month)
+    period = month_period(year, number, tenant.timezone)
+    if period.end > now:
+        raise BadRequest(
+            f"month {period.month_label} has not ended yet in {tenant.timezone} "
+            f"(it ends {period.end.isoformat()})", code="month_not_closed")
+    return period
+
+
+def resolve_tenants(store: BillingStore, tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
+    """The tenants a run covers: the named one (404 if unknown, 403 if disabled) or every active one.
+
+    Raises:
+        NotFound: the named tenant does not exist.
+        PermissionDenied: the named tenant is disabled.
+
+    """
+    from shared.errors import PermissionDenied
+
+    if tenant_id is not None:
+        tenant = store.get_tenant(tenant_id)
+        if tenant.status != "active":
+            raise PermissionDenied(f"tenant {tenant_id!r} is disabled", code="tenant_disabled")
+        return [tenant]
+    out: list[Tenant | tuple[str, DataError]] = []
+    for tid in store.active_tenant_ids():
+        try:
+            out.append(store.get_tenant(tid))
+        except DataError as exc:
+            out.append((tid, exc))
+    return out
+
+
+def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -> RunReport:
+    """The month close: invoice every calendar subscription for the month, per tenant.
+
+    All request validation (month format, month ended, tenant known) happens before any write.
+
+    Raises:
+        BadRequest, NotFound, PermissionDenied: before anything is written.
+
+    """
+    report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run)
+    tenants = resolve_tenants(ctx.store, tenant_id)
+    periods: dict[str, BillingPeriod] = {}
+    for tenant in tenants:
+        if isinstance(tenant, Tenant):
+            periods[tenant.id] = month_close_period(tenant, month, ctx.now)
+        elif month is not None:
+            parse_month(month)
+    for tenant in tenants:
+        if isinstance(tenant, tuple):
+            report.error(tenant[0], tenant[1])
+            continue
+        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
+            started = time.monotonic()
+            period = periods[tenant.id]
+            before = (report.generated, report.skipped, len(report.errors), dict(report.totals))
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "function": "monthly_billing", "status": "running", "started_at": ctx.now,
+                    "month": period.month_label, "period_start": period.start,
+                    "period_end": period.end, "principal": ctx.principal,
+                })
+            try:
+                subs = ctx.store.load_subscriptions(tenant.id, "calendar")
+                candidates = calendar_candidates(report, tenant, subs, period)
+                summary = bill_subscriptions(ctx, report, tenant, candidates, finalize=True)
+            except Exception as exc:
+                report.error(tenant.id, exc)
+                summary = {"tenant_id": tenant.id, "failed": True}
+            summary.update({
+                "month": period.month_label, "period_start": period.start.isoformat(),
+                "period_end": period.end.isoformat(),
+                "generated": report.generated - before[0], "skipped": report.skipped - before[1],
+                "errors": len(report.errors) - before[2],
+                "totals": {c: v - before[3].get(c, 0) for c, v in report.totals.items()
+                           if v != before[3].get(c, 0)},
+                "seconds": round(time.monotonic() - started, 3),
+            })
+            report.tenants.append(summary)
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "status": "failed" if summary.get("failed") else "succeeded",
+                    "finished_at": ctx.now.__class__.now(ctx.now.tzinfo),
+                    **{k: summary[k] for k in ("generated", "skipped", "errors", "totals",
+                                               "seconds")},
+                    "error_details": [e for e in report.errors if e["tenant_id"] == tenant.id][
+                        :MAX_LISTED],
+                })
+            log.info("month close finished for tenant", extra={
+                "month": period.month_label, "generated": summary["generated"],
+                "skipped": summary["skipped"], "errors": summary["errors"],
+                "dry_run": ctx.dry_run})
+    return report

@@ -1,0 +1,319 @@
+"""The Firestore store: reads and writes exactly the layout of ``CONTRACT.md``.
+
+Everything lives under ``tenants/{tenant_id}``. Reads return parsed records from
+``shared.model`` (or, per document, the ``DataError`` that parsing raised, so one bad document
+fails only what depends on it). Invoice creation is the one write path that must never
+duplicate: ``create_invoices`` creates invoices whose ids are deterministic inside a transaction,
+reading each id first and creating only the absent ones (``create`` also carries an
+exists=false precondition), and, for finalized invoices, assigns gapless numbers from the
+tenant's yearly sequence document in the same commit. It works in batches (default 200 invoices
+per transaction) so the sequence document is written once per batch, not once per invoice
+(Firestore sustains about one write per second on a single document).
+
+Extra collections (extensions of the contract): ``tenants/{t}/invoice_sequences/{YYYY}``
+(``last``: the last sequence number issued that year) and ``tenants/{t}/billing_runs/{run_id}``.
+Queries made here are listed in ``shared.indexes.QUERIES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared.errors import DataError, NotFound
+from shared.invoicing import InvoiceDraft
+from shared.model import Customer, Meter, Plan, Subscription, Tenant, UsageEvent
+from shared.numbering import format_invoice_number, sequence_year
+
+INVOICE_BATCH_SIZE = 200
+EVENT_PAGE_SIZE = 5000
+TRANSACTION_ATTEMPTS = 30
+
+
+@dataclass
+class CreatedInvoices:
+    """What ``create_invoices`` did: the documents it created and the ids that already existed."""
+
+    created: list[dict[str, Any]] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+class BillingStore:
+    """Typed access to one Firestore database in the contract's layout.
+
+    Args:
+        db: a ``google.cloud.firestore.Client`` (the emulator when ``FIRESTORE_EMULATOR_HOST``
+            is set). The store is the test seam: tests pass a client on the real emulator.
+
+    """
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+        self.reads = 0
+        self.writes = 0
+
+    # -- references ------------------------------------------------------------------------
+    def tenant_ref(self, tenant_id: str) -> firestore.DocumentReference:
+        """``tenants/{tenant_id}``."""
+        return self.db.collection("tenants").document(tenant_id)
+
+    def collection(self, tenant_id: str, name: str) -> firestore.CollectionReference:
+        """``tenants/{tenant_id}/{name}``."""
+        collection: firestore.CollectionReference = self.tenant_ref(tenant_id).collection(name)
+        return collection
+
+    def invoice_ref(self, tenant_id: str, invoice_id: str) -> firestore.DocumentReference:
+        """``tenants/{tenant_id}/invoices/{invoice_id}``."""
+        return self.collection(tenant_id, "invoices").document(invoice_id)
+
+    # -- catalogue -------------------------------------------------------------------------
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        """Read and parse one tenant.
+
+        Raises:
+            NotFound: no such tenant document.
+            DataError: the document is invalid.
+
+        """
+        snapshot = self.tenant_ref(tenant_id).get()
+        self.reads += 1
+        if not snapshot.exists:
+            raise NotFound(f"unknown tenant {tenant_id!r}", code="unknown_tenant")
+        return Tenant.parse(tenant_id, snapshot.to_dict() or {})
+
+    def active_tenant_ids(self) -> list[str]:
+        """Ids of every tenant with ``status == "active"``, sorted."""
+        query = self.db.collection("tenants").where(filter=FieldFilter("status", "==", "active"))
+        ids = sorted(snapshot.id for snapshot in query.select([]).stream())
+        self.reads += max(1, len(ids))
+        return ids
+
+    def load_meters(self, tenant_id: str) -> dict[str, Meter | DataError]:
+        """Every meter of the tenant by code; an invalid one maps to its ``DataError``."""
+        out: dict[str, Meter | DataError] = {}
+        for snapshot in self.collection(tenant_id, "meters").stream():
+            self.reads += 1
+            try:
+                out[snapshot.id] = Meter.parse(snapshot.id, snapshot.to_dict() or {})
+            except DataError as exc:
+                out[snapshot.id] = exc
+        return out
+
+    def load_plans(self, tenant_id: str) -> dict[str, Plan | DataError]:
+        """Every plan of the tenant by id; an invalid one maps to its ``DataError``."""
+        out: dict[str, Plan | DataError] = {}
+        for snapshot in self.collection(tenant_id, "plans").stream():
+            self.reads += 1
+            try:
+                out[snapshot.id] = Plan.parse(snapshot.id, snapshot.to_dict() or {})
+            except DataError as exc:
+                out[snapshot.id] = exc
+        return out
+
+    def load_subscriptions(self, tenant_id: str,
+                           billing_time: str) -> list[Subscription | tuple[str, DataError]]:
+        """Subscriptions with ``billing_time`` (``calendar`` or ``anniversary``), sorted by id."""
+        query = self.collection(tenant_id, "subscriptions").where(
+            filter=FieldFilter("billing_time", "==", billing_time))
+        out: list[Subscription | tuple[str, DataError]] = []
+        for snapshot in query.stream():
+            self.reads += 1
+            try:
+                out.append(Subscription.parse(snapshot.id, snapshot.to_dict() or {}))
+            except DataError as exc:
+                out.append((snapshot.id, exc))
+        return sorted(out, key=lambda s: s.id if isinstance(s, Subscription) else s[0])
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
+        """Read one subscription; ``NotFound`` if absent, ``DataError`` if invalid."""
+        snapshot = self.collection(tenant_id, "subscriptions").document(subscription_id).get()
+        self.reads += 1
+        if not snapshot.exists:
+            raise NotFound(f"unknown subscription {subscription_id!r}",
+                           code="unknown_subscription")
+        return Subscription.parse(snapshot.id, snapshot.to_dict() or {})
+
+    def get_customers(self, tenant_id: str,
+                      customer_ids: Iterable[str]) -> dict[str, Customer | DataError]:
+        """Read the named customers in batched ``get_all`` calls; a missing one is a ``DataError``."""
+        ids = sorted(set(customer_ids))
+        out: dict[str, Customer | DataError] = {}
+        customers = self.collection(tenant_id, "customers")
+        for start in range(0, len(ids), 300):
+            refs = [customers.document(cid) for cid in ids[start:start + 300]]
+            for snapshot in self.db.get_all(refs):
+                self.reads += 1
+                if not snapshot.exists:
+                    out[snapshot.id] = DataError(f"customer {snapshot.id!r} does not exist",
+                                                 code="unknown_customer")
+                    continue
+                try:
+                    out[snapshot.id] = Customer.parse(snapshot.id, snapshot.to_dict() or {})
+                except DataError as exc:
+                    out[snapshot.id] = exc
+        return out
+
+    # -- usage -----------------------------------------------------------------------------
+    def stream_usage_events(self, tenant_id: str, start: datetime,
+                            end: datetime) -> Iterator[UsageEvent]:
+        """Yield the tenant's events with ``start <= timestamp < end``, oldest first.
+
+        Pages of ``EVENT_PAGE_SIZE`` with a cursor, so a long month is never one fragile stream.
+        An event document missing ``customer_id``/``meter``/``timestamp`` is skipped (it can
+        belong to no one); its count is in ``self.malformed_events``.
+        """
+        self.malformed_events = 0
+        base = (self.collection(tenant_id, "usage_events")
+                .where(filter=FieldFilter("timestamp", ">=", start))
+                .where(filter=FieldFilter("timestamp", "<", end))
+                .order_by("timestamp"))
+        cursor = None
+        while True:
+            query = base.limit(EVENT_PAGE_SIZE)
+            if cursor is not None:
+                query = query.start_after(cursor)
+            count = 0
+            for snapshot in query.stream():
+                count += 1
+                cursor = snapshot
+                data = snapshot.to_dict() or {}
+                customer_id = data.get("customer_id")
+                meter = data.get("meter")
+                timestamp = data.get("timestamp")
+                properties = data.get("properties") or {}
+                if not (isinstance(customer_id, str) and isinstance(meter, str)
+                        and isinstance(timestamp, datetime) and isinstance(properties, dict)):
+                    self.malformed_events += 1
+                    continue
+                yield UsageEvent(snapshot.id, customer_id, meter, timestamp, properties,
+                                 snapshot.create_time)
+            self.reads += count
+            if count < EVENT_PAGE_SIZE:
+                return
+
+    # -- invoices --------------------------------------------------------------------------
+    def invoices_for_period(self, tenant_id: str, period_start: datetime,
+                            billing_time: str) -> list[dict[str, Any]]:
+        """Every invoice of one period start and billing time, as dicts with ``invoice_id``."""
+        query = (self.collection(tenant_id, "invoices")
+                 .where(filter=FieldFilter("period_start", "==", period_start))
+                 .where(filter=FieldFilter("billing_time", "==", billing_time)))
+        out = []
+        for snapshot in query.stream():
+            self.reads += 1
+            out.append({"invoice_id": snapshot.id, **(snapshot.to_dict() or {})})
+        return out
+
+    def existing_invoice_ids(self, tenant_id: str, invoice_ids: Sequence[str]) -> set[str]:
+        """Which of ``invoice_ids`` exist already (batched reads; used by dry runs)."""
+        found: set[str] = set()
+        for start in range(0, len(invoice_ids), 300):
+            refs = [self.invoice_ref(tenant_id, i) for i in invoice_ids[start:start + 300]]
+            for snapshot in self.db.get_all(refs):
+                self.reads += 1
+                if snapshot.exists:
+                    found.add(snapshot.id)
+        return found
+
+    def create_invoices(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
+                        run_id: str, finalize: bool,
+                        batch_size: int = INVOICE_BATCH_SIZE) -> CreatedInvoices:
+        """Create the absent invoices among ``drafts``; never touch one that exists.
+
+        With ``finalize`` each created invoice is ``open`` with the next gapless number of the
+        tenant's sequence for the year of ``now`` (tenant timezone), ``issued_at = now`` and
+        ``due_at = now + payment_terms_days``; without it, ``draft`` with
+        ``finalize_at = now + grace_period_hours`` and ``number = None``. Numbers follow the order
+        of ``drafts`` (the caller sorts them), batch after batch: finalization order.
+
+        Returns the created documents (with ``invoice_id``) and the ids that already existed.
+        """
+        result = CreatedInvoices()
+        year = sequence_year(now, tenant.timezone)
+        sequence_ref = self.collection(tenant.id, "invoice_sequences").document(str(year))
+        for start in range(0, len(drafts), batch_size):
+            batch = list(drafts[start:start + batch_size])
+            created, existing = self._create_batch(tenant, batch, sequence_ref, year, now,
+                                                   run_id, finalize)
+            result.created.extend(created)
+            result.existing.extend(existing)
+        return result
+
+    def _create_batch(self, tenant: Tenant, batch: list[InvoiceDraft],
+                      sequence_ref: firestore.DocumentReference, year: int, now: datetime,
+                      run_id: str, finalize: bool) -> tuple[list[dict[str, Any]], list[str]]:
+        refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft in batch]
+        attempts = 0
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> tuple[list[dict[str, Any]], list[str]]:
+            nonlocal attempts
+            attempts += 1
+            snapshots = {s.id: s for s in transaction.get_all(refs)}
+            last = 0
+            if finalize:
+                sequence = sequence_ref.get(transaction=transaction)
+                last = int((sequence.to_dict() or {}).get("last", 0)) if sequence.exists else 0
+            created: list[dict[str, Any]] = []
+            existing: list[str] = []
+            for draft, ref in zip(batch, refs, strict=True):
+                if snapshots[draft.invoice_id].exists:
+                    existing.append(draft.invoice_id)
+                    continue
+                document = draft.to_document()
+                document.update({"created_at": now, "run_id": run_id, "pdf_uri": None})
+                if finalize:
+                    last += 1
+                    document.update(_finalized_fields(tenant, year, last, now))
+                else:
+                    document.update({
+                        "status": "draft", "number": None, "due_at": None,
+                        "finalize_at": now + timedelta(hours=float(tenant.grace_period_hours)),
+                    })
+                transaction.create(ref, document)
+                created.append({"invoice_id": draft.invoice_id, **document})
+            if finalize and created:
+                transaction.set(sequence_ref, {"last": last, "year": year, "updated_at": now},
+                                merge=True)
+            return created, existing
+
+        created, existing = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        self.reads += len(refs) + (1 if finalize else 0)
+        self.writes += len(created) + (1 if finalize and created else 0)
+        return created, existing
+
+    def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]],
+                    rendered_at: datetime) -> None:
+        """Set ``pdf_uri`` on each ``(invoice_id, gs_uri)``, in write batches of 400."""
+        for start in range(0, len(uris), 400):
+            batch = self.db.batch()
+            for invoice_id, uri in uris[start:start + 400]:
+                batch.update(self.invoice_ref(tenant_id, invoice_id),
+                             {"pdf_uri": uri, "pdf_rendered_at": rendered_at})
+            batch.commit()
+            self.writes += len(uris[start:start + 400])
+
+    # -- runs ------------------------------------------------------------------------------
+    def write_run(self, tenant_id: str, run_id: str, record: dict[str, Any]) -> None:
+        """Create or update ``tenants/{t}/billing_runs/{run_id}`` (merge)."""
+        self.collection(tenant_id, "billing_runs").document(run_id).set(record, merge=True)
+        self.writes += 1
+
+
+def _finalized_fields(tenant: Tenant, year: int, sequence: int, now: datetime) -> dict[str, Any]:
+    """Fields an invoice gets when finalized: number, ``open``, issue and due dates."""
+    return {
+        "status": "open",
+        "number": format_invoice_number(tenant.invoice_prefix, year, sequence),
+        "sequence": sequence,
+        "sequence_year": year,
+        "issued_at": now,
+        "finalized_at": now,
+        "due_at": now + timedelta(days=tenant.payment_terms_days),
+        "finalize_at": None,
+    }
