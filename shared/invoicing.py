@@ -29,7 +29,8 @@ from shared.charges import Part, charge_type, fixed_parts, price_usage
 from shared.errors import DataError
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.money import format_unit_amount, line_amount
-from shared.periods import BillingPeriod, local_midnight
+from shared.periods import BillingPeriod
+from shared.proration import proration_days
 from shared.tax import line_tax, tax_rate_for
 
 _TWELVE_PLACES = Decimal(1).scaleb(-12)
@@ -141,34 +142,6 @@ def _decimal_text(value: Decimal) -> str:
     if normal == normal.to_integral_value():
         return format(normal.quantize(Decimal(1)), "f")
     return format(normal, "f")
-
-
-def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[int, int]:
-    """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
-
-    Convention (documented in the README): calendar days in the tenant's timezone; a day on which
-    the subscription was active for any part counts as a whole day; the trial (``trial_end``)
-    counts as inactive; the fraction is ``active_days / period_days`` (28-31 for a month).
-    """
-    tz = period.timezone
-    start_day = period.local_start.date()
-    end_day = period.local_end.date()
-    period_days = (end_day - start_day).days
-    active_from = max(period.start, subscription.started_at)
-    if subscription.trial_end is not None:
-        active_from = max(active_from, subscription.trial_end)
-    active_until = period.end
-    if subscription.canceled_at is not None:
-        active_until = min(active_until, subscription.canceled_at)
-    if active_from >= active_until:
-        return 0, period_days
-    first = active_from.astimezone(period.local_start.tzinfo).date()
-    last_instant = active_until.astimezone(period.local_start.tzinfo)
-    # End-exclusive: an end exactly at local midnight does not touch that day.
-    last = last_instant.date()
-    if local_midnight(last, tz) == active_until:
-        last = last.fromordinal(last.toordinal() - 1)
-    return (last - first).days + 1, period_days
 
 
 def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
