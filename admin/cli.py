@@ -1,0 +1,314 @@
+r"""``python -m admin``: call a billing function by hand with an OIDC ID token.
+
+Usage::
+
+    python -m admin call FUNCTION_NAME --url URL [--tenant T] [--month YYYY-MM]
+        [--as-of RFC3339] [--subscription-id ID] [--action ACTION] [--invoice-id ID]
+        [--amount MINOR_UNITS] [--paid-at RFC3339] [--dry-run] [--data JSON|@file]
+        [--audience AUD] [--local | --token-source SOURCE] [--timeout SECONDS]
+
+The body is ``--data`` (a JSON object) with the flags laid over it: ``--month`` -> ``month``,
+``--as-of`` -> ``as_of``, ``--subscription-id`` -> ``subscription_id``, ``--action`` ->
+``action``, ``--invoice-id`` -> ``invoice_id``, ``--amount`` -> ``amount``, ``--paid-at`` ->
+``paid_at``, ``--dry-run`` -> ``"dry_run": true``. ``--tenant`` is sent as ``X-Tenant-ID``.
+``--url`` defaults to ``$ADMIN_URL_<FUNCTION_NAME>`` (e.g. ``ADMIN_URL_MONTHLY_BILLING``).
+Examples::
+
+    python -m admin call monthly_billing --url "$URL" --month 2026-10 --dry-run
+    python -m admin call generate_invoices --url "$URL" --as-of 2026-11-01T00:00:00Z
+    python -m admin call billing_admin --url "$URL" --tenant acme --action mark_paid \
+        --invoice-id inv_123 --amount 1200 --paid-at 2026-11-03T10:00:00Z
+
+Token sources (``--token-source``, default ``$ADMIN_TOKEN_SOURCE``, else ``google``); the
+audience is ``--audience`` or the URL:
+
+``google``
+    ``google.oauth2.id_token.fetch_id_token``: a service-account key in
+    ``GOOGLE_APPLICATION_CREDENTIALS`` (or an impersonated-service-account ADC file), or the
+    metadata server on GCP. User credentials from ``gcloud auth application-default login``
+    cannot mint ID tokens for an arbitrary audience; use ``gcloud`` or ``env`` below instead.
+``local`` (also ``--local``)
+    Minted from the dev issuer key in ``--issuer-dir`` (default ``.dev/issuer``) for
+    ``--email`` (default ``scheduler@dev.local``): for ``make serve``/``make demo``.
+``gcloud``
+    ``gcloud auth print-identity-token --audiences=AUD --include-email``, with
+    ``--impersonate-service-account`` (or ``$ADMIN_IMPERSONATE_SERVICE_ACCOUNT``) when set.
+``env``
+    The token in ``$ADMIN_ID_TOKEN``, e.g.
+    ``ADMIN_ID_TOKEN=$(gcloud auth print-identity-token --impersonate-service-account=SA
+    --audiences=URL --include-email)``; a token never goes on the command line.
+
+The response is printed as indented JSON (raw text if it is not JSON). Exit status: 0 for HTTP
+< 400, 1 for HTTP >= 400, 2 for bad arguments, 3 when no token could be obtained or the
+function could not be reached. The token is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import requests
+
+TOKEN_SOURCES = ("google", "local", "gcloud", "env")
+"""Where ``call`` gets its ID token; see the module docstring."""
+
+EXIT_OK = 0
+EXIT_HTTP_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_CONNECTION = 3
+
+_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class AdminError(RuntimeError):
+    """The call could not be made: no token, or the function could not be reached."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``python -m admin`` argument parser (subcommand ``call``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m admin", description="Call a billing function with an OIDC ID token.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    call = sub.add_parser(
+        "call", help="POST a JSON body to a function and print its answer",
+        description="POST a JSON body to a billing function and print its JSON answer.",
+    )
+    call.add_argument("function", metavar="FUNCTION_NAME",
+                      help="monthly_billing, generate_invoices, dunning, billing_admin, ...")
+    call.add_argument("--url", help="the function's URL (default $ADMIN_URL_<FUNCTION_NAME>)")
+    call.add_argument("--audience", help="the token's audience (default: the URL)")
+    call.add_argument("--tenant", help="restrict to one tenant (sent as X-Tenant-ID)")
+    body = call.add_argument_group("body fields (laid over --data)")
+    body.add_argument("--month", type=_month, help="YYYY-MM (monthly_billing)")
+    body.add_argument("--as-of", dest="as_of", type=_rfc3339,
+                      help="RFC 3339 instant (generate_invoices, dunning)")
+    body.add_argument("--subscription-id", dest="subscription_id")
+    body.add_argument("--action", help="billing_admin action, e.g. mark_paid, void")
+    body.add_argument("--invoice-id", dest="invoice_id")
+    body.add_argument("--amount", type=_amount, help="minor units (billing_admin mark_paid)")
+    body.add_argument("--paid-at", dest="paid_at", type=_rfc3339, help="RFC 3339 instant")
+    body.add_argument("--dry-run", dest="dry_run", action="store_true",
+                      help="send dry_run: true (nothing is written)")
+    body.add_argument("--data", type=_json_object,
+                      help="a JSON object, or @FILE holding one, used as the base body")
+    auth = call.add_argument_group("token")
+    auth.add_argument("--token-source", choices=TOKEN_SOURCES,
+                      help="default $ADMIN_TOKEN_SOURCE, else google")
+    auth.add_argument("--local", action="store_true",
+                      help="same as --token-source local (dev issuer key)")
+    auth.add_argument("--issuer-dir", type=Path, default=Path(".dev/issuer"),
+                      help="dev issuer key directory for --local (default .dev/issuer)")
+    auth.add_argument("--email", help="the principal of a --local token "
+                                      "(default scheduler@dev.local)")
+    auth.add_argument("--impersonate-service-account", dest="impersonate",
+                      help="for --token-source gcloud "
+                           "(default $ADMIN_IMPERSONATE_SERVICE_ACCOUNT)")
+    call.add_argument("--method", choices=("POST", "GET"), default="POST",
+                      help="GET fetches the health document (no body)")
+    call.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    return parser
+
+
+def build_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Return ``--data`` with every given body flag laid over it (see the module docstring)."""
+    body: dict[str, Any] = dict(args.data or {})
+    for name in ("month", "as_of", "subscription_id", "action", "invoice_id", "amount",
+                 "paid_at"):
+        value = getattr(args, name)
+        if value is not None:
+            body[name] = value
+    if args.dry_run:
+        body["dry_run"] = True
+    return body
+
+
+def obtain_token(
+    source: str, audience: str, *, issuer_dir: Path = Path(".dev/issuer"),
+    email: str | None = None, impersonate: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> str:
+    """Return an ID token for ``audience`` from ``source`` (one of :data:`TOKEN_SOURCES`).
+
+    Raises:
+        AdminError: the source could not produce a token (the message says how to fix it and
+            never contains a token).
+
+    """
+    if source == "local":
+        from devtools.dev_issuer import DEV_PRINCIPAL, load_or_create_key, mint_token
+
+        key = load_or_create_key(issuer_dir)
+        return mint_token(key, audience=audience, email=email or DEV_PRINCIPAL)
+    if email:
+        raise AdminError("--email only applies to --local tokens; other sources mint a token "
+                         "for the identity of their credentials")
+    if source == "env":
+        token = environ.get("ADMIN_ID_TOKEN", "").strip()
+        if not token:
+            raise AdminError("ADMIN_ID_TOKEN is empty (token source 'env')")
+        return token
+    if source == "gcloud":
+        return _gcloud_token(audience, impersonate or environ.get(
+            "ADMIN_IMPERSONATE_SERVICE_ACCOUNT"))
+    if source == "google":
+        return _google_token(audience)
+    raise AdminError(f"unknown token source {source!r}; use one of {', '.join(TOKEN_SOURCES)}")
+
+
+def call_function(
+    url: str, token: str, body: Mapping[str, Any] | None, *, tenant: str | None = None,
+    method: str = "POST", timeout: float = 600.0,
+) -> requests.Response:
+    """Send the request with ``Authorization: Bearer <token>`` (and ``X-Tenant-ID``).
+
+    Raises:
+        AdminError: the function could not be reached (connection, TLS, timeout).
+
+    """
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if tenant:
+        headers["X-Tenant-ID"] = tenant
+    try:
+        if method == "GET":
+            return requests.get(url, headers=headers, timeout=timeout)
+        return requests.post(url, json=dict(body or {}), headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise AdminError(f"could not reach {url}: {type(exc).__name__}") from None
+
+
+def main(
+    argv: Sequence[str] | None = None, *, environ: Mapping[str, str] = os.environ,
+    stdout: TextIO | None = None, stderr: TextIO | None = None,
+) -> int:
+    """Run the command line; return the exit status (see the module docstring)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not _FUNCTION_NAME.match(args.function):
+        parser.error(f"FUNCTION_NAME must look like monthly_billing, not {args.function!r}")
+    url = args.url or environ.get(f"ADMIN_URL_{args.function.upper()}", "").strip()
+    if not url:
+        parser.error(f"--url is required (or set ADMIN_URL_{args.function.upper()})")
+    if args.local:
+        source = "local"
+    else:
+        source = args.token_source or environ.get("ADMIN_TOKEN_SOURCE", "").strip() or "google"
+    if source not in TOKEN_SOURCES:
+        parser.error(f"ADMIN_TOKEN_SOURCE must be one of {', '.join(TOKEN_SOURCES)}")
+    body = build_body(args)
+    try:
+        token = obtain_token(
+            source, args.audience or url, issuer_dir=args.issuer_dir, email=args.email,
+            impersonate=args.impersonate, environ=environ,
+        )
+        response = call_function(url, token, None if args.method == "GET" else body,
+                                 tenant=args.tenant, method=args.method, timeout=args.timeout)
+    except AdminError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_NO_CONNECTION
+    print(_render(response), file=out)
+    if response.status_code >= 400:
+        print(f"error: {args.function} answered HTTP {response.status_code}", file=err)
+        return EXIT_HTTP_ERROR
+    return EXIT_OK
+
+
+def _render(response: requests.Response) -> str:
+    try:
+        document = response.json()
+    except ValueError:
+        return response.text
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _google_token(audience: str) -> str:
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    import google.oauth2.id_token
+
+    try:
+        token: str = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
+            google.auth.transport.requests.Request(), audience,
+        )
+    except google.auth.exceptions.GoogleAuthError as exc:
+        raise AdminError(
+            f"could not get a Google ID token ({type(exc).__name__}: {exc}). Use a "
+            "service-account key in GOOGLE_APPLICATION_CREDENTIALS, run on GCP, or use "
+            "--token-source gcloud --impersonate-service-account SA"
+        ) from None
+    return token
+
+
+def _gcloud_token(audience: str, impersonate: str | None) -> str:
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise AdminError("gcloud not found (token source 'gcloud')")
+    argv = [gcloud, "auth", "print-identity-token", f"--audiences={audience}",
+            "--include-email"]
+    if impersonate:
+        argv.append(f"--impersonate-service-account={impersonate}")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    token = result.stdout.strip()
+    if result.returncode != 0 or not token:
+        detail = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise AdminError(f"gcloud auth print-identity-token failed: {detail[0]}")
+    return token
+
+
+def _month(value: str) -> str:
+    if not _MONTH.match(value):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {value!r}")
+    return value
+
+
+def _rfc3339(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 instant with an offset, e.g. 2026-11-01T00:00:00Z, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _amount(value: str) -> int:
+    try:
+        amount = int(value)
+    except ValueError:
+        amount = -1
+    if amount < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer in minor units, got {value!r}")
+    return amount
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--data is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise argparse.ArgumentTypeError("--data must be a JSON object")
+    return document

@@ -1,0 +1,262 @@
+"""``python -m admin call`` against a tiny local function that checks the token with shared.auth."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admin.cli import main
+from devtools.dev_issuer import (
+    DEV_ISSUER,
+    DEV_PRINCIPAL,
+    CertsServer,
+    DevKey,
+    load_or_create_key,
+    mint_token,
+    serve_certs,
+)
+from shared.auth import AuthSettings, CertCache, authenticate
+from shared.errors import BillingError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Function:
+    """A fake billing function: authenticates like the real ones and echoes what it got."""
+
+    url: str
+    server: ThreadingHTTPServer
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[tuple[DevKey, Path, CertsServer]]:
+    directory = tmp_path / "issuer"
+    key = load_or_create_key(directory)
+    server, _ = serve_certs(key)
+    yield key, directory, server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def function(issuer: tuple[DevKey, Path, CertsServer]) -> Iterator[Function]:
+    _, _, certs = issuer
+    cache = CertCache()
+    holder: dict[str, Function] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, document: dict[str, Any]) -> None:
+            data = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, body: Any) -> None:
+            fn = holder["fn"]
+            settings = AuthSettings(
+                mode="verify", audience=fn.url, allowed_principals=frozenset({DEV_PRINCIPAL}),
+                certs_url=f"{certs.base_url}/certs", issuers=frozenset({DEV_ISSUER}),
+            )
+            fn.requests.append({"method": self.command, "headers": dict(self.headers),
+                                "body": body})
+            try:
+                principal = authenticate(self.headers.get("Authorization"), settings,
+                                         cache=cache)
+            except BillingError as exc:
+                self._answer(exc.status, exc.to_json())
+                return
+            self._answer(200, {"principal": principal.email, "body": body,
+                               "tenant": self.headers.get("X-Tenant-ID"),
+                               "path": self.path, "method": self.command})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._handle(json.loads(self.rfile.read(length) or b"null"))
+
+        def do_GET(self) -> None:
+            self._handle(None)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fn = Function(url=f"http://127.0.0.1:{server.server_address[1]}/", server=server)
+    holder["fn"] = fn
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield fn
+    server.shutdown()
+    server.server_close()
+
+
+def run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, environ=environ or {}, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_monthly_billing_call_posts_body_and_tenant(
+    function: Function, issuer: tuple[DevKey, Path, CertsServer],
+) -> None:
+    _, directory, _ = issuer
+    code, out, err = run(["call", "monthly_billing", "--url", function.url, "--local",
+                          "--issuer-dir", str(directory), "--tenant", "acme",
+                          "--month", "2026-10", "--dry-run"])
+    assert (code, err) == (0, "")
+    answer = json.loads(out)
+    assert answer == {"principal": DEV_PRINCIPAL, "body": {"month": "2026-10", "dry_run": True},
+                      "tenant": "acme", "path": "/", "method": "POST"}
+    assert out.startswith("{\n  ")  # pretty-printed
+    [request] = function.requests
+    assert request["headers"]["Authorization"].startswith("Bearer ey")
+    assert request["headers"]["Content-Type"] == "application/json"
+    token = request["headers"]["Authorization"].split()[1]
+    assert token not in out and token not in err
+
+
+def test_flags_lay_over_data(function: Function,
+                             issuer: tuple[DevKey, Path, CertsServer], tmp_path: Path) -> None:
+    _, directory, _ = issuer
+    data = tmp_path / "body.json"
+    data.write_text(json.dumps({"action": "void", "note": "from file", "amount": 1}))
+    code, out, _ = run(["call", "billing_admin", "--url", function.url, "--local",
+                        "--issuer-dir", str(directory), "--data", f"@{data}",
+                        "--action", "mark_paid", "--invoice-id", "inv_1", "--amount", "1200",
+                        "--paid-at", "2026-11-03T10:00:00Z"])
+    assert code == 0
+    assert json.loads(out)["body"] == {"action": "mark_paid", "note": "from file",
+                                       "amount": 1200, "invoice_id": "inv_1",
+                                       "paid_at": "2026-11-03T10:00:00Z"}
+    code, out, _ = run(["call", "generate_invoices", "--url", function.url, "--local",
+                        "--issuer-dir", str(directory), "--data", '{"x": [1]}',
+                        "--as-of", "2026-11-01T00:00:00+01:00", "--subscription-id", "sub_9"])
+    assert code == 0
+    assert json.loads(out)["body"] == {"x": [1], "as_of": "2026-11-01T00:00:00+01:00",
+                                       "subscription_id": "sub_9"}
+    assert function.requests[-1]["headers"].get("X-Tenant-ID") is None
+
+
+def test_env_selects_local_source_and_url(function: Function,
+                                          issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    _, directory, _ = issuer
+    environ = {"ADMIN_TOKEN_SOURCE": "local", "ADMIN_URL_DUNNING": function.url}
+    code, out, _ = run(["call", "dunning", "--issuer-dir", str(directory)], environ)
+    assert code == 0
+    assert json.loads(out)["body"] == {}
+
+
+def test_http_errors_exit_non_zero(function: Function,
+                                   issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    _, directory, _ = issuer
+    code, out, err = run(["call", "monthly_billing", "--url", function.url, "--local",
+                          "--issuer-dir", str(directory), "--email", "intruder@dev.local"])
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "permission_denied"
+    assert "HTTP 403" in err
+    code, out, err = run(["call", "monthly_billing", "--url", function.url, "--local",
+                          "--issuer-dir", str(directory), "--audience", "https://elsewhere"])
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "unauthenticated"
+    assert "HTTP 401" in err
+
+
+def test_env_token_source_is_never_echoed(function: Function,
+                                          issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    key, _, _ = issuer
+    token = mint_token(key, audience=function.url)
+    code, out, err = run(["call", "monthly_billing", "--url", function.url,
+                          "--token-source", "env"], {"ADMIN_ID_TOKEN": token})
+    assert code == 0
+    assert function.requests[-1]["headers"]["Authorization"] == f"Bearer {token}"
+    assert token not in out + err
+    code, _, err = run(["call", "monthly_billing", "--url", function.url,
+                        "--token-source", "env"], {})
+    assert code == 3 and "ADMIN_ID_TOKEN" in err
+
+
+def test_get_sends_no_body(function: Function, issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    _, directory, _ = issuer
+    code, out, _ = run(["call", "monthly_billing", "--url", function.url, "--local",
+                        "--issuer-dir", str(directory), "--method", "GET"])
+    assert code == 0
+    assert json.loads(out)["method"] == "GET"
+
+
+@pytest.mark.parametrize("argv", [
+    ["call", "monthly_billing", "--local"],  # no URL
+    ["call", "monthly_billing", "--url", "http://x", "--month", "2026-13"],
+    ["call", "monthly_billing", "--url", "http://x", "--month", "2026-1"],
+    ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01"],
+    ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01T00:00:00"],
+    ["call", "billing_admin", "--url", "http://x", "--amount", "-5"],
+    ["call", "billing_admin", "--url", "http://x", "--amount", "1.5"],
+    ["call", "billing_admin", "--url", "http://x", "--data", "[1]"],
+    ["call", "billing_admin", "--url", "http://x", "--data", "{nope"],
+    ["call", "Monthly-Billing", "--url", "http://x"],
+    ["call", "monthly_billing", "--url", "http://x", "--token-source", "magic"],
+])
+def test_bad_arguments_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        run(argv)
+    assert info.value.code == 2
+
+
+def test_unknown_token_source_from_env_exits_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        run(["call", "dunning", "--url", "http://x"], {"ADMIN_TOKEN_SOURCE": "magic"})
+    assert info.value.code == 2
+
+
+def test_unreachable_function_exits_3(issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    _, directory, _ = issuer
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, err = run(["call", "dunning", "--url", f"http://127.0.0.1:{port}/", "--local",
+                          "--issuer-dir", str(directory), "--timeout", "5"])
+    assert (code, out) == (3, "")
+    assert "could not reach" in err
+
+
+def test_email_only_for_local_tokens() -> None:
+    code, _, err = run(["call", "dunning", "--url", "http://x", "--token-source", "env",
+                        "--email", "a@b.c"], {"ADMIN_ID_TOKEN": "x"})
+    assert code == 3 and "--email" in err
+
+
+def test_python_dash_m_admin(function: Function,
+                            issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    _, directory, _ = issuer
+    result = subprocess.run(
+        [sys.executable, "-m", "admin", "call", "monthly_billing", "--url", function.url,
+         "--local", "--issuer-dir", str(directory), "--month", "2026-10"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["body"] == {"month": "2026-10"}
+
+
+def test_google_source_without_credentials_exits_3(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    code, out, err = run(["call", "dunning", "--url", "http://127.0.0.1:9/"])
+    assert (code, out) == (3, "")
+    assert "could not get a Google ID token" in err
