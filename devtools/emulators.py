@@ -45,6 +45,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: f
 
     Raises:
         EmulatorError: the process exited, or ``timeout`` seconds passed.
+
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,7 +125,7 @@ def start_firestore(log_dir: Path, timeout: float = 60.0) -> Emulator:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"http://{emulator.host}/", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"http://{emulator.host}/", timeout=1):
                 break
         except OSError:
             if time.monotonic() > deadline:

@@ -24,6 +24,7 @@ class QueryShape:
         equality: fields filtered with ``==`` or ``in``.
         ordered: fields with a range filter (``<``, ``>=``...) or an ``order_by``, in order.
         used_by: where the query lives (``module.function``), for humans.
+
     """
 
     collection_group: str
