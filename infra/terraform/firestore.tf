@@ -1,0 +1,55 @@
+# The Firestore database (Native mode) and every composite index the code's queries need.
+#
+# shared/indexes.py lists every query shape; tests/test_infra.py fails until each shape that
+# needs a composite index has a google_firestore_index here (equality fields first, then the
+# range/order fields in order, all ASCENDING). The emulator ignores indexes; production refuses
+# a query whose index is missing, so the test is the only guard.
+
+resource "google_firestore_database" "default" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = var.firestore_location
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "PESSIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+  # Billing records outlive this configuration: `terraform destroy` leaves the database.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
+
+# dunning: open invoices past due (status == "open", due_at <= as_of).
+resource "google_firestore_index" "invoices_status_due_at" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "invoices"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "due_at"
+    order      = "ASCENDING"
+  }
+}
+
+# generate_invoices: drafts whose grace period is over (status == "draft", finalize_at <= as_of).
+resource "google_firestore_index" "invoices_status_finalize_at" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "invoices"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "finalize_at"
+    order      = "ASCENDING"
+  }
+}

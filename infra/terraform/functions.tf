@@ -1,0 +1,82 @@
+# The five HTTP functions (2nd gen: a Cloud Run service each), built from the zips `make build`
+# puts in build/. All are private behind Cloud Run IAM (AUTH_MODE=platform: the platform checks
+# the token's signature, the function its issuer, expiry, audience and email), except that
+# stripe_webhook's invoker is allUsers (see iam.tf).
+#
+# Ingress is ALLOW_ALL on purpose: Stripe calls the webhook from the internet and admins call the
+# others by hand from their machines; IAM, not the network, is the boundary.
+
+locals {
+  function_env = {
+    for name in keys(local.functions) : name => merge(
+      {
+        GOOGLE_CLOUD_PROJECT    = var.project_id
+        INVOICES_BUCKET         = google_storage_bucket.invoices.name
+        AUTH_MODE               = "platform"
+        AUTH_AUDIENCE           = local.function_urls[name]
+        AUTH_ALLOWED_PRINCIPALS = local.allowed_principals[name]
+        SMTP_HOST               = var.smtp_host
+        SMTP_PORT               = tostring(var.smtp_port)
+        SMTP_USERNAME           = var.smtp_username
+        SMTP_STARTTLS           = var.smtp_starttls ? "true" : "false"
+        SMTP_FROM               = var.smtp_from
+      },
+      var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
+    )
+  }
+}
+
+resource "google_cloudfunctions2_function" "functions" {
+  #checkov:skip=CKV_GCP_124:Ingress must admit the internet: Stripe calls stripe_webhook and admins trigger runs from their own machines. Cloud Run IAM (run.invoker) and the functions' token checks are the boundary, not the network.
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = local.service_names[each.key]
+  description = each.value.description
+  labels      = var.labels
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.key
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.runtime.email
+    available_memory                 = var.function_memory[each.key]
+    timeout_seconds                  = var.function_timeout_seconds[each.key]
+    min_instance_count               = var.function_min_instances[each.key]
+    max_instance_count               = var.function_max_instances[each.key]
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_env[each.key]
+
+    dynamic "secret_environment_variables" {
+      for_each = google_secret_manager_secret.secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.build_builder,
+    google_project_iam_member.runtime_datastore_user,
+    google_project_iam_member.runtime_log_writer,
+    google_secret_manager_secret_iam_member.runtime_secret_accessor,
+    google_storage_bucket_iam_member.runtime_invoices_object_admin,
+  ]
+}

@@ -1,0 +1,130 @@
+# Service accounts and every role they hold. Nothing here is project-wide beyond the runtime
+# account's Firestore and log-writing roles and the build account's builder role.
+
+# --- Runtime: the identity every function runs as -----------------------------------------
+
+resource "google_service_account" "runtime" {
+  project      = var.project_id
+  account_id   = "billing-runtime"
+  display_name = "Billing functions runtime"
+  description  = "Runs the billing functions: Firestore, the invoices bucket, its secrets, logs."
+}
+
+# Firestore has no finer grant than the project (database-level IAM conditions aside).
+resource "google_project_iam_member" "runtime_datastore_user" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.runtime.member
+}
+
+resource "google_project_iam_member" "runtime_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.runtime.member
+}
+
+resource "google_storage_bucket_iam_member" "runtime_invoices_object_admin" {
+  bucket = google_storage_bucket.invoices.name
+  role   = "roles/storage.objectAdmin"
+  member = google_service_account.runtime.member
+}
+
+resource "google_secret_manager_secret_iam_member" "runtime_secret_accessor" {
+  for_each = google_secret_manager_secret.secrets
+
+  project   = var.project_id
+  secret_id = each.value.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.runtime.member
+}
+
+# --- Scheduler: the identity Cloud Scheduler signs its OIDC tokens as -----------------------
+
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "billing-scheduler"
+  display_name = "Billing scheduler"
+  description  = "Cloud Scheduler's OIDC identity: may invoke the scheduled billing functions, nothing else."
+}
+
+resource "google_cloud_run_service_iam_member" "scheduler_invoker" {
+  for_each = local.scheduled_jobs
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.functions[each.key].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}
+
+# --- Build: the identity Cloud Build builds the function images as -------------------------
+# A dedicated account, because the default build account differs between projects (legacy
+# Cloud Build account or the Compute default account) and may lack permissions by org policy.
+# roles/run.builder is the role Google documents for a custom build account of functions.
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "billing-build"
+  display_name = "Billing functions build"
+  description  = "Builds the billing functions' container images from their source zips."
+}
+
+resource "google_project_iam_member" "build_builder" {
+  project = var.project_id
+  role    = "roles/run.builder"
+  member  = google_service_account.build.member
+}
+
+# --- Operator: the identity people call the functions as, by impersonation ----------------
+# The functions check the token's audience, and a user account cannot mint an ID token for an
+# arbitrary audience: admins impersonate this account (gcloud auth print-identity-token
+# --impersonate-service-account) to trigger runs by hand and to call billing_admin.
+
+resource "google_service_account" "operator" {
+  project      = var.project_id
+  account_id   = "billing-operator"
+  display_name = "Billing operator"
+  description  = "Impersonated by admins to call the billing functions by hand."
+}
+
+resource "google_service_account_iam_member" "operator_token_creator" {
+  for_each = toset(var.operator_members)
+
+  service_account_id = google_service_account.operator.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value
+}
+
+# --- Callers -------------------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "operator_invoker" {
+  for_each = local.admin_functions
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.functions[each.key].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.operator.member
+}
+
+resource "google_cloud_run_service_iam_member" "admin_invoker" {
+  for_each = {
+    for pair in setproduct(sort(tolist(local.admin_functions)), var.admin_members) :
+    "${pair[0]} ${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.functions[each.value.function].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+resource "google_cloud_run_service_iam_member" "stripe_webhook_public" {
+  #checkov:skip=CKV_GCP_102:Stripe cannot present a Google identity; the function authenticates every event by its Stripe-Signature (HMAC with STRIPE_WEBHOOK_SECRET) and rejects unsigned or stale ones.
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.functions["stripe_webhook"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

@@ -1,0 +1,54 @@
+output "function_urls" {
+  description = "URL of each function, keyed by contract name: the one to call (admin tooling, Stripe's webhook endpoint) and the audience its tokens must carry."
+  value       = local.function_urls
+}
+
+output "function_service_uris" {
+  description = "The URI Cloud Run reports for each function's service (an alias of function_urls)."
+  value       = { for name, fn in google_cloudfunctions2_function.functions : name => fn.service_config[0].uri }
+}
+
+output "function_names" {
+  description = "Deployed name of each function (and of its Cloud Run service), keyed by contract name."
+  value       = local.service_names
+}
+
+output "invoices_bucket" {
+  description = "Bucket holding the invoice PDFs (INVOICES_BUCKET)."
+  value       = google_storage_bucket.invoices.name
+}
+
+output "source_bucket" {
+  description = "Bucket holding the function source zips."
+  value       = google_storage_bucket.source.name
+}
+
+output "runtime_service_account" {
+  description = "Email of the account the functions run as."
+  value       = google_service_account.runtime.email
+}
+
+output "scheduler_service_account" {
+  description = "Email of the account Cloud Scheduler calls the functions as."
+  value       = google_service_account.scheduler.email
+}
+
+output "operator_service_account" {
+  description = "Email of the account admins impersonate to call the functions by hand."
+  value       = google_service_account.operator.email
+}
+
+output "build_service_account" {
+  description = "Email of the account Cloud Build builds the functions as."
+  value       = google_service_account.build.email
+}
+
+output "scheduler_jobs" {
+  description = "Cloud Scheduler job id of each scheduled function."
+  value       = { for name, job in google_cloud_scheduler_job.jobs : name => job.id }
+}
+
+output "secret_ids" {
+  description = "Secret Manager secret id of each secret environment variable; add their versions with gcloud."
+  value       = local.secrets
+}

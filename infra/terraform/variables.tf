@@ -1,0 +1,221 @@
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project id everything is deployed to."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the scheduler jobs and the Cloud Run services behind the functions (e.g. europe-west2)."
+  default     = "europe-west2"
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Location of the Firestore (default) database: a region (europe-west2) or a multi-region (eur3, nam5). Cannot change once created."
+  default     = "europe-west2"
+}
+
+variable "storage_location" {
+  type        = string
+  description = "Location of the invoices and function-source buckets (region or multi-region)."
+  default     = "EUROPE-WEST2"
+}
+
+variable "invoices_bucket_name" {
+  type        = string
+  description = "Name of the bucket invoice PDFs are written to; null means \"<project_id>-invoices\"."
+  default     = null
+}
+
+variable "source_bucket_name" {
+  type        = string
+  description = "Name of the bucket holding the function source zips; null means \"<project_id>-function-source\"."
+  default     = null
+}
+
+variable "noncurrent_version_retention_days" {
+  type        = number
+  description = "Days an overwritten or deleted object version (invoice PDF, source zip) is kept before deletion."
+  default     = 90
+
+  validation {
+    condition     = var.noncurrent_version_retention_days >= 1
+    error_message = "noncurrent_version_retention_days must be at least 1."
+  }
+}
+
+variable "build_dir" {
+  type        = string
+  description = "Folder holding the <function>.zip files made by `make build`; relative paths are relative to infra/terraform."
+  default     = "../../build"
+}
+
+variable "time_zone" {
+  type        = string
+  description = "IANA time zone the scheduler job schedules are read in."
+  default     = "Europe/London"
+}
+
+variable "monthly_billing_schedule" {
+  type        = string
+  description = "Cron schedule of the month close (monthly_billing), in time_zone: the 1st of the month."
+  default     = "0 6 1 * *"
+}
+
+variable "generate_invoices_schedule" {
+  type        = string
+  description = "Cron schedule of generate_invoices (anniversary billing, draft finalization), in time_zone."
+  default     = "5 * * * *"
+}
+
+variable "dunning_schedule" {
+  type        = string
+  description = "Cron schedule of dunning, in time_zone."
+  default     = "0 7 * * *"
+}
+
+variable "admin_members" {
+  type        = list(string)
+  description = "Principals that call the functions with their own ID token, as IAM members (\"serviceAccount:ci@p.iam.gserviceaccount.com\", or \"user:alice@example.com\" for tokens minted with a matching audience): granted run.invoker on every function but stripe_webhook and listed in AUTH_ALLOWED_PRINCIPALS. People usually impersonate the operator account instead (operator_members). Groups are not accepted: the functions check the token's email."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.admin_members : can(regex("^(user|serviceAccount):[^@:\\s]+@[^@:\\s]+$", m))])
+    error_message = "Each admin member must be \"user:EMAIL\" or \"serviceAccount:EMAIL\"."
+  }
+}
+
+variable "operator_members" {
+  type        = list(string)
+  description = "IAM members (user:, group:, serviceAccount:) who may impersonate the billing-operator service account, the identity admins call the functions as (roles/iam.serviceAccountTokenCreator on that account only)."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.operator_members : can(regex("^(user|group|serviceAccount):[^@:\\s]+@[^@:\\s]+$", m))])
+    error_message = "Each operator member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\"."
+  }
+}
+
+variable "function_memory" {
+  type        = map(string)
+  description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give all five."
+  default = {
+    monthly_billing   = "1Gi"
+    generate_invoices = "1Gi"
+    dunning           = "512Mi"
+    billing_admin     = "512Mi"
+    stripe_webhook    = "256Mi"
+  }
+
+  validation {
+    condition = alltrue([
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      contains(keys(var.function_memory), f)
+    ])
+    error_message = "function_memory must have an entry for each of the five functions."
+  }
+}
+
+variable "function_timeout_seconds" {
+  type        = map(number)
+  description = "Request timeout of each function in seconds (15 to 3600), keyed by function name; give all five. A scheduler job's attempt deadline is min(timeout, 1800)."
+  default = {
+    monthly_billing   = 1800
+    generate_invoices = 900
+    dunning           = 900
+    billing_admin     = 120
+    stripe_webhook    = 60
+  }
+
+  validation {
+    condition = alltrue([
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      contains(keys(var.function_timeout_seconds), f)
+    ])
+    error_message = "function_timeout_seconds must have an entry for each of the five functions."
+  }
+
+  validation {
+    condition     = alltrue([for t in values(var.function_timeout_seconds) : t >= 15 && t <= 3600])
+    error_message = "HTTP function timeouts must be between 15 and 3600 seconds."
+  }
+}
+
+variable "function_min_instances" {
+  type        = map(number)
+  description = "Minimum warm instances of each function, keyed by function name; give all five (0 scales to zero)."
+  default = {
+    monthly_billing   = 0
+    generate_invoices = 0
+    dunning           = 0
+    billing_admin     = 0
+    stripe_webhook    = 0
+  }
+
+  validation {
+    condition = alltrue([
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      contains(keys(var.function_min_instances), f)
+    ])
+    error_message = "function_min_instances must have an entry for each of the five functions."
+  }
+}
+
+variable "function_max_instances" {
+  type        = map(number)
+  description = "Maximum instances of each function, keyed by function name; give all five. Billing runs need few: one run per call, and the code is safe under concurrent runs."
+  default = {
+    monthly_billing   = 2
+    generate_invoices = 2
+    dunning           = 2
+    billing_admin     = 3
+    stripe_webhook    = 10
+  }
+
+  validation {
+    condition = alltrue([
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      contains(keys(var.function_max_instances), f)
+    ])
+    error_message = "function_max_instances must have an entry for each of the five functions."
+  }
+}
+
+variable "smtp_host" {
+  type        = string
+  description = "SMTP server the functions send invoice and dunning emails through (SMTP_HOST)."
+}
+
+variable "smtp_port" {
+  type        = number
+  description = "SMTP port (SMTP_PORT), e.g. 587 with STARTTLS."
+  default     = 587
+}
+
+variable "smtp_username" {
+  type        = string
+  description = "SMTP user name (SMTP_USERNAME); the password is the smtp-password secret."
+}
+
+variable "smtp_starttls" {
+  type        = bool
+  description = "Whether to upgrade the SMTP connection with STARTTLS (SMTP_STARTTLS)."
+  default     = true
+}
+
+variable "smtp_from" {
+  type        = string
+  description = "Default sender address of emails (SMTP_FROM); a tenant's email.from overrides it."
+}
+
+variable "stripe_api_base" {
+  type        = string
+  description = "Override of the Stripe API base URL (STRIPE_API_BASE); empty means Stripe's own."
+  default     = ""
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels put on the buckets, secrets and functions."
+  default     = { app = "billing" }
+}

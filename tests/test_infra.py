@@ -1,0 +1,619 @@
+"""Offline checks of infra/terraform: parsed with python-hcl2, scanned with checkov, fmt-checked.
+
+`terraform init` cannot reach the provider registry here, so nothing is planned: these tests read
+the configuration itself and assert what the deployment relies on (scheduler jobs and their OIDC,
+least-privilege IAM, no public member but the Stripe webhook's invoker, a composite index for
+every query shape in ``shared.indexes.QUERIES``, typed and described variables), then run checkov
+from its own virtualenv (``make`` installs it before the tests) and ``terraform fmt -check``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+from shared.indexes import QUERIES, QueryShape
+
+REPO = Path(__file__).resolve().parent.parent
+TF_DIR = REPO / "infra" / "terraform"
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+
+CONTRACT_FUNCTIONS = frozenset(
+    {"monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"}
+)
+SCHEDULED = frozenset({"monthly_billing", "generate_invoices", "dunning"})
+PUBLIC_FUNCTION = "stripe_webhook"
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+SECRET_ENV = frozenset({"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"})
+REQUIRED_ENV = (
+    "GOOGLE_CLOUD_PROJECT",
+    "INVOICES_BUCKET",
+    "AUTH_MODE",
+    "AUTH_AUDIENCE",
+    "AUTH_ALLOWED_PRINCIPALS",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USERNAME",
+    "SMTP_STARTTLS",
+    "SMTP_FROM",
+)
+# Cloud Scheduler's maximum attempt deadline for HTTP targets.
+SCHEDULER_MAX_DEADLINE_S = 1800
+
+# Queries on their way in (dunning, draft finalization): declared ahead of the code that makes
+# them. The real list is shared.indexes.QUERIES, read at test time below.
+UPCOMING_QUERIES = (
+    QueryShape("invoices", ("status",), ("due_at",), "dunning: open invoices past due"),
+    QueryShape("invoices", ("status",), ("finalize_at",), "drafts past their grace period"),
+)
+
+OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One ``resource "TYPE" "NAME"`` block."""
+
+    type: str
+    name: str
+    body: dict[str, Any]
+    file: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.type}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every .tf file of infra/terraform, parsed."""
+
+    resources: list[Resource]
+    variables: dict[str, dict[str, Any]]
+    locals: dict[str, Any]
+    outputs: dict[str, dict[str, Any]]
+    terraform: list[dict[str, Any]]
+    text: dict[str, str]
+
+    def of_type(self, *types: str) -> list[Resource]:
+        return [r for r in self.resources if r.type in types]
+
+    def get(self, type_: str, name: str) -> Resource:
+        found = [r for r in self.resources if r.type == type_ and r.name == name]
+        assert found, f"{type_}.{name} is not declared"
+        return found[0]
+
+
+def load_config() -> Config:
+    files = sorted(TF_DIR.glob("*.tf"))
+    assert files, f"no .tf files in {TF_DIR}"
+    resources: list[Resource] = []
+    variables: dict[str, dict[str, Any]] = {}
+    local_values: dict[str, Any] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    terraform: list[dict[str, Any]] = []
+    text: dict[str, str] = {}
+    for path in files:
+        text[path.name] = path.read_text()
+        with path.open() as handle:
+            parsed = hcl2.load(handle, serialization_options=OPTIONS)
+        for block in parsed.get("resource", []):
+            for type_, by_name in block.items():
+                for name, body in by_name.items():
+                    resources.append(Resource(type_, name, body, path.name))
+        for block in parsed.get("variable", []):
+            variables.update(block)
+        for block in parsed.get("locals", []):
+            for key, value in block.items():
+                assert key not in local_values, f"local.{key} declared twice"
+                local_values[key] = value
+        for block in parsed.get("output", []):
+            outputs.update(block)
+        terraform.extend(parsed.get("terraform", []))
+    return Config(resources, variables, local_values, outputs, terraform, text)
+
+
+@pytest.fixture(scope="module")
+def tf() -> Config:
+    return load_config()
+
+
+def one(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The single nested block ``key`` of a block body."""
+    blocks = body.get(key)
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected one {key} block: {blocks!r}"
+    block = blocks[0]
+    assert isinstance(block, dict)
+    return block
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string anywhere inside a parsed value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def for_each_keys(tf: Config, resource: Resource) -> list[str | None]:
+    """Instance keys of a resource: the literal keys of the ``local`` it iterates, or [None]."""
+    for_each = resource.body.get("for_each")
+    if for_each is None:
+        return [None]
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", str(for_each))
+    assert match, f"{resource.address}: for_each must be a local map, got {for_each!r}"
+    value = tf.locals[match.group(1)]
+    assert isinstance(value, dict), f"local.{match.group(1)} must be a literal map"
+    return list(value)
+
+
+def targets(expression: str, key: str | None, collection: str) -> str | None:
+    """The function key an expression indexes ``collection`` with (``each.key`` resolved)."""
+    match = re.search(re.escape(collection) + r'\[(each\.key|"(\w+)")\]', expression)
+    if not match:
+        return None
+    return key if match.group(1) == "each.key" else match.group(2)
+
+
+def memberish(resource: Resource) -> str:
+    return str(resource.body.get("member", resource.body.get("members", "")))
+
+
+IAM_MEMBER_TYPES = (
+    "google_project_iam_member",
+    "google_project_iam_binding",
+    "google_project_iam_policy",
+    "google_storage_bucket_iam_member",
+    "google_storage_bucket_iam_binding",
+    "google_secret_manager_secret_iam_member",
+    "google_secret_manager_secret_iam_binding",
+    "google_cloud_run_service_iam_member",
+    "google_cloud_run_service_iam_binding",
+    "google_cloud_run_v2_service_iam_member",
+    "google_cloud_run_v2_service_iam_binding",
+    "google_cloudfunctions2_function_iam_member",
+    "google_cloudfunctions2_function_iam_binding",
+    "google_service_account_iam_member",
+    "google_service_account_iam_binding",
+)
+INVOKER_TYPES = (
+    "google_cloud_run_service_iam_member",
+    "google_cloud_run_v2_service_iam_member",
+    "google_cloudfunctions2_function_iam_member",
+)
+
+
+def bindings_of(tf: Config, account: str) -> list[Resource]:
+    """IAM grants whose member is ``google_service_account.<account>``."""
+    pattern = re.compile(rf"google_service_account\.{account}\.(member|email)\b")
+    return [r for r in tf.of_type(*IAM_MEMBER_TYPES) if pattern.search(memberish(r))]
+
+
+def function_resource(tf: Config) -> Resource:
+    functions = tf.of_type("google_cloudfunctions2_function")
+    assert len(functions) == 1, "one for_each google_cloudfunctions2_function for all functions"
+    return functions[0]
+
+
+# --- layout and variables -------------------------------------------------------------------
+
+
+def test_module_layout_and_provider_pin(tf: Config) -> None:
+    for name in ("versions.tf", "variables.tf", "outputs.tf"):
+        assert (TF_DIR / name).is_file(), f"infra/terraform/{name} is missing"
+    assert (TF_DIR / "terraform.tfvars.example").is_file()
+    assert tf.terraform, "versions.tf needs a terraform block"
+    block = tf.terraform[0]
+    assert block.get("required_version"), "required_version is not set"
+    google = one(block, "required_providers")["google"]
+    assert google["source"] == "hashicorp/google"
+    assert google.get("version"), "the google provider version is not pinned"
+
+
+def test_every_variable_has_type_and_description(tf: Config) -> None:
+    assert tf.variables
+    for name, body in tf.variables.items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert str(body.get("description", "")).strip(), f"variable {name} has no description"
+
+
+def test_tfvars_example_sets_every_required_variable(tf: Config) -> None:
+    with (TF_DIR / "terraform.tfvars.example").open() as handle:
+        example = hcl2.load(handle, serialization_options=OPTIONS)
+    required = {name for name, body in tf.variables.items() if "default" not in body}
+    assert required <= set(example), f"example lacks {sorted(required - set(example))}"
+    assert set(example) <= set(tf.variables), "example sets an undeclared variable"
+
+
+# --- functions ------------------------------------------------------------------------------
+
+
+def existing_function_dirs() -> set[str]:
+    return {p.parent.name for p in (REPO / "functions").glob("*/main.py")}
+
+
+def test_every_function_is_deployed(tf: Config) -> None:
+    fn = function_resource(tf)
+    deployed = set(for_each_keys(tf, fn))
+    expected = CONTRACT_FUNCTIONS | existing_function_dirs()
+    assert expected <= deployed, f"no google_cloudfunctions2_function for {expected - deployed}"
+    build = one(fn.body, "build_config")
+    assert build["runtime"] == "python311"
+    assert build["entry_point"] == "${each.key}", "the entry point is the function's name"
+    storage = one(one(build, "source"), "storage_source")
+    assert "google_storage_bucket_object.source[each.key]" in storage["object"]
+
+
+def test_functions_run_private_as_the_runtime_account(tf: Config) -> None:
+    service = one(function_resource(tf).body, "service_config")
+    assert service["service_account_email"] == "${google_service_account.runtime.email}"
+    for key in ("available_memory", "timeout_seconds", "min_instance_count", "max_instance_count"):
+        assert str(service[key]).startswith("${var."), f"{key} must come from a variable"
+    # Private: no invoker binding for allUsers except the webhook's (checked below), and no
+    # cloudfunctions-level public invoker either.
+    for resource in tf.of_type("google_cloudfunctions2_function_iam_member"):
+        assert memberish(resource) not in PUBLIC_MEMBERS
+
+
+def test_function_environment(tf: Config) -> None:
+    service = one(function_resource(tf).body, "service_config")
+    env_expr = str(service["environment_variables"])
+    match = re.fullmatch(r"\$\{local\.(\w+)\[each\.key\]\}", env_expr)
+    assert match, f"environment_variables should be a per-function local, got {env_expr!r}"
+    env = str(tf.locals[match.group(1)])
+    for key in REQUIRED_ENV:
+        assert re.search(rf"\b{key}\s*=", env), f"{key} is not set on the functions"
+    assert re.search(r'\bAUTH_MODE\s*=\s*"platform"', env), "AUTH_MODE must be platform"
+    assert re.search(r"\bAUTH_AUDIENCE\s*=\s*local\.function_urls\[name\]", env)
+    assert "STRIPE_API_BASE" in env, "STRIPE_API_BASE should be settable"
+    for secret_key in SECRET_ENV:
+        assert not re.search(rf"\b{secret_key}\s*=", env), f"{secret_key} must be a secret"
+
+    dynamic = one(service, "dynamic")["secret_environment_variables"]
+    assert dynamic["for_each"] == "${google_secret_manager_secret.secrets}"
+    content = one(dynamic, "content")
+    assert content["version"] == "latest"
+    assert set(tf.locals["secrets"]) == SECRET_ENV
+    assert not tf.of_type("google_secret_manager_secret_version"), (
+        "secret values are added with gcloud, never through Terraform state"
+    )
+
+
+def test_function_urls_are_the_deterministic_run_app_urls(tf: Config) -> None:
+    urls = str(tf.locals["function_urls"])
+    assert "data.google_project.this.number" in urls and ".run.app" in urls
+    assert tf.outputs["function_urls"]["value"] == "${local.function_urls}"
+
+
+# --- scheduler ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scheduler job instance (a for_each resource expanded by its keys)."""
+
+    address: str
+    key: str | None
+    body: dict[str, Any]
+
+
+def scheduler_jobs(tf: Config) -> list[Job]:
+    jobs = []
+    for resource in tf.of_type("google_cloud_scheduler_job"):
+        for key in for_each_keys(tf, resource):
+            jobs.append(Job(resource.address + (f'["{key}"]' if key else ""), key, resource.body))
+    return jobs
+
+
+def job_target(job: Job) -> str | None:
+    uri = str(one(job.body, "http_target")["uri"])
+    return targets(uri, job.key, "local.function_urls")
+
+
+def test_each_scheduled_function_has_exactly_one_job_with_oidc(tf: Config) -> None:
+    jobs = scheduler_jobs(tf)
+    by_function: dict[str, list[Job]] = {}
+    for job in jobs:
+        target = job_target(job)
+        assert target is not None, f"{job.address}: uri must be local.function_urls[...]"
+        by_function.setdefault(target, []).append(job)
+    assert set(by_function) == SCHEDULED, f"scheduled: {sorted(by_function)}"
+    for name, found in by_function.items():
+        assert len(found) == 1, f"{name} has {len(found)} scheduler jobs"
+        job = found[0]
+        http = one(job.body, "http_target")
+        assert http.get("http_method", "POST") == "POST"
+        oidc = one(http, "oidc_token")
+        assert oidc["service_account_email"] == "${google_service_account.scheduler.email}"
+        assert oidc.get("audience"), f"{job.address}: the OIDC audience must be explicit"
+        assert targets(str(oidc["audience"]), job.key, "local.function_urls") == name
+        assert oidc["audience"] == http["uri"], "audience must equal the function URL called"
+        assert "oauth_token" not in http
+        assert job.body.get("time_zone"), f"{job.address}: time_zone is not set"
+        assert job.body.get("schedule"), f"{job.address}: schedule is not set"
+        retry = one(job.body, "retry_config")
+        assert retry.get("retry_count") is not None
+
+
+def test_monthly_billing_runs_on_the_first_of_the_month(tf: Config) -> None:
+    schedule = tf.variables["monthly_billing_schedule"]["default"]
+    assert schedule.split()[2] == "1", schedule
+    assert tf.variables["time_zone"]["default"] == "Europe/London"
+
+
+def seconds(value: Any) -> int:
+    match = re.fullmatch(r"(\d+)s?", str(value))
+    assert match, f"not a number of seconds: {value!r}"
+    return int(match.group(1))
+
+
+def resolve_timeout(tf: Config, expression: str, key: str) -> int:
+    """Evaluate ``${var.NAME[each.key]}`` (or a literal) against the variable's default."""
+    match = re.fullmatch(r"\$\{var\.(\w+)\[each\.key\]\}", expression)
+    if not match:
+        return seconds(expression)
+    return int(tf.variables[match.group(1)]["default"][key])
+
+
+def resolve_deadline(tf: Config, expression: str, key: str) -> int:
+    """Evaluate a literal ``"600s"`` or ``"${min(var.NAME[each.key], N)}s"``."""
+    match = re.fullmatch(r"\$\{min\(var\.(\w+)\[each\.key\],\s*(\d+)\)\}s", expression)
+    if not match:
+        return seconds(expression)
+    default = tf.variables[match.group(1)]["default"][key]
+    return min(int(default), int(match.group(2)))
+
+
+def test_attempt_deadline_within_function_timeout(tf: Config) -> None:
+    service = one(function_resource(tf).body, "service_config")
+    timeout_expr = str(service["timeout_seconds"])
+    for job in scheduler_jobs(tf):
+        name = job_target(job)
+        assert name is not None
+        deadline_expr = str(job.body["attempt_deadline"])
+        deadline = resolve_deadline(tf, deadline_expr, name)
+        timeout = resolve_timeout(tf, timeout_expr, name)
+        assert deadline <= timeout, f"{name}: attempt_deadline {deadline}s > timeout {timeout}s"
+        assert deadline <= SCHEDULER_MAX_DEADLINE_S
+        # When the deadline is derived, it must be derived from the same variable as the timeout,
+        # so an override of the timeout cannot leave the deadline above it.
+        match = re.fullmatch(r"\$\{min\((var\.\w+)\[each\.key\],.*", deadline_expr)
+        if match:
+            assert timeout_expr.startswith("${" + match.group(1) + "[")
+
+
+# --- IAM ------------------------------------------------------------------------------------
+
+
+def test_no_public_member_except_the_stripe_webhook_invoker(tf: Config) -> None:
+    public = [r for r in tf.resources if any(m in s for s in strings(r.body) for m in PUBLIC_MEMBERS)]
+    assert len(public) == 1, f"public members in {[r.address for r in public]}"
+    (resource,) = public
+    assert resource.type in INVOKER_TYPES
+    assert resource.body["role"] == "roles/run.invoker"
+    assert resource.body["member"] == "allUsers"
+    assert "for_each" not in resource.body and "count" not in resource.body
+    service = str(resource.body.get("service", resource.body.get("name", "")))
+    assert targets(service, None, "google_cloudfunctions2_function.functions") == PUBLIC_FUNCTION
+    # Admin members are IAM members the variable validation restricts to users/service accounts.
+    validation = str(tf.variables["admin_members"].get("validation"))
+    assert "user|serviceAccount" in validation
+
+
+def test_runtime_account_has_only_what_the_functions_use(tf: Config) -> None:
+    assert not tf.of_type("google_project_iam_binding", "google_project_iam_policy"), (
+        "authoritative project IAM would strip other members"
+    )
+    allowed = {
+        ("google_project_iam_member", "roles/datastore.user"),
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectAdmin"),
+        ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
+    }
+    grants = bindings_of(tf, "runtime")
+    assert grants, "the runtime account has no roles"
+    for grant in grants:
+        role = str(grant.body["role"])
+        assert role not in ("roles/editor", "roles/owner"), f"{grant.address} grants {role}"
+        if grant.type.startswith("google_project_iam"):
+            assert "admin" not in role.lower(), f"{grant.address}: project-wide {role}"
+        assert (grant.type, role) in allowed, f"{grant.address}: unexpected {role}"
+        if grant.type == "google_storage_bucket_iam_member":
+            assert grant.body["bucket"] == "${google_storage_bucket.invoices.name}"
+        if grant.type == "google_secret_manager_secret_iam_member":
+            assert grant.body["for_each"] == "${google_secret_manager_secret.secrets}"
+    assert {(g.type, g.body["role"]) for g in grants} == allowed
+
+
+def test_scheduler_account_only_invokes_the_scheduled_functions(tf: Config) -> None:
+    grants = bindings_of(tf, "scheduler")
+    invoked: list[str] = []
+    for grant in grants:
+        assert grant.type in INVOKER_TYPES, f"{grant.address}: scheduler account beyond invoker"
+        assert grant.body["role"] == "roles/run.invoker"
+        service = str(grant.body.get("service", grant.body.get("name", "")))
+        for key in for_each_keys(tf, grant):
+            target = targets(service, key, "google_cloudfunctions2_function.functions")
+            assert target is not None, f"{grant.address}: not a function's service"
+            invoked.append(target)
+    assert sorted(invoked) == sorted(SCHEDULED)
+
+
+def test_operator_account_only_invokes_the_admin_functions(tf: Config) -> None:
+    grants = bindings_of(tf, "operator")
+    assert grants, "the operator account cannot invoke anything"
+    for grant in grants:
+        assert grant.type in INVOKER_TYPES and grant.body["role"] == "roles/run.invoker"
+        assert PUBLIC_FUNCTION not in str(grant.body)
+    impersonation = tf.of_type("google_service_account_iam_member")
+    for grant in impersonation:
+        assert grant.body["service_account_id"] == "${google_service_account.operator.name}"
+        assert grant.body["role"] == "roles/iam.serviceAccountTokenCreator"
+
+
+def test_no_project_wide_impersonation(tf: Config) -> None:
+    for grant in tf.of_type("google_project_iam_member"):
+        role = str(grant.body["role"])
+        assert not role.startswith("roles/iam.serviceAccount"), f"{grant.address}: {role}"
+
+
+def test_no_account_holds_editor_or_owner(tf: Config) -> None:
+    for grant in tf.of_type(*IAM_MEMBER_TYPES):
+        assert grant.body.get("role") not in ("roles/editor", "roles/owner"), grant.address
+
+
+# --- Firestore indexes ----------------------------------------------------------------------
+
+
+def declared_indexes(tf: Config) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    indexes = []
+    for resource in tf.of_type("google_firestore_index"):
+        body = resource.body
+        fields = tuple((str(f["field_path"]), str(f.get("order", ""))) for f in body["fields"])
+        indexes.append((str(body["collection"]), str(body.get("query_scope", "")), fields))
+    return indexes
+
+
+def index_matches(shape: QueryShape, index: tuple[str, str, tuple[tuple[str, str], ...]]) -> bool:
+    """Equality fields first (any order among them), then the ordered fields in order, ASC."""
+    collection, scope, fields = index
+    if collection != shape.collection_group or scope != "COLLECTION":
+        return False
+    wanted = len(shape.equality) + len(shape.ordered)
+    if len(fields) != wanted or any(order != "ASCENDING" for _, order in fields):
+        return False
+    names = [name for name, _ in fields]
+    head, tail = names[: len(shape.equality)], names[len(shape.equality) :]
+    return sorted(head) == sorted(shape.equality) and tuple(tail) == shape.ordered
+
+
+def hcl_for(shape: QueryShape) -> str:
+    fields = "".join(
+        f'  fields {{\n    field_path = "{f}"\n    order      = "ASCENDING"\n  }}\n'
+        for f in (*shape.equality, *shape.ordered)
+    )
+    return (
+        f'resource "google_firestore_index" "{shape.collection_group}_..." {{\n'
+        f'  collection  = "{shape.collection_group}"\n  query_scope = "COLLECTION"\n{fields}}}'
+    )
+
+
+def test_every_query_needing_a_composite_index_has_one(tf: Config) -> None:
+    indexes = declared_indexes(tf)
+    missing = [
+        shape
+        for shape in (*QUERIES, *UPCOMING_QUERIES)
+        if shape.needs_composite_index and not any(index_matches(shape, i) for i in indexes)
+    ]
+    assert not missing, "declare in infra/terraform/firestore.tf:\n" + "\n".join(
+        f"# {shape.used_by}\n{hcl_for(shape)}" for shape in missing
+    )
+
+
+def test_index_check_has_teeth(tf: Config) -> None:
+    indexes = declared_indexes(tf)
+    unknown = QueryShape("invoices", ("status",), ("nowhere_at",), "test")
+    assert unknown.needs_composite_index
+    assert not any(index_matches(unknown, i) for i in indexes)
+    swapped = QueryShape("invoices", ("due_at",), ("status",), "test")
+    assert not any(index_matches(swapped, i) for i in indexes)
+
+
+def test_indexes_belong_to_the_native_default_database(tf: Config) -> None:
+    database = tf.get("google_firestore_database", "default").body
+    assert database["name"] == "(default)"
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["location_id"] == "${var.firestore_location}"
+    for resource in tf.of_type("google_firestore_index"):
+        assert resource.body["database"] == "${google_firestore_database.default.name}"
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bucket", ["invoices", "source"])
+def test_buckets_are_private_versioned_and_expire_old_versions(tf: Config, bucket: str) -> None:
+    body = tf.get("google_storage_bucket", bucket).body
+    assert body["uniform_bucket_level_access"] is True
+    assert body["public_access_prevention"] == "enforced"
+    assert one(body, "versioning")["enabled"] is True
+    rules = body.get("lifecycle_rule", [])
+    assert any(
+        "days_since_noncurrent_time" in one(rule, "condition")
+        or "num_newer_versions" in one(rule, "condition")
+        for rule in rules
+    ), f"{bucket}: no lifecycle rule for noncurrent versions"
+
+
+def test_source_object_is_named_by_the_zip_hash(tf: Config) -> None:
+    obj = tf.get("google_storage_bucket_object", "source").body
+    assert re.search(r"\$\{file(sha256|md5|sha1|sha512|base64sha256)\(", str(obj["name"]))
+    assert ".zip" in str(obj["source"])
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+
+def test_checkov_skips_carry_a_reason(tf: Config) -> None:
+    for name, text in tf.text.items():
+        for line in text.splitlines():
+            if "checkov:skip" in line:
+                assert re.fullmatch(r"\s*#checkov:skip=CKV2?_[A-Z]+_\d+:\S.{20,}", line), (
+                    f"{name}: skip without an inline reason: {line.strip()}"
+                )
+
+
+def test_checkov_passes() -> None:
+    assert CHECKOV.exists(), (
+        f"{CHECKOV} is missing: `make .venv-checkov/.installed` (a prerequisite of make test)"
+    )
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    result = subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            str(TF_DIR),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.search(r"Failed checks: 0\b", output), output
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary on PATH")
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
