@@ -173,7 +173,7 @@ class _Model:
     header_cells: tuple[str, str, str, str, str] = (
         "Description", "Qty", "Unit price", "Tax", "Amount",
     )
-    labels: tuple[str, ...] = ("INVOICE", "BILL TO", "Notes", "Page 0123456789 of")
+    labels: tuple[str, ...] = ("INVOICE", "BILL TO", "Notes", "Page 0123456789 of", "…")
 
     def strings(self) -> Iterator[str]:
         """Yield every string that may be drawn (to choose fonts and cut font subsets)."""
@@ -836,8 +836,8 @@ class _Layout:
     def text(self, x: float, baseline: float, text: str) -> None:
         """Draw ``text`` with its left end at ``x`` and its baseline at ``baseline`` (mm)."""
         pdf = self.pdf
-        runs = self.runs(text) if self.fallback is not None else [(None, text)]
-        if len(runs) == 1:
+        runs = self.runs(text)
+        if len(runs) == 1 and runs[0][0] is not self.fallback:
             pdf.text(x, baseline, text)
             return
         family, style, size = pdf.font_family, pdf.font_style, pdf.font_size_pt
@@ -874,6 +874,14 @@ class _Layout:
                     current = current[cut:]
             lines.append(current)
         return lines or [""]
+
+    def fit(self, text: str, width: float) -> str:
+        """Return ``text``, shortened with an ellipsis if it is wider than ``width`` mm."""
+        if self.width(text) <= width:
+            return text
+        while text and self.width(text + "…") > width:
+            text = text[:-1]
+        return text.rstrip() + "…"
 
     def put(self, x: float, y: float, w: float, h: float, text: str, align: str = "L") -> None:
         """Draw one line of ``text`` in the box ``(x, y, w, h)``, vertically centred."""
@@ -919,10 +927,11 @@ class _Layout:
                 self.watermark(self.model.watermark)
         self.y = _TOP
         if self.page > 1:
+            half = _CONTENT_W / 2 - 2
             self.font("B", 9.5)
-            self.put(_MARGIN_X, self.y, _CONTENT_W / 2, 5, self.model.seller_name)
+            self.put(_MARGIN_X, self.y, half, 5, self.fit(self.model.seller_name, half))
             self.font("", 8.5, _MUTED)
-            self.put(_PAGE_W / 2, self.y, _CONTENT_W / 2 - 0, 5, self.model.continued, "R")
+            self.put(_RIGHT - half, self.y, half, 5, self.fit(self.model.continued, half), "R")
             self.rule(self.y + 7.5)
             self.y += 12
 
@@ -945,7 +954,8 @@ class _Layout:
         y = _FOOTER_RULE_Y
         self.rule(y)
         self.font("", 7.5, _MUTED)
-        self.put(_MARGIN_X, y + 1.5, _CONTENT_W * 0.7, 5, self.model.footer_left)
+        left_w = _CONTENT_W - 34
+        self.put(_MARGIN_X, y + 1.5, left_w, 5, self.fit(self.model.footer_left, left_w))
         self.put(_RIGHT - 40, y + 1.5, 40, 5, f"Page {self.page} of {self.pages}", "R")
 
     # -- blocks -----------------------------------------------------------------------------
