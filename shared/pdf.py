@@ -367,6 +367,7 @@ def _build_model(invoice: Mapping[str, Any]) -> _Model:
     if customer.get("tax_id"):
         customer_lines.append(f"Tax ID: {_text(customer['tax_id'], 'customer.tax_id')}")
 
+    is_draft = number is None or status == "draft"
     number_text = number if number else "DRAFT"
     meta: list[tuple[str, str]] = [("Invoice number", number_text)]
     if issued_at is not None:
@@ -458,15 +459,15 @@ def _build_model(invoice: Mapping[str, Any]) -> _Model:
     memo = invoice.get("memo")
     if memo:
         notes.append(_text(memo, "memo"))
-    if status == "draft" or number is None:
+    if is_draft:
         notes.append("This is a draft: it is not a request for payment and may still change.")
 
     created = issued_at or period_end
     title_ref = number or f"draft {invoice_id}".strip()
     return _Model(
         number_text=number_text,
-        is_draft=number is None,
-        watermark="DRAFT" if number is None else ("VOID" if status == "void" else None),
+        is_draft=is_draft,
+        watermark="DRAFT" if is_draft else ("VOID" if status == "void" else None),
         badge=_BADGES.get(status),
         seller_name=seller_name,
         seller_lines=seller_lines,
@@ -866,14 +867,25 @@ class _Layout:
                 if current:
                     lines.append(current)
                 current = word
-                while self.width(current) > width and len(current) > 1:
-                    cut = len(current) - 1
-                    while cut > 1 and self.width(current[:cut]) > width:
-                        cut -= 1
-                    lines.append(current[:cut])
-                    current = current[cut:]
+                if self.width(word) > width:  # a word wider than the column: cut it
+                    *pieces, current = self.split_word(word, width)
+                    lines.extend(pieces)
             lines.append(current)
         return lines or [""]
+
+    def split_word(self, word: str, width: float) -> list[str]:
+        """Cut ``word`` into pieces no wider than ``width`` mm (at least one character each)."""
+        pieces: list[str] = []
+        current, used = "", 0.0
+        for char in word:
+            char_w = self.width(char)
+            if current and used + char_w > width:
+                pieces.append(current)
+                current, used = "", 0.0
+            current += char
+            used += char_w
+        pieces.append(current)
+        return pieces
 
     def fit(self, text: str, width: float) -> str:
         """Return ``text``, shortened with an ellipsis if it is wider than ``width`` mm."""
