@@ -496,11 +496,11 @@ class _TrueTypeFont:
 
     ``subset(chars)`` returns a complete, valid TrueType file holding only ``.notdef``, the
     glyphs of ``chars`` that the font has, and their composite components (renumbered), with
-    the font's metrics, names and hinting programs. Tables indexed by glyph id that are not
-    rebuilt (kerning, OpenType layout, device metrics) are dropped.
+    the font's metrics and its copyright, family and full names. Hinting (instructions and
+    their programs) is left out, as PDF producers commonly do: viewers scale outlines. Tables
+    indexed by glyph id that are not rebuilt (kerning, OpenType layout, device metrics) are
+    dropped. Fewer, smaller tables make fpdf2's own (fontTools) pass over the font cheaper.
     """
-
-    _KEEP = ("name", "OS/2", "cvt ", "fpgm", "prep", "gasp")
 
     def __init__(self, path: Path) -> None:
         data = path.read_bytes()
@@ -525,18 +525,22 @@ class _TrueTypeFont:
         metrics.extend((metrics[-1][0], lsb) for lsb in lsbs)
         self._metrics = metrics
         self.cmap: dict[int, int] = _read_cmap(tables["cmap"])
+        self._names = _trim_names(tables["name"])
 
-    def _components(self, gid: int) -> list[tuple[int, int]]:
-        """Return ``(byte offset in the glyph, component glyph id)`` of a composite glyph."""
+    def _components(self, gid: int) -> tuple[list[tuple[int, int, int]], int]:
+        """Return a composite glyph's ``(offset, flags, glyph id)`` records and their end offset.
+
+        Offsets are relative to the glyph's start; a simple or empty glyph has no records.
+        """
         start, end = self._loca[gid], self._loca[gid + 1]
         glyf = self._tables["glyf"]
         if end - start < 10 or struct.unpack_from(">h", glyf, start)[0] >= 0:
-            return []
-        found: list[tuple[int, int]] = []
+            return [], 0
+        found: list[tuple[int, int, int]] = []
         pos = 10
         while True:
             flags, component = struct.unpack_from(">HH", glyf, start + pos)
-            found.append((pos + 2, component))
+            found.append((pos, flags, component))
             pos += 4 + (4 if flags & 0x0001 else 2)
             if flags & 0x0008:
                 pos += 2
@@ -545,7 +549,24 @@ class _TrueTypeFont:
             elif flags & 0x0080:
                 pos += 8
             if not flags & 0x0020:
-                return found
+                return found, pos
+
+    def _glyph(self, gid: int, new_id: Mapping[int, int]) -> bytes:
+        """Return glyph ``gid``'s outline without instructions, components renumbered."""
+        start, end = self._loca[gid], self._loca[gid + 1]
+        glyf = self._tables["glyf"]
+        if end - start < 10:
+            return b""
+        (contours,) = struct.unpack_from(">h", glyf, start)
+        if contours >= 0:
+            at = start + 10 + 2 * contours
+            (length,) = struct.unpack_from(">H", glyf, at)
+            return glyf[start:at] + b"\0\0" + glyf[at + 2 + length : end]
+        records, stop = self._components(gid)
+        glyph = bytearray(glyf[start : start + stop])
+        for pos, flags, component in records:
+            struct.pack_into(">HH", glyph, pos, flags & ~0x0100, new_id.get(component, 0))
+        return bytes(glyph)
 
     def subset(self, codepoints: Iterable[int]) -> bytes:
         """Return a TrueType file with the glyphs of ``codepoints`` this font has."""
@@ -553,20 +574,16 @@ class _TrueTypeFont:
         wanted = {0, *mapping.values()}
         pending = list(wanted)
         while pending:
-            for _, component in self._components(pending.pop()):
+            for _, _, component in self._components(pending.pop())[0]:
                 if component not in wanted and component < self._num_glyphs:
                     wanted.add(component)
                     pending.append(component)
         order = sorted(wanted)
         new_id = {old: new for new, old in enumerate(order)}
-        glyf_in = self._tables["glyf"]
         glyf = bytearray()
         loca = [0]
         for old in order:
-            glyph = bytearray(glyf_in[self._loca[old] : self._loca[old + 1]])
-            for pos, component in self._components(old):
-                struct.pack_into(">H", glyph, pos, new_id.get(component, 0))
-            glyf += glyph
+            glyf += self._glyph(old, new_id)
             glyf += b"\0" * (-len(glyf) % 4)
             loca.append(len(glyf))
         count = len(order)
@@ -589,10 +606,33 @@ class _TrueTypeFont:
             "cmap": _build_cmap({c: new_id[g] for c, g in mapping.items()}),
             "post": bytes(post),
         }
-        for tag in self._KEEP:
-            if tag in self._tables:
-                tables[tag] = self._tables[tag]
+        if "OS/2" in self._tables:
+            tables["OS/2"] = self._tables["OS/2"]
+        tables["name"] = self._names
         return _write_sfnt(tables)
+
+
+def _trim_names(table: bytes) -> bytes:
+    """Keep the Windows-platform name records 0-6 of a ``name`` table; drop the rest.
+
+    Those are the copyright, family, style, unique id, full name, version and PostScript name.
+    """
+    count, storage = struct.unpack_from(">HH", table, 2)
+    kept: list[tuple[int, int, int, int, bytes]] = []
+    for i in range(count):
+        platform, encoding, language, name_id, length, offset = struct.unpack_from(
+            ">6H", table, 6 + 12 * i
+        )
+        if platform == 3 and name_id <= 6 and (language == 0x409 or name_id == 0):
+            start = storage + offset
+            kept.append((platform, encoding, language, name_id, table[start : start + length]))
+    kept.sort()
+    records, strings = b"", b""
+    for platform, encoding, language, name_id, text in kept:
+        records += struct.pack(">6H", platform, encoding, language, name_id, len(text),
+                               len(strings))
+        strings += text
+    return struct.pack(">3H", 0, len(kept), 6 + 12 * len(kept)) + records + strings
 
 
 def _read_cmap(table: bytes) -> dict[int, int]:
@@ -793,11 +833,27 @@ class _Layout:
     y: float = 0.0
     rows: list[_Row] = field(default_factory=list)
     fallback: Any = None  # the fpdf2 font drawing what the main font lacks (CJK), if any
+    state: dict[str, Any] = field(default_factory=dict)  # colours and line width last set
 
     # -- primitives -------------------------------------------------------------------------
     def font(self, style: str = "", size: float = 9.0, color: tuple[int, int, int] = _INK) -> None:
         self.pdf.set_font(self.family, style, size)
-        self.pdf.set_text_color(*color)
+        self.text_color(color)
+
+    # fpdf2 turns every colour into an object (slow when done hundreds of times per page):
+    # these setters skip calls that would not change anything.
+    def text_color(self, color: tuple[int, int, int]) -> None:
+        if color != self.state.get("text"):
+            self.pdf.set_text_color(*color)
+            self.state["text"] = color
+
+    def stroke(self, color: tuple[int, int, int], width: float) -> None:
+        if self.draw and color != self.state.get("draw"):
+            self.pdf.set_draw_color(*color)
+            self.state["draw"] = color
+        if self.draw and width != self.state.get("width"):
+            self.pdf.set_line_width(width)
+            self.state["width"] = width
 
     def width(self, text: str) -> float:
         """Return the width of ``text`` in mm in the current font (fallback glyphs included)."""
@@ -908,14 +964,15 @@ class _Layout:
     def rule(self, y: float, x1: float = _MARGIN_X, x2: float = _RIGHT,
              color: tuple[int, int, int] = _RULE, width: float = 0.2) -> None:
         if self.draw:
-            self.pdf.set_draw_color(*color)
-            self.pdf.set_line_width(width)
+            self.stroke(color, width)
             self.pdf.line(x1, y, x2, y)
 
     def fill(self, x: float, y: float, w: float, h: float,
              color: tuple[int, int, int] = _SHADE) -> None:
         if self.draw:
-            self.pdf.set_fill_color(*color)
+            if color != self.state.get("fill"):
+                self.pdf.set_fill_color(*color)
+                self.state["fill"] = color
             self.pdf.rect(x, y, w, h, style="F")
 
     # -- flow -------------------------------------------------------------------------------
@@ -957,7 +1014,7 @@ class _Layout:
     def watermark(self, text: str) -> None:
         pdf = self.pdf
         pdf.set_font(self.family, "B", 110)
-        pdf.set_text_color(*_WATERMARK)
+        self.text_color(_WATERMARK)
         width = self.width(text)
         with pdf.rotation(35, _PAGE_W / 2, _PAGE_H / 2):
             pdf.text(_PAGE_W / 2 - width / 2, _PAGE_H / 2 + 14, text)
@@ -1005,8 +1062,7 @@ class _Layout:
             badge_w = self.width(label) + 6
             ry += 1.5
             if self.draw:
-                self.pdf.set_draw_color(*color)
-                self.pdf.set_line_width(0.4)
+                self.stroke(color, 0.4)
                 self.pdf.rect(_RIGHT - badge_w, ry, badge_w, 6, style="D",
                               round_corners=True, corner_radius=1.2)
             self.put(_RIGHT - badge_w, ry, badge_w, 6, label, "C")
