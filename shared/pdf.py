@@ -560,8 +560,21 @@ class _TrueTypeFont:
         (contours,) = struct.unpack_from(">h", glyf, start)
         if contours >= 0:
             at = start + 10 + 2 * contours
+            points = struct.unpack_from(">H", glyf, at - 2)[0] + 1 if contours else 0
             (length,) = struct.unpack_from(">H", glyf, at)
-            return glyf[start:at] + b"\0\0" + glyf[at + 2 + length : end]
+            flags_at = pos = at + 2 + length
+            coordinates = seen = 0
+            while seen < points:  # flags (with repeats), then the x and y coordinate sizes
+                flag, repeat = glyf[pos], 1
+                pos += 1
+                if flag & 0x08:
+                    repeat += glyf[pos]
+                    pos += 1
+                x_size = 1 if flag & 0x02 else (0 if flag & 0x10 else 2)
+                y_size = 1 if flag & 0x04 else (0 if flag & 0x20 else 2)
+                coordinates += repeat * (x_size + y_size)
+                seen += repeat
+            return glyf[start:at] + b"\0\0" + glyf[flags_at : pos + coordinates]
         records, stop = self._components(gid)
         glyph = bytearray(glyf[start : start + stop])
         for pos, flags, component in records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from copy import deepcopy
@@ -11,7 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from fontTools.ttLib import TTFont
 
+from shared import pdf
 from shared.errors import DataError
 from shared.money import format_money
 from shared.pdf import format_percent, format_quantity, render_invoice_pdf
@@ -377,3 +380,22 @@ def test_bad_input_raises_data_error(change: Any) -> None:
     change(invoice)
     with pytest.raises(DataError):
         render_invoice_pdf(invoice)
+
+
+def test_font_subsets_keep_outlines_and_advances() -> None:
+    """The byte-level TrueType subsetter keeps each glyph's outline and advance width."""
+    for name in ("DejaVuSans.ttf", "DroidSansFallbackFull.ttf"):
+        source = pdf._font(name)
+        chars = sorted(source.cmap)[::37][:150] + [ord(c) for c in "Åé€Ж株"]
+        subset = TTFont(io.BytesIO(source.subset(chars)))
+        original = TTFont(str(pdf.FONT_DIR / name), lazy=True)
+        sub_cmap, orig_cmap = subset.getBestCmap(), original.getBestCmap()
+        sub_glyf, orig_glyf = subset["glyf"], original["glyf"]
+        for char in chars:
+            if char not in orig_cmap:
+                continue
+            new, old = sub_cmap[char], orig_cmap[char]
+            assert list(sub_glyf[new].getCoordinates(sub_glyf)[0]) == list(
+                orig_glyf[old].getCoordinates(orig_glyf)[0]
+            ), (name, hex(char))
+            assert subset["hmtx"][new] == original["hmtx"][old]
