@@ -1207,7 +1207,8 @@ class _Layout:
             lines.extend(self.wrap(note, _CONTENT_W))
             lines.append("")
         lines.pop()
-        self.ensure(6 + 4.2 * min(len(lines), 3))
+        # Keep the heading with the first lines (all of them when the notes are short).
+        self.ensure(6 + sum(4.2 if line else 2.0 for line in lines[:4]))
         self.font("B", 9)
         self.put(_MARGIN_X, self.y, _CONTENT_W, 5, "Notes")
         self.y += 6
