@@ -214,6 +214,12 @@ def _get(mapping: Mapping[str, Any], key: str, where: str = "invoice") -> Any:
         raise _fail(f"{where} is not a mapping") from None
 
 
+def _mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(f"{what} must be a mapping, got {type(value).__name__}")
+    return value
+
+
 def _text(value: object, what: str, *, optional: bool = False) -> str:
     if value is None and optional:
         return ""
@@ -349,19 +355,21 @@ def _build_model(invoice: Mapping[str, Any]) -> _Model:
     last_day = max(first_day, _local_date(period_end - timedelta(microseconds=1), zone))
     period = f"{_format_date(first_day, locale)} – {_format_date(last_day, locale)}"
 
-    seller = _get(invoice, "seller")
+    seller = _mapping(_get(invoice, "seller"), "seller")
     seller_name = _text(_get(seller, "name", "seller"), "seller.name")
-    seller_lines = [
-        _text(line, "seller.address_lines[]") for line in seller.get("address_lines") or []
-    ]
+    address_lines = seller.get("address_lines") or []
+    if not isinstance(address_lines, Sequence) or isinstance(address_lines, str):
+        raise _fail("seller.address_lines must be a list of strings")
+    seller_lines = [_text(text, "seller.address_lines[]") for text in address_lines]
     if seller.get("email"):
         seller_lines.append(_text(seller["email"], "seller.email"))
     if seller.get("tax_id"):
         seller_lines.append(f"Tax ID: {_text(seller['tax_id'], 'seller.tax_id')}")
 
-    customer = _get(invoice, "customer")
+    customer = _mapping(_get(invoice, "customer"), "customer")
     customer_name = _text(_get(customer, "name", "customer"), "customer.name")
-    customer_lines = _address_lines(customer.get("address") or {}, locale)
+    address = _mapping(customer.get("address") or {}, "customer.address")
+    customer_lines = _address_lines(address, locale)
     if customer.get("email"):
         customer_lines.append(_text(customer["email"], "customer.email"))
     if customer.get("tax_id"):
@@ -384,8 +392,9 @@ def _build_model(invoice: Mapping[str, Any]) -> _Model:
     lines = _get(invoice, "lines")
     if not isinstance(lines, Sequence) or isinstance(lines, str):
         raise _fail("lines must be a list")
-    for index, line in enumerate(lines):
+    for index, item in enumerate(lines):
         where = f"lines[{index}]"
+        line = _mapping(item, where)
         description = _text(_get(line, "description", where), f"{where}.description")
         quantity = _decimal(_get(line, "quantity", where), f"{where}.quantity")
         unit = _decimal(_get(line, "unit_amount_decimal", where), f"{where}.unit_amount_decimal")

@@ -373,6 +373,11 @@ def test_lines_without_tax_fields_render() -> None:
         lambda inv: inv["lines"][0].pop("amount"),
         lambda inv: inv.update(lines="nope"),
         lambda inv: inv["customer"].pop("name"),
+        lambda inv: inv.update(customer="Globex"),
+        lambda inv: inv["customer"].update(address=["42 Main Street"]),
+        lambda inv: inv["lines"].append("one more"),
+        lambda inv: inv["seller"].update(address_lines="1 Infinite Loop"),
+        lambda inv: inv["lines"][0].update(tax_rate=20.0),
     ],
 )
 def test_bad_input_raises_data_error(change: Any) -> None:
