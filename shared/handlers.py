@@ -13,7 +13,8 @@ from typing import Any
 
 from shared.clients import firestore_client, invoices_bucket, storage_client
 from shared.documents import render_and_upload
-from shared.http import Call, boolean, text
+from shared.anniversary import run_generate_invoices
+from shared.http import Call, boolean, identifier, rfc3339, text
 from shared.model import Tenant
 from shared.periods import utc_now
 from shared.runs import RunContext, run_month_close
@@ -47,4 +48,17 @@ def monthly_billing(call: Call) -> dict[str, Any]:
     if not dry_run:
         invoices_bucket()  # misconfiguration fails before anything is written
     report = run_month_close(ctx, call.tenant_id, call.body.get("month"))
+    return report.to_json()
+
+
+GENERATE_INVOICES_FIELDS = {"as_of": rfc3339, "subscription_id": identifier, "dry_run": boolean}
+
+
+def generate_invoices(call: Call) -> dict[str, Any]:
+    """Anniversary billing (``shared.anniversary.run_generate_invoices``) at ``as_of`` or now."""
+    dry_run = bool(call.body.get("dry_run", False))
+    ctx = make_context(call, dry_run=dry_run, now=call.body.get("as_of"))
+    if not dry_run:
+        invoices_bucket()
+    report = run_generate_invoices(ctx, call.tenant_id, call.body.get("subscription_id"))
     return report.to_json()

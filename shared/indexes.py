@@ -43,4 +43,6 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time",), (), "store.load_subscriptions"),
     QueryShape("invoices", ("period_start", "billing_time"), (), "store.invoices_for_period"),
     QueryShape("tenants", ("status",), (), "store.active_tenants"),
+    QueryShape("invoices", ("status",), ("finalize_at",), "store.due_drafts"),
+    QueryShape("invoices", ("status", "subscription_id"), (), "store.drafts_of_subscription"),
 )

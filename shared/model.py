@@ -256,6 +256,7 @@ class Subscription:
     trial_end: datetime | None = None
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
+    billing_cycle_anchor: datetime | None = None
 
     @classmethod
     def parse(cls, subscription_id: str, data: Mapping[str, Any]) -> Subscription:
@@ -273,13 +274,23 @@ class Subscription:
             trial_end=_optional_datetime(data, "trial_end", where),
             current_period_start=_optional_datetime(data, "current_period_start", where),
             current_period_end=_optional_datetime(data, "current_period_end", where),
+            billing_cycle_anchor=_optional_datetime(data, "billing_cycle_anchor", where),
         )
         if billing_time == "anniversary" and (
             sub.current_period_start is None or sub.current_period_end is None
         ):
             raise DataError(f"{where}: anniversary subscriptions need current_period_start "
                             "and current_period_end", code="missing_field")
+        if (sub.current_period_start is not None and sub.current_period_end is not None
+                and sub.current_period_start >= sub.current_period_end):
+            raise DataError(f"{where}: current_period_start must be before current_period_end",
+                            code="invalid_field")
         return sub
+
+    @property
+    def anchor(self) -> datetime:
+        """The billing-cycle anchor of an anniversary schedule (default: ``started_at``)."""
+        return self.billing_cycle_anchor or self.started_at
 
     def active_window(self) -> tuple[datetime, datetime | None]:
         """``[started_at, canceled_at)``: when usage and fixed fees count (``None`` = open-ended)."""

@@ -148,3 +148,56 @@ def utc_now() -> datetime:
 
 
 ONE_DAY = timedelta(days=1)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    next_year, next_month = _next_month(year, month)
+    return (date(next_year, next_month, 1) - date(year, month, 1)).days
+
+
+def add_interval(anchor: datetime, interval: str, count: int, tz: str) -> datetime:
+    """Return ``anchor`` moved by ``count`` intervals on the tenant's wall clock, as UTC.
+
+    Months and years keep the anchor's day of month, clamped to the month's length, and are
+    always computed from the anchor itself, never from a clamped date, so an anchor on the 31st
+    gives Jan 31 -> Feb 28 (29) -> Mar 31 (Stripe's billing-cycle-anchor rule). Days and weeks
+    are calendar days in ``tz``, so a daily period across a DST change lasts 23 or 25 hours.
+
+    Raises:
+        ValueError: unknown interval or negative count.
+    """
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    local = require_aware(anchor, "anchor").astimezone(zone(tz))
+    if interval in ("day", "week"):
+        day = local.date() + timedelta(days=count * (7 if interval == "week" else 1))
+    elif interval in ("month", "year"):
+        months = local.month - 1 + count * (12 if interval == "year" else 1)
+        year, month = local.year + months // 12, months % 12 + 1
+        day = date(year, month, min(local.day, _days_in_month(year, month)))
+    else:
+        raise ValueError(f"unknown interval {interval!r}")
+    wall = datetime.combine(day, local.time().replace(tzinfo=None, fold=0)).replace(tzinfo=zone(tz))
+    return wall.astimezone(UTC)
+
+
+def anniversary_period(anchor: datetime, interval: str, interval_count: int, tz: str,
+                       containing: datetime) -> BillingPeriod:
+    """Return the period of an anchored schedule that contains ``containing``.
+
+    Periods are ``[add_interval(anchor, k*n), add_interval(anchor, (k+1)*n))`` for k = 0, 1, ...
+
+    Raises:
+        ValueError: ``containing`` is before ``anchor``.
+    """
+    if containing < anchor:
+        raise ValueError("instant before the schedule's anchor")
+    # Jump close to the answer, then walk: months and years are irregular.
+    unit_seconds = {"day": 86400, "week": 604800, "month": 2419200, "year": 31536000}[interval]
+    k = max(0, int((containing - anchor).total_seconds() // (unit_seconds * interval_count)) - 1)
+    while add_interval(anchor, interval, k * interval_count, tz) > containing:
+        k -= 1
+    while add_interval(anchor, interval, (k + 1) * interval_count, tz) <= containing:
+        k += 1
+    return BillingPeriod(add_interval(anchor, interval, k * interval_count, tz),
+                         add_interval(anchor, interval, (k + 1) * interval_count, tz), tz)

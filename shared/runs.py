@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.errors import BadRequest, BillingError, DataError
+from shared.errors import BadRequest, BillingError, DataError, PermissionDenied
 from shared.invoicing import InvoiceDraft, build_invoice
 from shared.logs import get_logger, log_context
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
-from shared.periods import BillingPeriod, month_period, parse_month, previous_month
+from shared.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from shared.store import BillingStore
 from shared.usage import UsageRouter, meters_of_plan
 
@@ -66,8 +66,12 @@ class RunReport:
     totals: dict[str, int] = field(default_factory=dict)
     tenants: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    draft_totals: dict[str, int] = field(default_factory=dict)
+    finalized: int = 0
+    advanced: int = 0
     pdf_render_seconds: float = 0.0
     pdfs_rendered: int = 0
+    function: str = "monthly_billing"
 
     def skip(self, tenant_id: str, subscription_id: str, reason: str) -> None:
         """Count a subscription that got no invoice, with its reason."""
@@ -106,6 +110,9 @@ class RunReport:
             "warnings_count": self.warnings_count, "totals": self.totals,
             "tenants": self.tenants,
         }
+        if self.function == "generate_invoices":
+            body.update(finalized=self.finalized, advanced=self.advanced,
+                        draft_totals=self.draft_totals)
         if self.dry_run:
             body["invoices"] = self.invoices
         return body
@@ -121,30 +128,48 @@ def preview(draft: InvoiceDraft) -> dict[str, Any]:
     return document
 
 
-def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
-                       candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
-                       finalize: bool) -> dict[str, Any]:
-    """Invoice each (subscription, period) candidate of one tenant; return the tenant summary.
+@dataclass(frozen=True)
+class Catalog:
+    """A tenant's meters and plans, read once per run (invalid ones kept as their ``DataError``)."""
 
-    Reads the catalogue and customers, streams the events of the union of the candidates'
-    windows once, builds every invoice, and (unless dry run) creates the absent ones in
-    transactions (``finalize``: numbered and ``open`` at once; else ``draft``), then renders PDFs
-    of the finalized ones. Failures of one subscription go to ``report.errors``.
+    meters: Mapping[str, Meter | DataError]
+    plans: Mapping[str, Plan | DataError]
+
+    @classmethod
+    def load(cls, store: BillingStore, tenant_id: str) -> Catalog:
+        """Read every meter and plan of the tenant."""
+        return cls(store.load_meters(tenant_id), store.load_plans(tenant_id))
+
+    def plan(self, plan_id: str) -> Plan:
+        """The parsed plan, or ``DataError`` if it is missing or invalid."""
+        plan = self.plans.get(plan_id)
+        if plan is None:
+            raise DataError(f"plan {plan_id!r} does not exist", code="unknown_plan")
+        if isinstance(plan, DataError):
+            raise plan
+        return plan
+
+
+def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
+                     candidates: Sequence[tuple[Subscription, BillingPeriod]],
+                     ) -> tuple[list[InvoiceDraft], int]:
+    """Build the invoice of each (subscription, period) candidate of one tenant.
+
+    Reads the candidates' customers, streams the events of the union of their windows once
+    (each window is the period clipped to the subscription's ``[started_at, canceled_at)``),
+    and prices each subscription. Failures go to ``report.errors``; empty invoices (no fixed
+    charge, no usage) are skipped with reason ``no_usage``. Returns the drafts sorted by
+    (customer, invoice id), the finalization order, and the number of events read.
     """
     store = ctx.store
-    meters: dict[str, Meter | DataError] = store.load_meters(tenant.id)
-    plans: dict[str, Plan | DataError] = store.load_plans(tenant.id)
     customers: dict[str, Customer | DataError] = store.get_customers(
         tenant.id, (sub.customer_id for sub, _ in candidates))
     router = UsageRouter()
-    ready: list[tuple[Subscription, BillingPeriod, Plan, Customer]] = []
+    ready: list[tuple[Subscription, BillingPeriod, Plan, Customer, str]] = []
     for sub, period in candidates:
+        watch_id = f"{sub.id}@{period.key}"
         try:
-            plan = plans.get(sub.plan_id)
-            if plan is None:
-                raise DataError(f"plan {sub.plan_id!r} does not exist", code="unknown_plan")
-            if isinstance(plan, DataError):
-                raise plan
+            plan = catalog.plan(sub.plan_id)
             customer = customers.get(sub.customer_id)
             if customer is None or isinstance(customer, DataError):
                 raise customer or DataError(f"customer {sub.customer_id!r} does not exist",
@@ -154,27 +179,24 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
                 continue
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
-            router.watch(sub.id, sub.customer_id, meters_of_plan(plan.charges, meters),
+            router.watch(watch_id, sub.customer_id, meters_of_plan(plan.charges, catalog.meters),
                          start, max(start, end))
-            ready.append((sub, period, plan, customer))
+            ready.append((sub, period, plan, customer, watch_id))
         except DataError as exc:
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
-        window_start = min(period.start for _, period, _, _ in ready)
-        window_end = max(period.end for _, period, _, _ in ready)
+        window_start = min(period.start for _, period, _, _, _ in ready)
+        window_end = max(period.end for _, period, _, _, _ in ready)
         router.consume(store.stream_usage_events(tenant.id, window_start, window_end))
 
     drafts: list[InvoiceDraft] = []
-    for sub, period, plan, customer in ready:
-        usage = router.usage[sub.id]
+    for sub, period, plan, customer, watch_id in ready:
+        usage = router.usage[watch_id]
         try:
             draft = build_invoice(
-                tenant=tenant, customer=customer, subscription=sub, plan=plan, meters=meters,
-                period=period, usage=usage.quantities(), usage_events=usage.events_counted,
-                warnings=usage.warnings())
-        except DataError as exc:
-            report.error(tenant.id, exc, subscription_id=sub.id)
-            continue
+                tenant=tenant, customer=customer, subscription=sub, plan=plan,
+                meters=catalog.meters, period=period, usage=usage.quantities(),
+                usage_events=usage.events_counted, warnings=usage.warnings())
         except Exception as exc:
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
@@ -184,10 +206,27 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
             report.skip(tenant.id, sub.id, "no_usage")
             continue
         drafts.append(draft)
-
     drafts.sort(key=lambda d: (d.customer.id, d.invoice_id))
+    return drafts, router.events_seen
+
+
+def _add_total(totals: dict[str, int], currency: str, amount: int) -> None:
+    totals[currency] = totals.get(currency, 0) + amount
+
+
+def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
+                       candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
+                       finalize: bool) -> dict[str, Any]:
+    """Price the candidates and create their absent invoices; return the tenant summary.
+
+    ``finalize``: created ``open`` and numbered at once (the month close), with PDFs; otherwise
+    created as ``draft`` (anniversary billing, finalized after the grace period). A dry run
+    only previews. Invoices that exist already are skipped as ``already_invoiced``.
+    """
+    store = ctx.store
+    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates)
     summary: dict[str, Any] = {"tenant_id": tenant.id, "candidates": len(candidates),
-                               "events_read": router.events_seen}
+                               "events_read": events_read}
     if ctx.dry_run:
         existing = store.existing_invoice_ids(tenant.id, [d.invoice_id for d in drafts])
         for draft in drafts:
@@ -195,7 +234,8 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
                 report.skip(tenant.id, draft.subscription_id, "already_invoiced")
                 continue
             report.generated += 1
-            report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
+            _add_total(report.totals if finalize else report.draft_totals, draft.currency,
+                       draft.total)
             report.invoices.append(preview(draft))
         return summary
 
@@ -204,24 +244,25 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant,
     by_id = {d.invoice_id: d for d in drafts}
     for invoice_id in result.existing:
         report.skip(tenant.id, by_id[invoice_id].subscription_id, "already_invoiced")
-    for document in result.created:
-        report.generated += 1
-        currency = document["currency"]
-        report.totals[currency] = report.totals.get(currency, 0) + int(document["total"])
+    report.generated += len(result.created)
     summary["generated"] = len(result.created)
     if finalize:
+        for document in result.created:
+            _add_total(report.totals, document["currency"], int(document["total"]))
         to_render = list(result.created)
         if result.existing:
             # A retried or concurrent run: also render PDFs another run may have missed.
-            periods = {by_id[i].period.start for i in result.existing}
             seen = {d["invoice_id"] for d in to_render}
-            for period_start in sorted(periods):
+            for period_start in sorted({by_id[i].period.start for i in result.existing}):
                 for invoice in store.invoices_for_period(tenant.id, period_start,
                                                          by_id[result.existing[0]].billing_time):
                     if (invoice.get("status") != "draft" and not invoice.get("pdf_uri")
                             and invoice["invoice_id"] not in seen):
                         to_render.append(invoice)
         publish(ctx, report, tenant, to_render)
+    else:
+        for document in result.created:
+            _add_total(report.draft_totals, document["currency"], int(document["total"]))
     return summary
 
 
@@ -285,16 +326,15 @@ def month_close_period(tenant: Tenant, month: str | None, now: datetime) -> Bill
     return period
 
 
-def resolve_tenants(store: BillingStore, tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
-    """The tenants a run covers: the named one (404 if unknown, 403 if disabled) or every active one.
+def resolve_tenants(store: BillingStore,
+                    tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
+    """Return the tenants a run covers: the named one, or every active one.
 
     Raises:
         NotFound: the named tenant does not exist.
         PermissionDenied: the named tenant is disabled.
 
     """
-    from shared.errors import PermissionDenied
-
     if tenant_id is not None:
         tenant = store.get_tenant(tenant_id)
         if tenant.status != "active":
@@ -307,6 +347,58 @@ def resolve_tenants(store: BillingStore, tenant_id: str | None) -> list[Tenant |
         except DataError as exc:
             out.append((tid, exc))
     return out
+
+
+def run_per_tenant(ctx: RunContext, report: RunReport,
+                   tenants: Sequence[Tenant | tuple[str, DataError]], function: str,
+                   describe: Callable[[Tenant], dict[str, Any]],
+                   work: Callable[[Tenant], dict[str, Any]]) -> None:
+    """Run ``work(tenant)`` for each tenant with its run record, logs and summary.
+
+    ``describe(tenant)`` gives the fields that say what is billed (month, as_of...), recorded in
+    ``tenants/{t}/billing_runs/{run_id}`` before the work starts (not in dry runs) and in the
+    summary. A tenant whose work raises is recorded as failed in ``errors``; the others go on.
+    """
+    for tenant in tenants:
+        if isinstance(tenant, tuple):
+            report.error(tenant[0], tenant[1])
+            continue
+        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
+            started = time.monotonic()
+            before = (report.generated, report.skipped, len(report.errors), dict(report.totals))
+            described = describe(tenant)
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "function": function, "status": "running", "started_at": utc_now(),
+                    "principal": ctx.principal, **described})
+            try:
+                summary = work(tenant)
+            except Exception as exc:
+                report.error(tenant.id, exc)
+                summary = {"tenant_id": tenant.id, "failed": True}
+            summary.update({
+                **{k: v.isoformat() if isinstance(v, datetime) else v
+                   for k, v in described.items()},
+                "generated": report.generated - before[0], "skipped": report.skipped - before[1],
+                "errors": len(report.errors) - before[2],
+                "totals": {c: v - before[3].get(c, 0) for c, v in report.totals.items()
+                           if v != before[3].get(c, 0)},
+                "seconds": round(time.monotonic() - started, 3),
+            })
+            report.tenants.append(summary)
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "status": "failed" if summary.get("failed") else "succeeded",
+                    "finished_at": utc_now(),
+                    **{k: summary[k] for k in ("generated", "skipped", "errors", "totals",
+                                               "seconds")},
+                    **{k: summary[k] for k in ("finalized", "advanced") if k in summary},
+                    "error_details": [e for e in report.errors
+                                      if e["tenant_id"] == tenant.id][:MAX_LISTED],
+                })
+            log.info(f"{function} finished for tenant", extra={
+                "generated": summary["generated"], "skipped": summary["skipped"],
+                "errors": summary["errors"], "dry_run": ctx.dry_run})
 
 
 def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -> RunReport:
@@ -326,48 +418,17 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
             periods[tenant.id] = month_close_period(tenant, month, ctx.now)
         elif month is not None:
             parse_month(month)
-    for tenant in tenants:
-        if isinstance(tenant, tuple):
-            report.error(tenant[0], tenant[1])
-            continue
-        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
-            started = time.monotonic()
-            period = periods[tenant.id]
-            before = (report.generated, report.skipped, len(report.errors), dict(report.totals))
-            if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "function": "monthly_billing", "status": "running", "started_at": ctx.now,
-                    "month": period.month_label, "period_start": period.start,
-                    "period_end": period.end, "principal": ctx.principal,
-                })
-            try:
-                subs = ctx.store.load_subscriptions(tenant.id, "calendar")
-                candidates = calendar_candidates(report, tenant, subs, period)
-                summary = bill_subscriptions(ctx, report, tenant, candidates, finalize=True)
-            except Exception as exc:
-                report.error(tenant.id, exc)
-                summary = {"tenant_id": tenant.id, "failed": True}
-            summary.update({
-                "month": period.month_label, "period_start": period.start.isoformat(),
-                "period_end": period.end.isoformat(),
-                "generated": report.generated - before[0], "skipped": report.skipped - before[1],
-                "errors": len(report.errors) - before[2],
-                "totals": {c: v - before[3].get(c, 0) for c, v in report.totals.items()
-                           if v != before[3].get(c, 0)},
-                "seconds": round(time.monotonic() - started, 3),
-            })
-            report.tenants.append(summary)
-            if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "status": "failed" if summary.get("failed") else "succeeded",
-                    "finished_at": ctx.now.__class__.now(ctx.now.tzinfo),
-                    **{k: summary[k] for k in ("generated", "skipped", "errors", "totals",
-                                               "seconds")},
-                    "error_details": [e for e in report.errors if e["tenant_id"] == tenant.id][
-                        :MAX_LISTED],
-                })
-            log.info("month close finished for tenant", extra={
-                "month": period.month_label, "generated": summary["generated"],
-                "skipped": summary["skipped"], "errors": summary["errors"],
-                "dry_run": ctx.dry_run})
+
+    def describe(tenant: Tenant) -> dict[str, Any]:
+        period = periods[tenant.id]
+        return {"month": period.month_label, "period_start": period.start,
+                "period_end": period.end}
+
+    def work(tenant: Tenant) -> dict[str, Any]:
+        subs = ctx.store.load_subscriptions(tenant.id, "calendar")
+        candidates = calendar_candidates(report, tenant, subs, periods[tenant.id])
+        return bill_subscriptions(ctx, report, tenant, Catalog.load(ctx.store, tenant.id),
+                                  candidates, finalize=True)
+
+    run_per_tenant(ctx, report, tenants, "monthly_billing", describe, work)
     return report

@@ -287,6 +287,103 @@ class BillingStore:
         self.writes += len(created) + (1 if finalize and created else 0)
         return created, existing
 
+    def due_drafts(self, tenant_id: str, as_of: datetime) -> list[dict[str, Any]]:
+        """Draft invoices whose ``finalize_at <= as_of`` (grace period over), oldest first."""
+        query = (self.collection(tenant_id, "invoices")
+                 .where(filter=FieldFilter("status", "==", "draft"))
+                 .where(filter=FieldFilter("finalize_at", "<=", as_of))
+                 .order_by("finalize_at"))
+        return self._invoice_dicts(query)
+
+    def drafts_of_subscription(self, tenant_id: str, subscription_id: str) -> list[dict[str, Any]]:
+        """Every draft invoice of one subscription (the admin's "invoice it now")."""
+        query = (self.collection(tenant_id, "invoices")
+                 .where(filter=FieldFilter("status", "==", "draft"))
+                 .where(filter=FieldFilter("subscription_id", "==", subscription_id)))
+        return self._invoice_dicts(query)
+
+    def _invoice_dicts(self, query: Any) -> list[dict[str, Any]]:
+        out = []
+        for snapshot in query.stream():
+            self.reads += 1
+            out.append({"invoice_id": snapshot.id, **(snapshot.to_dict() or {})})
+        return out
+
+    def finalize_drafts(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
+                        run_id: str, batch_size: int = INVOICE_BATCH_SIZE) -> list[dict[str, Any]]:
+        """Finalize the given invoices, freezing the amounts of ``drafts`` (recomputed by the caller).
+
+        In one transaction per batch: each invoice that is still ``draft`` gets the draft's lines
+        and totals (late usage included), the next gapless number, ``open``, ``issued_at = now``
+        and ``due_at``; an invoice another run finalized meanwhile is left alone. Returns the
+        documents finalized by this call.
+        """
+        year = sequence_year(now, tenant.timezone)
+        sequence_ref = self.collection(tenant.id, "invoice_sequences").document(str(year))
+        finalized: list[dict[str, Any]] = []
+        for start in range(0, len(drafts), batch_size):
+            batch = list(drafts[start:start + batch_size])
+            refs = [self.invoice_ref(tenant.id, d.invoice_id) for d in batch]
+
+            @firestore.transactional
+            def run(transaction: firestore.Transaction,
+                    batch: list[InvoiceDraft] = batch,
+                    refs: list[firestore.DocumentReference] = refs) -> list[dict[str, Any]]:
+                snapshots = {s.id: s for s in transaction.get_all(refs)}
+                sequence = sequence_ref.get(transaction=transaction)
+                last = int((sequence.to_dict() or {}).get("last", 0)) if sequence.exists else 0
+                done: list[dict[str, Any]] = []
+                for draft, ref in zip(batch, refs, strict=True):
+                    current = snapshots[draft.invoice_id]
+                    if not current.exists or (current.to_dict() or {}).get("status") != "draft":
+                        continue
+                    last += 1
+                    update = draft.to_document()
+                    update.update(_finalized_fields(tenant, year, last, now))
+                    update["finalized_by_run"] = run_id
+                    transaction.update(ref, update)
+                    done.append({**(current.to_dict() or {}), **update,
+                                 "invoice_id": draft.invoice_id})
+                if done:
+                    transaction.set(sequence_ref, {"last": last, "year": year, "updated_at": now},
+                                    merge=True)
+                return done
+
+            batch_done = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+            self.reads += len(refs) + 1
+            self.writes += len(batch_done) + (1 if batch_done else 0)
+            finalized.extend(batch_done)
+        return finalized
+
+    def advance_subscription(self, tenant_id: str, subscription_id: str, *,
+                             expected_period_end: datetime, period_start: datetime,
+                             period_end: datetime, anchor: datetime, now: datetime) -> bool:
+        """Move an anniversary subscription to its next period, once.
+
+        A transaction compares ``current_period_end`` with ``expected_period_end`` first, so a
+        concurrent or repeated run that already advanced it changes nothing. Returns whether
+        this call advanced it.
+        """
+        ref = self.collection(tenant_id, "subscriptions").document(subscription_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {}
+            if not snapshot.exists or data.get("current_period_end") != expected_period_end:
+                return False
+            transaction.update(ref, {
+                "current_period_start": period_start, "current_period_end": period_end,
+                "billing_cycle_anchor": data.get("billing_cycle_anchor") or anchor,
+                "period_advanced_at": now,
+            })
+            return True
+
+        advanced: bool = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        self.reads += 1
+        self.writes += int(advanced)
+        return advanced
+
     def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]],
                     rendered_at: datetime) -> None:
         """Set ``pdf_uri`` on each ``(invoice_id, gs_uri)``, in write batches of 400."""

@@ -1,0 +1,18 @@
+"""HTTP Cloud Function ``generate_invoices``: hourly anniversary billing (``shared.anniversary``).
+
+POST ``{"as_of": RFC 3339, "subscription_id": str, "dry_run": bool, "tenant_id": str}`` (all
+optional) with an OIDC bearer token; ``X-Tenant-ID`` restricts the run to one tenant.
+"""
+
+import flask
+import functions_framework
+
+from shared import handlers
+from shared.http import handle
+
+
+@functions_framework.http
+def generate_invoices(request: flask.Request) -> flask.Response:
+    """Entry point: validate and authenticate, then bill due anniversary subscriptions."""
+    return handle(request, function="generate_invoices", fields=handlers.GENERATE_INVOICES_FIELDS,
+                  run=handlers.generate_invoices)

@@ -1,0 +1,206 @@
+"""``generate_invoices``: anniversary billing, run hourly.
+
+For every ``anniversary`` subscription whose ``current_period_end <= as_of``:
+1. each ended period gets a ``draft`` invoice (oldest first, one per missed period, at most
+   ``MAX_PERIODS_PER_RUN`` per subscription per run; the rest follow on the next run), built by the
+   same pipeline as the month close (``shared.runs.bill_subscriptions``);
+2. the subscription advances to the first period that has not ended, on its anchored schedule
+   (``shared.periods.anniversary_period``: Jan 31 -> Feb 28 (29) -> Mar 31, as Stripe does);
+   a canceled subscription gets one final invoice for the partial period up to ``canceled_at``
+   (fixed fees prorated, usage up to the cancellation) and then nothing more;
+3. drafts whose grace period is over (``finalize_at <= as_of``; ``grace_period_hours`` on the
+   tenant, default 1, 0 = at once) are *re-priced* with the usage known now (late events that
+   belong to the period count while the invoice is a draft), then numbered, set ``open`` and
+   rendered to PDF, in one transaction per batch. An ``open`` invoice never changes amounts.
+
+``subscription_id`` (with a tenant) restricts the run to that subscription and finalizes its
+drafts at once, ignoring the grace period: the admin's "invoice it now". ``as_of`` is the run's
+clock for every decision (due periods, ``finalize_at``, issue and due dates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from shared.errors import BadRequest, DataError
+from shared.model import Subscription, Tenant
+from shared.periods import BillingPeriod, add_interval, anniversary_period
+from shared.runs import (
+    Catalog,
+    RunContext,
+    RunReport,
+    bill_subscriptions,
+    price_candidates,
+    publish,
+    resolve_tenants,
+    run_per_tenant,
+)
+
+MAX_PERIODS_PER_RUN = 400
+
+
+def next_period(sub: Subscription, period_end: datetime, interval: str, count: int,
+                tz: str) -> BillingPeriod:
+    """The period that follows one ending at ``period_end`` on the subscription's schedule.
+
+    It starts at ``period_end`` and ends at the first boundary of the anchored schedule after it,
+    so a period that was stored off-schedule realigns on the anchor.
+    """
+    anchor = sub.anchor
+    if period_end < anchor:
+        return BillingPeriod(period_end, add_interval(period_end, interval, count, tz), tz)
+    on_schedule = anniversary_period(anchor, interval, count, tz, period_end)
+    return BillingPeriod(period_end, on_schedule.end, tz)
+
+
+def due_periods(sub: Subscription, interval: str, count: int, tz: str,
+                as_of: datetime) -> tuple[list[BillingPeriod], BillingPeriod | None]:
+    """Return the periods of ``sub`` to invoice at ``as_of`` and the period it moves to.
+
+    A period is due when it has ended, or when the subscription was canceled inside it and the
+    cancellation has passed (the final, partial invoice). The second value is ``None`` when the
+    subscription stays where it is.
+    """
+    assert sub.current_period_start is not None and sub.current_period_end is not None
+    period = BillingPeriod(sub.current_period_start, sub.current_period_end, tz)
+    due: list[BillingPeriod] = []
+    canceled = sub.canceled_at
+    while len(due) < MAX_PERIODS_PER_RUN:
+        if canceled is not None and period.start >= canceled:
+            break
+        ends_here = period.end <= as_of
+        final = canceled is not None and canceled <= as_of and canceled <= period.end
+        if not (ends_here or final):
+            break
+        due.append(period)
+        period = next_period(sub, period.end, interval, count, tz)
+        if final:
+            break
+    return due, (period if due else None)
+
+
+def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
+                           subscriptions: Sequence[Subscription | tuple[str, DataError]],
+                           as_of: datetime,
+                           ) -> tuple[list[tuple[Subscription, BillingPeriod]],
+                                      dict[str, tuple[Subscription, BillingPeriod]]]:
+    """The due (subscription, period) pairs, and where each due subscription advances to."""
+    candidates: list[tuple[Subscription, BillingPeriod]] = []
+    advances: dict[str, tuple[Subscription, BillingPeriod]] = {}
+    for sub in subscriptions:
+        if isinstance(sub, tuple):
+            report.error(tenant.id, sub[1], subscription_id=sub[0])
+            continue
+        if sub.billing_time != "anniversary":
+            continue
+        try:
+            plan = catalog.plan(sub.plan_id)
+            due, moved_to = due_periods(sub, plan.interval, plan.interval_count,
+                                        tenant.timezone, as_of)
+        except DataError as exc:
+            report.error(tenant.id, exc, subscription_id=sub.id)
+            continue
+        if not due:
+            continue
+        if sub.status == "suspended":
+            report.skip(tenant.id, sub.id, "subscription_suspended")
+            continue
+        candidates.extend((sub, period) for period in due)
+        if moved_to is not None:
+            advances[sub.id] = (sub, moved_to)
+    return candidates, advances
+
+
+def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
+                        drafts: Sequence[dict[str, Any]]) -> int:
+    """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized."""
+    if not drafts:
+        return 0
+    subs: dict[str, Subscription | DataError] = {}
+    candidates: list[tuple[Subscription, BillingPeriod]] = []
+    for invoice in drafts:
+        sub_id = str(invoice["subscription_id"])
+        if sub_id not in subs:
+            try:
+                subs[sub_id] = ctx.store.get_subscription(tenant.id, sub_id)
+            except (DataError, BadRequest) as exc:
+                subs[sub_id] = DataError(exc.message, code=exc.code)
+            except Exception as exc:  # noqa: BLE001 - NotFound and friends: report, go on
+                subs[sub_id] = DataError(str(exc), code="unknown_subscription")
+        sub = subs[sub_id]
+        if isinstance(sub, DataError):
+            report.error(tenant.id, sub, invoice_id=str(invoice["invoice_id"]))
+            continue
+        candidates.append((sub, BillingPeriod(invoice["period_start"], invoice["period_end"],
+                                              tenant.timezone)))
+    priced, _ = price_candidates(ctx, report, tenant, catalog, candidates)
+    if ctx.dry_run:
+        for draft in priced:
+            report.finalized += 1
+            report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
+        return len(priced)
+    finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id)
+    for document in finalized:
+        currency = document["currency"]
+        report.totals[currency] = report.totals.get(currency, 0) + int(document["total"])
+    report.finalized += len(finalized)
+    publish(ctx, report, tenant, finalized)
+    return len(finalized)
+
+
+def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
+                          subscription_id: str | None) -> RunReport:
+    """Anniversary billing at ``ctx.now`` (the request's ``as_of``) for one tenant or all.
+
+    Raises:
+        BadRequest: ``subscription_id`` without a tenant, or naming a calendar subscription.
+        NotFound: unknown tenant or subscription. PermissionDenied: disabled tenant.
+    """
+    if subscription_id is not None and tenant_id is None:
+        raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)",
+                         code="missing_tenant")
+    report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run, function="generate_invoices")
+    tenants = resolve_tenants(ctx.store, tenant_id)
+    only: Subscription | None = None
+    if subscription_id is not None:
+        tenant = tenants[0]
+        assert isinstance(tenant, Tenant)
+        only = ctx.store.get_subscription(tenant.id, subscription_id)
+        if only.billing_time != "anniversary":
+            raise BadRequest(f"subscription {subscription_id!r} is billed by calendar month: "
+                             "use monthly_billing", code="not_anniversary")
+
+    def describe(tenant: Tenant) -> dict[str, Any]:
+        return {"as_of": ctx.now, **({"subscription_id": subscription_id} if only else {})}
+
+    def work(tenant: Tenant) -> dict[str, Any]:
+        catalog = Catalog.load(ctx.store, tenant.id)
+        subs: Sequence[Subscription | tuple[str, DataError]] = (
+            [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary"))
+        candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
+        failed_before = {e.get("subscription_id") for e in report.errors}
+        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=False)
+        failed = {e.get("subscription_id") for e in report.errors} - failed_before
+        advanced = 0
+        for sub_id, (sub, period) in advances.items():
+            if ctx.dry_run or sub_id in failed:
+                continue
+            assert sub.current_period_end is not None
+            advanced += ctx.store.advance_subscription(
+                tenant.id, sub_id, expected_period_end=sub.current_period_end,
+                period_start=period.start, period_end=period.end, anchor=sub.anchor,
+                now=ctx.now)
+        report.advanced += advanced
+        if only is not None:
+            drafts = ctx.store.drafts_of_subscription(tenant.id, only.id)
+        else:
+            drafts = ctx.store.due_drafts(tenant.id, ctx.now)
+        # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
+        finalized = finalize_due_drafts(ctx, report, tenant, catalog, drafts)
+        summary.update(finalized=finalized, advanced=advanced)
+        return summary
+
+    run_per_tenant(ctx, report, tenants, "generate_invoices", describe, work)
+    return report
