@@ -127,7 +127,7 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
                 subs[sub_id] = ctx.store.get_subscription(tenant.id, sub_id)
             except (DataError, BadRequest) as exc:
                 subs[sub_id] = DataError(exc.message, code=exc.code)
-            except Exception as exc:  # noqa: BLE001 - NotFound and friends: report, go on
+            except Exception as exc:
                 subs[sub_id] = DataError(str(exc), code="unknown_subscription")
         sub = subs[sub_id]
         if isinstance(sub, DataError):
@@ -157,6 +157,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
     Raises:
         BadRequest: ``subscription_id`` without a tenant, or naming a calendar subscription.
         NotFound: unknown tenant or subscription. PermissionDenied: disabled tenant.
+
     """
     if subscription_id is not None and tenant_id is None:
         raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)",

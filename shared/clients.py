@@ -11,8 +11,10 @@ import os
 from functools import lru_cache
 
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import firestore
-from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud import (
+    firestore,
+    storage,  # type: ignore[attr-defined]
+)
 
 from shared.errors import BillingError
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.anniversary import run_generate_invoices
 from shared.clients import firestore_client, invoices_bucket, storage_client
 from shared.documents import render_and_upload
-from shared.anniversary import run_generate_invoices
 from shared.http import Call, boolean, identifier, rfc3339, text
 from shared.model import Tenant
 from shared.periods import utc_now

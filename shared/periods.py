@@ -165,6 +165,7 @@ def add_interval(anchor: datetime, interval: str, count: int, tz: str) -> dateti
 
     Raises:
         ValueError: unknown interval or negative count.
+
     """
     if count < 0:
         raise ValueError("count must be >= 0")
@@ -189,6 +190,7 @@ def anniversary_period(anchor: datetime, interval: str, interval_count: int, tz:
 
     Raises:
         ValueError: ``containing`` is before ``anchor``.
+
     """
     if containing < anchor:
         raise ValueError("instant before the schedule's anchor")

@@ -88,8 +88,9 @@ class UsageRouter:
 
 def meters_of_plan(charges: Iterable[Mapping[str, Any]],
                    meters: Mapping[str, Meter | Exception]) -> list[Meter]:
-    """The parsed meters a plan's usage charges name (missing or invalid ones are left out;
-    the invoice builder reports them).
+    """Return the parsed meters a plan's usage charges name.
+
+    Missing or invalid meters are left out here; the invoice builder reports them.
     """
     found: dict[str, Meter] = {}
     for charge in charges:
