@@ -11,10 +11,7 @@ import os
 from functools import lru_cache
 
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import (
-    firestore,
-    storage,  # type: ignore[attr-defined]
-)
+from google.cloud import firestore, storage  # type: ignore[attr-defined]
 
 from shared.errors import BillingError
 
