@@ -9,8 +9,10 @@ repository's own code instead of the zip's, fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -51,12 +53,34 @@ def test_there_is_at_least_one_function() -> None:
     assert FUNCTIONS, "no functions/<name>/main.py to package"
 
 
-def test_build_is_deterministic(built: dict[str, BuiltZip], tmp_path: Path) -> None:
-    again = {item.name: item for item in build(REPO, tmp_path)}
-    assert set(again) == set(built) == set(FUNCTIONS)
-    for name, item in built.items():
-        assert again[name].sha256 == item.sha256, f"{name}: two builds differ"
-        assert again[name].path.read_bytes() == item.path.read_bytes()
+def snapshot(destination: Path) -> Path:
+    """Copy what the build reads, so concurrent edits of the work tree cannot change it."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("functions", "shared"):
+        shutil.copytree(REPO / folder, destination / folder, ignore=ignore)
+    shutil.copy2(REPO / "requirements.txt", destination / "requirements.txt")
+    return destination
+
+
+def test_build_is_deterministic(tmp_path: Path) -> None:
+    first_repo = snapshot(tmp_path / "a" / "repo")
+    first = build(first_repo, tmp_path / "a" / "out")
+    # Same sources elsewhere, with other timestamps: the zips must be byte-identical.
+    second_repo = tmp_path / "b" / "elsewhere"
+    shutil.copytree(first_repo, second_repo)
+    for path in second_repo.rglob("*"):
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    second = build(second_repo, tmp_path / "b" / "out")
+    assert [z.name for z in first] == [z.name for z in second] == FUNCTIONS
+    for a, b in zip(first, second, strict=True):
+        assert a.sha256 == b.sha256, f"{a.name}: two builds of the same sources differ"
+        assert a.path.read_bytes() == b.path.read_bytes()
+        assert hashlib.sha256(a.path.read_bytes()).hexdigest() == a.sha256
+    # And a code change changes the hash.
+    main = second_repo / "functions" / FUNCTIONS[0] / "main.py"
+    main.write_text(main.read_text() + "\n# changed\n")
+    (changed,) = build(second_repo, tmp_path / "c", names=[FUNCTIONS[0]])
+    assert changed.sha256 != first[0].sha256
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
