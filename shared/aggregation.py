@@ -1,28 +1,52 @@
 """Meters: fold usage events into a quantity per group, with Lago's and Stripe Meters' semantics.
 
-An ``Accumulator`` is made for one meter and one window (the billing period clipped to the
-subscription's active time). ``add(event)`` ignores events outside ``[start, end)``; ``results()``
-returns ``{group_key: Decimal}`` where ``group_key`` is the tuple of the meter's ``group_by``
-property values as strings (``()`` without ``group_by``; a missing property is ``""``).
+Shapes and units
+----------------
+An ``Accumulator`` is made for one meter and one *window*: the billing period clipped to the
+subscription's active time ``[started_at, canceled_at)``. ``add(event)`` ignores events outside
+``[start, end)`` (start included, end excluded: an event at the period's first instant counts, one
+at its end belongs to the next period). ``results()`` returns ``{group_key: Decimal}`` where
+``group_key`` is the tuple of the meter's ``group_by`` property values as text (``()`` without
+``group_by``, which always has that key, 0 when nothing counted; a missing property is ``""``).
+Quantities are plain ``Decimal`` units of the meter (not money). Timestamps are aware instants;
+the tenant's timezone plays no part here (the window's bounds already come from it).
 
-Aggregations (``meter.aggregation``):
-- ``count``: number of events.
-- ``sum``: sum of ``properties[field]``.
-- ``max``: largest value (0 when there is no event).
-- ``unique_count``: number of distinct values of the field (compared as text).
-- ``latest``: value of the newest event (by timestamp, ties by document creation time), clamped at 0.
-- ``weighted_sum``: each value is a delta to a running level that starts at 0; the result is the
-  time-weighted average level over the window, ``sum(level x seconds held) / window seconds``.
+Aggregations (``meter.aggregation``; source: ``CONTRACT.md`` and issue 3, after Lago's
+``billable_metrics`` aggregations and Stripe Meters' ``count``/``sum``/``last``):
 
-Values are read as ``Decimal`` (int, float via repr, or decimal string). A missing or non-numeric
-value is ignored by the aggregation (Lago's rule) and recorded in ``warnings``.
+- ``count``: number of events (no field read, so never a warning).
+- ``sum``: exact Decimal sum of ``properties[field]`` (negative values allowed; the charge clamps
+  a negative total to 0).
+- ``max``: the largest value; 0 when nothing counted.
+- ``unique_count``: number of distinct values of the field, compared as text (``1`` and ``"1"``
+  are the same value, ``1.0`` is another); any JSON value counts, so no "non-numeric" warning.
+- ``latest``: the value of the newest event (largest ``timestamp``); ties on the timestamp are
+  broken by document creation order (Firestore's ``create_time``: the later-created document
+  wins), then by document id (documents written in one batch share a ``create_time``). A negative
+  value counts as 0. 0 when nothing counted. A non-numeric newest event is ignored (warning), so
+  the newest *numeric* event wins.
+- ``weighted_sum``: each value is a delta to a running level that is 0 at the window's start
+  (events before the period never count, so nothing carries over). The result is the
+  time-weighted average level over the *billing period*, in seconds:
+  ``sum(level_i x seconds_i) / period_seconds``, where ``seconds_i`` runs from event ``i`` to the
+  next event or to the window's end. Microseconds are kept (no float). A subscription active for
+  half the period with a level of 10 gets 5 (10 for half the period): the average over the
+  period, as Lago divides by the full period's duration. ``period_start``/``period_end`` give that
+  divisor; when absent the window is the period. The result is rounded to 12 decimal places
+  (ROUND_HALF_UP), the precision of unit prices, so the quantity printed on the invoice is the
+  one multiplied.
+
+Values are read as ``Decimal`` (int; float through its shortest ``repr``; decimal string; see
+``shared.money.to_decimal``). A missing or non-numeric value (text, bool, NaN, infinity, map) is
+ignored by the aggregation (Lago's rule) and recorded in ``warnings`` (the first 20 messages;
+``warning_count`` counts all). No function here raises for bad event data.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.model import Meter, UsageEvent
@@ -31,6 +55,7 @@ from shared.money import to_decimal
 GroupKey = tuple[str, ...]
 StateT = TypeVar("StateT")
 _MAX_WARNINGS = 20
+_TWELVE_PLACES = Decimal(1).scaleb(-12)
 
 
 class Accumulator(ABC, Generic[StateT]):
@@ -40,6 +65,9 @@ class Accumulator(ABC, Generic[StateT]):
         meter: the meter (aggregation, field, group_by).
         start: first instant counted (aware).
         end: first instant not counted (aware).
+        period_start: start of the whole billing period (default ``start``); only
+            ``weighted_sum`` uses the period, as the divisor of its average.
+        period_end: end of the whole billing period (default ``end``).
 
     """
 
@@ -47,10 +75,14 @@ class Accumulator(ABC, Generic[StateT]):
     needs_value: ClassVar[bool] = True
     numeric: ClassVar[bool] = True
 
-    def __init__(self, meter: Meter, start: datetime, end: datetime) -> None:
+    def __init__(self, meter: Meter, start: datetime, end: datetime, *,
+                 period_start: datetime | None = None,
+                 period_end: datetime | None = None) -> None:
         self.meter = meter
         self.start = start
         self.end = end
+        self.period_start = period_start if period_start is not None else start
+        self.period_end = period_end if period_end is not None else end
         self.groups: dict[GroupKey, StateT] = {}
         self.events_counted = 0
         self.warnings: list[str] = []
@@ -204,8 +236,9 @@ class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Dec
     """``weighted_sum``: time-weighted average of a running level built from deltas.
 
     The level starts at 0 at the window's start; each event adds its value at its timestamp.
-    Result: ``sum(level_i x seconds_i) / window_seconds`` where ``seconds_i`` runs to the next
-    event or the window's end (Lago's ``weighted_sum``; seconds as the unit of time).
+    Result: ``sum(level_i x seconds_i) / period_seconds`` where ``seconds_i`` runs to the next
+    event or the window's end (Lago's ``weighted_sum``; seconds as the unit of time), rounded to
+    12 decimal places.
     """
 
     aggregation = "weighted_sum"
@@ -220,16 +253,18 @@ class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Dec
         return state
 
     def _result(self, state: list[tuple[datetime, datetime, str, Decimal]]) -> Decimal:
-        total_seconds = _seconds(self.end - self.start)
+        period_seconds = _seconds(self.period_end - self.period_start)
+        if period_seconds <= 0:
+            return Decimal(0)
         level = Decimal(0)
         area = Decimal(0)
-        ordered = sorted(state)
+        ordered = sorted(state, key=lambda item: item[:3])
         with localcontext(prec=60):
             for index, (timestamp, _created, _id, delta) in enumerate(ordered):
                 level += delta
                 until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end
                 area += level * _seconds(until - timestamp)
-            return area / total_seconds if total_seconds else Decimal(0)
+            return (area / period_seconds).quantize(_TWELVE_PLACES, rounding=ROUND_HALF_UP)
 
 
 def _seconds(delta: timedelta) -> Decimal:
@@ -251,11 +286,17 @@ ACCUMULATORS: dict[str, type[Accumulator[Any]]] = {
 }
 
 
-def make_accumulator(meter: Meter, start: datetime, end: datetime) -> Accumulator[Any]:
-    """Return the accumulator for ``meter.aggregation`` over ``[start, end)``.
+def make_accumulator(meter: Meter, start: datetime, end: datetime, *,
+                     period_start: datetime | None = None,
+                     period_end: datetime | None = None) -> Accumulator[Any]:
+    """Return the accumulator for ``meter.aggregation`` over the window ``[start, end)``.
+
+    ``period_start``/``period_end`` are the whole billing period when the window is clipped to a
+    subscription that started or ended inside it (``weighted_sum`` averages over the period).
 
     Raises:
         KeyError: never for a parsed ``Meter`` (``Meter.parse`` rejects unknown aggregations).
 
     """
-    return ACCUMULATORS[meter.aggregation](meter, start, end)
+    return ACCUMULATORS[meter.aggregation](meter, start, end, period_start=period_start,
+                                           period_end=period_end)

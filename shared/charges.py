@@ -1,22 +1,49 @@
-"""Charge models: turn a charge map and a quantity into priced invoice lines.
+"""Charge models: turn a charge map and a quantity into priced pieces of invoice lines.
 
-A plan's ``charges`` are maps (``CONTRACT.md``). ``{"type": "fixed", ...}`` is a recurring fee;
-``{"type": "usage", "meter", "model", ...}`` prices a meter's quantity with one of the models in
-``USAGE_MODELS``. Each model returns ``Part``s (label, quantity, unit price in minor units); the
-caller turns each part into a line whose amount is ``quantity x unit price`` rounded once
-(ROUND_HALF_UP, ``shared.money.line_amount``), so every line satisfies the contract's equation.
+Shapes and units
+----------------
+A plan's ``charges`` are maps (``CONTRACT.md``). ``{"type": "fixed", "description",
+"unit_amount_decimal", "quantity"}`` is a recurring fee (prorated by ``shared.proration``, never
+here); ``{"type": "usage", "meter", "model", ...}`` prices a meter's quantity with one of the
+models in ``USAGE_MODELS``. Every price is a ``Decimal`` in the currency's *minor* unit
+(``"700"`` = GBP 7.00; up to 12 decimals, ``shared.money.parse_unit_amount``); quantities are
+``Decimal`` units of the meter. Each model returns ``Part``s (label, quantity, unit price); the
+invoice builder turns each part into one line whose amount is ``quantity x unit price`` rounded
+once (ROUND_HALF_UP, ``shared.money.line_amount``), so every line satisfies the contract's
+equation and a tiered charge is rounded per tier line.
 
-Models (Stripe Billing's tiered pricing and Lago's charge models):
+Models (source: Stripe Billing's tiered pricing, ``tiers_mode`` ``graduated``/``volume`` with
+``up_to`` inclusive and ``flat_amount``; Lago's ``standard``, ``graduated``, ``volume`` and
+``package`` charge models; the rules below are issue 3's):
+
 - ``standard``: every billable unit at ``unit_amount_decimal``.
-- ``graduated``: each tier prices the units that fall inside it (``up_to`` inclusive, ``null`` =
-  no limit); a tier's ``flat_amount_decimal`` is charged once the tier is entered; at zero usage
-  the first tier's flat amount is still charged unless that tier's unit price is zero.
-- ``volume``: all billable units at the price of the tier the total falls in, plus that tier's flat
-  amount (zero usage falls in the first tier, same flat-amount rule as graduated).
-- ``package``: ``ceil(billable / package_size)`` packages at ``unit_amount_decimal`` each.
-``free_units`` (optional, every model) is subtracted from the quantity before pricing.
+- ``graduated``: each tier prices the units that fall inside it; ``up_to`` is inclusive and
+  ``null`` (only on the last tier, which is required) means no limit. A tier's
+  ``flat_amount_decimal`` is charged once the tier is entered (it holds at least part of one
+  unit). At zero usage the first tier's flat amount is still charged, unless that tier is priced
+  at zero (its ``unit_amount_decimal`` is 0: a free allowance whose flat fee is an entry fee,
+  charged only once usage starts). Stripe's example, tiers 1-5 at 7.00, 6-10 at 6.50, 11+ at
+  6.00: 6 units = 5 x 7.00 + 1 x 6.50 = 41.50.
+- ``volume``: all billable units at the unit price of the tier the total falls in, plus that
+  tier's flat amount. Zero usage falls in the first tier, with the same flat-amount rule as
+  graduated. Same tiers: 6 units = 6 x 6.50 = 39.00; 5 units = 35.00; 11 units = 66.00.
+- ``package``: ``ceil(billable / package_size)`` packages at ``unit_amount_decimal`` each (a
+  partial package is a whole one; 0 units = 0 packages). 21 units in packages of 10 at 5.00 =
+  3 packages = 15.00.
 
-Errors: ``DataError`` for an unknown type or model, or a malformed price, tier or package size.
+``free_units`` (optional on every usage model, a non-negative number): an allowance subtracted
+from the meter's quantity before the model sees it, ``billable = max(0, quantity - free_units)``
+(Lago's ``free_units`` of the package model, applied uniformly). So on tiered models the free
+units shift the tiers: with ``free_units`` 3, 9 units are priced as 6 units (graduated 41.50),
+and the tier of a volume charge is the one the *billable* total falls in. A negative meter
+result (a ``sum`` of refunds) bills 0 units. With ``group_by`` each group is priced on its own,
+free units and first-tier flat fee included.
+
+Every usage charge yields at least one part (a zero-quantity line shows a charge with no usage).
+
+Errors: ``DataError`` (code ``invalid_charge`` or ``invalid_price``) for an unknown type or
+model, a malformed or negative price, quantity or ``free_units``, tiers out of order, a tier with
+neither price, a missing unbounded last tier, or a package size that is not positive.
 """
 
 from __future__ import annotations
@@ -39,6 +66,8 @@ class Part:
         quantity: units (or packages, or 1 for a flat fee), Decimal.
         unit_amount: price per unit in minor units, Decimal.
         flat: True for a flat fee.
+        unit: what one unit of ``quantity`` is when it is not the meter's unit
+            (``"packages of 10"``), else ``None``.
 
     """
 
@@ -46,6 +75,7 @@ class Part:
     quantity: Decimal
     unit_amount: Decimal
     flat: bool = False
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,10 @@ class Tier:
 
 def _zero() -> Decimal:
     return Decimal(0)
+
+
+def _or_zero(value: object) -> object:
+    return "0" if value is None else value
 
 
 def billable_quantity(charge: Mapping[str, Any], quantity: Decimal) -> Decimal:
@@ -103,14 +137,18 @@ def parse_tiers(charge: Mapping[str, Any]) -> list[Tier]:
             except ValueError:
                 raise DataError(f"tier {index + 1}: up_to is not a number",
                                 code="invalid_charge") from None
-            if up_to <= previous and not (index == 0 and up_to > 0):
-                raise DataError(f"tier {index + 1}: up_to must increase", code="invalid_charge")
+            if up_to <= previous:
+                raise DataError(f"tier {index + 1}: up_to must be positive and increase",
+                                code="invalid_charge")
             previous = up_to
+        if item.get("unit_amount_decimal") is None and item.get("flat_amount_decimal") is None:
+            raise DataError(f"tier {index + 1} needs unit_amount_decimal or flat_amount_decimal",
+                            code="invalid_charge")
         tiers.append(Tier(
             up_to=up_to,
-            unit_amount=parse_unit_amount(item.get("unit_amount_decimal", "0"),
+            unit_amount=parse_unit_amount(_or_zero(item.get("unit_amount_decimal")),
                                           what=f"tier {index + 1} unit_amount_decimal"),
-            flat_amount=parse_unit_amount(item.get("flat_amount_decimal", "0"),
+            flat_amount=parse_unit_amount(_or_zero(item.get("flat_amount_decimal")),
                                           what=f"tier {index + 1} flat_amount_decimal"),
         ))
     if tiers[-1].up_to is not None:
@@ -119,16 +157,39 @@ def parse_tiers(charge: Mapping[str, Any]) -> list[Tier]:
     return tiers
 
 
-def _tier_label(index: int, lower: Decimal, tier: Tier) -> str:
-    first = _fmt(lower + 1) if index else "1"
-    upper = _fmt(tier.up_to) if tier.up_to is not None else "+"
-    return f"tier {index + 1}: {first}-{upper}" if tier.up_to is not None else (
-        f"tier {index + 1}: {first}{upper}")
+def _whole_bounds(tiers: list[Tier]) -> bool:
+    return all(t.up_to is None or t.up_to == t.up_to.to_integral_value() for t in tiers)
+
+
+def _tier_label(index: int, lower: Decimal, tier: Tier, whole: bool) -> str:
+    """``"tier 2: 6-10"``, ``"tier 3: 11+"``; with a fractional bound ``"tier 2: over 0.5 up to 2"``."""
+    upper = tier.up_to
+    if whole:
+        first = _fmt(lower + 1)
+        span = f"{first}-{_fmt(upper)}" if upper is not None else f"{first}+"
+    elif upper is None:
+        span = f"over {_fmt(lower)}"
+    elif index == 0:
+        span = f"up to {_fmt(upper)}"
+    else:
+        span = f"over {_fmt(lower)} up to {_fmt(upper)}"
+    return f"tier {index + 1}: {span}"
 
 
 def _fmt(value: Decimal) -> str:
     normal = value.normalize()
     return format(normal, "f") if normal == normal.to_integral_value() else str(normal)
+
+
+def _flat_due(index: int, tier: Tier, units_in_tier: Decimal) -> bool:
+    """Whether a tier's flat amount is charged.
+
+    Once the tier is entered, and for the first tier even at zero usage unless that tier is
+    priced at zero (unit price 0).
+    """
+    if not tier.flat_amount:
+        return False
+    return units_in_tier > 0 or (index == 0 and tier.unit_amount != 0)
 
 
 def _standard(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
@@ -138,17 +199,16 @@ def _standard(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
 
 def _graduated(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
     tiers = parse_tiers(charge)
+    whole = _whole_bounds(tiers)
     parts: list[Part] = []
     lower = Decimal(0)
     for index, tier in enumerate(tiers):
         upper = tier.up_to
-        in_tier = (min(billable, upper) if upper is not None else billable) - lower
-        label = _tier_label(index, lower, tier)
-        if in_tier > 0:
+        in_tier = max((billable if upper is None else min(billable, upper)) - lower, _zero())
+        label = _tier_label(index, lower, tier, whole)
+        if in_tier > 0 or index == 0:
             parts.append(Part(label, in_tier, tier.unit_amount))
-            if tier.flat_amount:
-                parts.append(Part(f"{label} flat fee", Decimal(1), tier.flat_amount, flat=True))
-        elif index == 0 and tier.flat_amount and tier.unit_amount != 0:
+        if _flat_due(index, tier, in_tier):
             parts.append(Part(f"{label} flat fee", Decimal(1), tier.flat_amount, flat=True))
         if upper is None or billable <= upper:
             break
@@ -161,10 +221,9 @@ def _volume(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
     lower = Decimal(0)
     for index, tier in enumerate(tiers):
         if tier.up_to is None or billable <= tier.up_to:
-            label = _tier_label(index, lower, tier)
+            label = _tier_label(index, lower, tier, _whole_bounds(tiers))
             parts = [Part(label, billable, tier.unit_amount)]
-            charge_flat = billable > 0 or (index == 0 and tier.unit_amount != 0)
-            if tier.flat_amount and charge_flat:
+            if _flat_due(index, tier, billable):
                 parts.append(Part(f"{label} flat fee", Decimal(1), tier.flat_amount, flat=True))
             return parts
         lower = tier.up_to
@@ -182,7 +241,8 @@ def _package(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
         raise DataError("package_size must be positive", code="invalid_charge")
     unit = parse_unit_amount(charge.get("unit_amount_decimal"))
     packages = ceil_div(billable, size)
-    return [Part(f"{_fmt(packages)} x {_fmt(size)}", packages, unit)]
+    return [Part(f"{_fmt(billable)} units in packages of {_fmt(size)}", packages, unit,
+                 unit=f"packages of {_fmt(size)}")]
 
 
 USAGE_MODELS: dict[str, Callable[[Mapping[str, Any], Decimal], list[Part]]] = {

@@ -1,30 +1,54 @@
-"""Proration of fixed charges: how much of a billing period a subscription was billable.
+"""Proration of fixed charges: how many of a billing period's days a subscription pays for.
 
-Convention (Stripe prorates by the second; Lago and most invoicing by calendar day; this product
-uses calendar days, as the issue asks): count calendar days in the tenant's timezone; a day on
-which the subscription was billable for any part counts as a whole day; the fraction is
-``active_days / period_days`` (28, 29, 30 or 31 for a month). Billable means after ``started_at``,
-after ``trial_end`` (no fixed fee during a trial) and before ``canceled_at``. Usage is never
-prorated.
+Convention (issue 3: "calendar days in the tenant's timezone, partial days counted as whole
+days, divided by the days in the period"; Lago prorates fixed fees by calendar day the same way,
+whereas Stripe prorates by the second):
+
+- The period's days are the local calendar dates ``d`` (tenant's IANA timezone, zoneinfo) with
+  ``local_start.date() <= d < local_end.date()``: 28, 29, 30 or 31 for a calendar month,
+  whatever DST does inside it (October 2026 in Europe/London lasts 31 days and one hour and has
+  31 days). When a boundary is not at local midnight (an anniversary period anchored at 14:32),
+  the date holding the boundary belongs to the period that *starts* there, so consecutive periods
+  share no day.
+- The subscription is billable on ``[max(started_at, trial_end), canceled_at)`` clipped to the
+  period: after it starts, once its trial is over (no fixed fee while ``trial_end`` is in the
+  future), before it is canceled. Usage is never prorated and is not affected by the trial here
+  (``shared.usage`` counts events in ``[started_at, canceled_at)``).
+- A date counts as a whole day when the subscription was billable for any part of it. The end is
+  exclusive: canceled at exactly local midnight does not touch the day that starts then. A
+  subscription started and canceled on the same day pays one day.
+- The fee is ``unit price x active_days / period_days`` (the invoice builder rounds the prorated
+  unit price to 12 decimals, then the line once, ROUND_HALF_UP).
+
+Plan change at instant ``T`` (modelled, like Stripe's subscription update, as the old
+subscription canceled at ``T`` and the new one started at ``T``): each is prorated on its own
+with the rule above, so when ``T`` is at local midnight every day is paid exactly once, and when
+``T`` falls inside a day *that day is billed on both plans* (a partial day counts as a whole day
+for each of them). Worked example, October 2026 (31 days), GBP 31.00 -> GBP 62.00 on 15 October
+at 12:00 London: old plan 1-15 October = 15/31 x 3100 = 1500; new plan 15-31 October = 17/31 x
+6200 = 3400; 32 day-charges for 31 days. To bill every day exactly once, make the change at the
+next local midnight (16 October 00:00: 1500 + 16/31 x 6200 = 1500 + 3200).
+
+Errors: none raised for valid records (``Subscription`` and ``BillingPeriod`` are already
+checked); a window that is empty after clipping gives 0 active days.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+
 from shared.model import Subscription
-from shared.periods import BillingPeriod, local_midnight
+from shared.periods import BillingPeriod, local_midnight, zone
+
+_ONE_DAY = timedelta(days=1)
 
 
-def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[int, int]:
-    """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
+def billable_window(subscription: Subscription,
+                    period: BillingPeriod) -> tuple[datetime, datetime] | None:
+    """Return ``[from, until)``, the part of ``period`` in which fixed fees accrue, or ``None``.
 
-    Convention (documented in the README): calendar days in the tenant's timezone; a day on which
-    the subscription was active for any part counts as a whole day; the trial (``trial_end``)
-    counts as inactive; the fraction is ``active_days / period_days`` (28-31 for a month).
+    ``from = max(period.start, started_at, trial_end)``, ``until = min(period.end, canceled_at)``.
     """
-    tz = period.timezone
-    start_day = period.local_start.date()
-    end_day = period.local_end.date()
-    period_days = (end_day - start_day).days
     active_from = max(period.start, subscription.started_at)
     if subscription.trial_end is not None:
         active_from = max(active_from, subscription.trial_end)
@@ -32,11 +56,33 @@ def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[i
     if subscription.canceled_at is not None:
         active_until = min(active_until, subscription.canceled_at)
     if active_from >= active_until:
+        return None
+    return active_from, active_until
+
+
+def _last_day(until: datetime, tz: str) -> date:
+    """The local date of the last instant before ``until`` (end-exclusive)."""
+    day = until.astimezone(zone(tz)).date()
+    if local_midnight(day, tz) == until:
+        return day - _ONE_DAY
+    return day
+
+
+def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[int, int]:
+    """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
+
+    ``active_days`` is in ``0..period_days``; the fee is the full one when they are equal. See
+    the module docstring for the convention (local calendar days, partial days whole, trial
+    excluded, end exclusive).
+    """
+    tz = period.timezone
+    first_day = period.local_start.date()
+    end_day = period.local_end.date()  # first date of the next period
+    period_days = (end_day - first_day).days
+    window = billable_window(subscription, period)
+    if window is None:
         return 0, period_days
-    first = active_from.astimezone(period.local_start.tzinfo).date()
-    last_instant = active_until.astimezone(period.local_start.tzinfo)
-    # End-exclusive: an end exactly at local midnight does not touch that day.
-    last = last_instant.date()
-    if local_midnight(last, tz) == active_until:
-        last = last.fromordinal(last.toordinal() - 1)
-    return (last - first).days + 1, period_days
+    active_from, active_until = window
+    first = max(active_from.astimezone(zone(tz)).date(), first_day)
+    last = min(_last_day(active_until, tz), end_day - _ONE_DAY)
+    return max((last - first).days + 1, 0), period_days
