@@ -43,7 +43,14 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.errors import BillingError, DataError
 from shared.logs import get_logger, log_context
-from shared.mailer import EmailError, Mailer, build_message, customer_values, invoice_values
+from shared.mailer import (
+    EmailError,
+    Mailer,
+    build_message,
+    customer_values,
+    document_tenant,
+    invoice_values,
+)
 from shared.model import Customer, Tenant
 from shared.periods import utc_now
 from shared.store import BillingStore
@@ -106,7 +113,7 @@ def _render_pdf(tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
     from shared.documents import pdf_input
     from shared.pdf import render_invoice_pdf
 
-    return render_invoice_pdf(pdf_input(tenant, invoice))
+    return render_invoice_pdf(pdf_input(document_tenant(tenant), invoice))
 
 
 def email_enabled(tenant: Tenant) -> bool:

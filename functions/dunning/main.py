@@ -1,0 +1,19 @@
+"""HTTP Cloud Function ``dunning``: reminders, suspension, write-off, reactivation (``shared.dunning``).
+
+POST ``{"as_of": RFC 3339, "dry_run": bool, "tenant_id": str}`` (all optional) with an OIDC
+bearer token, run daily by Cloud Scheduler; ``X-Tenant-ID`` restricts the run to one tenant.
+GET answers a health document.
+"""
+
+import flask
+import functions_framework
+
+from shared import payment_handlers
+from shared.http import handle
+
+
+@functions_framework.http
+def dunning(request: flask.Request) -> flask.Response:
+    """Entry point: validate and authenticate, then run the dunning policy."""
+    return handle(request, function="dunning", fields=payment_handlers.DUNNING_FIELDS,
+                  run=payment_handlers.dunning)

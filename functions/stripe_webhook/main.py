@@ -1,0 +1,18 @@
+"""HTTP Cloud Function ``stripe_webhook``: Stripe invoice events -> our invoices' payment status.
+
+No OIDC token: the ``Stripe-Signature`` header, verified with ``STRIPE_WEBHOOK_SECRET``, is the
+authentication (``shared.payment_handlers.stripe_webhook_response``). Handles
+``invoice.paid``, ``invoice.payment_failed``, ``invoice.voided`` and
+``invoice.marked_uncollectible``; other verified events are acknowledged (200) and ignored.
+"""
+
+import flask
+import functions_framework
+
+from shared import payment_handlers
+
+
+@functions_framework.http
+def stripe_webhook(request: flask.Request) -> flask.Response:
+    """Entry point: verify the signature, then apply the event."""
+    return payment_handlers.stripe_webhook_response(request)

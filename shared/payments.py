@@ -1,0 +1,418 @@
+"""Payment status of invoices: the allowed transitions, Stripe's invoice events, reactivation.
+
+Status machine (Stripe's, "Invoice lifecycle"; ``paid`` and ``void`` are final)::
+
+    draft -> open -> paid
+    open -> void
+    open -> uncollectible -> paid
+    uncollectible -> void
+
+Every change happens in a Firestore transaction that re-reads the invoice, so concurrent
+writers (the webhook, an admin, the dunning run) cannot interleave; a change that the current
+status does not allow is refused (admin: 409) or ignored (Stripe events: recorded as ignored).
+Nothing ever moves a ``paid`` invoice to another status.
+
+Stripe events (``invoice.paid``, ``invoice.payment_failed``, ``invoice.voided``,
+``invoice.marked_uncollectible``) are applied idempotently: each event id is recorded on the
+invoice (``stripe_event_ids``) in the same transaction as its effect, so a redelivered event
+(Stripe delivers at least once and may deliver out of order: "Best practices for using
+webhooks") changes nothing at all. Events arriving out of order are harmless because the status
+machine only moves forward.
+
+Reactivation: a customer suspended by dunning (``suspended_by == "dunning"``) is reactivated when
+nothing is overdue any more: no ``open`` invoice with ``due_at`` before ``as_of`` and no
+``uncollectible`` invoice (a written-off debt keeps the account suspended). The customer and the
+subscriptions that dunning suspended go back to ``active`` in one transaction, which also records
+the reactivation notice in the notification outbox (``shared.delivery``), so the notice is sent
+once, later if email is down.
+
+Fields written on invoices: ``status``, ``amount_paid``, ``amount_due``, ``paid_at``,
+``voided_at``, ``marked_uncollectible_at``, ``payments`` (list of ``{amount, paid_at, source,
+reference, by, at}``), ``payment_failures``, ``last_payment_failure``, ``stripe_event_ids``,
+``history`` (``{action, actor, at, ...}``). On customers: ``status``, ``reactivated_at``,
+``last_suspension``; on subscriptions: ``status``, ``reactivated_at``, ``last_suspension``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared.delivery import (
+    TRANSACTION_ATTEMPTS,
+    history_entry,
+    notification_document,
+    reactivation_notification,
+)
+from shared.errors import BadRequest, Conflict, DataError, NotFound
+from shared.model import Customer, Tenant
+from shared.store import BillingStore
+
+HANDLED_EVENTS = ("invoice.paid", "invoice.payment_failed", "invoice.voided",
+                  "invoice.marked_uncollectible")
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "paid": ("open", "uncollectible"),
+    "void": ("open", "uncollectible"),
+    "uncollectible": ("open",),
+}
+FINAL = ("paid", "void")
+
+
+def can_move(current: str | None, target: str) -> bool:
+    """True when an invoice in ``current`` may become ``target`` (see the module's machine)."""
+    return current in ALLOWED.get(target, ())
+
+
+def status_fields(target: str, at: datetime, invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that come with a move to ``target`` at ``at``."""
+    if target == "paid":
+        total = int(invoice.get("total") or 0)
+        return {"status": "paid", "paid_at": at, "amount_due": 0,
+                "amount_paid": max(int(invoice.get("amount_paid") or 0), total)}
+    if target == "void":
+        return {"status": "void", "voided_at": at, "amount_due": 0}
+    if target == "uncollectible":
+        return {"status": "uncollectible", "marked_uncollectible_at": at}
+    raise ValueError(f"unknown target status {target!r}")
+
+
+# -- Stripe events -------------------------------------------------------------------------------
+@dataclass
+class EventOutcome:
+    """What an event did: ``result`` is ``applied``, ``duplicate`` or ``ignored`` (+ ``reason``)."""
+
+    result: str
+    reason: str | None = None
+    tenant_id: str | None = None
+    invoice_id: str | None = None
+    customer_id: str | None = None
+    status: str | None = None
+    reactivate: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready view (for the webhook's response)."""
+        body: dict[str, Any] = {"result": self.result}
+        for key in ("reason", "tenant_id", "invoice_id", "status"):
+            value = getattr(self, key)
+            if value is not None:
+                body[key] = value
+        return body
+
+
+def _epoch_time(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value, UTC)
+
+
+def event_target(event: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]] | None:
+    """``(tenant_id, invoice_id, stripe invoice)`` of an invoice event, or None if not ours.
+
+    Raises:
+        BadRequest: the event has no ``id``/``type`` or its object is not a map.
+
+    """
+    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise BadRequest("event has no id or type", code="invalid_event")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        raise BadRequest("event has no data.object", code="invalid_event")
+    meta = obj.get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        return None
+    tenant_id, invoice_id = meta.get("tenant_id"), meta.get("invoice_id")
+    if not (isinstance(tenant_id, str) and tenant_id and isinstance(invoice_id, str)
+            and invoice_id and "/" not in tenant_id + invoice_id):
+        return None
+    return tenant_id, invoice_id, obj
+
+
+def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datetime,
+                       run_id: str) -> EventOutcome:
+    """Apply a verified Stripe event to our invoice (idempotent; see the module docstring).
+
+    Unknown types, invoices we did not create (no ``metadata.tenant_id``/``invoice_id``),
+    unknown tenants or invoices, and a Stripe invoice id different from the one we recorded are
+    ``ignored`` (the caller answers 200 so Stripe stops retrying) and write nothing.
+
+    Raises:
+        BadRequest: the event is malformed (no id, type or object).
+
+    """
+    event_type = str(event.get("type"))
+    if event_type not in HANDLED_EVENTS:
+        return EventOutcome("ignored", reason="unhandled_event_type")
+    target = event_target(event)
+    if target is None:
+        return EventOutcome("ignored", reason="not_our_invoice")
+    tenant_id, invoice_id, obj = target
+    if not store.tenant_ref(tenant_id).get().exists:
+        return EventOutcome("ignored", reason="unknown_tenant", tenant_id=tenant_id,
+                            invoice_id=invoice_id)
+    event_id = str(event["id"])
+    ref = store.invoice_ref(tenant_id, invoice_id)
+    happened = _epoch_time(event.get("created")) or now
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> EventOutcome:
+        snapshot = ref.get(transaction=transaction)
+        outcome = EventOutcome("applied", tenant_id=tenant_id, invoice_id=invoice_id)
+        if not snapshot.exists:
+            outcome.result, outcome.reason = "ignored", "unknown_invoice"
+            return outcome
+        invoice = snapshot.to_dict() or {}
+        outcome.customer_id = invoice.get("customer_id")
+        outcome.status = invoice.get("status")
+        if event_id in (invoice.get("stripe_event_ids") or []):
+            outcome.result = "duplicate"
+            return outcome
+        recorded = invoice.get("stripe_invoice_id")
+        stripe_id = obj.get("id")
+        if recorded and stripe_id and recorded != stripe_id:
+            outcome.result, outcome.reason = "ignored", "stripe_invoice_mismatch"
+            return outcome
+        current = str(invoice.get("status"))
+        updates: dict[str, Any] = {}
+        effect = "none"
+        if event_type == "invoice.paid":
+            paid_at = _epoch_time((obj.get("status_transitions") or {}).get("paid_at")) or happened
+            if can_move(current, "paid"):
+                updates.update(status_fields("paid", paid_at, invoice))
+                paid = obj.get("amount_paid")
+                if isinstance(paid, int) and not isinstance(paid, bool):
+                    updates["amount_paid"] = paid
+                updates["payments"] = firestore.ArrayUnion([{
+                    "amount": updates["amount_paid"], "paid_at": paid_at, "source": "stripe",
+                    "reference": event_id, "by": "stripe", "at": now}])
+                effect = "paid"
+                outcome.reactivate = True
+        elif event_type == "invoice.voided":
+            if can_move(current, "void"):
+                updates.update(status_fields("void", happened, invoice))
+                effect = "void"
+                outcome.reactivate = True
+        elif event_type == "invoice.marked_uncollectible":
+            if can_move(current, "uncollectible"):
+                updates.update(status_fields("uncollectible", happened, invoice))
+                effect = "uncollectible"
+        elif current == "open":  # invoice.payment_failed: informative, no status change
+            updates["payment_failures"] = firestore.Increment(1)
+            updates["last_payment_failure"] = {
+                "at": happened, "event_id": event_id,
+                "attempt_count": obj.get("attempt_count"),
+                "next_payment_attempt": _epoch_time(obj.get("next_payment_attempt")),
+            }
+            effect = "payment_failed"
+        if effect == "none":
+            outcome.result, outcome.reason = "ignored", f"invoice_is_{current}"
+        outcome.status = updates.get("status", current)
+        if stripe_id and not recorded:
+            updates["stripe_invoice_id"] = stripe_id
+        updates["stripe_event_ids"] = firestore.ArrayUnion([event_id])
+        updates["history"] = firestore.ArrayUnion([history_entry(
+            event_type, "stripe", now, event_id=event_id, effect=effect, run_id=run_id,
+            event_created=happened)])
+        transaction.update(ref, updates)
+        return outcome
+
+    result: EventOutcome = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    store.reads += 1
+    store.writes += result.result != "duplicate"
+    return result
+
+
+# -- admin payments and status changes -----------------------------------------------------------
+def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: str,
+                  actor: str, now: datetime, run_id: str, *, at: datetime | None = None,
+                  payment: Mapping[str, Any] | None = None,
+                  details: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Move one invoice to ``target`` (``paid``, ``void``, ``uncollectible``) or record a payment.
+
+    ``payment`` (for ``paid``): ``{amount, paid_at, reference}``; an amount below what is due
+    is recorded as a partial payment and the invoice stays ``open`` (``amount_due`` reduced).
+    A ``reference`` already recorded makes the call a no-op (a retried admin request).
+    ``details`` go into the ``history`` entry; ``extra`` are more fields written in the same
+    transaction (e.g. ``dunning.uncollectible``).
+
+    Returns the invoice document after the change (with ``invoice_id`` and ``changed``).
+
+    Raises:
+        NotFound: no such invoice.
+        Conflict: the current status does not allow the change, or the amount exceeds what is
+            due.
+
+    """
+    ref = store.invoice_ref(tenant_id, invoice_id)
+    at = at or now
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> dict[str, Any]:
+        snapshot = ref.get(transaction=transaction)
+        if not snapshot.exists:
+            raise NotFound(f"unknown invoice {invoice_id!r}", code="unknown_invoice")
+        invoice = snapshot.to_dict() or {}
+        current = invoice.get("status")
+        if payment is not None:
+            reference = payment.get("reference")
+            if reference and any(p.get("reference") == reference
+                                 for p in invoice.get("payments") or []):
+                return {"invoice_id": invoice_id, **invoice, "changed": False}
+        if not can_move(current, target):
+            raise Conflict(f"invoice {invoice_id!r} is {current}; it cannot become {target}",
+                           code="invalid_transition")
+        updates: dict[str, Any] = {}
+        action = {"paid": "mark_paid", "void": "void",
+                  "uncollectible": "mark_uncollectible"}[target]
+        if payment is not None:
+            amount = int(payment["amount"])
+            due = int(invoice.get("amount_due", invoice.get("total", 0)) or 0)
+            if amount > due:
+                raise Conflict(f"amount {amount} exceeds the amount due {due} of invoice "
+                               f"{invoice_id!r}", code="amount_exceeds_due")
+            paid_total = int(invoice.get("amount_paid") or 0) + amount
+            updates["payments"] = firestore.ArrayUnion([{
+                "amount": amount, "paid_at": payment["paid_at"], "source": "admin",
+                "reference": payment.get("reference"), "by": actor, "at": now}])
+            updates["amount_paid"] = paid_total
+            updates["amount_due"] = due - amount
+            if amount == due:
+                updates.update({"status": "paid", "paid_at": payment["paid_at"]})
+            else:
+                action = "partial_payment"
+        else:
+            updates.update(status_fields(target, at, invoice))
+        updates.update(extra or {})
+        updates["history"] = firestore.ArrayUnion([history_entry(
+            action, actor, now, run_id=run_id, **dict(details or {}))])
+        transaction.update(ref, updates)
+        after = dict(invoice)
+        after.update({k: v for k, v in updates.items() if k not in ("history", "payments")})
+        return {"invoice_id": invoice_id, **after, "changed": True}
+
+    result: dict[str, Any] = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    store.reads += 1
+    store.writes += 1
+    return result
+
+
+# -- reactivation --------------------------------------------------------------------------------
+def blocking_invoices(invoices: Sequence[Mapping[str, Any]], as_of: datetime) -> list[str]:
+    """Ids among ``invoices`` that keep a customer suspended at ``as_of``.
+
+    Blocking: ``open`` with ``due_at`` before ``as_of``, or ``uncollectible``.
+    """
+    out = []
+    for invoice in invoices:
+        status = invoice.get("status")
+        due = invoice.get("due_at")
+        if status == "uncollectible" or (status == "open" and isinstance(due, datetime)
+                                         and due < as_of):
+            out.append(str(invoice.get("invoice_id")))
+    return out
+
+
+@dataclass
+class Reactivation:
+    """A reactivation done: the customer, the subscriptions resumed, the notice's outbox id."""
+
+    customer: Customer
+    subscriptions: list[str]
+    notification_id: str | None
+
+
+def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, as_of: datetime,
+                        now: datetime, run_id: str, *, actor: str = "system",
+                        notify: bool = True, dry_run: bool = False) -> Reactivation | None:
+    """Reactivate ``customer_id`` if dunning suspended them and nothing blocks any more.
+
+    One transaction reads the customer, their open/uncollectible invoices and subscriptions,
+    then writes the customer (``active``), each subscription dunning suspended (``active``) and,
+    with ``notify`` and a customer email, a ``pending`` reactivation notice in the outbox.
+    ``dry_run`` decides without writing. Returns None when nothing was (or would be) done.
+
+    Raises:
+        DataError: the customer document is invalid.
+
+    """
+    customers = store.collection(tenant.id, "customers")
+    customer_ref = customers.document(customer_id)
+    invoices_query = store.collection(tenant.id, "invoices").where(
+        filter=FieldFilter("customer_id", "==", customer_id)).where(
+        filter=FieldFilter("status", "in", ["open", "uncollectible"]))
+    subs_query = store.collection(tenant.id, "subscriptions").where(
+        filter=FieldFilter("customer_id", "==", customer_id))
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> Reactivation | None:
+        snapshot = customer_ref.get(transaction=transaction)
+        if not snapshot.exists:
+            return None
+        data = snapshot.to_dict() or {}
+        if data.get("status") != "suspended" or data.get("suspended_by") != "dunning":
+            return None
+        invoices = [{"invoice_id": s.id, **(s.to_dict() or {})}
+                    for s in invoices_query.stream(transaction=transaction)]
+        if blocking_invoices(invoices, as_of):
+            return None
+        subs = [(s.reference, s.to_dict() or {}) for s in subs_query.stream(transaction=transaction)]
+        customer = Customer.parse(customer_id, {**data, "status": "active"})
+        suspension_id = str(data.get("suspension_id") or f"t{int(now.timestamp())}")
+        resumed = [ref.id for ref, sub in subs
+                   if sub.get("status") == "suspended" and sub.get("suspended_by") == "dunning"
+                   and sub.get("suspension_id", suspension_id) == suspension_id]
+        note = reactivation_notification(customer, suspension_id) if notify else None
+        if dry_run:
+            return Reactivation(customer, resumed, note.id if note else None)
+        last = {k: data.get(k) for k in ("suspension_reason", "suspended_at", "suspended_by",
+                                         "suspension_id", "suspension_invoice_id")}
+        transaction.update(customer_ref, {
+            "status": "active", "reactivated_at": now, "last_suspension": last,
+            "suspension_reason": firestore.DELETE_FIELD, "suspended_at": firestore.DELETE_FIELD,
+            "suspended_by": firestore.DELETE_FIELD, "suspension_id": firestore.DELETE_FIELD,
+            "suspension_invoice_id": firestore.DELETE_FIELD,
+            "history": firestore.ArrayUnion([history_entry(
+                "reactivated", actor, now, run_id=run_id, suspension_id=suspension_id,
+                as_of=as_of)])})
+        for ref, sub in subs:
+            if ref.id in resumed:
+                transaction.update(ref, {
+                    "status": "active", "reactivated_at": now,
+                    "last_suspension": {k: sub.get(k) for k in (
+                        "suspension_reason", "suspended_at", "suspended_by", "suspension_id")},
+                    "suspension_reason": firestore.DELETE_FIELD,
+                    "suspended_at": firestore.DELETE_FIELD,
+                    "suspended_by": firestore.DELETE_FIELD,
+                    "suspension_id": firestore.DELETE_FIELD})
+        if note is not None:
+            transaction.create(
+                store.collection(tenant.id, "notifications").document(note.id),
+                notification_document(note, "pending", now, run_id))
+        return Reactivation(customer, resumed, note.id if note else None)
+
+    outcome: Reactivation | None = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    store.reads += 1
+    if outcome is not None and not dry_run:
+        store.writes += 1 + len(outcome.subscriptions) + (outcome.notification_id is not None)
+    return outcome
+
+
+def customer_or_error(store: BillingStore, tenant_id: str, customer_id: str) -> Customer:
+    """Read and parse one customer.
+
+    Raises:
+        DataError: missing or invalid.
+
+    """
+    found = store.get_customers(tenant_id, [customer_id]).get(customer_id)
+    if not isinstance(found, Customer):
+        raise found or DataError(f"customer {customer_id!r} does not exist",
+                                 code="unknown_customer")
+    return found
