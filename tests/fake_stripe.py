@@ -82,7 +82,8 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             return converted
         return node
 
-    return lists(root)
+    nested: dict[str, Any] = lists(root)
+    return nested
 
 
 def _int(params: dict[str, Any], name: str, *, required: bool = False,
@@ -361,10 +362,12 @@ class FakeStripe:
         if address and (set(address) - {"country", "line1", "line2", "city", "postal_code",
                                         "state"}):
             raise StripeFakeError(400, "Received unknown parameter: address", param="address")
-        customer = {"id": self._new_id("cus"), "object": "customer", "name": params.get("name"),
-                    "email": params.get("email"), "address": address or None,
-                    "metadata": _metadata(params), "created": int(time.time()),
-                    "livemode": False}
+        customer: dict[str, Any] = {"id": self._new_id("cus"), "object": "customer",
+                                    "name": params.get("name"),
+                                    "email": params.get("email"),
+                                    "address": address or None,
+                                    "metadata": _metadata(params), "created": int(time.time()),
+                                    "livemode": False}
         self.customers[customer["id"]] = customer
         return customer
 

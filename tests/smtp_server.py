@@ -80,11 +80,11 @@ class Received:
 
     def text(self) -> str:
         part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+        return part.get_content() if part is not None else ""
 
     def html(self) -> str:
         part = self.message.get_body(preferencelist=("html",))
-        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+        return part.get_content() if part is not None else ""
 
     def attachments(self) -> list[tuple[str, str, bytes]]:
         return [(str(a.get_filename()), a.get_content_type(), a.get_content())

@@ -169,8 +169,9 @@ def test_malformed_bodies_methods_and_configuration(db: firestore.Client, call_f
 def test_payment_reactivates_a_suspended_customer_and_sends_the_notice(
         db: firestore.Client, call_function: Any, smtp: SmtpServer) -> None:
     seed(db, due_at=datetime(2026, 1, 1, tzinfo=UTC))
-    suspension = {"status": "suspended", "suspension_reason": "r", "suspended_by": "dunning",
-                  "suspended_at": datetime(2026, 1, 22, tzinfo=UTC), "suspension_id": "s1"}
+    suspension: dict[str, Any] = {
+        "status": "suspended", "suspension_reason": "r", "suspended_by": "dunning",
+        "suspended_at": datetime(2026, 1, 22, tzinfo=UTC), "suspension_id": "s1"}
     db.document(f"tenants/{T}/customers/alice").update(suspension)
     f.subscription(db, T, "sub-a", "alice", "pro", **suspension)
     f.subscription(db, T, "sub-b", "alice", "pro", status="suspended")  # suspended by hand
