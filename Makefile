@@ -38,3 +38,11 @@ test: setup $(TEST_DEPS)
 
 clean:
 	rm -rf $(VENV) $(DEV) build .pytest_cache .mypy_cache .ruff_cache
+
+## demo: month close of Nov 2011 (UCI Online Retail sample) on local emulators, printed summary
+demo: setup
+	$(PY) -m devtools.demo $(if $(DEMO_CSV),--csv $(DEMO_CSV))
+
+## serve: every function on loopback with the emulators and the local OIDC issuer (Ctrl-C stops)
+serve: setup
+	$(PY) -m devtools.serve

@@ -99,8 +99,13 @@ class InvoiceDraft:
 
     @property
     def is_empty(self) -> bool:
-        """True when there is nothing to bill: no fixed charge and no usage event in the period."""
-        return not self.has_fixed_charges and self.usage_events == 0
+        """True when there is nothing to bill: no fixed charge, no usage event, no amount.
+
+        A charge can bill without usage (a first tier's flat fee at zero usage), so a
+        subscription with an amount to pay is never empty.
+        """
+        return (not self.has_fixed_charges and self.usage_events == 0
+                and not any(line.amount for line in self.lines))
 
     def to_document(self) -> dict[str, Any]:
         """Firestore fields of the invoice (contract layout plus extensions), without status."""
@@ -146,7 +151,7 @@ def _decimal_text(value: Decimal) -> str:
 
 def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
                        currency: str, locale: str) -> str:
-    unit = meter.unit or "units"
+    unit = part.unit or meter.unit or "units"
     group_text = " / ".join(g or "(none)" for g in group)
     head = f"{label} – {group_text}" if group else label
     if part.flat:

@@ -180,7 +180,8 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
             router.watch(watch_id, sub.customer_id, meters_of_plan(plan.charges, catalog.meters),
-                         start, max(start, end))
+                         start, max(start, end), period_start=period.start,
+                         period_end=period.end)
             ready.append((sub, period, plan, customer, watch_id))
         except DataError as exc:
             report.error(tenant.id, exc, subscription_id=sub.id)

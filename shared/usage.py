@@ -62,11 +62,17 @@ class UsageRouter:
         self.events_seen = 0
 
     def watch(self, subscription_id: str, customer_id: str, meters: Iterable[Meter],
-              start: datetime, end: datetime) -> None:
-        """Count events of ``customer_id`` for ``meters`` with ``start <= timestamp < end``."""
+              start: datetime, end: datetime, *, period_start: datetime | None = None,
+              period_end: datetime | None = None) -> None:
+        """Count events of ``customer_id`` for ``meters`` with ``start <= timestamp < end``.
+
+        ``period_start``/``period_end``: the whole billing period when ``[start, end)`` is
+        clipped to the subscription's active time (``weighted_sum`` averages over the period).
+        """
         entry = SubscriptionUsage(subscription_id)
         for meter in meters:
-            entry.accumulators[meter.code] = make_accumulator(meter, start, end)
+            entry.accumulators[meter.code] = make_accumulator(
+                meter, start, end, period_start=period_start, period_end=period_end)
         self.usage[subscription_id] = entry
         self._by_customer[customer_id].append(
             (subscription_id, start, end, entry.accumulators))

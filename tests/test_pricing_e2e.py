@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from google.cloud import firestore
 
 from tests import factories as f
@@ -230,9 +229,6 @@ def test_tax_inclusive_tenant(db: firestore.Client, call_function: Any) -> None:
 
 # -- waiting for changes outside this suite's files (see the report of issue 3) ----------------------
 
-@pytest.mark.xfail(reason="invoicing.InvoiceDraft.is_empty skips a subscription with no event and "
-                          "no fixed charge even when a tier's flat fee is due at zero usage",
-                   strict=False)
 def test_first_tier_flat_fee_alone_is_invoiced(db: firestore.Client, call_function: Any) -> None:
     seed_catalogue(db)
     f.plan(db, T, "exports-only", [
@@ -246,9 +242,6 @@ def test_first_tier_flat_fee_alone_is_invoiced(db: firestore.Client, call_functi
     assert totals(f.invoices(db, T)["sub-quiet-20261001"]) == (200, 40, 240)
 
 
-@pytest.mark.xfail(reason="shared.runs/shared.usage do not yet pass the billing period to "
-                          "make_accumulator, so weighted_sum divides by the clipped window",
-                   strict=False)
 def test_weighted_sum_of_a_mid_period_start_averages_over_the_period(
         db: firestore.Client, call_function: Any) -> None:
     seed_catalogue(db)
