@@ -72,7 +72,7 @@ def test_disabled_tenant_is_403(db: firestore.Client, call_function: Any) -> Non
 
 def test_invalid_tenant_header_is_400(seeded: dict[str, Any], call_function: Any) -> None:
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant="a/b")
-    assert status == 400
+    assert status == 400 and body["error"]["code"] == "invalid_field"
 
 
 @pytest.mark.parametrize(("case", "status"), [
