@@ -23,6 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP)
 	@command -v gcloud >/dev/null || { echo "gcloud (with the cloud-firestore-emulator component) is required"; exit 1; }
 	@command -v java >/dev/null || { echo "java (for the Firestore emulator) is required"; exit 1; }
+	@command -v pdftotext >/dev/null || { apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null; }
 
 lint: setup
 	$(VENV)/bin/ruff check .
