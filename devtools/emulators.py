@@ -82,6 +82,11 @@ class Emulator:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
+                # Reap the leader when it is our child, or its zombie keeps the group alive.
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            try:
                 os.killpg(self.pid, 0)
             except ProcessLookupError:
                 return

@@ -204,4 +204,5 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         return summary
 
     run_per_tenant(ctx, report, tenants, "generate_invoices", describe, work)
+    report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
     return report

@@ -10,6 +10,7 @@ Report shape (the HTTP response body; amounts in minor units of each currency):
 ``{"run_id", "dry_run", "generated", "skipped", "skips": [{tenant_id, subscription_id, reason}],
 "errors": [{tenant_id, subscription_id | invoice_id, error, code}], "warnings": [...],
 "warnings_count", "totals": {currency: minor units}, "tenants": [{tenant_id, period, ...}],
+"stats": {firestore_reads, firestore_writes, pdfs_rendered, pdf_render_seconds},
 "invoices": [...previews, dry runs only]}``.
 """
 
@@ -72,6 +73,8 @@ class RunReport:
     pdf_render_seconds: float = 0.0
     pdfs_rendered: int = 0
     function: str = "monthly_billing"
+    firestore_reads: int = 0
+    firestore_writes: int = 0
 
     def skip(self, tenant_id: str, subscription_id: str, reason: str) -> None:
         """Count a subscription that got no invoice, with its reason."""
@@ -109,6 +112,11 @@ class RunReport:
             "errors": self.errors, "warnings": self.warnings[:MAX_LISTED],
             "warnings_count": self.warnings_count, "totals": self.totals,
             "tenants": self.tenants,
+            "stats": {
+                "firestore_reads": self.firestore_reads, "firestore_writes": self.firestore_writes,
+                "pdfs_rendered": self.pdfs_rendered,
+                "pdf_render_seconds": round(self.pdf_render_seconds, 3),
+            },
         }
         if self.function == "generate_invoices":
             body.update(finalized=self.finalized, advanced=self.advanced,
@@ -432,4 +440,5 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
                                   candidates, finalize=True)
 
     run_per_tenant(ctx, report, tenants, "monthly_billing", describe, work)
+    report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
     return report

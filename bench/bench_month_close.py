@@ -1,0 +1,156 @@
+"""Benchmark: the month close of November 2011 (UCI Online Retail) through the HTTP function.
+
+Prints, in one run on one emulator:
+- the emulator's floor, measured in this process: one streamed read of the month's events
+  plus one batched write of as many documents as there are invoices;
+- the month close through ``monthly_billing`` (functions-framework test client, real token),
+  once without PDFs and once with PDFs (two fresh copies of the data): wall time, invoices/s,
+  events/s, Firestore document reads and writes per invoice, PDF render time per invoice;
+- peak memory (resident set of this process, and the Python heap peak of the run without PDFs).
+
+Targets (issue 2): the run without PDFs within 2x the floor; PDF rendering at most 15 ms per
+one-page invoice. Usage::
+
+    .venv/bin/python -m bench.bench_month_close [--csv PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from devtools.dev_issuer import DEV_ISSUER, generate_key, mint_token, serve_certs
+from devtools.emulators import start_firestore, start_storage
+
+REPO = Path(__file__).resolve().parent.parent
+CSV = REPO.parent / "shared" / "data" / "online_retail_2010-12_2011-12.csv.gz"
+TENANT = "uk-retail"
+AUDIENCE = "https://bench.local/monthly_billing"
+START = datetime(2011, 11, 1, tzinfo=UTC)
+END = datetime(2011, 12, 1, tzinfo=UTC)
+
+
+def load(project: str, csv: Path) -> None:
+    """Load the month in a separate process, so this process's memory is the run's."""
+    subprocess.run([sys.executable, "-m", "devtools.online_retail", "--csv", str(csv),
+                    "--month", "2011-11", "--project", project],
+                   check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def floor(project: str, documents: int, sample: dict[str, Any]) -> tuple[float, float, int]:
+    """Seconds for one streamed read of the month's events and one batched write of N docs."""
+    db = firestore.Client(project=project)
+    started = time.perf_counter()
+    query = (db.collection(f"tenants/{TENANT}/usage_events")
+             .where(filter=FieldFilter("timestamp", ">=", START))
+             .where(filter=FieldFilter("timestamp", "<", END)))
+    count = sum(1 for snapshot in query.stream() if snapshot.to_dict() is not None)
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    collection = db.collection(f"tenants/{TENANT}/floor_writes")
+    for start in range(0, documents, 500):
+        batch = db.batch()
+        for i in range(start, min(start + 500, documents)):
+            batch.set(collection.document(f"doc-{i}"), sample)
+        batch.commit()
+    write = time.perf_counter() - started
+    return read, write, count
+
+
+def close_month(app: Any, key: Any, project: str, *, pdfs: bool) -> tuple[float, dict[str, Any]]:
+    """Run the month close through the HTTP function; return wall seconds and the response."""
+    import shared.handlers as handlers
+
+    os.environ["GOOGLE_CLOUD_PROJECT"] = project
+    original = handlers.publish_to_bucket
+    if not pdfs:
+        handlers.publish_to_bucket = None  # type: ignore[assignment]
+    try:
+        token = mint_token(key, audience=AUDIENCE)
+        started = time.perf_counter()
+        response = app.test_client().post(
+            "/", json={"month": "2011-11"},
+            headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT})
+        seconds = time.perf_counter() - started
+    finally:
+        handlers.publish_to_bucket = original
+    body: dict[str, Any] = response.get_json()
+    assert response.status_code == 200 and not body["errors"], body
+    return seconds, body
+
+
+def main() -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_month_close")
+    parser.add_argument("--csv", type=Path, default=CSV)
+    args = parser.parse_args()
+    logs = REPO / ".dev" / "bench-logs"
+    fs = start_firestore(logs)
+    gcs = start_storage(logs, "bench-invoices")
+    key = generate_key()
+    certs, certs_url = serve_certs(key)
+    os.environ.update({
+        "FIRESTORE_EMULATOR_HOST": fs.host, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
+        "INVOICES_BUCKET": "bench-invoices", "AUTH_MODE": "verify", "AUTH_AUDIENCE": AUDIENCE,
+        "AUTH_CERTS_URL": certs_url, "AUTH_ISSUERS": DEV_ISSUER,
+        "AUTH_ALLOWED_PRINCIPALS": "scheduler@dev.local"})
+    try:
+        projects = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+        for project in projects:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = fs.host
+            load(project, args.csv)
+        app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+            target="monthly_billing", source=str(REPO / "functions/monthly_billing/main.py"))
+        import logging
+        logging.getLogger("billing").setLevel(logging.WARNING)
+        for name in ("billing.http", "billing.runs"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        tracemalloc.start()
+        bare_seconds, bare = close_month(app, key, projects[0], pdfs=False)
+        heap_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        invoices = bare["generated"]
+        sample = (firestore.Client(project=projects[0])
+                  .collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict())
+        read_s, write_s, events = floor(projects[0], invoices, sample or {})
+        full_seconds, full = close_month(app, key, projects[1], pdfs=True)
+        floor_s = read_s + write_s
+        stats = bare["stats"]
+        pdf_ms = 1000 * full["stats"]["pdf_render_seconds"] / max(1, full["stats"]["pdfs_rendered"])
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"month close 2011-11: {invoices} invoices, {events} events")
+        print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
+        print(f"run without PDFs: {bare_seconds:.2f} s = {bare_seconds / floor_s:.2f}x floor "
+              f"(target <= 2x); {invoices / bare_seconds:.0f} invoices/s, "
+              f"{events / bare_seconds:.0f} events/s")
+        print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.1f} reads "
+              f"(of which {events / invoices:.1f} events), "
+              f"{stats['firestore_writes'] / invoices:.2f} writes")
+        print(f"run with PDFs: {full_seconds:.2f} s; PDF render {pdf_ms:.1f} ms/invoice "
+              f"(target <= 15 ms); {full['stats']['firestore_writes'] / invoices:.2f} writes/invoice")
+        print(f"peak memory: {rss_mb:.0f} MB resident (whole process), "
+              f"{heap_peak / 2**20:.1f} MB Python heap during the run without PDFs")
+        return 0
+    finally:
+        certs.shutdown()
+        gcs.stop()
+        fs.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
