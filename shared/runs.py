@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import BadRequest, BillingError, DataError, PermissionDenied
@@ -32,6 +32,9 @@ from shared.store import BillingStore
 from shared.usage import UsageRouter, meters_of_plan
 
 MAX_LISTED = 1000
+# Concurrent deliveries of one run wait for each other (see BillingStore.acquire_lease).
+LEASE_TTL = timedelta(minutes=15)
+LEASE_WAIT = timedelta(minutes=5)
 log = get_logger("billing.runs")
 
 
@@ -367,6 +370,8 @@ def run_per_tenant(ctx: RunContext, report: RunReport,
     ``describe(tenant)`` gives the fields that say what is billed (month, as_of...), recorded in
     ``tenants/{t}/billing_runs/{run_id}`` before the work starts (not in dry runs) and in the
     summary. A tenant whose work raises is recorded as failed in ``errors``; the others go on.
+    A real run holds the tenant's lease for ``function`` while it works, so that an overlapping
+    delivery of the same schedule waits instead of contending in the same transactions.
     """
     for tenant in tenants:
         if isinstance(tenant, tuple):
@@ -380,11 +385,16 @@ def run_per_tenant(ctx: RunContext, report: RunReport,
                 ctx.store.write_run(tenant.id, ctx.run_id, {
                     "function": function, "status": "running", "started_at": utc_now(),
                     "principal": ctx.principal, **described})
+            lease = None if ctx.dry_run else ctx.store.acquire_lease(
+                tenant.id, function, ctx.run_id, ttl=LEASE_TTL, wait=LEASE_WAIT)
             try:
                 summary = work(tenant)
-            except Exception as exc:
+            except Exception as exc:  # one tenant's outage must not stop the others
                 report.error(tenant.id, exc)
                 summary = {"tenant_id": tenant.id, "failed": True}
+            finally:
+                if lease is not None:
+                    ctx.store.release_lease(tenant.id, function, lease)
             summary.update({
                 **{k: v.isoformat() if isinstance(v, datetime) else v
                    for k, v in described.items()},

@@ -17,11 +17,14 @@ Queries made here are listed in ``shared.indexes.QUERIES``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+from google.api_core.exceptions import NotFound as NotFoundError
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -29,6 +32,7 @@ from shared.errors import DataError, NotFound
 from shared.invoicing import InvoiceDraft
 from shared.model import Customer, Meter, Plan, Subscription, Tenant, UsageEvent
 from shared.numbering import format_invoice_number, sequence_year
+from shared.periods import utc_now
 
 INVOICE_BATCH_SIZE = 200
 EVENT_PAGE_SIZE = 5000
@@ -394,6 +398,52 @@ class BillingStore:
                              {"pdf_uri": uri, "pdf_rendered_at": rendered_at})
             batch.commit()
             self.writes += len(uris[start:start + 400])
+
+    # -- run leases ------------------------------------------------------------------------
+    def acquire_lease(self, tenant_id: str, name: str, holder: str, *, ttl: timedelta,
+                      wait: timedelta, poll_seconds: float = 0.25) -> Any | None:
+        """Take the lease ``tenants/{t}/run_leases/{name}``, waiting up to ``wait`` for it.
+
+        A lease keeps concurrent runs of one function for one tenant (a Scheduler retry that
+        overlaps the first delivery) from contending inside the same transactions: the later
+        run waits, then finds the work done. Correctness never depends on it, the transactions
+        guarantee that; so after ``wait`` the caller goes on without it, and a lease whose
+        holder died expires after ``ttl``. Taking it is a ``create`` (exists=false precondition),
+        freeing an expired one a delete conditioned on its update time: no transaction, no lock.
+        Returns a token for ``release_lease``, or ``None`` when it was not obtained.
+        """
+        ref = self.collection(tenant_id, "run_leases").document(name)
+        deadline = utc_now() + wait
+        while True:
+            now = utc_now()
+            try:
+                result = ref.create({"holder": holder, "acquired_at": now,
+                                     "expires_at": now + ttl})
+                self.writes += 1
+                return result.update_time
+            except AlreadyExists:
+                pass
+            snapshot = ref.get()
+            self.reads += 1
+            data = snapshot.to_dict() or {}
+            if snapshot.exists and data.get("expires_at") and data["expires_at"] <= now:
+                try:
+                    ref.delete(option=self.db.write_option(last_update_time=snapshot.update_time))
+                except (FailedPrecondition, NotFoundError):
+                    pass
+                continue
+            if now >= deadline:
+                return None
+            time.sleep(poll_seconds)
+
+    def release_lease(self, tenant_id: str, name: str, token: Any) -> None:
+        """Free a lease taken by ``acquire_lease`` (only if it is still ours)."""
+        ref = self.collection(tenant_id, "run_leases").document(name)
+        try:
+            ref.delete(option=self.db.write_option(last_update_time=token))
+            self.writes += 1
+        except (FailedPrecondition, NotFoundError):
+            pass
 
     # -- runs ------------------------------------------------------------------------------
     def write_run(self, tenant_id: str, run_id: str, record: dict[str, Any]) -> None:

@@ -1,0 +1,109 @@
+"""The store's guarantees on the real emulator, without the run lease in front of them."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from google.cloud import firestore
+
+from shared.invoicing import InvoiceDraft, build_invoice
+from shared.model import Customer, Plan, Subscription, Tenant
+from shared.periods import month_period
+from shared.store import BillingStore
+
+NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
+TENANT = Tenant.parse("t1", {
+    "name": "T1", "status": "active", "timezone": "Europe/London", "currency": "GBP",
+    "invoice_prefix": "T1", "payment_terms_days": 30, "tax_rates": {"GB": "20"}})
+PLAN = Plan.parse("p", {"currency": "GBP", "interval": "month", "charges": [
+    {"type": "fixed", "description": "Fee", "unit_amount_decimal": "1234"}]})
+
+
+def drafts(count: int) -> list[InvoiceDraft]:
+    period = month_period(2026, 10, "Europe/London")
+    out = []
+    for i in range(count):
+        customer = Customer.parse(f"c{i:03d}", {"name": f"C{i}", "status": "active",
+                                                "address": {"country": "GB"}})
+        sub = Subscription.parse(f"s{i:03d}", {
+            "customer_id": customer.id, "plan_id": "p", "status": "active",
+            "billing_time": "calendar", "started_at": datetime(2020, 1, 1, tzinfo=UTC)})
+        out.append(build_invoice(tenant=TENANT, customer=customer, subscription=sub, plan=PLAN,
+                                 meters={}, period=period, usage={}, usage_events=0))
+    return out
+
+
+def run_concurrently(count: int, target: object) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]  # type: ignore[arg-type]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(
+        db: firestore.Client) -> None:
+    batch = drafts(30)
+    created: list[str] = []
+
+    def create() -> None:
+        result = BillingStore(db).create_invoices(TENANT, batch, now=NOW, run_id="r",
+                                                  finalize=True, batch_size=10)
+        created.extend(doc["invoice_id"] for doc in result.created)
+
+    run_concurrently(4, create)
+    assert sorted(created) == sorted(d.invoice_id for d in batch)
+    stored = {s.id: s.to_dict() or {} for s in db.collection("tenants/t1/invoices").stream()}
+    assert len(stored) == 30
+    numbers = sorted(doc["number"] for doc in stored.values())
+    assert numbers == [f"T1-2026-{n:06d}" for n in range(1, 31)]
+    # Finalization order: customers in order, so numbers follow the invoice ids.
+    by_id = sorted(stored.items())
+    assert [doc["sequence"] for _, doc in by_id] == list(range(1, 31))
+    assert all(doc["total"] == 1234 + 247 for doc in stored.values())
+    assert (db.document("tenants/t1/invoice_sequences/2026").get().to_dict() or {})["last"] == 30
+
+
+def test_concurrent_finalizations_number_each_draft_once(db: firestore.Client) -> None:
+    batch = drafts(12)
+    BillingStore(db).create_invoices(TENANT, batch, now=NOW, run_id="r", finalize=False)
+    finalized: list[str] = []
+
+    def finalize() -> None:
+        done = BillingStore(db).finalize_drafts(TENANT, batch, now=NOW, run_id="f", batch_size=5)
+        finalized.extend(doc["invoice_id"] for doc in done)
+
+    run_concurrently(3, finalize)
+    assert sorted(finalized) == sorted(d.invoice_id for d in batch)
+    stored = [s.to_dict() or {} for s in db.collection("tenants/t1/invoices").stream()]
+    assert sorted(doc["sequence"] for doc in stored) == list(range(1, 13))
+    assert {doc["status"] for doc in stored} == {"open"}
+
+
+def test_lease_is_exclusive_released_and_expires(db: firestore.Client) -> None:
+    store = BillingStore(db)
+    token = store.acquire_lease("t1", "monthly_billing", "run-a", ttl=timedelta(minutes=5),
+                                wait=timedelta(0))
+    assert token is not None
+    assert store.acquire_lease("t1", "monthly_billing", "run-b", ttl=timedelta(minutes=5),
+                               wait=timedelta(seconds=0.3)) is None
+    store.release_lease("t1", "monthly_billing", token)
+    again = store.acquire_lease("t1", "monthly_billing", "run-b", ttl=timedelta(seconds=0),
+                                wait=timedelta(0))
+    assert again is not None
+    # run-b's lease has already expired (ttl 0): run-c takes it over at once.
+    taken = store.acquire_lease("t1", "monthly_billing", "run-c", ttl=timedelta(minutes=5),
+                                wait=timedelta(seconds=2))
+    assert taken is not None
+    lease = db.document("tenants/t1/run_leases/monthly_billing").get().to_dict() or {}
+    assert lease["holder"] == "run-c"
+    store.release_lease("t1", "monthly_billing", again)  # stale token: must not free run-c's
+    assert db.document("tenants/t1/run_leases/monthly_billing").get().exists
+
+
+def test_amounts_are_integers_in_minor_units() -> None:
+    draft = drafts(1)[0]
+    assert draft.lines[0].quantity == Decimal(1)
+    assert (draft.subtotal, draft.tax, draft.total) == (1234, 247, 1481)
