@@ -7,8 +7,9 @@ it does is recorded, so calling it again for the same invoices is a no-op.
 Sending an email exactly once: the notification outbox
 -------------------------------------------------------
 SMTP has no idempotency key, so every email we send is first *claimed* in
-``tenants/{t}/notifications/{notification_id}`` (an extension of the contract's layout) inside a
-Firestore transaction; the id is deterministic (``{invoice_id}.invoice``,
+``tenants/{t}/notifications/{notification_id}`` (an extension of the contract's layout) with a
+create-if-absent write, or an update guarded by the document's ``update_time`` (compare-and-set,
+no transaction locks to contend for); the id is deterministic (``{invoice_id}.invoice``,
 ``{invoice_id}.reminder_7``, ``{invoice_id}.suspension``, ``{customer_id}.reactivation.{n}``).
 The claim succeeds only when the notification is absent, ``pending``, ``failed``, or ``sending``
 with an expired lease (``LEASE``); concurrent runs therefore never send the same notification
@@ -33,11 +34,14 @@ entries ``{action: "email_sent", actor: "system", at, ...}``; the Stripe steps a
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -58,7 +62,8 @@ from shared.stripe_billing import StripeGateway, TenantStripe, enabled_for, push
 
 log = get_logger("billing.delivery")
 LEASE = timedelta(minutes=10)
-TRANSACTION_ATTEMPTS = 20
+TRANSACTION_ATTEMPTS = 5
+TRANSACTION_ROUNDS = 8
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -129,6 +134,38 @@ def history_entry(action: str, actor: str, at: datetime, **details: Any) -> dict
     return entry
 
 
+# -- transactions --------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def run_transaction(store: BillingStore, body: Callable[[firestore.Transaction], T]) -> T:
+    """Run ``body(transaction)`` in a Firestore transaction, retried on contention.
+
+    The client library retries an aborted commit at once (``max_attempts`` per round); under
+    heavy contention (and in the emulator, whose locks time out rather than queue) whole rounds
+    are retried after a jittered exponential backoff. Exceptions raised by ``body`` itself
+    (``NotFound``, ``Conflict``...) propagate unchanged.
+
+    Raises:
+        BillingError: (``contention``) still aborted after ``TRANSACTION_ROUNDS`` rounds.
+
+    """
+    wrapped = firestore.transactional(body)
+    for attempt in range(1, TRANSACTION_ROUNDS + 1):
+        try:
+            result: T = wrapped(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+            return result
+        except (ValueError, Aborted) as exc:
+            aborted = isinstance(exc, Aborted) or isinstance(exc.__cause__, Aborted)
+            if not aborted:
+                raise
+            if attempt == TRANSACTION_ROUNDS:
+                raise BillingError("Firestore transaction kept aborting under contention",
+                                   code="contention") from exc
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
 # -- the outbox ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Notification:
@@ -165,33 +202,42 @@ def claim(store: BillingStore, tenant_id: str, notification: Notification, now: 
           run_id: str) -> str:
     """Claim ``notification`` for sending; return ``"claimed"``, ``"sent"`` or ``"busy"``.
 
-    ``sent``: it went out before (or was canceled); ``busy``: another run holds a live lease.
-    ``now`` is the real clock (leases are wall-clock times, whatever ``as_of`` a run uses).
+    ``sent``: it went out before (or was canceled); ``busy``: another run holds a live lease or
+    won the race. No transaction (no lock to contend for): the first claim is a ``create``
+    (fails if the document exists), a later one an ``update`` guarded by the document's
+    ``update_time`` (fails if anybody wrote it since we read it). ``now`` is the real clock
+    (leases are wall-clock times, whatever ``as_of`` a run uses).
     """
     ref = notification_ref(store, tenant_id, notification.id)
-
-    @firestore.transactional
-    def run(transaction: firestore.Transaction) -> str:
-        snapshot = ref.get(transaction=transaction)
-        data = snapshot.to_dict() or {} if snapshot.exists else {}
+    for _ in range(3):
+        snapshot = ref.get()
+        store.reads += 1
+        if not snapshot.exists:
+            document = notification_document(notification, "sending", now, run_id)
+            document.update({"attempts": 1, "lease_until": now + LEASE})
+            try:
+                ref.create(document)
+            except AlreadyExists:
+                continue  # somebody created it first: look again
+            store.writes += 1
+            return "claimed"
+        data = snapshot.to_dict() or {}
         status = data.get("status")
         if status in ("sent", "canceled"):
             return "sent"
         lease = data.get("lease_until")
         if status == "sending" and isinstance(lease, datetime) and lease > now:
             return "busy"
-        document = {**notification_document(notification, "sending", now, run_id), **{
-            k: v for k, v in data.items() if k in ("created_at",)}}
-        document.update({"attempts": int(data.get("attempts") or 0) + 1,
-                         "lease_until": now + LEASE, "updated_at": now, "run_id": run_id,
-                         "last_error": data.get("last_error")})
-        transaction.set(ref, document)
+        try:
+            ref.update({"status": "sending", "attempts": int(data.get("attempts") or 0) + 1,
+                        "lease_until": now + LEASE, "updated_at": now, "run_id": run_id,
+                        "to": notification.to},
+                       option=store.db.write_option(last_update_time=snapshot.update_time))
+        except FailedPrecondition:
+            return "busy"
+        store.writes += 1
         return "claimed"
-
-    outcome: str = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
-    store.reads += 1
-    store.writes += outcome == "claimed"
-    return outcome
+    return "busy"
 
 
 def complete(store: BillingStore, tenant_id: str, notification: Notification, now: datetime,

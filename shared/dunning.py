@@ -57,7 +57,6 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.delivery import (
-    TRANSACTION_ATTEMPTS,
     Notification,
     Services,
     email_enabled,
@@ -65,6 +64,7 @@ from shared.delivery import (
     invoice_attachment,
     notification_document,
     recipient,
+    run_transaction,
     send_notification,
     send_reactivation_notice,
     sweep,
@@ -273,6 +273,7 @@ class Suspension:
     customer_suspended: bool
     subscriptions: list[str]
     notification_id: str | None
+    reason: str = ""
 
 
 def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
@@ -286,7 +287,6 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
     """
     invoice_ref = store.invoice_ref(tenant.id, invoice_id)
 
-    @firestore.transactional
     def run(transaction: firestore.Transaction) -> Suspension | None:
         snapshot = invoice_ref.get(transaction=transaction)
         invoice = snapshot.to_dict() or {} if snapshot.exists else {}
@@ -333,9 +333,9 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
             "history": firestore.ArrayUnion([history_entry(
                 "dunning.suspension", "dunning", now, run_id=run_id, as_of=as_of,
                 customer_suspended=suspend_now)])})
-        return Suspension(suspend_now, suspended_subs, note.id if note else None)
+        return Suspension(suspend_now, suspended_subs, note.id if note else None, reason)
 
-    result: Suspension | None = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    result = run_transaction(store, run)
     store.reads += 1
     if result is not None:
         store.writes += 2 + len(result.subscriptions) + (result.notification_id is not None)
@@ -468,7 +468,7 @@ class _TenantRun:
         report.suspended += 1
         report.act(tenant.id, "suspension", subscriptions=result.subscriptions, **details)
         if result.notification_id:
-            record = {"notice": result.notification_id}
+            record = {"notice": result.notification_id, "reason": result.reason}
             refreshed = {**invoice, "dunning": {**(invoice.get("dunning") or {}),
                                                 "suspension": record}}
             self._suspension_notice(refreshed, customer, overdue, details)

@@ -44,10 +44,10 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.delivery import (
-    TRANSACTION_ATTEMPTS,
     history_entry,
     notification_document,
     reactivation_notification,
+    run_transaction,
 )
 from shared.errors import BadRequest, Conflict, DataError, NotFound
 from shared.model import Customer, Tenant
@@ -160,7 +160,6 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
     ref = store.invoice_ref(tenant_id, invoice_id)
     happened = _epoch_time(event.get("created")) or now
 
-    @firestore.transactional
     def run(transaction: firestore.Transaction) -> EventOutcome:
         snapshot = ref.get(transaction=transaction)
         outcome = EventOutcome("applied", tenant_id=tenant_id, invoice_id=invoice_id)
@@ -222,7 +221,7 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
         transaction.update(ref, updates)
         return outcome
 
-    result: EventOutcome = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    result = run_transaction(store, run)
     store.reads += 1
     store.writes += result.result != "duplicate"
     return result
@@ -253,7 +252,6 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
     ref = store.invoice_ref(tenant_id, invoice_id)
     at = at or now
 
-    @firestore.transactional
     def run(transaction: firestore.Transaction) -> dict[str, Any]:
         snapshot = ref.get(transaction=transaction)
         if not snapshot.exists:
@@ -297,7 +295,7 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
         after.update({k: v for k, v in updates.items() if k not in ("history", "payments")})
         return {"invoice_id": invoice_id, **after, "changed": True}
 
-    result: dict[str, Any] = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    result = run_transaction(store, run)
     store.reads += 1
     store.writes += 1
     return result
@@ -350,7 +348,6 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
     subs_query = store.collection(tenant.id, "subscriptions").where(
         filter=FieldFilter("customer_id", "==", customer_id))
 
-    @firestore.transactional
     def run(transaction: firestore.Transaction) -> Reactivation | None:
         snapshot = customer_ref.get(transaction=transaction)
         if not snapshot.exists:
@@ -397,7 +394,7 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
                 notification_document(note, "pending", now, run_id))
         return Reactivation(customer, resumed, note.id if note else None)
 
-    outcome: Reactivation | None = run(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+    outcome = run_transaction(store, run)
     store.reads += 1
     if outcome is not None and not dry_run:
         store.writes += 1 + len(outcome.subscriptions) + (outcome.notification_id is not None)
