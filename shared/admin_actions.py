@@ -13,7 +13,8 @@ Actions:
   whole amount (a partial payment of a Stripe invoice -> 409: record it in Stripe).
 - ``void``: ``open``/``uncollectible`` -> ``void`` (Stripe twin voided first).
 - ``mark_uncollectible``: ``open`` -> ``uncollectible`` (Stripe twin first).
-- ``resend_email``: sends the invoice email (PDF attached) again, now.
+- ``resend_email``: sends the invoice email (PDF attached) again, now (not for drafts or void
+  invoices).
 - ``render_pdf``: renders the PDF again and stores it at the contract's path (``pdf_uri``).
 
 After ``paid`` or ``void`` the customer is reactivated when dunning had suspended them and
@@ -246,7 +247,7 @@ def _reactivate(store: BillingStore, tenant: Tenant, customer_id: str, now: date
 def _resend(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
             request: AdminRequest, now: datetime, run_id: str, services: Services,
             details: dict[str, Any]) -> dict[str, Any]:
-    if invoice.get("status") in ("draft", None):
+    if invoice.get("status") in ("draft", "void", None):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
         raise Conflict(f"email is disabled for tenant {tenant.id!r}", code="email_disabled")

@@ -62,6 +62,7 @@ T = TypeVar("T")
 COLLECTION_METHODS = ("send_invoice", "charge_automatically")
 MAX_KEY_LENGTH = 255
 LIST_LIMIT = 100
+MAX_NUMBER_LENGTH = 26  # Stripe's limit for a custom invoice number
 
 
 class StripeFailure(BillingError):
@@ -400,8 +401,9 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
             }
             if config.collection_method == "send_invoice":
                 params["days_until_due"] = config.days_until_due
-            if config.use_invoice_number and invoice.get("number"):
-                params["number"] = str(invoice["number"])
+            number = str(invoice.get("number") or "")
+            if config.use_invoice_number and 0 < len(number) <= MAX_NUMBER_LENGTH:
+                params["number"] = number
             created = gateway.call("invoice create", lambda: gateway.client.v1.invoices.create(
                 params=cast(Any, params),
                 options=_options(config, key(tenant.id, invoice_id, "invoice_create"))))
@@ -438,6 +440,7 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
         result.steps.append("lines")
 
     # 4. Finalize, after checking the total.
+    stripe_status = state.get("status")
     if "finalize" not in steps:
         current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
             sid, options=_options(config)))
@@ -457,14 +460,18 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
             "stripe.number": current.number,
             "stripe.hosted_invoice_url": getattr(current, "hosted_invoice_url", None),
             "stripe.amount_due": current.amount_due})
+        stripe_status = current.status
         result.steps.append("finalize")
 
     # 5. Send (send_invoice) -- charge_automatically is charged by Stripe itself (auto_advance).
+    # A finalized invoice with nothing due is already paid: there is nothing to send.
     if config.collection_method == "send_invoice" and "send" not in steps:
-        gateway.call("invoice send", lambda: gateway.client.v1.invoices.send_invoice(
-            sid, options=_options(config, key(tenant.id, invoice_id, "invoice_send"))))
-        _record(store, tenant.id, invoice_id, {"stripe.steps.send": now})
-        result.steps.append("send")
+        if stripe_status == "open":
+            gateway.call("invoice send", lambda: gateway.client.v1.invoices.send_invoice(
+                sid, options=_options(config, key(tenant.id, invoice_id, "invoice_send"))))
+            result.steps.append("send")
+        _record(store, tenant.id, invoice_id, {"stripe.steps.send": now,
+                                               "stripe.sent": stripe_status == "open"})
     _record(store, tenant.id, invoice_id, {"stripe.completed_at": now})
     log.info("stripe invoice pushed", extra={"invoice_id": invoice_id,
                                              "stripe_invoice_id": sid, "steps": result.steps})

@@ -300,3 +300,17 @@ def test_delivery_reports_a_missing_key_and_retries_later(db: firestore.Client,
     ours = gp.invoice(db, "inv-1")
     assert ours["delivery_pending"] is False and ours["delivered_at"]
     assert len(fake_stripe.invoices) == 1
+
+
+def test_an_invoice_with_nothing_due_is_not_sent(db: firestore.Client,
+                                                 fake_stripe: FakeStripe) -> None:
+    store, tenant = setup(db)
+    gp.seed_invoice(db, "inv-0", "alice", tax=0, lines=[{
+        "description": "Free tier", "quantity": "1", "unit_amount_decimal": "0", "amount": 0,
+        "tax_rate": "20", "tax": 0, "kind": "fixed"}])
+    result = push(store, tenant, db, "inv-0", fake_stripe)
+    assert result.steps == ["invoice_create", "lines", "finalize"]
+    (stripe_invoice,) = fake_stripe.invoices.values()
+    assert stripe_invoice["status"] == "paid" and stripe_invoice["sent"] is False
+    ours = gp.invoice(db, "inv-0")["stripe"]
+    assert ours["completed_at"] and ours["sent"] is False and "send" in ours["steps"]
