@@ -49,7 +49,7 @@ from shared.delivery import (
     reactivation_notification,
     run_transaction,
 )
-from shared.errors import BadRequest, Conflict, DataError, NotFound
+from shared.errors import BadRequest, Conflict, NotFound
 from shared.model import Customer, Tenant
 from shared.store import BillingStore
 
@@ -400,16 +400,3 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
         store.writes += 1 + len(outcome.subscriptions) + (outcome.notification_id is not None)
     return outcome
 
-
-def customer_or_error(store: BillingStore, tenant_id: str, customer_id: str) -> Customer:
-    """Read and parse one customer.
-
-    Raises:
-        DataError: missing or invalid.
-
-    """
-    found = store.get_customers(tenant_id, [customer_id]).get(customer_id)
-    if not isinstance(found, Customer):
-        raise found or DataError(f"customer {customer_id!r} does not exist",
-                                 code="unknown_customer")
-    return found

@@ -45,7 +45,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -528,12 +528,6 @@ def enabled_for(tenant: Tenant) -> bool:
     return isinstance(raw, Mapping) and bool(raw.get("enabled", False))
 
 
-def stripe_steps(invoice: Mapping[str, Any]) -> Sequence[str]:
-    """Names of the Stripe steps recorded on an invoice document."""
-    state = invoice.get("stripe") or {}
-    return sorted((state.get("steps") or {}).keys())
-
-
 __all__ = ["COLLECTION_METHODS", "PushResult", "StripeFailure", "StripeGateway", "StripeSettings",
            "TenantStripe", "enabled_for", "ensure_customer", "idempotency_key", "invoice_items",
-           "push_invoice", "stripe_steps", "sync_status"]
+           "push_invoice", "sync_status"]
