@@ -47,3 +47,8 @@ demo: setup
 ## serve: every function on loopback with the emulators and the local OIDC issuer (Ctrl-C stops)
 serve: setup
 	$(PY) -m devtools.serve
+
+## bench: month close of Nov 2011 through the HTTP function vs the emulator floor; PDF rendering
+bench: setup
+	$(PY) -m bench.bench_month_close
+	$(PY) -m bench.bench_pdf

@@ -27,6 +27,7 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.api_core.exceptions import NotFound as NotFoundError
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.errors import DataError, NotFound
 from shared.invoicing import InvoiceDraft
@@ -35,7 +36,6 @@ from shared.numbering import format_invoice_number, sequence_year
 from shared.periods import utc_now
 
 INVOICE_BATCH_SIZE = 200
-EVENT_PAGE_SIZE = 5000
 TRANSACTION_ATTEMPTS = 30
 
 
@@ -163,42 +163,39 @@ class BillingStore:
         return out
 
     # -- usage -----------------------------------------------------------------------------
-    def stream_usage_events(self, tenant_id: str, start: datetime,
-                            end: datetime) -> Iterator[UsageEvent]:
+    def stream_usage_events(self, tenant_id: str, start: datetime, end: datetime,
+                            properties: Iterable[str] | None = None) -> Iterator[UsageEvent]:
         """Yield the tenant's events with ``start <= timestamp < end``, oldest first.
 
-        Pages of ``EVENT_PAGE_SIZE`` with a cursor, so a long month is never one fragile stream.
-        An event document missing ``customer_id``/``meter``/``timestamp`` is skipped (it can
-        belong to no one); its count is in ``self.malformed_events``.
+        One streamed query; the client library resumes it after the last document received if
+        the stream breaks (``Query.stream`` retries with a cursor). ``properties`` names the event
+        properties the caller aggregates (meter fields and ``group_by``): when given, the query
+        projects the documents onto those fields, so a month of events carrying descriptions
+        and other payload is not transferred and decoded for nothing. An event document missing
+        ``customer_id``/``meter``/``timestamp`` can belong to no one and is skipped; its count
+        is in ``self.malformed_events``.
         """
         self.malformed_events = 0
-        base = (self.collection(tenant_id, "usage_events")
-                .where(filter=FieldFilter("timestamp", ">=", start))
-                .where(filter=FieldFilter("timestamp", "<", end))
-                .order_by("timestamp"))
-        cursor = None
-        while True:
-            query = base.limit(EVENT_PAGE_SIZE)
-            if cursor is not None:
-                query = query.start_after(cursor)
-            count = 0
-            for snapshot in query.stream():
-                count += 1
-                cursor = snapshot
-                data = snapshot.to_dict() or {}
-                customer_id = data.get("customer_id")
-                meter = data.get("meter")
-                timestamp = data.get("timestamp")
-                properties = data.get("properties") or {}
-                if not (isinstance(customer_id, str) and isinstance(meter, str)
-                        and isinstance(timestamp, datetime) and isinstance(properties, dict)):
-                    self.malformed_events += 1
-                    continue
-                yield UsageEvent(snapshot.id, customer_id, meter, timestamp, properties,
-                                 snapshot.create_time)
-            self.reads += count
-            if count < EVENT_PAGE_SIZE:
-                return
+        query = (self.collection(tenant_id, "usage_events")
+                 .where(filter=FieldFilter("timestamp", ">=", start))
+                 .where(filter=FieldFilter("timestamp", "<", end))
+                 .order_by("timestamp"))
+        if properties is not None:
+            query = query.select(["customer_id", "meter", "timestamp", *(
+                FieldPath("properties", name).to_api_repr() for name in sorted(set(properties)))])
+        for snapshot in query.stream():
+            self.reads += 1
+            data = snapshot.to_dict() or {}
+            customer_id = data.get("customer_id")
+            meter = data.get("meter")
+            timestamp = data.get("timestamp")
+            event_properties = data.get("properties") or {}
+            if not (isinstance(customer_id, str) and isinstance(meter, str)
+                    and isinstance(timestamp, datetime) and isinstance(event_properties, dict)):
+                self.malformed_events += 1
+                continue
+            yield UsageEvent(snapshot.id, customer_id, meter, timestamp, event_properties,
+                             snapshot.create_time)
 
     # -- invoices --------------------------------------------------------------------------
     def invoices_for_period(self, tenant_id: str, period_start: datetime,

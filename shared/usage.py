@@ -77,6 +77,18 @@ class UsageRouter:
         self._by_customer[customer_id].append(
             (subscription_id, start, end, entry.accumulators))
 
+    def properties(self) -> set[str]:
+        """Every event property a watched meter reads (its ``field`` and ``group_by``)."""
+        names: set[str] = set()
+        for entries in self._by_customer.values():
+            for _sub_id, _start, _end, accumulators in entries:
+                for accumulator in accumulators.values():
+                    meter = accumulator.meter
+                    names.update(meter.group_by)
+                    if meter.field:
+                        names.add(meter.field)
+        return names
+
     def consume(self, events: Iterable[UsageEvent]) -> None:
         """Feed every event to the accumulators it belongs to."""
         by_customer = self._by_customer
