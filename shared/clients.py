@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+import google.cloud.storage as storage
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import firestore, storage  # type: ignore[attr-defined]
+from google.cloud import firestore
 
 from shared.errors import BillingError
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from google.cloud import storage  # type: ignore[attr-defined]
+import google.cloud.storage as storage
 
 from shared.model import Tenant
 from shared.periods import zone
 
-UPLOAD_THREADS = 16
+UPLOAD_THREADS = 8  # at most the HTTP pool size (10), or connections churn
 
 
 def pdf_object_name(tenant_id: str, invoice: Mapping[str, Any], timezone: str) -> str:

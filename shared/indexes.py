@@ -45,4 +45,10 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("tenants", ("status",), (), "store.active_tenants"),
     QueryShape("invoices", ("status",), ("finalize_at",), "store.due_drafts"),
     QueryShape("invoices", ("status", "subscription_id"), (), "store.drafts_of_subscription"),
+    QueryShape("invoices", ("status",), ("due_at",), "dunning.overdue_invoices"),
+    QueryShape("customers", ("status",), (), "dunning.suspended_customer_ids"),
+    QueryShape("invoices", ("customer_id", "status"), (), "payments.reactivate_if_clear"),
+    QueryShape("subscriptions", ("customer_id",), (), "payments.reactivate_if_clear"),
+    QueryShape("invoices", ("delivery_pending",), (), "delivery.pending_deliveries"),
+    QueryShape("notifications", ("sweep",), (), "delivery.pending_notifications"),
 )

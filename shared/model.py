@@ -135,11 +135,18 @@ class Tenant:
         )
 
     def seller(self) -> dict[str, Any]:
-        """The seller block for documents: legal name, address lines, email, tax id."""
+        """The seller block for documents: legal name, address lines, email, tax id.
+
+        The email is the seller's contact address: the contract's ``email`` settings map gives
+        it as ``reply_to`` (else ``from``); a plain string there is taken as the address itself.
+        """
+        email = self.raw.get("email")
+        if isinstance(email, Mapping):
+            email = next((str(email[k]) for k in ("reply_to", "from") if email.get(k)), None)
         return {
             "name": self.raw.get("legal_name") or self.name,
             "address_lines": list(self.raw.get("address_lines") or []),
-            "email": self.raw.get("email"),
+            "email": email if isinstance(email, str) and email else None,
             "tax_id": self.raw.get("tax_id"),
         }
 

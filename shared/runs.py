@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.delivery import deliver_finalized_invoices
 from shared.errors import BadRequest, BillingError, DataError, PermissionDenied
 from shared.invoicing import InvoiceDraft, build_invoice
 from shared.logs import get_logger, log_context
@@ -199,7 +200,8 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
     if ready:
         window_start = min(period.start for _, period, _, _, _ in ready)
         window_end = max(period.end for _, period, _, _, _ in ready)
-        router.consume(store.stream_usage_events(tenant.id, window_start, window_end))
+        router.consume(store.stream_usage_events(tenant.id, window_start, window_end,
+                                                 properties=router.properties()))
 
     drafts: list[InvoiceDraft] = []
     for sub, period, plan, customer, watch_id in ready:
@@ -280,7 +282,12 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
 
 def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
             invoices: Sequence[Mapping[str, Any]]) -> None:
-    """Render and store the PDFs of ``invoices`` and record their ``pdf_uri``; failures to errors."""
+    """Publish finalized ``invoices``: PDFs stored and recorded, then delivered.
+
+    Delivery (``shared.delivery``: the email with the PDF, the Stripe invoice, each as the tenant
+    enables them) happens once per invoice whatever the retries; a failure is reported in
+    ``errors`` and retried by the next ``dunning`` run. PDF failures are reported the same way.
+    """
     if ctx.publish_pdfs is None or not invoices:
         return
     uris, failures, seconds = ctx.publish_pdfs(tenant, invoices)
@@ -289,6 +296,10 @@ def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
     ctx.store.record_pdfs(tenant.id, uris, ctx.now)
     for invoice_id, message in failures:
         report.error(tenant.id, BillingError(message, code="pdf_failed"), invoice_id=invoice_id)
+    for invoice_id, message in deliver_finalized_invoices(ctx.store, tenant, invoices, ctx.now,
+                                                          ctx.run_id):
+        report.error(tenant.id, BillingError(message, code="delivery_failed"),
+                     invoice_id=invoice_id)
 
 
 def calendar_candidates(report: RunReport, tenant: Tenant, subscriptions: Sequence[

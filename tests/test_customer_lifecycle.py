@@ -9,20 +9,16 @@ bad admin requests get clear errors and change nothing.
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from google.cloud import firestore, storage
 
-from shared.errors import BillingError
-from shared.mailer import seller_email
-from shared.model import Tenant
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import TEST_BUCKET
@@ -34,46 +30,6 @@ MONTH = "2026-10"
 INVOICE = "sub-alice-20261001"
 smtp = pytest.fixture(gp.smtp_fixture, name="smtp")
 fake_stripe = pytest.fixture(gp.stripe_fixture, name="fake_stripe")
-
-
-@pytest.fixture(autouse=True)
-def billing_runs_deliver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make sure the month close delivers what it finalizes (and renders PDFs for this tenant).
-
-    The billing runs call ``shared.delivery.deliver_finalized_invoices`` right after storing
-    the PDFs; until that call is wired into ``shared.runs.publish``, this fixture wires it the
-    same way. Likewise ``Tenant.seller()`` must not hand the contract's ``email`` settings map to
-    the PDF renderer as the seller's address. Both patches switch themselves off once the
-    library does it.
-    """
-    import shared.runs as runs
-    from shared.delivery import deliver_finalized_invoices
-
-    if "deliver_finalized_invoices" not in inspect.getsource(runs):
-        original = runs.publish
-
-        def publish(ctx: Any, report: Any, tenant: Tenant,
-                    invoices: Sequence[Mapping[str, Any]]) -> None:
-            original(ctx, report, tenant, invoices)
-            if ctx.dry_run or not invoices:
-                return
-            for invoice_id, message in deliver_finalized_invoices(ctx.store, tenant, invoices,
-                                                                  ctx.now, ctx.run_id):
-                report.error(tenant.id, BillingError(message, code="delivery_failed"),
-                             invoice_id=invoice_id)
-
-        monkeypatch.setattr(runs, "publish", publish)
-
-    probe = Tenant.parse("p", {"name": "P", "status": "active", "timezone": "UTC",
-                               "currency": "GBP", "invoice_prefix": "P", "payment_terms_days": 1,
-                               "tax_rates": {}, "email": {"enabled": True, "from": "a@b.test"}})
-    if not isinstance(probe.seller().get("email"), str | None):
-        seller = Tenant.seller
-
-        def contract_seller(self: Tenant) -> dict[str, Any]:
-            return {**seller(self), "email": seller_email(self)}
-
-        monkeypatch.setattr(Tenant, "seller", contract_seller)
 
 
 def seed(db: firestore.Client) -> None:
