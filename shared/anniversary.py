@@ -9,9 +9,11 @@ For every ``anniversary`` subscription whose ``current_period_end <= as_of``:
    a canceled subscription gets one final invoice for the partial period up to ``canceled_at``
    (fixed fees prorated, usage up to the cancellation) and then nothing more;
 3. drafts whose grace period is over (``finalize_at <= as_of``; ``grace_period_hours`` on the
-   tenant, default 1, 0 = at once) are *re-priced* with the usage known now (late events that
-   belong to the period count while the invoice is a draft), then numbered, set ``open`` and
-   rendered to PDF, in one transaction per batch. An ``open`` invoice never changes amounts.
+   tenant, default 1) are *re-priced* with the usage known now (late events that belong to the
+   period count while the invoice is a draft), then numbered, set ``open`` and rendered to PDF,
+   in one transaction per batch. With ``grace_period_hours = 0`` there is no draft stage: the
+   invoices are created ``open`` and numbered at once, like the month close's. An ``open``
+   invoice never changes amounts.
 
 ``subscription_id`` (with a tenant) restricts the run to that subscription and finalizes its
 drafts at once, ignoring the grace period: the admin's "invoice it now". ``as_of`` is the run's
@@ -37,6 +39,7 @@ from shared.runs import (
     resolve_tenants,
     run_per_tenant,
 )
+from shared.store import SubscriptionMove
 
 MAX_PERIODS_PER_RUN = 400
 
@@ -118,18 +121,10 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
     """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized."""
     if not drafts:
         return 0
-    subs: dict[str, Subscription | DataError] = {}
+    subs = ctx.store.get_subscriptions(tenant.id, (str(d["subscription_id"]) for d in drafts))
     candidates: list[tuple[Subscription, BillingPeriod]] = []
     for invoice in drafts:
-        sub_id = str(invoice["subscription_id"])
-        if sub_id not in subs:
-            try:
-                subs[sub_id] = ctx.store.get_subscription(tenant.id, sub_id)
-            except (DataError, BadRequest) as exc:
-                subs[sub_id] = DataError(exc.message, code=exc.code)
-            except Exception as exc:
-                subs[sub_id] = DataError(str(exc), code="unknown_subscription")
-        sub = subs[sub_id]
+        sub = subs[str(invoice["subscription_id"])]
         if isinstance(sub, DataError):
             report.error(tenant.id, sub, invoice_id=str(invoice["invoice_id"]))
             continue
@@ -181,25 +176,30 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         subs: Sequence[Subscription | tuple[str, DataError]] = (
             [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary"))
         candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
+        # No grace period (or an admin's "now"): the invoices are final when created.
+        at_once = only is not None or tenant.grace_period_hours == 0
         failed_before = {e.get("subscription_id") for e in report.errors}
-        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=False)
+        generated_before = report.generated
+        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=at_once)
+        if at_once:
+            report.finalized += report.generated - generated_before
+            summary_finalized = report.generated - generated_before
+        else:
+            summary_finalized = 0
         failed = {e.get("subscription_id") for e in report.errors} - failed_before
-        advanced = 0
-        for sub_id, (sub, period) in advances.items():
-            if ctx.dry_run or sub_id in failed:
-                continue
-            assert sub.current_period_end is not None
-            advanced += ctx.store.advance_subscription(
-                tenant.id, sub_id, expected_period_end=sub.current_period_end,
-                period_start=period.start, period_end=period.end, anchor=sub.anchor,
-                now=ctx.now)
+        moves = [SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end,
+                                  sub.anchor)
+                 for sub_id, (sub, period) in advances.items()
+                 if sub_id not in failed and sub.current_period_end is not None]
+        advanced = 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves,
+                                                                         now=ctx.now)
         report.advanced += advanced
         if only is not None:
             drafts = ctx.store.drafts_of_subscription(tenant.id, only.id)
         else:
             drafts = ctx.store.due_drafts(tenant.id, ctx.now)
         # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
-        finalized = finalize_due_drafts(ctx, report, tenant, catalog, drafts)
+        finalized = summary_finalized + finalize_due_drafts(ctx, report, tenant, catalog, drafts)
         summary.update(finalized=finalized, advanced=advanced)
         return summary
 

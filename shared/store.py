@@ -39,6 +39,17 @@ INVOICE_BATCH_SIZE = 200
 TRANSACTION_ATTEMPTS = 30
 
 
+@dataclass(frozen=True)
+class SubscriptionMove:
+    """An anniversary subscription's move to its next period (``advance_subscriptions``)."""
+
+    subscription_id: str
+    expected_period_end: datetime
+    period_start: datetime
+    period_end: datetime
+    anchor: datetime
+
+
 @dataclass
 class CreatedInvoices:
     """What ``create_invoices`` did: the documents it created and the ids that already existed."""
@@ -356,34 +367,65 @@ class BillingStore:
             finalized.extend(batch_done)
         return finalized
 
-    def advance_subscription(self, tenant_id: str, subscription_id: str, *,
-                             expected_period_end: datetime, period_start: datetime,
-                             period_end: datetime, anchor: datetime, now: datetime) -> bool:
-        """Move an anniversary subscription to its next period, once.
+    def advance_subscriptions(self, tenant_id: str, moves: Sequence[SubscriptionMove], *,
+                              now: datetime, batch_size: int = INVOICE_BATCH_SIZE) -> int:
+        """Move anniversary subscriptions to their next period, each once.
 
-        A transaction compares ``current_period_end`` with ``expected_period_end`` first, so a
-        concurrent or repeated run that already advanced it changes nothing. Returns whether
-        this call advanced it.
+        One transaction per batch reads the subscriptions and updates only those whose
+        ``current_period_end`` still equals the move's ``expected_period_end``, so a concurrent or
+        repeated run that already advanced one changes nothing. Returns how many this call moved.
         """
-        ref = self.collection(tenant_id, "subscriptions").document(subscription_id)
+        advanced = 0
+        subscriptions = self.collection(tenant_id, "subscriptions")
+        for start in range(0, len(moves), batch_size):
+            batch = list(moves[start:start + batch_size])
+            refs = [subscriptions.document(move.subscription_id) for move in batch]
 
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> bool:
-            snapshot = ref.get(transaction=transaction)
-            data = snapshot.to_dict() or {}
-            if not snapshot.exists or data.get("current_period_end") != expected_period_end:
-                return False
-            transaction.update(ref, {
-                "current_period_start": period_start, "current_period_end": period_end,
-                "billing_cycle_anchor": data.get("billing_cycle_anchor") or anchor,
-                "period_advanced_at": now,
-            })
-            return True
+            @firestore.transactional
+            def run(transaction: firestore.Transaction, batch: list[SubscriptionMove] = batch,
+                    refs: list[firestore.DocumentReference] = refs) -> int:
+                snapshots = {s.id: s for s in transaction.get_all(refs)}
+                moved = 0
+                for move, ref in zip(batch, refs, strict=True):
+                    snapshot = snapshots[move.subscription_id]
+                    data = snapshot.to_dict() or {}
+                    if (not snapshot.exists
+                            or data.get("current_period_end") != move.expected_period_end):
+                        continue
+                    transaction.update(ref, {
+                        "current_period_start": move.period_start,
+                        "current_period_end": move.period_end,
+                        "billing_cycle_anchor": data.get("billing_cycle_anchor") or move.anchor,
+                        "period_advanced_at": now,
+                    })
+                    moved += 1
+                return moved
 
-        advanced: bool = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
-        self.reads += 1
-        self.writes += int(advanced)
+            moved = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+            self.reads += len(refs)
+            self.writes += moved
+            advanced += moved
         return advanced
+
+    def get_subscriptions(self, tenant_id: str,
+                          subscription_ids: Iterable[str]) -> dict[str, Subscription | DataError]:
+        """Read the named subscriptions in batched ``get_all`` calls (missing -> ``DataError``)."""
+        ids = sorted(set(subscription_ids))
+        out: dict[str, Subscription | DataError] = {}
+        subscriptions = self.collection(tenant_id, "subscriptions")
+        for start in range(0, len(ids), 300):
+            refs = [subscriptions.document(sid) for sid in ids[start:start + 300]]
+            for snapshot in self.db.get_all(refs):
+                self.reads += 1
+                if not snapshot.exists:
+                    out[snapshot.id] = DataError(f"subscription {snapshot.id!r} does not exist",
+                                                 code="unknown_subscription")
+                    continue
+                try:
+                    out[snapshot.id] = Subscription.parse(snapshot.id, snapshot.to_dict() or {})
+                except DataError as exc:
+                    out[snapshot.id] = exc
+        return out
 
     def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]],
                     rendered_at: datetime) -> None:

@@ -107,3 +107,25 @@ def test_amounts_are_integers_in_minor_units() -> None:
     draft = drafts(1)[0]
     assert draft.lines[0].quantity == Decimal(1)
     assert (draft.subtotal, draft.tax, draft.total) == (1234, 247, 1481)
+
+
+def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -> None:
+    from shared.store import SubscriptionMove
+
+    start, end = datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)
+    moves = []
+    for i in range(7):
+        db.document(f"tenants/t1/subscriptions/a{i}").set({
+            "current_period_start": start, "current_period_end": end})
+        moves.append(SubscriptionMove(f"a{i}", end, end, datetime(2026, 3, 15, tzinfo=UTC), start))
+    moved: list[int] = []
+
+    def advance() -> None:
+        moved.append(BillingStore(db).advance_subscriptions("t1", moves, now=NOW, batch_size=3))
+
+    run_concurrently(3, advance)
+    assert sum(moved) == 7
+    for i in range(7):
+        data = db.document(f"tenants/t1/subscriptions/a{i}").get().to_dict() or {}
+        assert data["current_period_end"] == datetime(2026, 3, 15, tzinfo=UTC)
+        assert data["billing_cycle_anchor"] == start
