@@ -1,7 +1,7 @@
 # Deployment: function zips, Terraform, and the offline infrastructure checks.
 #   make build         one deterministic zip per function in build/ (git-ignored)
 #   make check-infra   the Terraform and packaging checks alone (also part of `make test`)
-#   make deploy-secrets first deploy only: the APIs and the empty secrets (see infra/DEPLOY.md)
+#   make deploy-secrets first deploy only: the APIs and the empty secrets (see README.md, "Deploying to Google Cloud")
 #   make deploy        terraform init + apply with infra/terraform/terraform.tfvars
 
 TF_DIR := infra/terraform

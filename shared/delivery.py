@@ -34,14 +34,12 @@ entries ``{action: "email_sent", actor: "system", at, ...}``; the Stripe steps a
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -62,8 +60,6 @@ from shared.stripe_billing import StripeGateway, TenantStripe, enabled_for, push
 
 log = get_logger("billing.delivery")
 LEASE = timedelta(minutes=10)
-TRANSACTION_ATTEMPTS = 5
-TRANSACTION_ROUNDS = 8
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -132,38 +128,6 @@ def history_entry(action: str, actor: str, at: datetime, **details: Any) -> dict
     entry = {"action": action, "actor": actor, "at": at}
     entry.update({k: v for k, v in details.items() if v is not None})
     return entry
-
-
-# -- transactions --------------------------------------------------------------------------------
-T = TypeVar("T")
-
-
-def run_transaction(store: BillingStore, body: Callable[[firestore.Transaction], T]) -> T:
-    """Run ``body(transaction)`` in a Firestore transaction, retried on contention.
-
-    The client library retries an aborted commit at once (``max_attempts`` per round); under
-    heavy contention (and in the emulator, whose locks time out rather than queue) whole rounds
-    are retried after a jittered exponential backoff. Exceptions raised by ``body`` itself
-    (``NotFound``, ``Conflict``...) propagate unchanged.
-
-    Raises:
-        BillingError: (``contention``) still aborted after ``TRANSACTION_ROUNDS`` rounds.
-
-    """
-    wrapped = firestore.transactional(body)
-    for attempt in range(1, TRANSACTION_ROUNDS + 1):
-        try:
-            result: T = wrapped(store.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
-            return result
-        except (ValueError, Aborted) as exc:
-            aborted = isinstance(exc, Aborted) or isinstance(exc.__cause__, Aborted)
-            if not aborted:
-                raise
-            if attempt == TRANSACTION_ROUNDS:
-                raise BillingError("Firestore transaction kept aborting under contention",
-                                   code="contention") from exc
-            time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # noqa: S311
-    raise AssertionError("unreachable")
 
 
 # -- the outbox ----------------------------------------------------------------------------------

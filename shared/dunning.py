@@ -64,7 +64,6 @@ from shared.delivery import (
     invoice_attachment,
     notification_document,
     recipient,
-    run_transaction,
     send_notification,
     send_reactivation_notice,
     sweep,
@@ -335,7 +334,7 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
                 customer_suspended=suspend_now)])})
         return Suspension(suspend_now, suspended_subs, note.id if note else None, reason)
 
-    result = run_transaction(store, run)
+    result = store.run_transaction(run)
     store.reads += 1
     if result is not None:
         store.writes += 2 + len(result.subscriptions) + (result.notification_id is not None)

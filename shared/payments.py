@@ -47,7 +47,6 @@ from shared.delivery import (
     history_entry,
     notification_document,
     reactivation_notification,
-    run_transaction,
 )
 from shared.errors import BadRequest, Conflict, NotFound
 from shared.model import Customer, Tenant
@@ -221,7 +220,7 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
         transaction.update(ref, updates)
         return outcome
 
-    result = run_transaction(store, run)
+    result = store.run_transaction(run)
     store.reads += 1
     store.writes += result.result != "duplicate"
     return result
@@ -295,7 +294,7 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
         after.update({k: v for k, v in updates.items() if k not in ("history", "payments")})
         return {"invoice_id": invoice_id, **after, "changed": True}
 
-    result = run_transaction(store, run)
+    result = store.run_transaction(run)
     store.reads += 1
     store.writes += 1
     return result
@@ -394,7 +393,7 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
                 notification_document(note, "pending", now, run_id))
         return Reactivation(customer, resumed, note.id if note else None)
 
-    outcome = run_transaction(store, run)
+    outcome = store.run_transaction(run)
     store.reads += 1
     if outcome is not None and not dry_run:
         store.writes += 1 + len(outcome.subscriptions) + (outcome.notification_id is not None)

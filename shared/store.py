@@ -17,26 +17,32 @@ Queries made here are listed in ``shared.indexes.QUERIES``.
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition
 from google.api_core.exceptions import NotFound as NotFoundError
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.errors import DataError, NotFound
+from shared.errors import BillingError, DataError, NotFound
 from shared.invoicing import InvoiceDraft
 from shared.model import Customer, Meter, Plan, Subscription, Tenant, UsageEvent
 from shared.numbering import format_invoice_number, sequence_year
 from shared.periods import utc_now
 
 INVOICE_BATCH_SIZE = 200
-TRANSACTION_ATTEMPTS = 30
+T = TypeVar("T")
+# Aborted commits: the client retries each round at once; rounds are spaced by a jittered
+# exponential backoff (contention clears faster than immediate retries; the emulator's locks
+# time out rather than queue).
+TRANSACTION_ATTEMPTS = 5
+TRANSACTION_ROUNDS = 10
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,33 @@ class BillingStore:
         self.db = db
         self.reads = 0
         self.writes = 0
+
+    # -- transactions ----------------------------------------------------------------------
+    def run_transaction(self, body: Callable[[firestore.Transaction], T]) -> T:
+        """Run ``body(transaction)`` in a Firestore transaction, retried on contention.
+
+        The client library retries an aborted commit at once (``TRANSACTION_ATTEMPTS`` per
+        round); whole rounds are retried after a jittered exponential backoff (at most 2 s), up
+        to ``TRANSACTION_ROUNDS``. ``body`` must only read through the transaction and may run
+        several times. Exceptions raised by ``body`` itself propagate unchanged.
+
+        Raises:
+            BillingError: (``contention``) still aborted after every round.
+
+        """
+        wrapped = firestore.transactional(body)
+        for attempt in range(1, TRANSACTION_ROUNDS + 1):
+            try:
+                result: T = wrapped(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+                return result
+            except (ValueError, Aborted) as exc:
+                if not (isinstance(exc, Aborted) or isinstance(exc.__cause__, Aborted)):
+                    raise
+                if attempt == TRANSACTION_ROUNDS:
+                    raise BillingError("Firestore transaction kept aborting under contention",
+                                       code="contention") from exc
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))  # noqa: S311
+        raise AssertionError("unreachable")
 
     # -- references ------------------------------------------------------------------------
     def tenant_ref(self, tenant_id: str) -> firestore.DocumentReference:
@@ -261,8 +294,6 @@ class BillingStore:
                       run_id: str, finalize: bool) -> tuple[list[dict[str, Any]], list[str]]:
         refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft in batch]
         attempts = 0
-
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> tuple[list[dict[str, Any]], list[str]]:
             nonlocal attempts
             attempts += 1
@@ -294,7 +325,7 @@ class BillingStore:
                                 merge=True)
             return created, existing
 
-        created, existing = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        created, existing = self.run_transaction(run)
         self.reads += len(refs) + (1 if finalize else 0)
         self.writes += len(created) + (1 if finalize and created else 0)
         return created, existing
@@ -336,8 +367,6 @@ class BillingStore:
         for start in range(0, len(drafts), batch_size):
             batch = list(drafts[start:start + batch_size])
             refs = [self.invoice_ref(tenant.id, d.invoice_id) for d in batch]
-
-            @firestore.transactional
             def run(transaction: firestore.Transaction,
                     batch: list[InvoiceDraft] = batch,
                     refs: list[firestore.DocumentReference] = refs) -> list[dict[str, Any]]:
@@ -361,7 +390,7 @@ class BillingStore:
                                     merge=True)
                 return done
 
-            batch_done = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+            batch_done = self.run_transaction(run)
             self.reads += len(refs) + 1
             self.writes += len(batch_done) + (1 if batch_done else 0)
             finalized.extend(batch_done)
@@ -380,8 +409,6 @@ class BillingStore:
         for start in range(0, len(moves), batch_size):
             batch = list(moves[start:start + batch_size])
             refs = [subscriptions.document(move.subscription_id) for move in batch]
-
-            @firestore.transactional
             def run(transaction: firestore.Transaction, batch: list[SubscriptionMove] = batch,
                     refs: list[firestore.DocumentReference] = refs) -> int:
                 snapshots = {s.id: s for s in transaction.get_all(refs)}
@@ -401,7 +428,7 @@ class BillingStore:
                     moved += 1
                 return moved
 
-            moved = run(self.db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+            moved = self.run_transaction(run)
             self.reads += len(refs)
             self.writes += moved
             advanced += moved

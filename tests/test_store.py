@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -35,12 +36,22 @@ def drafts(count: int) -> list[InvoiceDraft]:
     return out
 
 
-def run_concurrently(count: int, target: object) -> None:
-    threads = [threading.Thread(target=target) for _ in range(count)]  # type: ignore[arg-type]
+def run_concurrently(count: int, target: Callable[[], None]) -> None:
+    """Run ``target`` in ``count`` threads at once; fail if any of them raised."""
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert failures == []
 
 
 def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(

@@ -1,5 +1,5 @@
 # Secret Manager secrets read by the functions. Terraform creates the secrets only: their values
-# (versions) are added with gcloud (see infra/DEPLOY.md), so they never enter the Terraform state.
+# (versions) are added with gcloud (see README.md, "Deploying to Google Cloud"), so they never enter the Terraform state.
 
 resource "google_secret_manager_secret" "secrets" {
   for_each = local.secrets
