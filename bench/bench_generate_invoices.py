@@ -19,8 +19,6 @@ cost is ``bench.bench_pdf``'s). Usage::
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +31,8 @@ import functions_framework
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from devtools.dev_issuer import DEV_ISSUER, generate_key, mint_token, serve_certs
-from devtools.emulators import start_firestore, start_storage
+from bench.common import bench_environment
+from devtools.dev_issuer import mint_token
 from shared.periods import add_interval
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,72 +123,61 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_generate_invoices")
     parser.add_argument("--customers", type=int, default=10000)
     args = parser.parse_args()
-    logs = REPO / ".dev" / "bench-logs"
-    fs = start_firestore(logs)
-    gcs = start_storage(logs, "bench-invoices")
-    key = generate_key()
-    certs, certs_url = serve_certs(key)
-    os.environ.update({
-        "FIRESTORE_EMULATOR_HOST": fs.host, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
-        "INVOICES_BUCKET": "bench-invoices", "GOOGLE_CLOUD_PROJECT": "bench-anniversary",
-        "AUTH_MODE": "verify", "AUTH_AUDIENCE": AUDIENCE, "AUTH_CERTS_URL": certs_url,
-        "AUTH_ISSUERS": DEV_ISSUER, "AUTH_ALLOWED_PRINCIPALS": "scheduler@dev.local"})
-    for name in ("billing", "billing.http", "billing.runs"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        db = firestore.Client(project="bench-anniversary")
-        purchases = read_cdnow(args.customers)
-        started = time.perf_counter()
-        events = seed(db, purchases)
-        print(f"seeded {len(purchases)} subscriptions and {events} events in "
-              f"{time.perf_counter() - started:.1f} s")
+    with bench_environment(AUDIENCE, "bench-anniversary") as key:
+        return _run(args.customers, key)
 
-        import shared.handlers as handlers
 
-        handlers.publish_to_bucket = None  # type: ignore[assignment]
-        app = functions_framework.create_app(  # type: ignore[no-untyped-call]
-            target="generate_invoices", source=str(REPO / "functions/generate_invoices/main.py"))
-        token = mint_token(key, audience=AUDIENCE)
-        started = time.perf_counter()
-        response = app.test_client().post(
-            "/", json={"as_of": AS_OF.isoformat()},
-            headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT})
-        run_seconds = time.perf_counter() - started
-        body = response.get_json()
-        assert response.status_code == 200 and not body["errors"], body
-        invoices = body["finalized"]
-        assert body["generated"] == invoices == len(purchases), body
+def _run(customers: int, key: Any) -> int:
+    """Seed, run generate_invoices through the HTTP function, measure the floor."""
+    db = firestore.Client(project="bench-anniversary")
+    purchases = read_cdnow(customers)
+    started = time.perf_counter()
+    events = seed(db, purchases)
+    print(f"seeded {len(purchases)} subscriptions and {events} events in "
+          f"{time.perf_counter() - started:.1f} s")
 
-        window = (min(s["period_start"] for s in _subs(db)), AS_OF)
-        started = time.perf_counter()
-        query = (db.collection(f"tenants/{TENANT}/usage_events")
-                 .where(filter=FieldFilter("timestamp", ">=", window[0]))
-                 .where(filter=FieldFilter("timestamp", "<", window[1])))
-        window_events = sum(1 for s in query.stream() if s.to_dict() is not None)
-        read_s = time.perf_counter() - started
-        sample = db.collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict() or {}
-        started = time.perf_counter()
-        commit_all(db, [(db.collection(f"tenants/{TENANT}/floor").document(str(i)), sample)
-                        for i in range(invoices)])
-        write_s = time.perf_counter() - started
-        floor_s = read_s + write_s
-        stats = body["stats"]
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} drafts created, "
-              f"{invoices} finalized, {body['advanced']} subscriptions advanced; "
-              f"{window_events} events in the billing window")
-        print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
-        print(f"run: {run_seconds:.2f} s = {run_seconds / floor_s:.2f}x floor; "
-              f"{invoices / run_seconds:.0f} invoices/s")
-        print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.2f} reads, "
-              f"{stats['firestore_writes'] / invoices:.2f} writes")
-        print(f"peak memory: {rss_mb:.0f} MB resident (whole process, seeding included)")
-        print(f"totals: {body['totals']}")
-        return 0
-    finally:
-        certs.shutdown()
-        gcs.stop()
-        fs.stop()
+    import shared.handlers as handlers
+
+    handlers.publish_to_bucket = None  # type: ignore[assignment]
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="generate_invoices", source=str(REPO / "functions/generate_invoices/main.py"))
+    token = mint_token(key, audience=AUDIENCE)
+    started = time.perf_counter()
+    response = app.test_client().post(
+        "/", json={"as_of": AS_OF.isoformat()},
+        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT})
+    run_seconds = time.perf_counter() - started
+    body = response.get_json()
+    assert response.status_code == 200 and not body["errors"], body
+    invoices = body["finalized"]
+    assert body["generated"] == invoices == len(purchases), body
+
+    window = (min(s["period_start"] for s in _subs(db)), AS_OF)
+    started = time.perf_counter()
+    query = (db.collection(f"tenants/{TENANT}/usage_events")
+             .where(filter=FieldFilter("timestamp", ">=", window[0]))
+             .where(filter=FieldFilter("timestamp", "<", window[1])))
+    window_events = sum(1 for s in query.stream() if s.to_dict() is not None)
+    read_s = time.perf_counter() - started
+    sample = db.collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict() or {}
+    started = time.perf_counter()
+    commit_all(db, [(db.collection(f"tenants/{TENANT}/floor").document(str(i)), sample)
+                    for i in range(invoices)])
+    write_s = time.perf_counter() - started
+    floor_s = read_s + write_s
+    stats = body["stats"]
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} drafts created, "
+          f"{invoices} finalized, {body['advanced']} subscriptions advanced; "
+          f"{window_events} events in the billing window")
+    print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
+    print(f"run: {run_seconds:.2f} s = {run_seconds / floor_s:.2f}x floor; "
+          f"{invoices / run_seconds:.0f} invoices/s")
+    print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.2f} reads, "
+          f"{stats['firestore_writes'] / invoices:.2f} writes")
+    print(f"peak memory: {rss_mb:.0f} MB resident (whole process, seeding included)")
+    print(f"totals: {body['totals']}")
+    return 0
 
 
 def _subs(db: firestore.Client) -> list[dict[str, Any]]:

@@ -31,8 +31,8 @@ import functions_framework
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from devtools.dev_issuer import DEV_ISSUER, generate_key, mint_token, serve_certs
-from devtools.emulators import start_firestore, start_storage
+from bench.common import bench_environment
+from devtools.dev_issuer import mint_token
 
 REPO = Path(__file__).resolve().parent.parent
 CSV = REPO.parent / "shared" / "data" / "online_retail_2010-12_2011-12.csv.gz"
@@ -97,55 +97,41 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_month_close")
     parser.add_argument("--csv", type=Path, default=CSV)
     args = parser.parse_args()
-    logs = REPO / ".dev" / "bench-logs"
-    fs = start_firestore(logs)
-    gcs = start_storage(logs, "bench-invoices")
-    key = generate_key()
-    certs, certs_url = serve_certs(key)
-    os.environ.update({
-        "FIRESTORE_EMULATOR_HOST": fs.host, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
-        "INVOICES_BUCKET": "bench-invoices", "AUTH_MODE": "verify", "AUTH_AUDIENCE": AUDIENCE,
-        "AUTH_CERTS_URL": certs_url, "AUTH_ISSUERS": DEV_ISSUER,
-        "AUTH_ALLOWED_PRINCIPALS": "scheduler@dev.local"})
-    try:
-        projects = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-        for project in projects:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = fs.host
-            load(project, args.csv)
-        app = functions_framework.create_app(  # type: ignore[no-untyped-call]
-            target="monthly_billing", source=str(REPO / "functions/monthly_billing/main.py"))
-        import logging
-        logging.getLogger("billing").setLevel(logging.WARNING)
-        for name in ("billing.http", "billing.runs"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    with bench_environment(AUDIENCE) as key:
+        return _run(args.csv, key)
 
-        bare_seconds, bare = close_month(app, key, projects[0], pdfs=False)
-        invoices = bare["generated"]
-        sample = (firestore.Client(project=projects[0])
-                  .collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict())
-        read_s, write_s, events = floor(projects[0], invoices, sample or {})
-        full_seconds, full = close_month(app, key, projects[1], pdfs=True)
-        floor_s = read_s + write_s
-        stats = bare["stats"]
-        pdf_ms = 1000 * full["stats"]["pdf_render_seconds"] / max(1, full["stats"]["pdfs_rendered"])
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"month close 2011-11: {invoices} invoices, {events} events")
-        print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
-        print(f"run without PDFs: {bare_seconds:.2f} s = {bare_seconds / floor_s:.2f}x floor "
-              f"(target <= 2x); {invoices / bare_seconds:.0f} invoices/s, "
-              f"{events / bare_seconds:.0f} events/s")
-        print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.1f} reads "
-              f"(of which {events / invoices:.1f} events), "
-              f"{stats['firestore_writes'] / invoices:.2f} writes")
-        print(f"run with PDFs: {full_seconds:.2f} s; PDF render {pdf_ms:.1f} ms/invoice "
-              f"(target <= 15 ms); {full['stats']['firestore_writes'] / invoices:.2f} writes/invoice")
-        print(f"peak memory: {rss_mb:.0f} MB resident (the whole benchmark process: both runs, "
-              "the floor, the clients)")
-        return 0
-    finally:
-        certs.shutdown()
-        gcs.stop()
-        fs.stop()
+
+def _run(csv: Path, key: Any) -> int:
+    """Load two copies of the month, close one without and one with PDFs, measure the floor."""
+    projects = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for project in projects:
+        load(project, csv)
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="monthly_billing", source=str(REPO / "functions/monthly_billing/main.py"))
+
+    bare_seconds, bare = close_month(app, key, projects[0], pdfs=False)
+    invoices = bare["generated"]
+    sample = (firestore.Client(project=projects[0])
+              .collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict())
+    read_s, write_s, events = floor(projects[0], invoices, sample or {})
+    full_seconds, full = close_month(app, key, projects[1], pdfs=True)
+    floor_s = read_s + write_s
+    stats = bare["stats"]
+    pdf_ms = 1000 * full["stats"]["pdf_render_seconds"] / max(1, full["stats"]["pdfs_rendered"])
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"month close 2011-11: {invoices} invoices, {events} events")
+    print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
+    print(f"run without PDFs: {bare_seconds:.2f} s = {bare_seconds / floor_s:.2f}x floor "
+          f"(target <= 2x); {invoices / bare_seconds:.0f} invoices/s, "
+          f"{events / bare_seconds:.0f} events/s")
+    print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.1f} reads "
+          f"(of which {events / invoices:.1f} events), "
+          f"{stats['firestore_writes'] / invoices:.2f} writes")
+    print(f"run with PDFs: {full_seconds:.2f} s; PDF render {pdf_ms:.1f} ms/invoice "
+          f"(target <= 15 ms); {full['stats']['firestore_writes'] / invoices:.2f} writes/invoice")
+    print(f"peak memory: {rss_mb:.0f} MB resident (the whole benchmark process: both runs, "
+          "the floor, the clients)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -95,19 +95,24 @@ def _or_zero(value: object) -> object:
     return "0" if value is None else value
 
 
+def _charge_number(raw: object, what: str, *, positive: bool = False) -> Decimal:
+    """Read a charge's numeric setting: >= 0 (or > 0 with ``positive``), else ``DataError``."""
+    try:
+        value = to_decimal(raw)
+    except ValueError:
+        raise DataError(f"{what} must be a number, got {raw!r}", code="invalid_charge") from None
+    if value < 0 or (positive and value == 0):
+        raise DataError(f"{what} must {'be positive' if positive else 'not be negative'}",
+                        code="invalid_charge")
+    return value
+
+
 def billable_quantity(charge: Mapping[str, Any], quantity: Decimal) -> Decimal:
     """Return ``max(0, quantity - free_units)``; ``DataError`` for a negative or non-numeric value."""
     free_raw = charge.get("free_units")
     if free_raw is None:
         return max(quantity, _zero())
-    try:
-        free = to_decimal(free_raw)
-    except ValueError:
-        raise DataError(f"free_units must be a number, got {free_raw!r}",
-                        code="invalid_charge") from None
-    if free < 0:
-        raise DataError("free_units must not be negative", code="invalid_charge")
-    return max(quantity - free, _zero())
+    return max(quantity - _charge_number(free_raw, "free_units"), _zero())
 
 
 def parse_tiers(charge: Mapping[str, Any]) -> list[Tier]:
@@ -231,14 +236,7 @@ def _volume(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
 
 
 def _package(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
-    size_raw = charge.get("package_size")
-    try:
-        size = to_decimal(size_raw)
-    except ValueError:
-        raise DataError(f"package_size must be a number, got {size_raw!r}",
-                        code="invalid_charge") from None
-    if size <= 0:
-        raise DataError("package_size must be positive", code="invalid_charge")
+    size = _charge_number(charge.get("package_size"), "package_size", positive=True)
     unit = parse_unit_amount(charge.get("unit_amount_decimal"))
     packages = ceil_div(billable, size)
     return [Part(f"{_fmt(billable)} units in packages of {_fmt(size)}", packages, unit,
@@ -276,15 +274,7 @@ def fixed_parts(charge: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
 
     """
     unit = parse_unit_amount(charge.get("unit_amount_decimal"))
-    raw_quantity = charge.get("quantity", 1)
-    try:
-        quantity = to_decimal(raw_quantity)
-    except ValueError:
-        raise DataError(f"fixed charge quantity must be a number, got {raw_quantity!r}",
-                        code="invalid_charge") from None
-    if quantity < 0:
-        raise DataError("fixed charge quantity must not be negative", code="invalid_charge")
-    return quantity, unit
+    return _charge_number(charge.get("quantity", 1), "fixed charge quantity"), unit
 
 
 def charge_type(charge: Mapping[str, Any]) -> str:

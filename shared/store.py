@@ -38,6 +38,7 @@ from shared.periods import utc_now
 
 INVOICE_BATCH_SIZE = 200
 T = TypeVar("T")
+P = TypeVar("P")
 # Aborted commits: the client retries each round at once; rounds are spaced by a jittered
 # exponential backoff (contention clears faster than immediate retries; the emulator's locks
 # time out rather than queue).
@@ -189,19 +190,25 @@ class BillingStore:
     def get_customers(self, tenant_id: str,
                       customer_ids: Iterable[str]) -> dict[str, Customer | DataError]:
         """Read the named customers in batched ``get_all`` calls; a missing one is a ``DataError``."""
-        ids = sorted(set(customer_ids))
-        out: dict[str, Customer | DataError] = {}
-        customers = self.collection(tenant_id, "customers")
-        for start in range(0, len(ids), 300):
-            refs = [customers.document(cid) for cid in ids[start:start + 300]]
-            for snapshot in self.db.get_all(refs):
+        return self._get_parsed(tenant_id, "customers", customer_ids, Customer.parse,
+                                "unknown_customer")
+
+    def _get_parsed(self, tenant_id: str, collection: str, ids: Iterable[str],
+                    parse: Callable[[str, dict[str, Any]], P], missing_code: str,
+                    ) -> dict[str, P | DataError]:
+        """Batched ``get_all`` of ``tenants/{t}/{collection}/{id}``, each parsed or its error."""
+        unique = sorted(set(ids))
+        out: dict[str, P | DataError] = {}
+        parent = self.collection(tenant_id, collection)
+        for start in range(0, len(unique), 300):
+            for snapshot in self.db.get_all([parent.document(i) for i in unique[start:start + 300]]):
                 self.reads += 1
                 if not snapshot.exists:
-                    out[snapshot.id] = DataError(f"customer {snapshot.id!r} does not exist",
-                                                 code="unknown_customer")
+                    out[snapshot.id] = DataError(
+                        f"{collection[:-1]} {snapshot.id!r} does not exist", code=missing_code)
                     continue
                 try:
-                    out[snapshot.id] = Customer.parse(snapshot.id, snapshot.to_dict() or {})
+                    out[snapshot.id] = parse(snapshot.id, snapshot.to_dict() or {})
                 except DataError as exc:
                     out[snapshot.id] = exc
         return out
@@ -437,22 +444,8 @@ class BillingStore:
     def get_subscriptions(self, tenant_id: str,
                           subscription_ids: Iterable[str]) -> dict[str, Subscription | DataError]:
         """Read the named subscriptions in batched ``get_all`` calls (missing -> ``DataError``)."""
-        ids = sorted(set(subscription_ids))
-        out: dict[str, Subscription | DataError] = {}
-        subscriptions = self.collection(tenant_id, "subscriptions")
-        for start in range(0, len(ids), 300):
-            refs = [subscriptions.document(sid) for sid in ids[start:start + 300]]
-            for snapshot in self.db.get_all(refs):
-                self.reads += 1
-                if not snapshot.exists:
-                    out[snapshot.id] = DataError(f"subscription {snapshot.id!r} does not exist",
-                                                 code="unknown_subscription")
-                    continue
-                try:
-                    out[snapshot.id] = Subscription.parse(snapshot.id, snapshot.to_dict() or {})
-                except DataError as exc:
-                    out[snapshot.id] = exc
-        return out
+        return self._get_parsed(tenant_id, "subscriptions", subscription_ids, Subscription.parse,
+                                "unknown_subscription")
 
     def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]],
                     rendered_at: datetime) -> None:
