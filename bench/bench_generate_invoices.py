@@ -167,7 +167,7 @@ def _run(customers: int, key: Any) -> int:
     floor_s = read_s + write_s
     stats = body["stats"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} drafts created, "
+    print(f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} invoices created, "
           f"{invoices} finalized, {body['advanced']} subscriptions advanced; "
           f"{window_events} events in the billing window")
     print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from google.cloud import firestore
@@ -18,6 +19,52 @@ from google.cloud import firestore
 from devtools import online_retail
 from devtools.demo import SAMPLE
 from devtools.local import FUNCTIONS, REPO, LocalStack
+from shared.periods import add_interval
+
+ANNIVERSARY_TENANT = "saas-demo"
+
+
+def seed_anniversary_tenant(db: firestore.Client) -> None:
+    """A small SaaS tenant billed on anniversaries, so ``generate_invoices`` has work to do.
+
+    Three subscriptions on a monthly plan (a platform fee and API calls), anchored on 2026-08-31,
+    -09-15 and -10-01; calling ``generate_invoices`` with ``as_of`` 2026-11-02 invoices every
+    period that has ended by then (two, one and one) and advances each subscription.
+    """
+    root = db.collection("tenants").document(ANNIVERSARY_TENANT)
+    root.set({"name": "SaaS Demo Ltd", "status": "active", "timezone": "Europe/London",
+              "currency": "EUR", "invoice_prefix": "SD", "payment_terms_days": 14,
+              "tax_rates": {"IE": "23", "DE": "19"}, "grace_period_hours": 0})
+    root.collection("meters").document("api_calls").set({"aggregation": "count",
+                                                         "unit": "calls", "name": "API calls"})
+    root.collection("plans").document("team").set({
+        "currency": "EUR", "interval": "month", "interval_count": 1, "charges": [
+            {"type": "fixed", "description": "Team plan", "unit_amount_decimal": "4900"},
+            {"type": "usage", "meter": "api_calls", "model": "graduated", "tiers": [
+                {"up_to": 1000, "unit_amount_decimal": "0"},
+                {"up_to": None, "unit_amount_decimal": "0.2"}]}]})
+    for number, (anchor, country) in enumerate(
+            ((datetime(2026, 8, 31, 9, tzinfo=UTC), "IE"),
+             (datetime(2026, 9, 15, 9, tzinfo=UTC), "DE"),
+             (datetime(2026, 10, 1, 9, tzinfo=UTC), "IE")), start=1):
+        customer = f"team-{number}"
+        root.collection("customers").document(customer).set({
+            "name": f"Team {number} GmbH", "email": f"{customer}@example.com",
+            "address": {"country": country}, "status": "active"})
+        end = add_interval(anchor, "month", 1, "Europe/London")
+        root.collection("subscriptions").document(f"sub-{customer}").set({
+            "customer_id": customer, "plan_id": "team", "status": "active",
+            "billing_time": "anniversary", "started_at": anchor,
+            "current_period_start": anchor, "current_period_end": end})
+        batch = db.batch()
+        for call in range(1500 * number):
+            batch.set(root.collection("usage_events").document(f"{customer}-{call}"), {
+                "customer_id": customer, "meter": "api_calls",
+                "timestamp": anchor + timedelta(minutes=20 * call), "properties": {}})
+            if call % 400 == 399:
+                batch.commit()
+                batch = db.batch()
+        batch.commit()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "2011-11", tenant_id="uk-retail")
             print(f"loaded {loaded.events_written} events of {loaded.customers} customers "
                   "(tenant uk-retail, 2011-11)")
+            seed_anniversary_tenant(firestore.Client(project=stack.project))
+            print(f"seeded tenant {ANNIVERSARY_TENANT}: 3 anniversary subscriptions")
         for offset, name in enumerate(FUNCTIONS):
             if (REPO / "functions" / name / "main.py").exists():
                 url = stack.start_function(name, args.base_port + offset)
@@ -53,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         generate = stack.functions.get("generate_invoices")
         if generate:
             print("  .venv/bin/python -m admin call generate_invoices --local "
-                  f"--url {generate[1]} --as-of 2026-11-01T00:00:00Z")
+                  f"--url {generate[1]} --tenant {ANNIVERSARY_TENANT} "
+                  "--as-of 2026-11-02T00:00:00Z")
         print("\nCtrl-C stops everything.")
         stop.wait()
     return 0
