@@ -23,9 +23,10 @@ clock for every decision (due periods, ``finalize_at``, issue and due dates).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from shared.delivery import delivery_enabled
 from shared.errors import BadRequest, DataError
 from shared.model import Subscription, Tenant
 from shared.periods import BillingPeriod, add_interval, anniversary_period
@@ -49,13 +50,17 @@ def next_period(sub: Subscription, period_end: datetime, interval: str, count: i
     """The period that follows one ending at ``period_end`` on the subscription's schedule.
 
     It starts at ``period_end`` and ends at the first boundary of the anchored schedule after it,
-    so a period that was stored off-schedule realigns on the anchor.
+    so a period that was stored off-schedule realigns on the anchor; a sliver of less than a
+    day before that boundary joins the following period instead, so that no two periods start on
+    the same local day (the invoice id is the subscription and the period's first local day).
     """
     anchor = sub.anchor
     if period_end < anchor:
         return BillingPeriod(period_end, add_interval(period_end, interval, count, tz), tz)
-    on_schedule = anniversary_period(anchor, interval, count, tz, period_end)
-    return BillingPeriod(period_end, on_schedule.end, tz)
+    end = anniversary_period(anchor, interval, count, tz, period_end).end
+    if end - period_end < timedelta(days=1):
+        end = anniversary_period(anchor, interval, count, tz, end).end
+    return BillingPeriod(period_end, end, tz)
 
 
 def due_periods(sub: Subscription, interval: str, count: int, tz: str,
@@ -136,7 +141,8 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
             report.finalized += 1
             report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
         return len(priced)
-    finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id)
+    finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id,
+                                          delivery_pending=delivery_enabled(tenant))
     for document in finalized:
         currency = document["currency"]
         report.totals[currency] = report.totals.get(currency, 0) + int(document["total"])

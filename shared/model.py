@@ -62,6 +62,16 @@ def _datetime(data: Mapping[str, Any], key: str, where: str) -> datetime:
     return value
 
 
+def _flag(data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise DataError(f"{where}: {key!r} must be true or false, got {value!r}",
+                        code="invalid_field")
+    return value
+
+
 def _int(data: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -128,7 +138,7 @@ class Tenant:
             invoice_prefix=_str(data, "invoice_prefix", where),
             payment_terms_days=terms,
             tax_rates=rates,
-            tax_inclusive=bool(data.get("tax_inclusive", False)),
+            tax_inclusive=_flag(data, "tax_inclusive", where, False),
             grace_period_hours=grace,
             locale=str(data.get("locale") or "en_GB"),
             raw=dict(data),
@@ -178,7 +188,7 @@ class Customer:
             email=data.get("email"),
             country=str(country).upper() if country else None,
             status=_choice(data, "status", CUSTOMER_STATUSES, where),
-            tax_exempt=bool(data.get("tax_exempt", False)),
+            tax_exempt=_flag(data, "tax_exempt", where, False),
             address=dict(address),
             tax_id=data.get("tax_id"),
         )
@@ -288,6 +298,9 @@ class Subscription:
         ):
             raise DataError(f"{where}: anniversary subscriptions need current_period_start "
                             "and current_period_end", code="missing_field")
+        if sub.status == "canceled" and sub.canceled_at is None:
+            raise DataError(f"{where}: a canceled subscription needs canceled_at",
+                            code="missing_field")
         if (sub.current_period_start is not None and sub.current_period_end is not None
                 and sub.current_period_start >= sub.current_period_end):
             raise DataError(f"{where}: current_period_start must be before current_period_end",
@@ -296,12 +309,14 @@ class Subscription:
 
     @property
     def anchor(self) -> datetime:
-        """The billing-cycle anchor of an anniversary schedule (default: ``started_at``)."""
-        return self.billing_cycle_anchor or self.started_at
+        """The billing-cycle anchor of an anniversary schedule.
 
-    def active_window(self) -> tuple[datetime, datetime | None]:
-        """``[started_at, canceled_at)``: when usage and fixed fees count (``None`` = open-ended)."""
-        return self.started_at, self.canceled_at
+        ``billing_cycle_anchor`` (Stripe's name) when set, else the stored
+        ``current_period_start`` (a trial that ends on the 15th anchors the cycle on the 15th),
+        else ``started_at``. The first advance writes it, so the anchor never drifts.
+        """
+        return self.billing_cycle_anchor or self.current_period_start or self.started_at
+
 
 
 @dataclass(frozen=True)
@@ -309,6 +324,8 @@ class UsageEvent:
     """``tenants/{t}/usage_events/{transaction_id}``: one measured event.
 
     ``created_at`` is Firestore's document create time, the tie-breaker for ``latest``.
+    ``subscription_id`` (optional, an extension) pins the event to one of the customer's
+    subscriptions when several charge the same meter.
     """
 
     id: str
@@ -317,3 +334,4 @@ class UsageEvent:
     timestamp: datetime
     properties: Mapping[str, Any]
     created_at: datetime | None = None
+    subscription_id: str | None = None

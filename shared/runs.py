@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.delivery import deliver_finalized_invoices
+from shared.delivery import deliver_finalized_invoices, delivery_enabled
 from shared.errors import BadRequest, BillingError, DataError, PermissionDenied
 from shared.invoicing import InvoiceDraft, build_invoice
 from shared.logs import get_logger, log_context
@@ -192,7 +192,8 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
             router.watch(watch_id, sub.customer_id, meters_of_plan(plan.charges, catalog.meters),
-                         start, max(start, end), period_start=period.start,
+                         start, max(start, end), subscription_id=sub.id,
+                         started_at=sub.started_at, period_start=period.start,
                          period_end=period.end)
             ready.append((sub, period, plan, customer, watch_id))
         except DataError as exc:
@@ -202,6 +203,11 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
         window_end = max(period.end for _, period, _, _, _ in ready)
         router.consume(store.stream_usage_events(tenant.id, window_start, window_end,
                                                  properties=router.properties()))
+        if store.malformed_events:
+            report.warnings_count += store.malformed_events
+            report.warnings.append(
+                f"{tenant.id}: {store.malformed_events} usage events without a customer_id, "
+                "meter or timestamp were ignored")
 
     drafts: list[InvoiceDraft] = []
     for sub, period, plan, customer, watch_id in ready:
@@ -254,7 +260,8 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
         return summary
 
     result = store.create_invoices(tenant, drafts, now=ctx.now, run_id=ctx.run_id,
-                                   finalize=finalize)
+                                   finalize=finalize,
+                                   delivery_pending=finalize and delivery_enabled(tenant))
     by_id = {d.invoice_id: d for d in drafts}
     for invoice_id in result.existing:
         report.skip(tenant.id, by_id[invoice_id].subscription_id, "already_invoiced")
@@ -302,13 +309,15 @@ def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
                      invoice_id=invoice_id)
 
 
-def calendar_candidates(report: RunReport, tenant: Tenant, subscriptions: Sequence[
-        Subscription | tuple[str, DataError]], period: BillingPeriod,
-                        ) -> list[tuple[Subscription, BillingPeriod]]:
+def calendar_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
+                        subscriptions: Sequence[Subscription | tuple[str, DataError]],
+                        period: BillingPeriod) -> list[tuple[Subscription, BillingPeriod]]:
     """Calendar subscriptions active at some time during ``period``; others skipped or ignored.
 
     Ignored (not counted): started on or after the period's end, or canceled on or before its
-    start. Skipped with a reason: ``subscription_suspended``. Invalid ones go to errors.
+    start. Skipped with a reason: ``subscription_suspended``. Errors: invalid documents, and a
+    plan that is not monthly (the month close bills calendar months; a yearly or weekly plan
+    is billed on its anniversaries instead, by ``generate_invoices``).
     """
     out: list[tuple[Subscription, BillingPeriod]] = []
     for sub in subscriptions:
@@ -319,12 +328,18 @@ def calendar_candidates(report: RunReport, tenant: Tenant, subscriptions: Sequen
             continue
         if sub.canceled_at is not None and sub.canceled_at <= period.start:
             continue
-        if sub.status == "canceled" and sub.canceled_at is None:
-            report.error(tenant.id, DataError("canceled subscription has no canceled_at",
-                                              code="missing_field"), subscription_id=sub.id)
-            continue
         if sub.status == "suspended":
             report.skip(tenant.id, sub.id, "subscription_suspended")
+            continue
+        try:
+            plan = catalog.plan(sub.plan_id)
+            if (plan.interval, plan.interval_count) != ("month", 1):
+                raise DataError(
+                    f"plan {plan.id!r} bills every {plan.interval_count} {plan.interval}(s); a "
+                    "calendar subscription needs a monthly plan (use billing_time anniversary)",
+                    code="not_monthly_plan")
+        except DataError as exc:
+            report.error(tenant.id, exc, subscription_id=sub.id)
             continue
         out.append((sub, period))
     return out
@@ -359,7 +374,10 @@ def resolve_tenants(store: BillingStore,
 
     """
     if tenant_id is not None:
-        tenant = store.get_tenant(tenant_id)
+        try:
+            tenant = store.get_tenant(tenant_id)
+        except DataError as exc:  # its data is broken: reported in errors, like any data problem
+            return [(tenant_id, exc)]
         if tenant.status != "active":
             raise PermissionDenied(f"tenant {tenant_id!r} is disabled", code="tenant_disabled")
         return [tenant]
@@ -435,19 +453,30 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
     """The month close: invoice every calendar subscription for the month, per tenant.
 
     All request validation (month format, month ended, tenant known) happens before any write.
+    Across all tenants, an explicit ``month`` that has not ended yet in some tenant's timezone
+    skips that tenant (``month_not_closed`` in its summary) rather than failing the run.
 
     Raises:
         BadRequest, NotFound, PermissionDenied: before anything is written.
 
     """
     report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run)
+    if month is not None:
+        parse_month(month)
     tenants = resolve_tenants(ctx.store, tenant_id)
     periods: dict[str, BillingPeriod] = {}
+    ready: list[Tenant | tuple[str, DataError]] = []
     for tenant in tenants:
         if isinstance(tenant, Tenant):
-            periods[tenant.id] = month_close_period(tenant, month, ctx.now)
-        elif month is not None:
-            parse_month(month)
+            try:
+                periods[tenant.id] = month_close_period(tenant, month, ctx.now)
+            except BadRequest as exc:
+                if tenant_id is not None:
+                    raise
+                report.tenants.append({"tenant_id": tenant.id, "skipped": exc.code,
+                                       "reason": exc.message})
+                continue
+        ready.append(tenant)
 
     def describe(tenant: Tenant) -> dict[str, Any]:
         period = periods[tenant.id]
@@ -455,11 +484,11 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
                 "period_end": period.end}
 
     def work(tenant: Tenant) -> dict[str, Any]:
+        catalog = Catalog.load(ctx.store, tenant.id)
         subs = ctx.store.load_subscriptions(tenant.id, "calendar")
-        candidates = calendar_candidates(report, tenant, subs, periods[tenant.id])
-        return bill_subscriptions(ctx, report, tenant, Catalog.load(ctx.store, tenant.id),
-                                  candidates, finalize=True)
+        candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
+        return bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=True)
 
-    run_per_tenant(ctx, report, tenants, "monthly_billing", describe, work)
+    run_per_tenant(ctx, report, ready, "monthly_billing", describe, work)
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
     return report

@@ -78,6 +78,7 @@ class BillingStore:
         self.db = db
         self.reads = 0
         self.writes = 0
+        self.malformed_events = 0
 
     # -- transactions ----------------------------------------------------------------------
     def run_transaction(self, body: Callable[[firestore.Transaction], T]) -> T:
@@ -232,7 +233,7 @@ class BillingStore:
                  .where(filter=FieldFilter("timestamp", "<", end))
                  .order_by("timestamp"))
         if properties is not None:
-            query = query.select(["customer_id", "meter", "timestamp", *(
+            query = query.select(["customer_id", "meter", "timestamp", "subscription_id", *(
                 FieldPath("properties", name).to_api_repr() for name in sorted(set(properties)))])
         for snapshot in query.stream():
             self.reads += 1
@@ -245,8 +246,9 @@ class BillingStore:
                     and isinstance(timestamp, datetime) and isinstance(event_properties, dict)):
                 self.malformed_events += 1
                 continue
+            pinned = data.get("subscription_id")
             yield UsageEvent(snapshot.id, customer_id, meter, timestamp, event_properties,
-                             snapshot.create_time)
+                             snapshot.create_time, pinned if isinstance(pinned, str) else None)
 
     # -- invoices --------------------------------------------------------------------------
     def invoices_for_period(self, tenant_id: str, period_start: datetime,
@@ -273,7 +275,7 @@ class BillingStore:
         return found
 
     def create_invoices(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
-                        run_id: str, finalize: bool,
+                        run_id: str, finalize: bool, delivery_pending: bool = False,
                         batch_size: int = INVOICE_BATCH_SIZE) -> CreatedInvoices:
         """Create the absent invoices among ``drafts``; never touch one that exists.
 
@@ -283,6 +285,10 @@ class BillingStore:
         ``finalize_at = now + grace_period_hours`` and ``number = None``. Numbers follow the order
         of ``drafts`` (the caller sorts them), batch after batch: finalization order.
 
+        ``delivery_pending`` (finalized invoices of a tenant that emails or uses Stripe) is
+        written in the same commit, so that if the run dies before delivering, the daily sweep
+        (``dunning``) still delivers them.
+
         Returns the created documents (with ``invoice_id``) and the ids that already existed.
         """
         result = CreatedInvoices()
@@ -291,24 +297,21 @@ class BillingStore:
         for start in range(0, len(drafts), batch_size):
             batch = list(drafts[start:start + batch_size])
             created, existing = self._create_batch(tenant, batch, sequence_ref, year, now,
-                                                   run_id, finalize)
+                                                   run_id, finalize, delivery_pending)
             result.created.extend(created)
             result.existing.extend(existing)
         return result
 
     def _create_batch(self, tenant: Tenant, batch: list[InvoiceDraft],
                       sequence_ref: firestore.DocumentReference, year: int, now: datetime,
-                      run_id: str, finalize: bool) -> tuple[list[dict[str, Any]], list[str]]:
+                      run_id: str, finalize: bool,
+                      delivery_pending: bool) -> tuple[list[dict[str, Any]], list[str]]:
         refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft in batch]
-        attempts = 0
         def run(transaction: firestore.Transaction) -> tuple[list[dict[str, Any]], list[str]]:
-            nonlocal attempts
-            attempts += 1
             snapshots = {s.id: s for s in transaction.get_all(refs)}
             last = 0
             if finalize:
-                sequence = sequence_ref.get(transaction=transaction)
-                last = int((sequence.to_dict() or {}).get("last", 0)) if sequence.exists else 0
+                last = _last_sequence(transaction, sequence_ref)
             created: list[dict[str, Any]] = []
             existing: list[str] = []
             for draft, ref in zip(batch, refs, strict=True):
@@ -320,6 +323,8 @@ class BillingStore:
                 if finalize:
                     last += 1
                     document.update(_finalized_fields(tenant, year, last, now))
+                    if delivery_pending:
+                        document["delivery_pending"] = True
                 else:
                     document.update({
                         "status": "draft", "number": None, "due_at": None,
@@ -328,8 +333,7 @@ class BillingStore:
                 transaction.create(ref, document)
                 created.append({"invoice_id": draft.invoice_id, **document})
             if finalize and created:
-                transaction.set(sequence_ref, {"last": last, "year": year, "updated_at": now},
-                                merge=True)
+                _set_last_sequence(transaction, sequence_ref, last, year, now)
             return created, existing
 
         created, existing = self.run_transaction(run)
@@ -360,13 +364,15 @@ class BillingStore:
         return out
 
     def finalize_drafts(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
-                        run_id: str, batch_size: int = INVOICE_BATCH_SIZE) -> list[dict[str, Any]]:
+                        run_id: str, delivery_pending: bool = False,
+                        batch_size: int = INVOICE_BATCH_SIZE) -> list[dict[str, Any]]:
         """Finalize the given invoices, freezing the amounts of ``drafts`` (recomputed by the caller).
 
         In one transaction per batch: each invoice that is still ``draft`` gets the draft's lines
         and totals (late usage included), the next gapless number, ``open``, ``issued_at = now``
-        and ``due_at``; an invoice another run finalized meanwhile is left alone. Returns the
-        documents finalized by this call.
+        and ``due_at``, and loses any PDF rendered while it was a draft (``pdf_uri``); an invoice
+        another run finalized meanwhile is left alone. ``delivery_pending`` as in
+        ``create_invoices``. Returns the documents finalized by this call.
         """
         year = sequence_year(now, tenant.timezone)
         sequence_ref = self.collection(tenant.id, "invoice_sequences").document(str(year))
@@ -378,8 +384,7 @@ class BillingStore:
                     batch: list[InvoiceDraft] = batch,
                     refs: list[firestore.DocumentReference] = refs) -> list[dict[str, Any]]:
                 snapshots = {s.id: s for s in transaction.get_all(refs)}
-                sequence = sequence_ref.get(transaction=transaction)
-                last = int((sequence.to_dict() or {}).get("last", 0)) if sequence.exists else 0
+                last = _last_sequence(transaction, sequence_ref)
                 done: list[dict[str, Any]] = []
                 for draft, ref in zip(batch, refs, strict=True):
                     current = snapshots[draft.invoice_id]
@@ -389,12 +394,14 @@ class BillingStore:
                     update = draft.to_document()
                     update.update(_finalized_fields(tenant, year, last, now))
                     update["finalized_by_run"] = run_id
+                    update["pdf_uri"] = None
+                    if delivery_pending:
+                        update["delivery_pending"] = True
                     transaction.update(ref, update)
                     done.append({**(current.to_dict() or {}), **update,
                                  "invoice_id": draft.invoice_id})
                 if done:
-                    transaction.set(sequence_ref, {"last": last, "year": year, "updated_at": now},
-                                    merge=True)
+                    _set_last_sequence(transaction, sequence_ref, last, year, now)
                 return done
 
             batch_done = self.run_transaction(run)
@@ -509,6 +516,23 @@ class BillingStore:
         """Create or update ``tenants/{t}/billing_runs/{run_id}`` (merge)."""
         self.collection(tenant_id, "billing_runs").document(run_id).set(record, merge=True)
         self.writes += 1
+
+
+def _last_sequence(transaction: firestore.Transaction,
+                   sequence_ref: firestore.DocumentReference) -> int:
+    """Return the last invoice sequence issued in ``sequence_ref``'s year (0 if none).
+
+    Read in ``transaction``, so the batch that continues it commits only if nobody else did.
+    """
+    snapshot = sequence_ref.get(transaction=transaction)
+    return int((snapshot.to_dict() or {}).get("last", 0)) if snapshot.exists else 0
+
+
+def _set_last_sequence(transaction: firestore.Transaction,
+                       sequence_ref: firestore.DocumentReference, last: int, year: int,
+                       now: datetime) -> None:
+    """Record ``last`` as the year's last issued sequence, in ``transaction``."""
+    transaction.set(sequence_ref, {"last": last, "year": year, "updated_at": now}, merge=True)
 
 
 def _finalized_fields(tenant: Tenant, year: int, sequence: int, now: datetime) -> dict[str, Any]:

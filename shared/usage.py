@@ -46,62 +46,83 @@ class SubscriptionUsage:
         return sum(acc.warning_count for acc in self.accumulators.values())
 
 
+@dataclass
+class _Watch:
+    owner: str
+    rank: tuple[datetime, str]
+    start: datetime
+    end: datetime
+    accumulators: dict[str, Accumulator[Any]]
+
+
 class UsageRouter:
     """Collects usage for many subscriptions from one event stream.
 
-    Register each subscription with ``watch`` before ``consume``; then read ``usage[sub_id]``.
+    Register each (subscription, period) with ``watch`` before ``consume``; then read
+    ``usage[key]``. Each event counts for at most one subscription: the one its
+    ``subscription_id`` names when the event carries one (Lago's ``external_subscription_id``),
+    otherwise, among the customer's watched subscriptions whose plan charges the event's meter
+    and whose window holds its timestamp, the most recently started (ties: the greatest id). So
+    two subscriptions of one customer that charge the same meter never both bill an event.
     ``unrouted`` counts events that matched no watched subscription (other customers, meters no
     plan charges, or times outside every window).
     """
 
     def __init__(self) -> None:
-        self._by_customer: dict[str, list[tuple[str, datetime, datetime, dict[str, Any]]]] = (
-            defaultdict(list))
+        self._by_customer: dict[str, list[_Watch]] = defaultdict(list)
         self.usage: dict[str, SubscriptionUsage] = {}
         self.unrouted = 0
         self.events_seen = 0
 
-    def watch(self, subscription_id: str, customer_id: str, meters: Iterable[Meter],
-              start: datetime, end: datetime, *, period_start: datetime | None = None,
+    def watch(self, key: str, customer_id: str, meters: Iterable[Meter],
+              start: datetime, end: datetime, *, subscription_id: str | None = None,
+              started_at: datetime | None = None, period_start: datetime | None = None,
               period_end: datetime | None = None) -> None:
         """Count events of ``customer_id`` for ``meters`` with ``start <= timestamp < end``.
 
+        ``key`` names the result in ``usage``; ``subscription_id`` (default ``key``) and
+        ``started_at`` (default ``start``) decide which subscription an event belongs to.
         ``period_start``/``period_end``: the whole billing period when ``[start, end)`` is
         clipped to the subscription's active time (``weighted_sum`` averages over the period).
         """
-        entry = SubscriptionUsage(subscription_id)
+        entry = SubscriptionUsage(key)
         for meter in meters:
             entry.accumulators[meter.code] = make_accumulator(
                 meter, start, end, period_start=period_start, period_end=period_end)
-        self.usage[subscription_id] = entry
+        self.usage[key] = entry
+        owner = subscription_id or key
         self._by_customer[customer_id].append(
-            (subscription_id, start, end, entry.accumulators))
+            _Watch(owner, (started_at or start, owner), start, end, entry.accumulators))
 
     def properties(self) -> set[str]:
         """Every event property a watched meter reads (its ``field`` and ``group_by``)."""
         names: set[str] = set()
-        for entries in self._by_customer.values():
-            for _sub_id, _start, _end, accumulators in entries:
-                for accumulator in accumulators.values():
-                    meter = accumulator.meter
-                    names.update(meter.group_by)
-                    if meter.field:
-                        names.add(meter.field)
+        for watches in self._by_customer.values():
+            for watch in watches:
+                for accumulator in watch.accumulators.values():
+                    names.update(accumulator.meter.group_by)
+                    if accumulator.meter.field:
+                        names.add(accumulator.meter.field)
         return names
 
     def consume(self, events: Iterable[UsageEvent]) -> None:
-        """Feed every event to the accumulators it belongs to."""
+        """Feed every event to the accumulator of the one subscription it belongs to."""
         by_customer = self._by_customer
         for event in events:
             self.events_seen += 1
-            routed = False
-            for _sub_id, start, end, accumulators in by_customer.get(event.customer_id, ()):
-                accumulator = accumulators.get(event.meter)
-                if accumulator is not None and start <= event.timestamp < end:
-                    accumulator.add(event)
-                    routed = True
-            if not routed:
+            best: _Watch | None = None
+            for watch in by_customer.get(event.customer_id, ()):
+                if (event.meter not in watch.accumulators
+                        or not watch.start <= event.timestamp < watch.end
+                        or (event.subscription_id is not None
+                            and event.subscription_id != watch.owner)):
+                    continue
+                if best is None or watch.rank > best.rank:
+                    best = watch
+            if best is None:
                 self.unrouted += 1
+            else:
+                best.accumulators[event.meter].add(event)
 
 
 def meters_of_plan(charges: Iterable[Mapping[str, Any]],

@@ -27,10 +27,10 @@ def seed(db: firestore.Client, *, grace: float = 1, **sub_fields: Any) -> None:
     f.customer(db, T, "zed", "GB")
     # Anchored on Jan 31 at 10:00 London time (GMT): the periods run Jan 31 -> Feb 28 -> Mar 31.
     fields: dict[str, Any] = {
-        "billing_time": "anniversary", "current_period_start": utc(2026, 1, 31, 10),
-        "current_period_end": utc(2026, 2, 28, 10)}
+        "billing_time": "anniversary", "started_at": utc(2026, 1, 31, 10),
+        "current_period_start": utc(2026, 1, 31, 10), "current_period_end": utc(2026, 2, 28, 10)}
     fields.update(sub_fields)
-    f.subscription(db, T, "sub-zed", "zed", "monthly", started_at=utc(2026, 1, 31, 10), **fields)
+    f.subscription(db, T, "sub-zed", "zed", "monthly", **fields)
 
 
 def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:
@@ -165,3 +165,28 @@ def test_dry_run_and_bad_requests(db: firestore.Client, call_function: Any) -> N
         status, response = call_function("generate_invoices", request, tenant=tenant)
         assert status == expected, (request, response)
     assert f.all_documents(db, T) == before
+
+
+def test_as_of_in_the_future_is_refused(db: firestore.Client, call_function: Any) -> None:
+    seed(db, grace=0)
+    before = f.all_documents(db, T)
+    status, body = call_function("generate_invoices", {"as_of": "2999-01-01T00:00:00Z"},
+                                 tenant=T)
+    assert status == 400 and body["error"]["code"] == "as_of_in_future"
+    assert f.all_documents(db, T) == before
+
+
+def test_the_stored_period_anchors_the_cycle(db: firestore.Client, call_function: Any) -> None:
+    # Started on Jan 1 with a trial to Jan 15: the cycle runs from the 15th (Stripe anchors on
+    # the trial end), with no stub period realigning it on the 1st.
+    seed(db, grace=0, started_at=utc(2026, 1, 1), trial_end=utc(2026, 1, 15),
+         current_period_start=utc(2026, 1, 15), current_period_end=utc(2026, 2, 15))
+    body = run(call_function, "2026-03-16T00:00:00Z")
+    assert body["generated"] == 2, body
+    invoices = f.invoices(db, T)
+    assert sorted(invoices) == ["sub-zed-20260115", "sub-zed-20260215"]
+    second = invoices["sub-zed-20260215"]
+    assert (second["period_start"], second["period_end"]) == (utc(2026, 2, 15), utc(2026, 3, 15))
+    fee = next(line for line in second["lines"] if line["kind"] == "fixed")
+    assert fee["amount"] == 3000  # a whole period, not a stub
+    assert sub(db)["current_period_start"] == utc(2026, 3, 15)

@@ -240,3 +240,55 @@ def test_all_active_tenants_when_no_tenant_is_named(db: firestore.Client,
     assert sorted(t["tenant_id"] for t in body["tenants"]) == [T, "other"]
     kenji = f.invoices(db, "other")["sub-kenji-20261001"]
     assert kenji["period_start"] == utc(2026, 9, 30, 15)  # midnight in Tokyo
+
+
+def test_calendar_subscription_needs_a_monthly_plan(db: firestore.Client,
+                                                    call_function: Any) -> None:
+    seed_acme(db, bulk=False)
+    f.plan(db, T, "yearly", [{"type": "fixed", "unit_amount_decimal": "120000"}],
+           interval="year")
+    f.subscription(db, T, "sub-yearly", "alice", "yearly")
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    assert status == 200, body
+    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [
+        ("sub-yearly", "not_monthly_plan")]
+    assert "sub-yearly-20261001" not in f.invoices(db, T)
+    assert body["generated"] == 1  # alice's pro plan (without bulk, bernd and carla have no usage)
+
+
+def test_an_event_counts_for_one_subscription_only(db: firestore.Client,
+                                                   call_function: Any) -> None:
+    seed_acme(db, bulk=False)
+    # bernd also holds a second plan charging the same meter, started later: an event without
+    # subscription_id counts for the most recently started one; a pinned event for its own.
+    f.plan(db, T, "payg-2", [{"type": "usage", "meter": "api_calls", "model": "standard",
+                              "unit_amount_decimal": "3"}])
+    f.subscription(db, T, "sub-bernd-2", "bernd", "payg-2", started_at=utc(2026, 5, 1))
+    f.event(db, T, "n1", "bernd", "api_calls", utc(2026, 10, 2))
+    f.event(db, T, "n2", "bernd", "api_calls", utc(2026, 10, 3))
+    db.document(f"tenants/{T}/usage_events/p1").set({
+        "customer_id": "bernd", "meter": "api_calls", "timestamp": utc(2026, 10, 4),
+        "properties": {}, "subscription_id": "sub-bernd"})
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    assert status == 200, body
+    invoices = f.invoices(db, T)
+    assert invoices["sub-bernd-20261001"]["subtotal"] == 2      # p1 at 2p
+    assert invoices["sub-bernd-2-20261001"]["subtotal"] == 6    # n1, n2 at 3p
+
+
+def test_malformed_events_and_bad_flags_are_reported(db: firestore.Client,
+                                                     call_function: Any) -> None:
+    seed_acme(db, bulk=False)
+    db.document(f"tenants/{T}/usage_events/bad").set({
+        "meter": "api_calls", "timestamp": utc(2026, 10, 2), "properties": {}})
+    f.customer(db, T, "flaky", "GB", tax_exempt="yes")
+    f.subscription(db, T, "sub-flaky", "flaky", "payg")
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    assert status == 200, body
+    assert any("1 usage events without a customer_id" in w for w in body["warnings"])
+    errors = {e["subscription_id"]: e for e in body["errors"]}
+    assert "tax_exempt" in errors["sub-flaky"]["error"]
+    f.tenant(db, "strict", tax_inclusive="false")
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant="strict")
+    assert status == 200 and body["errors"][0]["code"] == "invalid_field"
+    assert "tax_inclusive" in body["errors"][0]["error"]

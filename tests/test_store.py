@@ -140,3 +140,24 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
         data = db.document(f"tenants/t1/subscriptions/a{i}").get().to_dict() or {}
         assert data["current_period_end"] == datetime(2026, 3, 15, tzinfo=UTC)
         assert data["billing_cycle_anchor"] == start
+
+
+def test_an_explicit_month_skips_tenants_where_it_has_not_ended(db: firestore.Client) -> None:
+    from shared.runs import RunContext, run_month_close
+    from tests import factories as f
+
+    f.tenant(db, "london", timezone="Europe/London")
+    f.tenant(db, "la", timezone="America/Los_Angeles")
+    for tenant in ("london", "la"):
+        f.plan(db, tenant, "p", [{"type": "fixed", "unit_amount_decimal": "100"}])
+        f.customer(db, tenant, "c")
+        f.subscription(db, tenant, "s", "c", "p")
+    # 2026-11-01 02:00 UTC: October is over in London, not yet in Los Angeles (19:00 Oct 31).
+    ctx = RunContext(run_id="r", now=datetime(2026, 11, 1, 2, tzinfo=UTC), dry_run=False,
+                     store=BillingStore(db), publish_pdfs=None)
+    report = run_month_close(ctx, None, "2026-10")
+    assert report.generated == 1 and report.errors == []
+    by_tenant = {t["tenant_id"]: t for t in report.tenants}
+    assert by_tenant["la"]["skipped"] == "month_not_closed"
+    assert by_tenant["london"]["generated"] == 1
+    assert not list(db.collection("tenants/la/invoices").stream())

@@ -58,8 +58,8 @@ variable "time_zone" {
 
 variable "monthly_billing_schedule" {
   type        = string
-  description = "Cron schedule of the month close (monthly_billing), in time_zone: the 1st of the month."
-  default     = "0 6 1 * *"
+  description = "Cron schedule of the month close (monthly_billing), in time_zone: the 1st of the month, late enough that the previous month has ended in every tenant's timezone (UTC-12 reaches midnight at 12:00 UTC; 13:00 London is 12:00 or 13:00 UTC). Each tenant closes its previous month in its own timezone."
+  default     = "0 13 1 * *"
 }
 
 variable "generate_invoices_schedule" {
