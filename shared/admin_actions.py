@@ -15,7 +15,8 @@ Actions:
 - ``mark_uncollectible``: ``open`` -> ``uncollectible`` (Stripe twin first).
 - ``resend_email``: sends the invoice email (PDF attached) again, now (not for drafts or void
   invoices).
-- ``render_pdf``: renders the PDF again and stores it at the contract's path (``pdf_uri``).
+- ``render_pdf``: renders the PDF again and stores it at the contract's path (``pdf_uri``);
+  refused (409) on a draft, whose PDF is rendered when it is finalized.
 
 After ``paid`` or ``void`` the customer is reactivated when dunning had suspended them and
 nothing is overdue any more (``shared.payments.reactivate_if_clear``).
@@ -276,6 +277,9 @@ def _render(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
     from shared.clients import invoices_bucket, storage_client
     from shared.documents import render_and_upload
 
+    if invoice.get("status") == "draft":
+        raise Conflict("a draft has no number yet: its PDF is rendered when it is finalized",
+                       code="invoice_is_draft")
     outcome = render_and_upload(document_tenant(tenant), [invoice], storage_client(),
                                 invoices_bucket())
     if outcome.failures or not outcome.uris:

@@ -118,9 +118,9 @@ def _render_pdf(tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
 
 
 def email_enabled(tenant: Tenant) -> bool:
-    """True when the tenant's ``email.enabled`` is set (absent map: email is off)."""
+    """True when the tenant's ``email.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
     raw = tenant.raw.get("email")
-    return isinstance(raw, Mapping) and bool(raw.get("enabled", False))
+    return isinstance(raw, Mapping) and raw.get("enabled") is True
 
 
 def history_entry(action: str, actor: str, at: datetime, **details: Any) -> dict[str, Any]:
@@ -407,6 +407,11 @@ def _send_invoice_email(store: BillingStore, tenant: Tenant, invoice: Mapping[st
 
 
 # -- the sweep -----------------------------------------------------------------------------------
+def delivery_enabled(tenant: Tenant) -> bool:
+    """True when the tenant has invoices emailed or mirrored in Stripe (something to deliver)."""
+    return email_enabled(tenant) or enabled_for(tenant)
+
+
 def pending_deliveries(store: BillingStore, tenant_id: str) -> list[dict[str, Any]]:
     """Invoices whose delivery is not finished (``delivery_pending == true``)."""
     query = store.collection(tenant_id, "invoices").where(

@@ -126,7 +126,7 @@ class DunningPolicy:
                 suspend, where, "suspend_after_days"),
             uncollectible_after_days=None if uncollectible is None else _days(
                 uncollectible, where, "uncollectible_after_days"),
-            enabled=bool(raw.get("enabled", True)),
+            enabled=raw.get("enabled", True) is True,
         )
 
     def plan(self, overdue: timedelta, done: Mapping[str, Any]) -> list[str]:

@@ -51,6 +51,7 @@ from shared.delivery import (
 from shared.errors import BadRequest, Conflict, NotFound
 from shared.model import Customer, Tenant
 from shared.store import BillingStore
+from shared.stripe_billing import from_stripe_amount
 
 HANDLED_EVENTS = ("invoice.paid", "invoice.payment_failed", "invoice.voided",
                   "invoice.marked_uncollectible")
@@ -185,7 +186,7 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
                 updates.update(status_fields("paid", paid_at, invoice))
                 paid = obj.get("amount_paid")
                 if isinstance(paid, int) and not isinstance(paid, bool):
-                    updates["amount_paid"] = paid
+                    updates["amount_paid"] = from_stripe_amount(str(invoice.get("currency", "")), paid)
                 updates["payments"] = firestore.ArrayUnion([{
                     "amount": updates["amount_paid"], "paid_at": paid_at, "source": "stripe",
                     "reference": event_id, "by": "stripe", "at": now}])

@@ -128,9 +128,9 @@ class TenantStripe:
             raise DataError(f"tenants/{tenant.id}: stripe.days_until_due must be an integer >= 0",
                             code="invalid_field")
         account = raw.get("account")
-        return cls(enabled=bool(raw.get("enabled", False)), collection_method=str(method),
+        return cls(enabled=raw.get("enabled") is True, collection_method=str(method),
                    days_until_due=days, account=str(account) if account else None,
-                   use_invoice_number=bool(raw.get("use_invoice_number", True)))
+                   use_invoice_number=raw.get("use_invoice_number", True) is True)
 
 
 def idempotency_key(tenant_id: str, object_id: str, step: str) -> str:
@@ -305,11 +305,56 @@ class PushResult:
     skipped: str | None = None
 
 
+# Stripe's amount units differ from ISO 4217 for a few currencies (Stripe docs, "Supported
+# currencies", special cases): ISK is sent as a two-decimal amount divisible by 100; MGA is
+# zero-decimal at Stripe (ISO: two); the three-decimal currencies need a last digit of 0.
+_STRIPE_TIMES_100 = frozenset({"ISK"})
+_STRIPE_DIVIDED_BY_100 = frozenset({"MGA"})
+_STRIPE_TENS_ONLY = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def to_stripe_amount(currency: str, minor: int) -> int:
+    """Our ISO 4217 minor units as Stripe's API amount for ``currency``.
+
+    Raises:
+        DataError: the amount cannot be expressed at Stripe (e.g. 1234 fils: Stripe takes KWD
+            amounts only in multiples of 10; MGA only in whole ariary).
+
+    """
+    code = currency.upper()
+    if code in _STRIPE_TIMES_100:
+        return minor * 100
+    if code in _STRIPE_DIVIDED_BY_100:
+        if minor % 100:
+            raise DataError(f"Stripe takes {code} amounts in whole units; {minor} minor units "
+                            "is not one", code="stripe_amount_unrepresentable")
+        return minor // 100
+    if code in _STRIPE_TENS_ONLY and minor % 10:
+        raise DataError(f"Stripe takes {code} amounts only in multiples of 10 minor units; "
+                        f"{minor} is not one", code="stripe_amount_unrepresentable")
+    return minor
+
+
+def from_stripe_amount(currency: str, amount: int) -> int:
+    """Stripe's API amount for ``currency`` as our ISO 4217 minor units (inverse of the above)."""
+    code = currency.upper()
+    if code in _STRIPE_TIMES_100:
+        return amount // 100
+    if code in _STRIPE_DIVIDED_BY_100:
+        return amount * 100
+    return amount
+
+
 def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The Stripe invoice items mirroring ``invoice``: ``[(line key, params)]``.
 
     Line keys are ``"0"``, ``"1"``... in our line order, and ``"tax"`` for the tax item (only when
-    prices exclude tax and the tax is not zero). Amounts are our minor units.
+    prices exclude tax and the tax is not zero). Amounts are Stripe's units
+    (``to_stripe_amount``), which are our minor units for all but a few currencies.
+
+    Raises:
+        DataError: an amount Stripe cannot express in this currency.
+
     """
     currency = str(invoice["currency"]).lower()
     period = {"start": _epoch(invoice.get("period_start")),
@@ -317,7 +362,7 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]
     out: list[tuple[str, dict[str, Any]]] = []
     for index, line in enumerate(invoice.get("lines") or []):
         params: dict[str, Any] = {
-            "amount": int(line["amount"]),
+            "amount": to_stripe_amount(currency, int(line["amount"])),
             "currency": currency,
             "description": str(line.get("description") or f"Line {index + 1}")[:500],
             "metadata": {"invoice_id": str(invoice["invoice_id"]), "line": str(index),
@@ -332,7 +377,8 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]
         rates = sorted({str(line.get("tax_rate")) for line in invoice.get("lines") or []
                         if line.get("tax") and line.get("tax_rate") is not None})
         label = f"Tax ({', '.join(r + '%' for r in rates)})" if rates else "Tax"
-        out.append(("tax", {"amount": tax, "currency": currency, "description": label,
+        out.append(("tax", {"amount": to_stripe_amount(currency, tax), "currency": currency,
+                            "description": label,
                             "metadata": {"invoice_id": str(invoice["invoice_id"]),
                                          "line": "tax"}}))
     return out
@@ -445,7 +491,7 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
         current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
             sid, options=_options(config)))
         if current.status == "draft":
-            expected = int(invoice.get("total") or 0)
+            expected = to_stripe_amount(str(invoice["currency"]), int(invoice.get("total") or 0))
             if int(current.total or 0) != expected:
                 raise DataError(f"Stripe invoice {sid} totals {current.total} but ours is "
                                 f"{expected}; not finalized", code="stripe_total_mismatch")
@@ -523,9 +569,9 @@ def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
 
 
 def enabled_for(tenant: Tenant) -> bool:
-    """True when the tenant's ``stripe.enabled`` is set (a malformed map counts as enabled)."""
+    """True when the tenant's ``stripe.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
     raw = tenant.raw.get("stripe")
-    return isinstance(raw, Mapping) and bool(raw.get("enabled", False))
+    return isinstance(raw, Mapping) and raw.get("enabled") is True
 
 
 __all__ = ["COLLECTION_METHODS", "PushResult", "StripeFailure", "StripeGateway", "StripeSettings",

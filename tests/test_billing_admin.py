@@ -252,3 +252,14 @@ def test_payment_reactivates_the_customer(db: firestore.Client, admin: Any,
     assert status == 200 and body["reactivated"] is True
     assert gp.customer(db, "alice")["status"] == "active"
     assert [m.kind for m in smtp.messages] == ["reactivation"]
+
+
+def test_render_pdf_refuses_a_draft(db: firestore.Client, admin: Any) -> None:
+    gp.seed_tenant(db)
+    f.customer(db, T, "alice", "GB", name="Alice Ltd")
+    gp.seed_invoice(db, "draft-1", "alice", status="draft", number=None)
+    db.document(f"tenants/{T}/invoices/draft-1").update({"number": None})
+    before = f.all_documents(db, T)
+    status, body = admin({"action": "render_pdf", "invoice_id": "draft-1"})
+    assert status == 409 and body["error"]["code"] == "invoice_is_draft"
+    assert f.all_documents(db, T) == before

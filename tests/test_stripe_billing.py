@@ -314,3 +314,19 @@ def test_an_invoice_with_nothing_due_is_not_sent(db: firestore.Client,
     assert stripe_invoice["status"] == "paid" and stripe_invoice["sent"] is False
     ours = gp.invoice(db, "inv-0")["stripe"]
     assert ours["completed_at"] and ours["sent"] is False and "send" in ours["steps"]
+
+
+def test_stripe_amount_units_differ_from_iso_for_a_few_currencies() -> None:
+    from shared.stripe_billing import from_stripe_amount, to_stripe_amount
+
+    # ISK: zero-decimal in ISO 4217, sent to Stripe as a two-decimal amount.
+    assert to_stripe_amount("isk", 5000) == 500000 and from_stripe_amount("ISK", 500000) == 5000
+    # MGA: two decimals in ISO, zero-decimal at Stripe.
+    assert to_stripe_amount("MGA", 150000) == 1500 and from_stripe_amount("MGA", 1500) == 150000
+    with pytest.raises(DataError):
+        to_stripe_amount("MGA", 150050)
+    # KWD: three decimals both sides, but Stripe wants the last digit 0.
+    assert to_stripe_amount("KWD", 1230) == 1230
+    with pytest.raises(DataError):
+        to_stripe_amount("KWD", 1234)
+    assert to_stripe_amount("GBP", 1234) == 1234 and to_stripe_amount("JPY", 1234) == 1234
