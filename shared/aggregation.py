@@ -50,12 +50,11 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.model import Meter, UsageEvent
-from shared.money import to_decimal
+from shared.money import TWELVE_PLACES, to_decimal
 
 GroupKey = tuple[str, ...]
 StateT = TypeVar("StateT")
 _MAX_WARNINGS = 20
-_TWELVE_PLACES = Decimal(1).scaleb(-12)
 
 
 class Accumulator(ABC, Generic[StateT]):
@@ -264,7 +263,7 @@ class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Dec
                 level += delta
                 until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end
                 area += level * _seconds(until - timestamp)
-            return (area / period_seconds).quantize(_TWELVE_PLACES, rounding=ROUND_HALF_UP)
+            return (area / period_seconds).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
 
 
 def _seconds(delta: timedelta) -> Decimal:

@@ -54,7 +54,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import DataError
-from shared.money import ceil_div, parse_unit_amount, to_decimal
+from shared.money import ceil_div, decimal_text, parse_unit_amount, to_decimal
 
 
 @dataclass(frozen=True)
@@ -170,20 +170,15 @@ def _tier_label(index: int, lower: Decimal, tier: Tier, whole: bool) -> str:
     """``"tier 2: 6-10"``, ``"tier 3: 11+"``; with a fractional bound ``"tier 2: over 0.5 up to 2"``."""
     upper = tier.up_to
     if whole:
-        first = _fmt(lower + 1)
-        span = f"{first}-{_fmt(upper)}" if upper is not None else f"{first}+"
+        first = decimal_text(lower + 1)
+        span = f"{first}-{decimal_text(upper)}" if upper is not None else f"{first}+"
     elif upper is None:
-        span = f"over {_fmt(lower)}"
+        span = f"over {decimal_text(lower)}"
     elif index == 0:
-        span = f"up to {_fmt(upper)}"
+        span = f"up to {decimal_text(upper)}"
     else:
-        span = f"over {_fmt(lower)} up to {_fmt(upper)}"
+        span = f"over {decimal_text(lower)} up to {decimal_text(upper)}"
     return f"tier {index + 1}: {span}"
-
-
-def _fmt(value: Decimal) -> str:
-    normal = value.normalize()
-    return format(normal, "f") if normal == normal.to_integral_value() else str(normal)
 
 
 def _flat_due(index: int, tier: Tier, units_in_tier: Decimal) -> bool:
@@ -239,8 +234,8 @@ def _package(charge: Mapping[str, Any], billable: Decimal) -> list[Part]:
     size = _charge_number(charge.get("package_size"), "package_size", positive=True)
     unit = parse_unit_amount(charge.get("unit_amount_decimal"))
     packages = ceil_div(billable, size)
-    return [Part(f"{_fmt(billable)} units in packages of {_fmt(size)}", packages, unit,
-                 unit=f"packages of {_fmt(size)}")]
+    return [Part(f"{decimal_text(billable)} units in packages of {decimal_text(size)}", packages, unit,
+                 unit=f"packages of {decimal_text(size)}")]
 
 
 USAGE_MODELS: dict[str, Callable[[Mapping[str, Any], Decimal], list[Part]]] = {

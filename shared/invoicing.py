@@ -28,12 +28,10 @@ from shared.aggregation import GroupKey
 from shared.charges import Part, charge_type, fixed_parts, price_usage
 from shared.errors import DataError
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
-from shared.money import format_unit_amount, line_amount
+from shared.money import TWELVE_PLACES, decimal_text, format_unit_amount, line_amount
 from shared.periods import BillingPeriod
 from shared.proration import proration_days
 from shared.tax import line_tax, tax_rate_for
-
-_TWELVE_PLACES = Decimal(1).scaleb(-12)
 
 
 @dataclass(frozen=True)
@@ -58,10 +56,10 @@ class InvoiceLine:
         """The contract's line map (decimals as strings) plus ``tax_rate``, ``tax``, ``kind``."""
         doc: dict[str, Any] = {
             "description": self.description,
-            "quantity": _decimal_text(self.quantity),
-            "unit_amount_decimal": _decimal_text(self.unit_amount_decimal),
+            "quantity": decimal_text(self.quantity),
+            "unit_amount_decimal": decimal_text(self.unit_amount_decimal),
             "amount": self.amount,
-            "tax_rate": _decimal_text(self.tax_rate),
+            "tax_rate": decimal_text(self.tax_rate),
             "tax": self.tax,
             "kind": self.kind,
         }
@@ -141,14 +139,6 @@ def invoice_id_for(subscription_id: str, period: BillingPeriod) -> str:
     return f"{subscription_id}-{period.key}"
 
 
-def _decimal_text(value: Decimal) -> str:
-    """Plain decimal text without exponent or trailing zeros (``"12"``, ``"0.5"``)."""
-    normal = value.normalize()
-    if normal == normal.to_integral_value():
-        return format(normal.quantize(Decimal(1)), "f")
-    return format(normal, "f")
-
-
 def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
                        currency: str, locale: str) -> str:
     unit = part.unit or meter.unit or "units"
@@ -158,7 +148,7 @@ def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
         return f"{head}: {part.label}"
     tier = f" ({part.label})" if part.label else ""
     price = format_unit_amount(part.unit_amount, currency, locale)
-    return f"{head}: {_decimal_text(part.quantity)} {unit} at {price}{tier}"
+    return f"{head}: {decimal_text(part.quantity)} {unit} at {price}{tier}"
 
 
 def build_invoice(
@@ -218,7 +208,7 @@ def build_invoice(
                 if active < total_days:
                     with localcontext(prec=60):
                         unit = (unit * active / total_days).quantize(
-                            _TWELVE_PLACES, rounding=ROUND_HALF_UP)
+                            TWELVE_PLACES, rounding=ROUND_HALF_UP)
                     label = f"{label} ({active} of {total_days} days)"
                 has_fixed = True
                 add(label, quantity, unit, "fixed")

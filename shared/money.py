@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 
-from babel.numbers import format_decimal, get_currency_name, list_currencies, parse_pattern
+from babel.numbers import format_decimal, list_currencies, parse_pattern
 
 from shared.errors import DataError
 
@@ -131,17 +131,9 @@ def ceil_div(numerator: Decimal, denominator: Decimal) -> Decimal:
         return (numerator / denominator).to_integral_value(rounding=ROUND_CEILING)
 
 
-def minor_to_major(amount: int | Decimal, currency: str) -> Decimal:
+def minor_to_major(amount: int, currency: str) -> Decimal:
     """Convert minor units to major units exactly: ``1530`` GBP -> ``Decimal("15.30")``."""
-    exponent = minor_unit_exponent(currency)
-    return (Decimal(amount) / (Decimal(10) ** exponent)).quantize(
-        Decimal(1).scaleb(-exponent), context=_EXACT
-    ) if isinstance(amount, int) else Decimal(amount).scaleb(-exponent, context=_EXACT)
-
-
-def major_to_minor(amount: Decimal, currency: str) -> Decimal:
-    """Convert major units to (possibly fractional) minor units exactly: GBP 15.305 -> 1530.5."""
-    return amount.scaleb(minor_unit_exponent(currency), context=_EXACT)
+    return Decimal(amount).scaleb(-minor_unit_exponent(currency), context=_EXACT)
 
 
 def format_money(amount: int, currency: str, locale: str = "en_GB") -> str:
@@ -182,6 +174,13 @@ def format_unit_amount(unit_amount: Decimal, currency: str, locale: str = "en_GB
     return f"{currency} {number}"
 
 
-def currency_name(currency: str, locale: str = "en_GB") -> str:
-    """Return the currency's display name (``"British Pound"``), for documents and emails."""
-    return str(get_currency_name(validate_currency(currency), locale=locale))
+TWELVE_PLACES = Decimal(1).scaleb(-12)
+"""The finest unit price the contract allows (``unit_amount_decimal``: up to 12 decimals)."""
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain decimal text, no exponent and no trailing zeros: ``"12"``, ``"0.5"``, ``"0.0000001"``."""
+    normal = value.normalize()
+    if normal == normal.to_integral_value():
+        return format(normal.quantize(Decimal(1)), "f")
+    return format(normal, "f")

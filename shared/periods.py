@@ -93,14 +93,6 @@ class BillingPeriod:
         """``YYYYMMDD`` of the first local day: with the subscription id, the invoice's identity."""
         return f"{self.local_start:%Y%m%d}"
 
-    @property
-    def seconds(self) -> int:
-        """Length in seconds (a DST month is an hour longer or shorter)."""
-        return int((self.end - self.start).total_seconds())
-
-    def contains(self, instant: datetime) -> bool:
-        """True when ``start <= instant < end``."""
-        return self.start <= instant < self.end
 
 
 def parse_month(text: object) -> tuple[int, int]:
@@ -137,17 +129,10 @@ def previous_month(now: datetime, tz: str) -> tuple[int, int]:
     return (local.year - 1, 12) if local.month == 1 else (local.year, local.month - 1)
 
 
-def days_in_period(period: BillingPeriod) -> int:
-    """Number of local calendar days the period covers (28-31 for a month)."""
-    return (period.local_end.date() - period.local_start.date()).days
-
-
 def utc_now() -> datetime:
     """The current instant, aware, in UTC (one place to read the clock)."""
     return datetime.now(UTC)
 
-
-ONE_DAY = timedelta(days=1)
 
 
 def _days_in_month(year: int, month: int) -> int:
