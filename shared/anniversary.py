@@ -37,6 +37,7 @@ from shared.runs import (
     bill_subscriptions,
     price_candidates,
     publish,
+    republish_missing_pdfs,
     resolve_tenants,
     run_per_tenant,
 )
@@ -206,6 +207,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
             drafts = ctx.store.due_drafts(tenant.id, ctx.now)
         # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
         finalized = summary_finalized + finalize_due_drafts(ctx, report, tenant, catalog, drafts)
+        republish_missing_pdfs(ctx, report, tenant)
         summary.update(finalized=finalized, advanced=advanced)
         return summary
 

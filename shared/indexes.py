@@ -41,7 +41,7 @@ class QueryShape:
 QUERIES: tuple[QueryShape, ...] = (
     QueryShape("usage_events", (), ("timestamp",), "store.stream_usage_events"),
     QueryShape("subscriptions", ("billing_time",), (), "store.load_subscriptions"),
-    QueryShape("invoices", ("period_start", "billing_time"), (), "store.invoices_for_period"),
+    QueryShape("invoices", ("status", "pdf_uri"), (), "store.open_invoices_without_pdf"),
     QueryShape("tenants", ("status",), (), "store.active_tenants"),
     QueryShape("invoices", ("status",), ("finalize_at",), "store.due_drafts"),
     QueryShape("invoices", ("status", "subscription_id"), (), "store.drafts_of_subscription"),

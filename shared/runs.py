@@ -270,21 +270,26 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
     if finalize:
         for document in result.created:
             _add_total(report.totals, document["currency"], int(document["total"]))
-        to_render = list(result.created)
+        publish(ctx, report, tenant, result.created)
         if result.existing:
-            # A retried or concurrent run: also render PDFs another run may have missed.
-            seen = {d["invoice_id"] for d in to_render}
-            for period_start in sorted({by_id[i].period.start for i in result.existing}):
-                for invoice in store.invoices_for_period(tenant.id, period_start,
-                                                         by_id[result.existing[0]].billing_time):
-                    if (invoice.get("status") != "draft" and not invoice.get("pdf_uri")
-                            and invoice["invoice_id"] not in seen):
-                        to_render.append(invoice)
-        publish(ctx, report, tenant, to_render)
+            # A retried or concurrent run: finish what an earlier delivery may have left.
+            republish_missing_pdfs(ctx, report, tenant)
     else:
         for document in result.created:
             _add_total(report.draft_totals, document["currency"], int(document["total"]))
     return summary
+
+
+def republish_missing_pdfs(ctx: RunContext, report: RunReport, tenant: Tenant) -> None:
+    """Render, store and deliver the open invoices that have no PDF yet (none, usually).
+
+    Covers a run that died between numbering invoices and storing their PDFs, and PDFs that
+    failed to render or upload; called by retried month closes and by every
+    ``generate_invoices`` run (hourly), so such an invoice is repaired within the hour.
+    """
+    if ctx.dry_run or ctx.publish_pdfs is None:
+        return
+    publish(ctx, report, tenant, ctx.store.open_invoices_without_pdf(tenant.id))
 
 
 def publish(ctx: RunContext, report: RunReport, tenant: Tenant,

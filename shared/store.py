@@ -251,16 +251,19 @@ class BillingStore:
                              snapshot.create_time, pinned if isinstance(pinned, str) else None)
 
     # -- invoices --------------------------------------------------------------------------
-    def invoices_for_period(self, tenant_id: str, period_start: datetime,
-                            billing_time: str) -> list[dict[str, Any]]:
-        """Every invoice of one period start and billing time, as dicts with ``invoice_id``."""
+    def open_invoices_without_pdf(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Return the open invoices whose PDF is missing (``pdf_uri`` null).
+
+        A run that died after numbering them, or a failed render or upload, leaves them so;
+        usually there are none and the query costs one read.
+        """
         query = (self.collection(tenant_id, "invoices")
-                 .where(filter=FieldFilter("period_start", "==", period_start))
-                 .where(filter=FieldFilter("billing_time", "==", billing_time)))
+                 .where(filter=FieldFilter("status", "==", "open"))
+                 .where(filter=FieldFilter("pdf_uri", "==", None)))
         out = []
         for snapshot in query.stream():
-            self.reads += 1
             out.append({"invoice_id": snapshot.id, **(snapshot.to_dict() or {})})
+        self.reads += max(1, len(out))
         return out
 
     def existing_invoice_ids(self, tenant_id: str, invoice_ids: Sequence[str]) -> set[str]:

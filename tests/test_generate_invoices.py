@@ -190,3 +190,19 @@ def test_the_stored_period_anchors_the_cycle(db: firestore.Client, call_function
     fee = next(line for line in second["lines"] if line["kind"] == "fixed")
     assert fee["amount"] == 3000  # a whole period, not a stub
     assert sub(db)["current_period_start"] == utc(2026, 3, 15)
+
+
+def test_open_invoices_without_a_pdf_are_repaired_by_the_next_run(
+        db: firestore.Client, call_function: Any) -> None:
+    # As if a run had died between numbering an invoice and storing its PDF.
+    seed(db, grace=0)
+    run(call_function, "2026-03-01T00:00:00Z")
+    ref = db.document(f"tenants/{T}/invoices/sub-zed-20260131")
+    number = (ref.get().to_dict() or {})["number"]
+    ref.update({"pdf_uri": None})
+    body = run(call_function, "2026-03-01T01:00:00Z")
+    assert body["generated"] == 0 and body["errors"] == []
+    assert body["stats"]["pdfs_rendered"] == 1
+    repaired = ref.get().to_dict() or {}
+    assert repaired["pdf_uri"].endswith(f"/{T}/2026-01/{number}.pdf")
+    assert repaired["number"] == number
