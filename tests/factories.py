@@ -5,10 +5,14 @@ Documents follow ``CONTRACT.md`` exactly; keyword arguments override any field.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.cloud import firestore
+
+T = TypeVar("T")
 
 
 def tenant(db: firestore.Client, tenant_id: str = "acme", **fields: Any) -> str:
@@ -85,3 +89,35 @@ def all_documents(db: firestore.Client, tenant_id: str) -> dict[str, dict[str, A
         for doc in collection.stream():
             out[doc.reference.path] = doc.to_dict() or {}
     return out
+
+
+def concurrently(count: int, action: Callable[[], T]) -> list[T]:
+    """Run ``action`` in ``count`` threads released at the same instant; return their results.
+
+    Fails (re-raises the first exception) if any thread raised, so a crashed run cannot hide
+    behind the others' success.
+    """
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            result = action()
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+            return
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return results

@@ -10,9 +10,7 @@ bad admin requests get clear errors and change nothing.
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,21 +40,6 @@ def seed(db: firestore.Client) -> None:
     f.subscription(db, T, "sub-alice", "alice", "pro")
 
 
-def concurrently(count: int, action: Callable[[], Any]) -> list[Any]:
-    results: list[Any] = []
-    lock = threading.Lock()
-
-    def one() -> None:
-        result = action()
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: storage.Client,
@@ -99,14 +82,14 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     posts = len(fake_stripe.posts())
 
     # The month close again, twice at once: nothing new anywhere.
-    for status, body in concurrently(2, lambda: call_function("monthly_billing",
+    for status, body in f.concurrently(2, lambda: call_function("monthly_billing",
                                                               {"month": MONTH}, tenant=T)):
         assert status == 200 and body["generated"] == 0 and body["errors"] == [], body
     assert len(smtp.messages) == 1 and len(fake_stripe.posts()) == posts
 
     # 2. Three reminders on their days; every day runs 4 times at once, then again later.
     for day in (1, 7, 14):
-        results = concurrently(4, lambda d=day: dunning(due + timedelta(days=d)))
+        results = f.concurrently(4, lambda d=day: dunning(due + timedelta(days=d)))
         assert sum(r["reminders_sent"] for r in results) == 1, (day, results)
         later = dunning(due + timedelta(days=day, hours=20))
         assert later["reminders_sent"] == 0 and later["skips"][0]["reason"] == "up_to_date"
@@ -117,7 +100,7 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert gp.customer(db, "alice")["status"] == "active"
 
     # 3. Suspension at 21 days, once.
-    results = concurrently(4, lambda: dunning(due + timedelta(days=21)))
+    results = f.concurrently(4, lambda: dunning(due + timedelta(days=21)))
     assert sum(r["suspended"] for r in results) == 1
     assert sum(r["notices_sent"] for r in results) == 1
     assert dunning(due + timedelta(days=21, hours=12))["suspended"] == 0
@@ -158,7 +141,7 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     # 5. Payment by webhook, delivered three times (twice at once): applied once, reactivation.
     payload = json.dumps(paid_event).encode()
     header = {"Stripe-Signature": sign(payload)}
-    deliveries = concurrently(2, lambda: call_function("stripe_webhook", raw=payload,
+    deliveries = f.concurrently(2, lambda: call_function("stripe_webhook", raw=payload,
                                                        headers=header, auth=False))
     deliveries.append(call_function("stripe_webhook", raw=payload, headers=header, auth=False))
     assert [status for status, _ in deliveries] == [200, 200, 200]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -142,16 +142,7 @@ def test_concurrent_runs_send_each_step_once(db: firestore.Client, call_function
     seed(db)
     gp.seed_invoice(db, "inv-2", "alice", subscription_id="sub-alice")
     for n in (1, 7, 21):
-        results: list[dict[str, Any]] = []
-
-        def fire(as_of: str = day(n), out: list[dict[str, Any]] = results) -> None:
-            out.append(run(call_function, as_of))
-
-        threads = [threading.Thread(target=fire) for _ in range(5)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = f.concurrently(5, partial(run, call_function, day(n)))
         assert all(r["errors"] == [] for r in results), results
         if n < 21:
             assert sum(r["reminders_sent"] for r in results) == 2

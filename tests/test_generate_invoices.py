@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,16 +119,7 @@ def test_canceled_subscription_gets_a_final_prorated_invoice(db: firestore.Clien
 def test_concurrent_runs_create_and_finalize_once(db: firestore.Client,
                                                   call_function: Any) -> None:
     seed(db, grace=0)
-    results: list[dict[str, Any]] = []
-
-    def fire() -> None:
-        results.append(run(call_function, "2026-04-01T00:00:00Z"))
-
-    threads = [threading.Thread(target=fire) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = f.concurrently(4, lambda: run(call_function, "2026-04-01T00:00:00Z"))
     assert sum(r["generated"] for r in results) == 2
     assert sum(r["finalized"] for r in results) == 2
     assert sum(r["advanced"] for r in results) == 1

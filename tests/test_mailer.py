@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -204,17 +203,8 @@ def test_failed_email_is_reported_then_retried_once(db: firestore.Client,
 def test_concurrent_deliveries_send_one_email(db: firestore.Client, smtp: SmtpServer) -> None:
     store, t = seed(db)
     gp.seed_invoice(db, "inv-a", "alice")
-    results: list[list[tuple[str, str]]] = []
-
-    def run(i: int) -> None:
-        results.append(deliver_finalized_invoices(BillingStore(db), t, [{"invoice_id": "inv-a"}],
-                                                  utc_now(), f"r{i}"))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = f.concurrently(6, lambda: deliver_finalized_invoices(
+        BillingStore(db), t, [{"invoice_id": "inv-a"}], utc_now(), "concurrent"))
     assert len(smtp.messages) == 1
     # A run that found the email in flight reports it and leaves the invoice pending for later.
     assert all(not r or "another run" in r[0][1] for r in results)

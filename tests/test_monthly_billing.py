@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,16 +170,8 @@ def test_one_bad_subscription_does_not_stop_the_run(db: firestore.Client,
 def test_concurrent_and_repeated_runs_create_each_invoice_once(
         db: firestore.Client, call_function: Any) -> None:
     seed_acme(db)
-    results: list[tuple[int, dict[str, Any]]] = []
-
-    def fire() -> None:
-        results.append(call_function("monthly_billing", {"month": MONTH}, tenant=T))
-
-    threads = [threading.Thread(target=fire) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results: list[tuple[int, dict[str, Any]]] = f.concurrently(
+        4, lambda: call_function("monthly_billing", {"month": MONTH}, tenant=T))
     assert [status for status, _ in results] == [200] * 4, results
     assert sum(body["generated"] for _, body in results) == 3
     first = f.invoices(db, T)

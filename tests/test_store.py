@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +11,7 @@ from shared.invoicing import InvoiceDraft, build_invoice
 from shared.model import Customer, Plan, Subscription, Tenant
 from shared.periods import month_period
 from shared.store import BillingStore
+from tests import factories as f
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
 TENANT = Tenant.parse("t1", {
@@ -36,24 +35,6 @@ def drafts(count: int) -> list[InvoiceDraft]:
     return out
 
 
-def run_concurrently(count: int, target: Callable[[], None]) -> None:
-    """Run ``target`` in ``count`` threads at once; fail if any of them raised."""
-    failures: list[BaseException] = []
-
-    def guarded() -> None:
-        try:
-            target()
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=guarded) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
-
-
 def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(
         db: firestore.Client) -> None:
     batch = drafts(30)
@@ -64,7 +45,7 @@ def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(
                                                   finalize=True, batch_size=10)
         created.extend(doc["invoice_id"] for doc in result.created)
 
-    run_concurrently(4, create)
+    f.concurrently(4, create)
     assert sorted(created) == sorted(d.invoice_id for d in batch)
     stored = {s.id: s.to_dict() or {} for s in db.collection("tenants/t1/invoices").stream()}
     assert len(stored) == 30
@@ -86,7 +67,7 @@ def test_concurrent_finalizations_number_each_draft_once(db: firestore.Client) -
         done = BillingStore(db).finalize_drafts(TENANT, batch, now=NOW, run_id="f", batch_size=5)
         finalized.extend(doc["invoice_id"] for doc in done)
 
-    run_concurrently(3, finalize)
+    f.concurrently(3, finalize)
     assert sorted(finalized) == sorted(d.invoice_id for d in batch)
     stored = [s.to_dict() or {} for s in db.collection("tenants/t1/invoices").stream()]
     assert sorted(doc["sequence"] for doc in stored) == list(range(1, 13))
@@ -134,7 +115,7 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
     def advance() -> None:
         moved.append(BillingStore(db).advance_subscriptions("t1", moves, now=NOW, batch_size=3))
 
-    run_concurrently(3, advance)
+    f.concurrently(3, advance)
     assert sum(moved) == 7
     for i in range(7):
         data = db.document(f"tenants/t1/subscriptions/a{i}").get().to_dict() or {}
@@ -144,7 +125,6 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
 
 def test_an_explicit_month_skips_tenants_where_it_has_not_ended(db: firestore.Client) -> None:
     from shared.runs import RunContext, run_month_close
-    from tests import factories as f
 
     f.tenant(db, "london", timezone="Europe/London")
     f.tenant(db, "la", timezone="America/Los_Angeles")
