@@ -185,15 +185,12 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
         # No grace period (or an admin's "now"): the invoices are final when created.
         at_once = only is not None or tenant.grace_period_hours == 0
-        failed_before = {e.get("subscription_id") for e in report.errors}
-        generated_before = report.generated
+        errors_before, generated_before = len(report.errors), report.generated
         summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=at_once)
-        if at_once:
-            report.finalized += report.generated - generated_before
-            summary_finalized = report.generated - generated_before
-        else:
-            summary_finalized = 0
-        failed = {e.get("subscription_id") for e in report.errors} - failed_before
+        finalized_at_once = report.generated - generated_before if at_once else 0
+        report.finalized += finalized_at_once
+        # This tenant's failures only: another tenant may use the same subscription ids.
+        failed = {e.get("subscription_id") for e in report.errors[errors_before:]}
         moves = [SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end,
                                   sub.anchor)
                  for sub_id, (sub, period) in advances.items()
@@ -206,7 +203,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         else:
             drafts = ctx.store.due_drafts(tenant.id, ctx.now)
         # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
-        finalized = summary_finalized + finalize_due_drafts(ctx, report, tenant, catalog, drafts)
+        finalized = finalized_at_once + finalize_due_drafts(ctx, report, tenant, catalog, drafts)
         republish_missing_pdfs(ctx, report, tenant)
         summary.update(finalized=finalized, advanced=advanced)
         return summary
