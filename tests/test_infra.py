@@ -2,13 +2,17 @@
 
 `terraform init` cannot reach the provider registry here, so nothing is planned: these tests read
 the configuration itself and assert what the deployment relies on (scheduler jobs and their OIDC,
-least-privilege IAM, no public member but the Stripe webhook's invoker, a composite index for
-every query shape in ``shared.indexes.QUERIES``, typed and described variables), then run checkov
-from its own virtualenv (``make`` installs it before the tests) and ``terraform fmt -check``.
+least-privilege IAM, each function's secrets and service account, no public member but the Stripe
+webhook's invoker, a composite index for every query shape in ``shared.indexes.QUERIES``, typed
+and described variables), then run checkov from its own virtualenv (``make`` installs it before
+the tests) and ``terraform fmt -check``. Where a terraform binary is on PATH, the parts that need
+no provider are evaluated by Terraform itself in a scratch module: ``access.tf`` (self-contained
+data) with ``terraform console``, and the variable validations with ``terraform plan``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,6 +39,22 @@ SCHEDULED = frozenset({"monthly_billing", "generate_invoices", "dunning"})
 PUBLIC_FUNCTION = "stripe_webhook"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 SECRET_ENV = frozenset({"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"})
+# The secrets each function's code reads, worked out from the code independently of access.tf:
+# the billing runs push invoices to Stripe and send email; dunning and billing_admin sync statuses
+# with Stripe and send email; the webhook verifies the Stripe-Signature locally (it never calls
+# the Stripe API) and sends the reactivation notice when a payment clears a suspended customer.
+BILLING_SECRETS = frozenset({"STRIPE_API_KEY", "SMTP_PASSWORD"})
+EXPECTED_SECRETS = {
+    "monthly_billing": BILLING_SECRETS,
+    "generate_invoices": BILLING_SECRETS,
+    "dunning": BILLING_SECRETS,
+    "billing_admin": BILLING_SECRETS,
+    "stripe_webhook": frozenset({"STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"}),
+}
+# The service account (google_service_account.<name>) each function runs as.
+EXPECTED_ACCOUNTS = {name: "runtime" for name in CONTRACT_FUNCTIONS - {PUBLIC_FUNCTION}} | {
+    PUBLIC_FUNCTION: "webhook"
+}
 REQUIRED_ENV = (
     "GOOGLE_CLOUD_PROJECT",
     "INVOICES_BUCKET",
@@ -259,9 +279,12 @@ def test_every_function_is_deployed(tf: Config) -> None:
     assert "google_storage_bucket_object.source[each.key]" in storage["object"]
 
 
-def test_functions_run_private_as_the_runtime_account(tf: Config) -> None:
+def test_functions_run_private_as_their_accounts(tf: Config) -> None:
     service = one(function_resource(tf).body, "service_config")
-    assert service["service_account_email"] == "${google_service_account.runtime.email}"
+    assert (
+        service["service_account_email"]
+        == "${local.account_emails[local.function_accounts[each.key]]}"
+    )
     for key in ("available_memory", "timeout_seconds", "min_instance_count", "max_instance_count"):
         assert str(service[key]).startswith("${var."), f"{key} must come from a variable"
     # Private: no invoker binding for allUsers except the webhook's (checked below), and no
@@ -284,9 +307,7 @@ def test_function_environment(tf: Config) -> None:
     for secret_key in SECRET_ENV:
         assert not re.search(rf"\b{secret_key}\s*=", env), f"{secret_key} must be a secret"
 
-    dynamic = one(service, "dynamic")["secret_environment_variables"]
-    assert dynamic["for_each"] == "${google_secret_manager_secret.secrets}"
-    content = one(dynamic, "content")
+    content = one(one(service, "dynamic")["secret_environment_variables"], "content")
     assert content["version"] == "latest"
     assert set(tf.locals["secrets"]) == SECRET_ENV
     assert not tf.of_type("google_secret_manager_secret_version"), (
@@ -419,11 +440,11 @@ def test_runtime_account_has_only_what_the_functions_use(tf: Config) -> None:
     assert not tf.of_type("google_project_iam_binding", "google_project_iam_policy"), (
         "authoritative project IAM would strip other members"
     )
+    # Its secrets are granted per secret through local.account_members (see the secrets tests).
     allowed = {
         ("google_project_iam_member", "roles/datastore.user"),
         ("google_project_iam_member", "roles/logging.logWriter"),
         ("google_storage_bucket_iam_member", "roles/storage.objectAdmin"),
-        ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
     }
     grants = bindings_of(tf, "runtime")
     assert grants, "the runtime account has no roles"
@@ -435,8 +456,6 @@ def test_runtime_account_has_only_what_the_functions_use(tf: Config) -> None:
         assert (grant.type, role) in allowed, f"{grant.address}: unexpected {role}"
         if grant.type == "google_storage_bucket_iam_member":
             assert grant.body["bucket"] == "${google_storage_bucket.invoices.name}"
-        if grant.type == "google_secret_manager_secret_iam_member":
-            assert grant.body["for_each"] == "${google_secret_manager_secret.secrets}"
     assert {(g.type, g.body["role"]) for g in grants} == allowed
 
 
@@ -475,6 +494,140 @@ def test_no_project_wide_impersonation(tf: Config) -> None:
 def test_no_account_holds_editor_or_owner(tf: Config) -> None:
     for grant in tf.of_type(*IAM_MEMBER_TYPES):
         assert grant.body.get("role") not in ("roles/editor", "roles/owner"), grant.address
+
+
+# --- secrets and service accounts per function (issue 8, item 15) ---------------------------
+
+
+def terraform_or_skip() -> str:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary on PATH")
+    return terraform
+
+
+def scratch_module(tmp_path: Path, *files: str) -> tuple[str, Path, dict[str, str]]:
+    """A scratch module holding copies of ``files`` (no provider needed), initialized offline."""
+    terraform = terraform_or_skip()
+    module = tmp_path / "module"
+    module.mkdir()
+    for name in files:
+        shutil.copy(TF_DIR / name, module / name)
+    cli_config = tmp_path / "terraformrc"
+    cli_config.write_text("")
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1",
+           "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
+    init = subprocess.run([terraform, "init", "-backend=false", "-no-color"], cwd=module, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert init.returncode == 0, init.stdout + init.stderr
+    return terraform, module, env
+
+
+def terraform_eval(tmp_path: Path, expression: str, *files: str) -> Any:
+    """The JSON value of ``expression`` evaluated by ``terraform console`` over ``files``."""
+    terraform, module, env = scratch_module(tmp_path, *files)
+    result = subprocess.run([terraform, "console"], cwd=module, env=env, capture_output=True,
+                            text=True, input=f"jsonencode({expression})\n", timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def secrets_read_by_the_code() -> set[str]:
+    """Environment variables the code reads whose name says they hold a secret."""
+    names: set[str] = set()
+    for path in [*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+        names.update(re.findall(r"environ\.get\(\s*\"([A-Z0-9_]+)\"", path.read_text()))
+    return {n for n in names if re.search(r"(KEY|SECRET|PASSWORD|TOKEN)$", n)}
+
+
+def test_every_secret_the_code_reads_is_a_secret_manager_secret(tf: Config) -> None:
+    assert secrets_read_by_the_code() == SECRET_ENV == set(tf.locals["secrets"])
+
+
+def test_each_function_mounts_only_the_secrets_it_reads(tf: Config) -> None:
+    mapping = tf.locals["function_secrets"]
+    assert {name: frozenset(envs) for name, envs in mapping.items()} == EXPECTED_SECRETS
+    assert all(len(envs) == len(set(envs)) for envs in mapping.values())
+    service = one(function_resource(tf).body, "service_config")
+    dynamic = one(service, "dynamic")["secret_environment_variables"]
+    assert dynamic["for_each"] == "${toset(local.function_secrets[each.key])}"
+    content = one(dynamic, "content")
+    assert content["key"] == "${secret_environment_variables.value}"
+    assert content["secret"] == (
+        "${google_secret_manager_secret.secrets[secret_environment_variables.value].secret_id}"
+    )
+    assert tf.outputs["function_secrets"]["value"] == "${local.function_secrets}"
+
+
+def expected_secret_access() -> dict[str, dict[str, str]]:
+    return {
+        f"{EXPECTED_ACCOUNTS[name]} {env}": {"account": EXPECTED_ACCOUNTS[name], "env": env}
+        for name, envs in EXPECTED_SECRETS.items()
+        for env in envs
+    }
+
+
+def test_secret_accessor_is_granted_per_secret_to_the_accounts_that_mount_it(tf: Config) -> None:
+    assert tf.locals["function_accounts"] == EXPECTED_ACCOUNTS
+    grants = tf.of_type(
+        "google_secret_manager_secret_iam_member",
+        "google_secret_manager_secret_iam_binding",
+        "google_secret_manager_secret_iam_policy",
+    )
+    assert len(grants) == 1, [g.address for g in grants]
+    (grant,) = grants
+    assert grant.type == "google_secret_manager_secret_iam_member"
+    assert grant.body["for_each"] == "${local.secret_access}"
+    assert grant.body["role"] == "roles/secretmanager.secretAccessor"
+    assert grant.body["secret_id"] == (
+        "${google_secret_manager_secret.secrets[each.value.env].secret_id}"
+    )
+    assert grant.body["member"] == "${local.account_members[each.value.account]}"
+    assert tf.locals["account_members"] == {
+        account: f"${{google_service_account.{account}.member}}"
+        for account in set(EXPECTED_ACCOUNTS.values())
+    }
+    assert tf.locals["account_emails"] == {
+        account: f"${{google_service_account.{account}.email}}"
+        for account in set(EXPECTED_ACCOUNTS.values())
+    }
+    for resource in tf.of_type("google_project_iam_member"):
+        assert "secretmanager" not in str(resource.body["role"]), f"{resource.address}: project-wide"
+
+
+def test_secret_access_evaluates_to_each_accounts_own_secrets(tmp_path: Path) -> None:
+    # Terraform itself evaluates access.tf: the webhook account never reads the Stripe API key,
+    # the runtime account never reads the webhook signing secret.
+    access = terraform_eval(tmp_path, "local.secret_access", "access.tf")
+    assert access == expected_secret_access()
+    assert "webhook STRIPE_API_KEY" not in access
+    assert "runtime STRIPE_WEBHOOK_SECRET" not in access
+
+
+def test_webhook_runs_as_its_own_account_without_the_invoices_bucket(tf: Config) -> None:
+    account = tf.get("google_service_account", "webhook").body
+    assert account["account_id"] != tf.get("google_service_account", "runtime").body["account_id"]
+    grants = bindings_of(tf, "webhook")
+    assert {(g.type, g.body["role"]) for g in grants} == {
+        ("google_project_iam_member", "roles/datastore.user"),
+        ("google_project_iam_member", "roles/logging.logWriter"),
+    }, [g.address for g in grants]
+    # Nothing on any bucket: every bucket grant names its account directly, never the webhook's.
+    for grant in tf.of_type("google_storage_bucket_iam_member", "google_storage_bucket_iam_binding"):
+        member = memberish(grant)
+        assert re.fullmatch(r"\$\{google_service_account\.(\w+)\.member\}", member), grant.address
+        assert "webhook" not in member, f"{grant.address} gives the webhook a bucket role"
+    # Nor the bucket's name in its environment.
+    env = str(tf.locals["function_env"])
+    assert re.search(
+        r'name == "stripe_webhook" \? \{\} : \{INVOICES_BUCKET = google_storage_bucket\.invoices',
+        env,
+    ), "INVOICES_BUCKET must be left out of the webhook's environment"
+    assert len(re.findall(r"\bINVOICES_BUCKET\s*=", env)) == 1
+    assert tf.outputs["webhook_service_account"]["value"] == (
+        "${google_service_account.webhook.email}"
+    )
 
 
 # --- Firestore indexes ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 # The five HTTP functions (2nd gen: a Cloud Run service each), built from the zips `make build`
 # puts in build/. All are private behind Cloud Run IAM (AUTH_MODE=platform: the platform checks
 # the token's signature, the function its issuer, expiry, audience and email), except that
-# stripe_webhook's invoker is allUsers (see iam.tf).
+# stripe_webhook's invoker is allUsers (see iam.tf). Each function mounts only the secrets its
+# code reads and runs as the account access.tf names (the webhook as its own).
 #
 # Ingress is ALLOW_ALL on purpose: Stripe calls the webhook from the internet and admins call the
 # others by hand from their machines; IAM, not the network, is the boundary.
@@ -11,7 +12,6 @@ locals {
     for name in keys(local.functions) : name => merge(
       {
         GOOGLE_CLOUD_PROJECT    = var.project_id
-        INVOICES_BUCKET         = google_storage_bucket.invoices.name
         AUTH_MODE               = "platform"
         AUTH_AUDIENCE           = local.function_urls[name]
         AUTH_ALLOWED_PRINCIPALS = local.allowed_principals[name]
@@ -21,6 +21,8 @@ locals {
         SMTP_STARTTLS           = var.smtp_starttls ? "true" : "false"
         SMTP_FROM               = var.smtp_from
       },
+      # The webhook has no access to the invoices bucket, nor needs its name.
+      name == "stripe_webhook" ? {} : { INVOICES_BUCKET = google_storage_bucket.invoices.name },
       var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
     )
   }
@@ -50,7 +52,7 @@ resource "google_cloudfunctions2_function" "functions" {
   }
 
   service_config {
-    service_account_email            = google_service_account.runtime.email
+    service_account_email            = local.account_emails[local.function_accounts[each.key]]
     available_memory                 = var.function_memory[each.key]
     timeout_seconds                  = var.function_timeout_seconds[each.key]
     min_instance_count               = var.function_min_instances[each.key]
@@ -60,12 +62,13 @@ resource "google_cloudfunctions2_function" "functions" {
     all_traffic_on_latest_revision   = true
     environment_variables            = local.function_env[each.key]
 
+    # Only the secrets this function's code reads (access.tf).
     dynamic "secret_environment_variables" {
-      for_each = google_secret_manager_secret.secrets
+      for_each = toset(local.function_secrets[each.key])
       content {
-        key        = secret_environment_variables.key
+        key        = secret_environment_variables.value
         project_id = var.project_id
-        secret     = secret_environment_variables.value.secret_id
+        secret     = google_secret_manager_secret.secrets[secret_environment_variables.value].secret_id
         version    = "latest"
       }
     }
@@ -76,7 +79,9 @@ resource "google_cloudfunctions2_function" "functions" {
     google_project_iam_member.build_builder,
     google_project_iam_member.runtime_datastore_user,
     google_project_iam_member.runtime_log_writer,
-    google_secret_manager_secret_iam_member.runtime_secret_accessor,
+    google_project_iam_member.webhook_datastore_user,
+    google_project_iam_member.webhook_log_writer,
+    google_secret_manager_secret_iam_member.secret_accessor,
     google_storage_bucket_iam_member.runtime_invoices_object_admin,
   ]
 }

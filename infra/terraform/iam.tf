@@ -1,13 +1,13 @@
 # Service accounts and every role they hold. Nothing here is project-wide beyond the runtime
-# account's Firestore and log-writing roles and the build account's builder role.
+# and webhook accounts' Firestore and log-writing roles and the build account's log writing.
 
-# --- Runtime: the identity every function runs as -----------------------------------------
+# --- Runtime: the identity the billing functions run as -----------------------------------
 
 resource "google_service_account" "runtime" {
   project      = var.project_id
   account_id   = "billing-runtime"
   display_name = "Billing functions runtime"
-  description  = "Runs the billing functions: Firestore, the invoices bucket, its secrets, logs."
+  description  = "Runs monthly_billing, generate_invoices, dunning, billing_admin: Firestore, the invoices bucket, the Stripe API key and SMTP password, logs."
 }
 
 # Firestore has no finer grant than the project (database-level IAM conditions aside).
@@ -29,13 +29,51 @@ resource "google_storage_bucket_iam_member" "runtime_invoices_object_admin" {
   member = google_service_account.runtime.member
 }
 
-resource "google_secret_manager_secret_iam_member" "runtime_secret_accessor" {
-  for_each = google_secret_manager_secret.secrets
+# --- Webhook: the identity the public stripe_webhook runs as ------------------------------
+# Anyone on the internet can reach the webhook, so it runs apart: Firestore (to record payments
+# and reactivate customers), logs, and its own two secrets; nothing on the invoices bucket and
+# no Stripe API key.
+
+resource "google_service_account" "webhook" {
+  project      = var.project_id
+  account_id   = "billing-webhook"
+  display_name = "Billing Stripe webhook"
+  description  = "Runs stripe_webhook, the only public function: Firestore, the webhook signing secret and SMTP password, logs. Nothing on the invoices bucket."
+}
+
+resource "google_project_iam_member" "webhook_datastore_user" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.webhook.member
+}
+
+resource "google_project_iam_member" "webhook_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.webhook.member
+}
+
+# --- Secrets: each account reads only the secrets its functions mount (access.tf) -----------
+
+resource "google_secret_manager_secret_iam_member" "secret_accessor" {
+  for_each = local.secret_access
 
   project   = var.project_id
-  secret_id = each.value.secret_id
+  secret_id = google_secret_manager_secret.secrets[each.value.env].secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.runtime.member
+  member    = local.account_members[each.value.account]
+}
+
+# The runtime account's grants were keyed by secret alone; they keep their bindings. Its grant
+# on the webhook secret is destroyed.
+moved {
+  from = google_secret_manager_secret_iam_member.runtime_secret_accessor["STRIPE_API_KEY"]
+  to   = google_secret_manager_secret_iam_member.secret_accessor["runtime STRIPE_API_KEY"]
+}
+
+moved {
+  from = google_secret_manager_secret_iam_member.runtime_secret_accessor["SMTP_PASSWORD"]
+  to   = google_secret_manager_secret_iam_member.secret_accessor["runtime SMTP_PASSWORD"]
 }
 
 # --- Scheduler: the identity Cloud Scheduler signs its OIDC tokens as -----------------------

@@ -80,7 +80,18 @@ locals {
     ))
   }
 
-  # Secret Manager secret id for each secret environment variable (values added with gcloud).
+  # The accounts the functions run as (access.tf names them by key).
+  account_emails = {
+    runtime = google_service_account.runtime.email
+    webhook = google_service_account.webhook.email
+  }
+  account_members = {
+    runtime = google_service_account.runtime.member
+    webhook = google_service_account.webhook.member
+  }
+
+  # Secret Manager secret id for each secret environment variable (values added with gcloud);
+  # which function mounts which is local.function_secrets (access.tf).
   secrets = {
     STRIPE_API_KEY        = "stripe-api-key"
     STRIPE_WEBHOOK_SECRET = "stripe-webhook-secret"

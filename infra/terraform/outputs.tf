@@ -24,8 +24,13 @@ output "source_bucket" {
 }
 
 output "runtime_service_account" {
-  description = "Email of the account the functions run as."
+  description = "Email of the account the billing functions (all but stripe_webhook) run as."
   value       = google_service_account.runtime.email
+}
+
+output "webhook_service_account" {
+  description = "Email of the account stripe_webhook runs as (Firestore and its two secrets only)."
+  value       = google_service_account.webhook.email
 }
 
 output "scheduler_service_account" {
@@ -51,4 +56,9 @@ output "scheduler_jobs" {
 output "secret_ids" {
   description = "Secret Manager secret id of each secret environment variable; add their versions with gcloud."
   value       = local.secrets
+}
+
+output "function_secrets" {
+  description = "Secret environment variables mounted in each function, keyed by contract name."
+  value       = local.function_secrets
 }
