@@ -195,6 +195,8 @@ def memberish(resource: Resource) -> str:
 
 
 IAM_MEMBER_TYPES = (
+    "google_artifact_registry_repository_iam_member",
+    "google_artifact_registry_repository_iam_binding",
     "google_project_iam_member",
     "google_project_iam_binding",
     "google_project_iam_policy",
@@ -483,6 +485,32 @@ def test_operator_account_only_invokes_the_admin_functions(tf: Config) -> None:
     for grant in impersonation:
         assert grant.body["service_account_id"] == "${google_service_account.operator.name}"
         assert grant.body["role"] == "roles/iam.serviceAccountTokenCreator"
+
+
+def test_build_account_holds_its_roles_on_the_source_bucket_and_repository(tf: Config) -> None:
+    build = one(function_resource(tf).body, "build_config")
+    assert build["service_account"] == "${google_service_account.build.id}"
+    # The images go to a repository of ours, so the writer role can be granted on it alone
+    # (the default, gcf-artifacts, is created by Cloud Functions outside this configuration).
+    assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+    repository = tf.get("google_artifact_registry_repository", "functions").body
+    assert repository["format"] == "DOCKER"
+    assert repository["location"] == "${var.region}"
+    grants = bindings_of(tf, "build")
+    assert {(g.type, g.body["role"]) for g in grants} == {
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+        ("google_artifact_registry_repository_iam_member", "roles/artifactregistry.writer"),
+        # Build logs: Cloud Logging grants only on the project (or above).
+        ("google_project_iam_member", "roles/logging.logWriter"),
+    }, [g.address for g in grants]
+    for grant in grants:
+        if grant.type == "google_storage_bucket_iam_member":
+            assert grant.body["bucket"] == "${google_storage_bucket.source.name}"
+        if grant.type == "google_artifact_registry_repository_iam_member":
+            assert grant.body["repository"] == "${google_artifact_registry_repository.functions.name}"
+            assert grant.body["location"] == (
+                "${google_artifact_registry_repository.functions.location}"
+            )
 
 
 def test_no_project_wide_impersonation(tf: Config) -> None:

@@ -39,9 +39,10 @@ resource "google_cloudfunctions2_function" "functions" {
   labels      = var.labels
 
   build_config {
-    runtime         = "python311"
-    entry_point     = each.key
-    service_account = google_service_account.build.id
+    runtime           = "python311"
+    entry_point       = each.key
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -76,7 +77,9 @@ resource "google_cloudfunctions2_function" "functions" {
 
   depends_on = [
     google_project_service.apis,
-    google_project_iam_member.build_builder,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_project_iam_member.build_log_writer,
+    google_storage_bucket_iam_member.build_source_viewer,
     google_project_iam_member.runtime_datastore_user,
     google_project_iam_member.runtime_log_writer,
     google_project_iam_member.webhook_datastore_user,

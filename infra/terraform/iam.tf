@@ -98,7 +98,10 @@ resource "google_cloud_run_service_iam_member" "scheduler_invoker" {
 # --- Build: the identity Cloud Build builds the function images as -------------------------
 # A dedicated account, because the default build account differs between projects (legacy
 # Cloud Build account or the Compute default account) and may lack permissions by org policy.
-# roles/run.builder is the role Google documents for a custom build account of functions.
+# It holds what Google lists for a custom build account of functions ("Custom service account
+# for Cloud Build": Logs Writer, Artifact Registry Writer, read access to the source), each on
+# the one resource it needs rather than roles/run.builder on the whole project: it reads the
+# source zips and writes the images, nothing else in the project.
 
 resource "google_service_account" "build" {
   project      = var.project_id
@@ -107,9 +110,24 @@ resource "google_service_account" "build" {
   description  = "Builds the billing functions' container images from their source zips."
 }
 
-resource "google_project_iam_member" "build_builder" {
+resource "google_storage_bucket_iam_member" "build_source_viewer" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+# Build logs. Cloud Logging has no finer grant than the project.
+resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
-  role    = "roles/run.builder"
+  role    = "roles/logging.logWriter"
   member  = google_service_account.build.member
 }
 

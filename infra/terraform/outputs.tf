@@ -48,6 +48,11 @@ output "build_service_account" {
   value       = google_service_account.build.email
 }
 
+output "artifact_repository" {
+  description = "Artifact Registry repository the function images are built into."
+  value       = google_artifact_registry_repository.functions.id
+}
+
 output "scheduler_jobs" {
   description = "Cloud Scheduler job id of each scheduled function."
   value       = { for name, job in google_cloud_scheduler_job.jobs : name => job.id }

@@ -67,3 +67,18 @@ resource "google_storage_bucket_object" "source" {
   source       = "${local.build_dir}/${each.key}.zip"
   content_type = "application/zip"
 }
+
+# The functions' container images. Ours rather than the default gcf-artifacts repository (which
+# Cloud Functions creates on first deploy, outside this configuration), so that the build account
+# can be granted the writer role on this repository alone (iam.tf).
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:The images hold only the functions' code, which is also in git and in the source bucket; Google-managed encryption at rest, as for every other resource here, rather than a KMS key ring to run and rotate.
+  project       = var.project_id
+  location      = var.region
+  repository_id = "billing-functions"
+  format        = "DOCKER"
+  description   = "Container images of the billing functions, built by Cloud Build as billing-build."
+  labels        = var.labels
+
+  depends_on = [google_project_service.apis]
+}
