@@ -658,6 +658,185 @@ def test_webhook_runs_as_its_own_account_without_the_invoices_bucket(tf: Config)
     )
 
 
+# --- no public member on a private function, whatever the inputs (issue 8, item 15) ----------
+
+POLICIES = TF_DIR / "policies"
+# What a member variable must refuse: the public principals, and principals no token names.
+REFUSED_MEMBERS = (
+    "allUsers",
+    "allAuthenticatedUsers",
+    "domain:example.com",
+    "user:allUsers",
+    "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
+    "user:alice@example.com,allUsers",
+    "user:alice@example.com allUsers",
+    "serviceAccount:",
+)
+ACCEPTED_MEMBER = "user:alice@example.com"
+# Resources that grant on a function with a list of members, or authoritatively: not used, so
+# that every grant has one member to check.
+LIST_INVOKER_TYPES = (
+    *(
+        f"{prefix}_{kind}"
+        for prefix in (
+            "google_cloud_run_service_iam",
+            "google_cloud_run_v2_service_iam",
+            "google_cloudfunctions_function_iam",
+            "google_cloudfunctions2_function_iam",
+        )
+        for kind in ("binding", "policy")
+    ),
+    "google_cloudfunctions_function_iam_member",
+)
+
+
+def member_variables(tf: Config) -> list[str]:
+    return sorted(name for name in tf.variables if name.endswith("_members"))
+
+
+def validation_regexes(body: dict[str, Any]) -> list[re.Pattern[str]]:
+    """The ``regex("...", m)`` patterns of a variable's validations, HCL escapes undone."""
+    found = []
+    for validation in body.get("validation", []):
+        for literal in re.findall(r'regex\("((?:[^"\\]|\\.)*)"', str(validation["condition"])):
+            found.append(re.compile(literal.replace("\\\\", "\\")))
+    return found
+
+
+def test_member_variables_refuse_public_principals(tf: Config) -> None:
+    names = member_variables(tf)
+    assert {"admin_members", "operator_members"} <= set(names)
+    for name in names:
+        body = tf.variables[name]
+        assert body["type"] == "${list(string)}", f"{name} must be a list of IAM members"
+        patterns = validation_regexes(body)
+        assert patterns, f"variable {name} has no validation of its members"
+        for bad in REFUSED_MEMBERS:
+            assert not all(p.search(bad) for p in patterns), f"{name} accepts {bad!r}"
+        assert all(p.search(ACCEPTED_MEMBER) for p in patterns), f"{name} refuses a user"
+
+
+def plan_with(terraform: str, module: Path, env: dict[str, str], tf: Config,
+              values: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    required = {name: "x" for name, body in tf.variables.items() if "default" not in body}
+    var_file = module / "case.tfvars.json"
+    var_file.write_text(json.dumps(required | values))
+    return subprocess.run(
+        [terraform, "plan", "-input=false", "-no-color", "-lock=false", f"-var-file={var_file}"],
+        cwd=module, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_terraform_refuses_public_principals_in_member_variables(
+    tf: Config, tmp_path: Path
+) -> None:
+    # variables.tf alone is a module without providers: `terraform plan` evaluates the real
+    # validations offline.
+    terraform, module, env = scratch_module(tmp_path, "variables.tf")
+    for name in member_variables(tf):
+        accepted = plan_with(terraform, module, env, tf, {name: [ACCEPTED_MEMBER]})
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+        for bad in REFUSED_MEMBERS:
+            refused = plan_with(terraform, module, env, tf, {name: [ACCEPTED_MEMBER, bad]})
+            output = refused.stdout + refused.stderr
+            assert refused.returncode != 0, f"terraform accepts {name} = [{bad!r}]"
+            assert "Invalid value for variable" in output and f"var.{name} is" in output
+
+
+def test_no_iam_grant_can_make_a_private_function_public(tf: Config) -> None:
+    assert tf.locals["public_members"] == list(PUBLIC_MEMBERS)
+    assert not tf.of_type(*LIST_INVOKER_TYPES), "grant functions one member per resource"
+    for grant in tf.of_type(*IAM_MEMBER_TYPES):
+        member = memberish(grant)
+        if member in PUBLIC_MEMBERS:
+            assert grant.address == "google_cloud_run_service_iam_member.stripe_webhook_public"
+            continue
+        variables = set(re.findall(r"\bvar\.(\w+)", member + str(grant.body.get("for_each", ""))))
+        if not variables:
+            assert re.fullmatch(
+                r"\$\{(google_service_account\.\w+\.member"
+                r"|local\.account_members\[each\.value\.account\])\}",
+                member,
+            ), f"{grant.address}: member {member!r} is neither an account of ours nor a variable"
+            continue
+        # Fed by a variable: the variable's validation refuses public principals (above), and a
+        # precondition refuses them again on the grant itself, whatever feeds it later.
+        assert variables <= set(member_variables(tf)), f"{grant.address}: {variables}"
+        conditions = [
+            str(precondition["condition"])
+            for lifecycle in grant.body.get("lifecycle", [])
+            for precondition in lifecycle.get("precondition", [])
+        ]
+        expected = f"${{!contains(local.public_members, {member[2:-1]})}}"
+        assert expected in conditions, f"{grant.address} lacks the precondition {expected}"
+
+
+BAD_INVOKERS = """
+resource "google_cloud_run_v2_service_iam_member" "v2_authenticated" {
+  name   = "monthly-billing"
+  role   = "roles/run.invoker"
+  member = "allAuthenticatedUsers"
+}
+resource "google_cloudfunctions2_function_iam_member" "function_authenticated" {
+  cloud_function = "dunning"
+  role           = "roles/cloudfunctions.invoker"
+  member         = "allAuthenticatedUsers"
+}
+resource "google_cloud_run_service_iam_binding" "binding_public" {
+  service = "billing-admin"
+  role    = "roles/run.invoker"
+  members = ["user:alice@example.com", "allUsers"]
+}
+resource "google_cloudfunctions2_function_iam_binding" "function_binding_authenticated" {
+  cloud_function = "generate-invoices"
+  role           = "roles/cloudfunctions.invoker"
+  members        = ["allAuthenticatedUsers"]
+}
+resource "google_cloud_run_service_iam_member" "named_user" {
+  service = "billing-admin"
+  role    = "roles/run.invoker"
+  member  = "user:alice@example.com"
+}
+resource "google_cloudfunctions2_function_iam_binding" "named_group" {
+  cloud_function = "billing-admin"
+  role           = "roles/cloudfunctions.invoker"
+  members        = ["group:finance@example.com"]
+}
+"""
+
+
+def run_checkov(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHECKOV.exists(), (
+        f"{CHECKOV} is missing: `make .venv-checkov/.installed` (a prerequisite of make test)"
+    )
+    return subprocess.run(
+        [str(CHECKOV), "-d", str(directory), "--framework", "terraform", "--skip-download",
+         "--compact", "--external-checks-dir", str(POLICIES), *extra],
+        capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=600, check=False,
+    )
+
+
+def test_custom_checkov_policy_refuses_public_members_on_any_function(tmp_path: Path) -> None:
+    # The built-in checks miss allAuthenticatedUsers on functions and every Cloud Run v2 grant.
+    (tmp_path / "main.tf").write_text(BAD_INVOKERS)
+    result = run_checkov(tmp_path, "--check", "CKV2_BILLING_1,CKV2_BILLING_2")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    failed = set(re.findall(r"FAILED for resource: (\S+)", output))
+    passed = set(re.findall(r"PASSED for resource: (\S+)", output))
+    assert failed == {
+        "google_cloud_run_v2_service_iam_member.v2_authenticated",
+        "google_cloudfunctions2_function_iam_member.function_authenticated",
+        "google_cloud_run_service_iam_binding.binding_public",
+        "google_cloudfunctions2_function_iam_binding.function_binding_authenticated",
+    }, output
+    assert passed == {
+        "google_cloud_run_service_iam_member.named_user",
+        "google_cloudfunctions2_function_iam_binding.named_group",
+    }, output
+
+
 # --- Firestore indexes ----------------------------------------------------------------------
 
 
@@ -760,27 +939,8 @@ def test_checkov_skips_carry_a_reason(tf: Config) -> None:
 
 
 def test_checkov_passes() -> None:
-    assert CHECKOV.exists(), (
-        f"{CHECKOV} is missing: `make .venv-checkov/.installed` (a prerequisite of make test)"
-    )
-    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
-    result = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(TF_DIR),
-            "--framework",
-            "terraform",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    # With the custom policies of infra/terraform/policies (no public member on any function).
+    result = run_checkov(TF_DIR, "--quiet")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert re.search(r"Failed checks: 0\b", output), output

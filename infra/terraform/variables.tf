@@ -80,8 +80,8 @@ variable "admin_members" {
   default     = []
 
   validation {
-    condition     = alltrue([for m in var.admin_members : can(regex("^(user|serviceAccount):[^@:\\s]+@[^@:\\s]+$", m))])
-    error_message = "Each admin member must be \"user:EMAIL\" or \"serviceAccount:EMAIL\"."
+    condition     = alltrue([for m in var.admin_members : can(regex("^(user|serviceAccount):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", m))])
+    error_message = "Each admin member must be \"user:EMAIL\" or \"serviceAccount:EMAIL\" (one address, no public principal, no domain)."
   }
 }
 
@@ -91,8 +91,8 @@ variable "operator_members" {
   default     = []
 
   validation {
-    condition     = alltrue([for m in var.operator_members : can(regex("^(user|group|serviceAccount):[^@:\\s]+@[^@:\\s]+$", m))])
-    error_message = "Each operator member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\"."
+    condition     = alltrue([for m in var.operator_members : can(regex("^(user|group|serviceAccount):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", m))])
+    error_message = "Each operator member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\" (one address, no public principal, no domain)."
   }
 }
 
