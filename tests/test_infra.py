@@ -538,7 +538,7 @@ def scratch_module(tmp_path: Path, *files: str) -> tuple[str, Path, dict[str, st
     """A scratch module holding copies of ``files`` (no provider needed), initialized offline."""
     terraform = terraform_or_skip()
     module = tmp_path / "module"
-    module.mkdir()
+    module.mkdir(parents=True)
     for name in files:
         shutil.copy(TF_DIR / name, module / name)
     cli_config = tmp_path / "terraformrc"
@@ -835,6 +835,96 @@ def test_custom_checkov_policy_refuses_public_members_on_any_function(tmp_path: 
         "google_cloud_run_service_iam_member.named_user",
         "google_cloudfunctions2_function_iam_binding.named_group",
     }, output
+
+
+# --- tenant admins (issue 8, item 10: Terraform half) ---------------------------------------
+
+TENANT_ADMIN = "tenant_admin_invoker"
+
+
+def unwrap(expression: Any) -> str:
+    """The HCL of a parsed ``${...}`` expression."""
+    text = str(expression)
+    assert text.startswith("${") and text.endswith("}"), text
+    return text[2:-1]
+
+
+def evaluate_invoker_pairs(tf: Config, tmp_path: Path, resource: Resource,
+                           values: dict[str, Any]) -> dict[str, Any]:
+    """The for_each map of an invoker grant, evaluated by Terraform with these variable values.
+
+    The scratch module holds variables.tf (its validations run too), local.functions as a literal
+    and local.admin_functions and the grant's for_each copied from the configuration.
+    """
+    terraform, module, env = scratch_module(tmp_path, "variables.tf")
+    (module / "probe.tf").write_text(
+        "locals {\n"
+        f"  functions       = {json.dumps(tf.locals['functions'])}\n"
+        f"  admin_functions = {unwrap(tf.locals['admin_functions'])}\n"
+        f"  probe           = {unwrap(resource.body['for_each'])}\n"
+        "}\n"
+    )
+    required = {name: "x" for name, body in tf.variables.items() if "default" not in body}
+    (module / "case.tfvars.json").write_text(json.dumps(required | values))
+    result = subprocess.run(
+        [terraform, "console", "-var-file=case.tfvars.json"], cwd=module, env=env,
+        input="jsonencode(local.probe)\n", capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    value: dict[str, Any] = json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+    return value
+
+
+def test_tenant_admins_are_a_typed_validated_variable(tf: Config) -> None:
+    variable = tf.variables["tenant_admin_members"]
+    assert variable["type"] == "${list(string)}"
+    assert variable["default"] == []
+    description = str(variable["description"])
+    for phrase in ("run.invoker", "stripe_webhook", "tenants/T.admins", "X-Tenant-ID",
+                   "AUTH_ALLOWED_PRINCIPALS"):
+        assert phrase in description, f"the description should say {phrase}"
+    assert "tenant_admin_members" in member_variables(tf)  # the public-principal tests cover it
+    with (TF_DIR / "terraform.tfvars.example").open() as handle:
+        assert "tenant_admin_members" in hcl2.load(handle, serialization_options=OPTIONS)
+
+
+def test_tenant_admins_may_invoke_every_private_function(tf: Config) -> None:
+    grant = tf.get("google_cloud_run_service_iam_member", TENANT_ADMIN)
+    assert grant.body["role"] == "roles/run.invoker"
+    assert grant.body["member"] == "${each.value.member}"
+    service = str(grant.body["service"])
+    assert service == "${google_cloudfunctions2_function.functions[each.value.function].name}"
+    for_each = str(grant.body["for_each"])
+    assert "var.tenant_admin_members" in for_each and "local.admin_functions" in for_each
+    assert 'name != "stripe_webhook"' in str(tf.locals["admin_functions"])
+
+
+def test_tenant_admin_grants_evaluate_to_the_private_functions_only(
+    tf: Config, tmp_path: Path
+) -> None:
+    grant = tf.get("google_cloud_run_service_iam_member", TENANT_ADMIN)
+    pairs = evaluate_invoker_pairs(tf, tmp_path, grant, {
+        "tenant_admin_members": ["user:carol@customer.example", "group:ap@customer.example",
+                                 "user:dave@ops.example"],
+        "admin_members": ["user:dave@ops.example"],
+    })
+    private = sorted(CONTRACT_FUNCTIONS - {PUBLIC_FUNCTION})
+    expected = {
+        f"{function} {member}": {"function": function, "member": member}
+        for function in private
+        for member in ("user:carol@customer.example", "group:ap@customer.example")
+    }
+    # dave is an admin already: one grant per binding, the admin one.
+    assert pairs == expected
+    assert not evaluate_invoker_pairs(tf, tmp_path / "empty", grant, {})
+
+
+def test_tenant_admins_are_not_platform_principals(tf: Config) -> None:
+    # The functions read tenant admins from tenants/{t}.admins; AUTH_ALLOWED_PRINCIPALS would
+    # let them act on every tenant.
+    for name in ("admin_emails", "allowed_principals", "function_env"):
+        assert "tenant_admin" not in str(tf.locals[name]), f"local.{name} names tenant admins"
 
 
 # --- Firestore indexes ----------------------------------------------------------------------

@@ -193,6 +193,34 @@ resource "google_cloud_run_service_iam_member" "admin_invoker" {
   }
 }
 
+# Tenant admins: Cloud Run lets them reach the private functions, and each function scopes them
+# to their own tenants (tenants/{t}.admins and X-Tenant-ID; CONTRACT.md, "Tenants: who may act
+# on one"). IAM cannot express that scope: this grant is only the door. Members already in
+# admin_members keep their admin grant instead (two resources must not manage one binding).
+resource "google_cloud_run_service_iam_member" "tenant_admin_invoker" {
+  for_each = {
+    for pair in setproduct(
+      sort(tolist(local.admin_functions)),
+      sort(tolist(setsubtract(toset(var.tenant_admin_members), toset(var.admin_members)))),
+    ) :
+    "${pair[0]} ${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.functions[each.value.function].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+
+  lifecycle {
+    # Behind the variable's validation: a private function never gets a public member.
+    precondition {
+      condition     = !contains(local.public_members, each.value.member)
+      error_message = "A private function's invoker must be a named identity, never a public principal (local.public_members)."
+    }
+  }
+}
+
 # The only public member in this configuration (tests/test_infra.py and the custom checkov
 # policy in policies/ fail on any other).
 resource "google_cloud_run_service_iam_member" "stripe_webhook_public" {

@@ -48,8 +48,9 @@ locals {
     }
   }
 
-  # Functions admins may call by hand (run.invoker for the operator account and
-  # var.admin_members): everything but the Stripe webhook, which only Stripe calls.
+  # Functions admins may call by hand (run.invoker for the operator account,
+  # var.admin_members and var.tenant_admin_members): everything but the Stripe webhook, which
+  # only Stripe calls.
   admin_functions = toset([for name in keys(local.functions) : name if name != "stripe_webhook"])
 
   service_names = { for name in keys(local.functions) : name => replace(name, "_", "-") }
@@ -64,8 +65,10 @@ locals {
     name => "https://${local.service_names[name]}-${data.google_project.this.number}.${var.region}.run.app"
   }
 
-  # Emails the functions accept besides the scheduler's: the operator account admins
-  # impersonate, and var.admin_members (validated in variables.tf to be users or accounts).
+  # Emails the functions accept as platform principals besides the scheduler's: the operator
+  # account admins impersonate, and var.admin_members (validated in variables.tf to be users or
+  # accounts). Never var.tenant_admin_members: tenant admins are read from Firestore
+  # (tenants/{t}.admins) and may act only on their own tenant.
   admin_emails = concat(
     [google_service_account.operator.email],
     [for member in var.admin_members : split(":", member)[1]],

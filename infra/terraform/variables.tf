@@ -96,6 +96,17 @@ variable "operator_members" {
   }
 }
 
+variable "tenant_admin_members" {
+  type        = list(string)
+  description = "Tenant admins, the people of a customer's finance team (or a service account of theirs), as IAM members: \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\". Granted roles/run.invoker on every function but stripe_webhook, which only lets them reach the functions: a function lets a caller act on tenant T only if the token's email is in tenants/T.admins in Firestore and the request carries X-Tenant-ID: T (403 tenant_required or tenant_not_allowed otherwise). They are not platform principals and never enter AUTH_ALLOWED_PRINCIPALS; the function checks the token's audience as for anyone (its URL). A member also in admin_members is granted once, as an admin. Public principals and domains are refused."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.tenant_admin_members : can(regex("^(user|group|serviceAccount):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", m))])
+    error_message = "Each tenant admin member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\" (one address, no public principal, no domain)."
+  }
+}
+
 variable "function_memory" {
   type        = map(string)
   description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give all five."
