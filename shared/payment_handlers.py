@@ -9,10 +9,11 @@ body, before parsing).
 
 Webhook answers: 200 ``{"received": true, "result": "applied" | "duplicate" | "ignored", ...}``
 for every verified event, including event types we do not handle and invoices that are not ours
-(Stripe recommends a 2xx for those so it stops retrying); 400 ``invalid_signature`` (missing,
-malformed, wrong or older than 5 minutes) and 400 ``invalid_json`` with nothing written; 405 for
-methods other than POST and GET (health); 500 when ``STRIPE_WEBHOOK_SECRET`` is not set (Stripe
-then retries, for up to three days).
+(Stripe recommends a 2xx for those so it stops retrying); an ignored event also carries
+``"ignored": "<reason>"`` (the contract's shape; reasons in ``shared.payments``). 400
+``invalid_signature`` (missing, malformed, wrong or older than 5 minutes) and 400 ``invalid_json``
+with nothing written; 405 for methods other than POST and GET (health); 500 when
+``STRIPE_WEBHOOK_SECRET`` is not set (Stripe then retries, for up to three days).
 """
 
 from __future__ import annotations
