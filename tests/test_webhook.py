@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from google.cloud import firestore
 
+from shared.payment_handlers import MAX_WEBHOOK_BYTES
 from shared.periods import utc_now
 from shared.store import BillingStore
 from shared.stripe_billing import StripeGateway, StripeSettings, push_invoice
 from tests import factories as f
 from tests import getting_paid as gp
+from tests.conftest import REPO
 from tests.fake_stripe import API_KEY, WEBHOOK_SECRET, FakeStripe, sign
 from tests.smtp_server import SmtpServer
 
@@ -401,3 +405,83 @@ def test_connected_account_round_trip_with_a_partial_payment(
     assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 12000,
                                                                                   0)
     assert [p["amount"] for p in invoice["payments"]] == [4000, 8000]
+
+
+# -- issue 8 item 14: the body cap counts the bytes read -----------------------------------------
+class ChunkedBody(io.RawIOBase):
+    """A body that arrives in chunks, of unknown length (not seekable): a chunked upload."""
+
+    def __init__(self, payload: bytes, size: int = 64 * 1024) -> None:
+        self.chunks: Iterator[bytes] = (payload[i:i + size] for i in range(0, len(payload), size))
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.pending:
+            self.pending = next(self.chunks, b"")
+        count = min(len(buffer), len(self.pending))
+        buffer[:count] = self.pending[:count]
+        self.pending = self.pending[count:]
+        return count
+
+
+def chunked_post(project_id: str, payload: bytes, header: str) -> tuple[int, dict[str, Any]]:
+    """POST ``payload`` as a chunked body with no Content-Length, as gunicorn hands it over.
+
+    gunicorn (Cloud Run's server for functions-framework) decodes chunked bodies itself and
+    sets ``wsgi.input_terminated``, so the application reads the stream to its end. Werkzeug's
+    test client always computes a Content-Length, so the WSGI environ is built here.
+    """
+    import functions_framework
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    app = functions_framework.create_app(
+        target="stripe_webhook", source=str(REPO / "functions" / "stripe_webhook" / "main.py"))
+    environ = EnvironBuilder("/", method="POST", headers={
+        "Stripe-Signature": header, "Content-Type": "application/json",
+        "Transfer-Encoding": "chunked"}).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": io.BufferedReader(ChunkedBody(payload)),
+                    "wsgi.input_terminated": True})
+    app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+    body = b"".join(app_iter)
+    return int(status.split()[0]), json.loads(body) if body else {}
+
+
+def big_event(size: int) -> bytes:
+    """A correctly signed paid event padded to ``size`` bytes (a Stripe object has any fields)."""
+    body = event("invoice.paid")
+    body["data"]["object"]["description"] = ""
+    pad = size - len(json.dumps(body).encode())
+    body["data"]["object"]["description"] = "x" * pad
+    payload = json.dumps(body).encode()
+    assert len(payload) == size
+    return payload
+
+
+def test_a_chunked_body_over_the_cap_is_413_and_writes_nothing(db: firestore.Client,
+                                                               project_id: str) -> None:
+    seed(db)
+    before = everything(db)
+    payload = big_event(3_000_000)
+    status, body = chunked_post(project_id, payload, sign(payload))
+    assert status == 413, body
+    assert body["error"]["code"] == "body_too_large"
+    assert everything(db) == before
+
+
+def test_the_cap_is_a_byte_count(db: firestore.Client, project_id: str,
+                                 call_function: Any) -> None:
+    """Exactly the cap passes, one byte more does not, chunked or with a Content-Length."""
+    seed(db)
+    payload = big_event(MAX_WEBHOOK_BYTES + 1)
+    status, body = call_function("stripe_webhook", raw=payload, auth=False,
+                                 headers={"Stripe-Signature": sign(payload)})
+    assert status == 413 and body["error"]["code"] == "body_too_large", body
+    assert gp.invoice(db, "inv-1")["status"] == "open"
+    payload = big_event(MAX_WEBHOOK_BYTES)
+    status, body = chunked_post(project_id, payload, sign(payload))
+    assert status == 200 and body["result"] == "applied", body
+    assert gp.invoice(db, "inv-1")["status"] == "paid"
