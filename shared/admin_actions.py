@@ -46,11 +46,18 @@ from shared.delivery import (
     recipient,
     send_reactivation_notice,
 )
-from shared.errors import BadRequest, BillingError, Conflict, NotFound, PermissionDenied
+from shared.errors import (
+    BadRequest,
+    BillingError,
+    Conflict,
+    DataError,
+    NotFound,
+    PermissionDenied,
+)
 from shared.http import Call, identifier, rfc3339, text
 from shared.logs import get_logger
 from shared.mailer import document_tenant
-from shared.model import Customer, Tenant
+from shared.model import Customer, Tenant, parse_email
 from shared.payments import can_move, change_status, reactivate_if_clear
 from shared.store import BillingStore
 from shared.stripe_billing import enabled_for, sync_status
@@ -254,11 +261,14 @@ def _resend(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
         raise Conflict(f"email is disabled for tenant {tenant.id!r}", code="email_disabled")
     customers = store.get_customers(tenant.id, [str(invoice.get("customer_id"))])
     found = customers.get(str(invoice.get("customer_id")))
+    if isinstance(found, DataError) and found.code == "invalid_email":
+        raise found  # 422: the customer's address is not one address; nothing is sent
     customer = found if isinstance(found, Customer) else None
     to = recipient(invoice, customer)
     if not to:
         raise Conflict(f"customer {invoice.get('customer_id')!r} has no email address",
                        code="no_email")
+    parse_email(to, f"invoices/{request.invoice_id} (customer snapshot)")
     key = f"{request.invoice_id}.resend.{run_id}"
     message = invoice_email(tenant, invoice, to, services, key, customer)
     message_id = services.mailer().send(message)

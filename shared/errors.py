@@ -78,6 +78,13 @@ class Conflict(BillingError):
     code = "conflict"
 
 
+class PayloadTooLarge(BillingError):
+    """413: a request body over the function's size cap (counted on the bytes read)."""
+
+    status = 413
+    code = "body_too_large"
+
+
 class DataError(BillingError):
     """A problem in stored billing data for one subscription; reported in a run's ``errors``.
 

@@ -45,8 +45,8 @@ from typing import Any
 
 from babel.dates import format_date
 
-from shared.errors import BillingError
-from shared.model import Customer, Tenant
+from shared.errors import BillingError, DataError
+from shared.model import Customer, Tenant, parse_email
 from shared.money import format_money
 from shared.periods import zone
 
@@ -351,12 +351,19 @@ def build_message(kind: str, *, tenant: Tenant, to: str, values: Mapping[str, st
     """Build the MIME message of ``kind``: plain + HTML alternatives, optional PDF attachment.
 
     Args:
-        to: the recipient address.
+        to: the recipient: one plain address (``shared.model.parse_email``).
         values: template values (``invoice_values`` plus kind-specific ones).
         message_key: stable key of this logical message (the notification id).
         attachment: ``(filename, pdf bytes)``, attached as ``application/pdf``.
 
+    Raises:
+        DataError: (``invalid_email``) ``to`` is empty or not exactly one plain address. Callers
+            check addresses when they read them; this is the last line of defence against a
+            header injection or a second recipient reaching the ``To`` header.
+
     """
+    if parse_email(to, f"{kind} email") is None:
+        raise DataError(f"{kind} email: no recipient address", code="invalid_email")
     rendered = render(kind, values)
     message = EmailMessage()
     message["Subject"] = rendered.subject

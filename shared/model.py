@@ -8,10 +8,12 @@ UTC). Unknown extra fields are allowed (the contract invites extensions) and kep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from email.headerregistry import Address
 from typing import Any
 
 from shared.errors import DataError
@@ -77,6 +79,64 @@ def _int(data: Mapping[str, Any], key: str, where: str, default: int | None = No
     if isinstance(value, bool) or not isinstance(value, int):
         raise DataError(f"{where}: {key!r} must be an integer", code="invalid_field")
     return value
+
+
+# RFC 5322 dot-atom (section 3.2.3) for the local part; RFC 1035 labels for the domain.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_EMAIL_LENGTH = 254  # RFC 5321 section 4.5.3.1.3: a path is at most 256 octets with "<>"
+MAX_LOCAL_LENGTH = 64  # RFC 5321 section 4.5.3.1.1
+
+
+def _email_problem(value: str) -> str | None:
+    """Why ``value`` is not one plain ``local@domain.tld`` address, or None if it is."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "it contains a line break or control character"
+    if not value.isascii():
+        return "it is not ASCII (write an international domain in its xn-- form)"
+    if len(value) > MAX_EMAIL_LENGTH:
+        return f"it is longer than {MAX_EMAIL_LENGTH} characters"
+    try:
+        # The stdlib parser raises several unrelated types (ValueError, IndexError,
+        # HeaderParseError) on malformed input; any of them means "not an addr-spec".
+        address = Address(addr_spec=value)
+    except Exception:
+        address = None
+    if address is None or address.addr_spec != value or value.count("@") != 1:
+        return "it must be exactly one address, without a name, comment, space or list"
+    local, domain = address.username, address.domain
+    if len(local) > MAX_LOCAL_LENGTH or not _LOCAL_RE.fullmatch(local):
+        return "its local part (before the @) is not a plain dot-atom"
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels) \
+            or labels[-1].isdigit():
+        return "its domain must be a host name with a dot, like example.com"
+    return None
+
+
+def parse_email(value: Any, where: str) -> str | None:
+    """A stored email address as one plain addr-spec (``local@domain.tld``); None if absent.
+
+    Absent, ``None`` and ``""`` mean no address. Anything else must be exactly one RFC 5322
+    addr-spec (parsed with ``email.headerregistry.Address``) that is written the way it is
+    sent: ASCII, no control characters (so no header injection), no display name, comment,
+    space or second address (``"a@x, evil@y"``), a dot-atom local part of at most 64 characters,
+    a domain of host-name labels with at least one dot (no local mailbox like ``"root"``, no
+    address literal), 254 characters in all (RFC 5321).
+
+    Raises:
+        DataError: (``invalid_email``) naming ``where`` and the problem; the address itself is
+            not repeated (messages end up in logs and run reports).
+
+    """
+    if value is None or value == "":
+        return None
+    problem = "it is not a string" if not isinstance(value, str) else _email_problem(value)
+    if problem is not None:
+        raise DataError(f"{where}: 'email' is not one email address: {problem}",
+                        code="invalid_email")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -185,7 +245,7 @@ class Customer:
         return cls(
             id=customer_id,
             name=_str(data, "name", where),
-            email=data.get("email"),
+            email=parse_email(data.get("email"), where),
             country=str(country).upper() if country else None,
             status=_choice(data, "status", CUSTOMER_STATUSES, where),
             tax_exempt=_flag(data, "tax_exempt", where, False),

@@ -9,10 +9,13 @@ body, before parsing).
 
 Webhook answers: 200 ``{"received": true, "result": "applied" | "duplicate" | "ignored", ...}``
 for every verified event, including event types we do not handle and invoices that are not ours
-(Stripe recommends a 2xx for those so it stops retrying); 400 ``invalid_signature`` (missing,
-malformed, wrong or older than 5 minutes) and 400 ``invalid_json`` with nothing written; 405 for
-methods other than POST and GET (health); 500 when ``STRIPE_WEBHOOK_SECRET`` is not set (Stripe
-then retries, for up to three days).
+(Stripe recommends a 2xx for those so it stops retrying); an ignored event also carries
+``"ignored": "<reason>"`` (the contract's shape; reasons in ``shared.payments``). 400
+``invalid_signature`` (missing, malformed, wrong or older than 5 minutes) and 400 ``invalid_json``
+with nothing written; 413 ``body_too_large`` for a body over ``MAX_WEBHOOK_BYTES``, counted on
+the bytes read (a chunked body has no ``Content-Length`` to trust); 405 for methods other than
+POST and GET (health); 500 when ``STRIPE_WEBHOOK_SECRET`` is not set (Stripe then retries, for
+up to three days).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ __all__ = ["BILLING_ADMIN_FIELDS", "DUNNING_FIELDS", "billing_admin", "dunning",
 from shared.clients import firestore_client
 from shared.delivery import Services, email_enabled, send_reactivation_notice
 from shared.dunning import DunningContext, run_dunning
-from shared.errors import BadRequest, BillingError, MethodNotAllowed
+from shared.errors import BadRequest, BillingError, MethodNotAllowed, PayloadTooLarge
 from shared.http import Call, boolean, json_response, rfc3339
 from shared.logs import get_logger, log_context
 from shared.payments import EventOutcome, apply_stripe_event, reactivate_if_clear
@@ -106,6 +109,29 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str
     return event
 
 
+def read_capped(request: flask.Request, cap: int) -> bytes:
+    """The request body, reading at most ``cap + 1`` bytes from the stream.
+
+    ``Content-Length`` alone is no bound: a chunked request has none, and gunicorn (the server
+    Cloud Run runs functions-framework with) hands its decoded stream to the application
+    as it is. A declared length over ``cap`` is refused before reading.
+
+    Raises:
+        PayloadTooLarge: the body is longer than ``cap`` bytes (413 ``body_too_large``).
+
+    """
+    if (request.content_length or 0) > cap:
+        raise PayloadTooLarge(f"body over {cap} bytes (Content-Length {request.content_length})")
+    stream = request.stream
+    payload = b""
+    while len(payload) <= cap:
+        chunk = stream.read(cap + 1 - len(payload))
+        if not chunk:
+            return payload
+        payload += chunk
+    raise PayloadTooLarge(f"body over {cap} bytes")
+
+
 def process_event(store: BillingStore, event: dict[str, Any], run_id: str,
                   services: Services | None = None) -> dict[str, Any]:
     """Apply a verified event, reactivate the customer if it cleared their debt; response body."""
@@ -148,10 +174,8 @@ def stripe_webhook_response(request: flask.Request,
                                       "run_id": run_id})
             if request.method != "POST":
                 raise MethodNotAllowed(f"{request.method} is not allowed; Stripe POSTs events")
-            if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-                raise BadRequest("event too large", code="invalid_body")
             secret = webhook_secret()
-            payload = request.get_data(cache=True)
+            payload = read_capped(request, MAX_WEBHOOK_BYTES)
             event = verify_event(payload, request.headers.get("Stripe-Signature"), secret)
             store = (store_factory or (lambda: BillingStore(firestore_client())))()
             return json_response(process_event(store, event, run_id))

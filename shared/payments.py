@@ -12,12 +12,26 @@ writers (the webhook, an admin, the dunning run) cannot interleave; a change tha
 status does not allow is refused (admin: 409) or ignored (Stripe events: recorded as ignored).
 Nothing ever moves a ``paid`` invoice to another status.
 
-Stripe events (``invoice.paid``, ``invoice.payment_failed``, ``invoice.voided``,
-``invoice.marked_uncollectible``) are applied idempotently: each event id is recorded on the
-invoice (``stripe_event_ids``) in the same transaction as its effect, so a redelivered event
-(Stripe delivers at least once and may deliver out of order: "Best practices for using
-webhooks") changes nothing at all. Events arriving out of order are harmless because the status
-machine only moves forward.
+Stripe events (``invoice.paid``, ``invoice.payment_succeeded``, ``invoice.payment_failed``,
+``invoice.voided``, ``invoice.marked_uncollectible``) are applied idempotently: each event id is
+recorded on the invoice (``stripe_event_ids``) in the same transaction as its effect, so a
+redelivered event (Stripe delivers at least once and may deliver out of order: "Best practices
+for using webhooks") changes nothing at all. Events arriving out of order are harmless because the
+status machine only moves forward.
+
+Trust (contract, "Stripe webhook: whose objects it may touch"): a correctly signed event only
+proves that it comes from *some* Stripe account that can reach our endpoint. It acts only when
+its ``metadata.tenant_id``/``invoice_id`` are valid ids, its ``account`` equals the tenant's
+``stripe.account`` (or both are absent), the tenant has ``stripe.enabled``, our invoice has a
+recorded ``stripe_invoice_id`` (written by ``shared.stripe_billing`` when we pushed it, never
+from an event) equal to the event's object id and, for a payment, the currency is the
+invoice's. Anything else is ``ignored`` with a reason and writes nothing.
+
+Payments: Stripe's invoice ``amount_paid`` is the total the Stripe invoice has received so far;
+the new money is that total minus the Stripe payments already recorded on our invoice. Money
+below what is due is a partial payment (Stripe's "Accept partial payments": the invoice stays
+``open`` and ``amount_remaining`` shrinks): it is added to ``payments`` and ``amount_paid``,
+``amount_due`` is lowered, the status stays. The invoice becomes ``paid`` when nothing is due.
 
 Reactivation: a customer suspended by dunning (``suspended_by == "dunning"``) is reactivated when
 nothing is overdue any more: no ``open`` invoice with ``due_at`` before ``as_of`` and no
@@ -35,6 +49,7 @@ reference, by, at}``), ``payment_failures``, ``last_payment_failure``, ``stripe_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +68,11 @@ from shared.model import Customer, Tenant
 from shared.store import BillingStore
 from shared.stripe_billing import from_stripe_amount
 
-HANDLED_EVENTS = ("invoice.paid", "invoice.payment_failed", "invoice.voided",
+PAYMENT_EVENTS = ("invoice.paid", "invoice.payment_succeeded")
+HANDLED_EVENTS = (*PAYMENT_EVENTS, "invoice.payment_failed", "invoice.voided",
                   "invoice.marked_uncollectible")
+# Our document-id rule (shared.http.identifier), matched in full.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "paid": ("open", "uncollectible"),
     "void": ("open", "uncollectible"),
@@ -82,6 +100,17 @@ def status_fields(target: str, at: datetime, invoice: Mapping[str, Any]) -> dict
 
 
 # -- Stripe events -------------------------------------------------------------------------------
+class EventIgnored(Exception):  # an outcome, not an error: the webhook answers 200
+    """A verified event we acknowledge without acting on it; nothing is written.
+
+    ``reason`` is the stable snake_case code answered as ``{"ignored": reason}``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class EventOutcome:
     """What an event did: ``result`` is ``applied``, ``duplicate`` or ``ignored`` (+ ``reason``)."""
@@ -96,8 +125,10 @@ class EventOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready view (for the webhook's response)."""
+        """JSON-ready view (for the webhook's response); ``ignored`` carries the reason."""
         body: dict[str, Any] = {"result": self.result}
+        if self.result == "ignored":
+            body["ignored"] = self.reason
         for key in ("reason", "tenant_id", "invoice_id", "status"):
             value = getattr(self, key)
             if value is not None:
@@ -105,17 +136,42 @@ class EventOutcome:
         return body
 
 
+@dataclass(frozen=True)
+class EventTarget:
+    """The invoice an event names: our ids (from ``metadata``) and the Stripe invoice object."""
+
+    tenant_id: str
+    invoice_id: str
+    stripe_id: str
+    obj: Mapping[str, Any]
+
+
 def _epoch_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
-def event_target(event: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]] | None:
-    """``(tenant_id, invoice_id, stripe invoice)`` of an invoice event, or None if not ours.
+def valid_id(value: Any) -> bool:
+    """True for a document id by our rule (``shared.http.identifier``, matched in full).
+
+    Letters, digits and ``_ . : @ + -``, starting with a letter or digit, at most 255
+    characters: this excludes every id Firestore refuses (``.``, ``..``, ``__x__``, ``/``,
+    empty, over 1,500 bytes).
+    """
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def event_target(event: Mapping[str, Any]) -> EventTarget:
+    """The invoice an invoice event names (``metadata.tenant_id``/``invoice_id``, object ``id``).
 
     Raises:
         BadRequest: the event has no ``id``/``type`` or its object is not a map.
+        EventIgnored: ``not_our_invoice`` (no such metadata: an invoice we did not create),
+            ``invalid_metadata`` (ids that are not valid ids), ``missing_object_id``.
 
     """
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
@@ -125,22 +181,168 @@ def event_target(event: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]]
     if not isinstance(obj, Mapping):
         raise BadRequest("event has no data.object", code="invalid_event")
     meta = obj.get("metadata") or {}
-    if not isinstance(meta, Mapping):
-        return None
+    if not isinstance(meta, Mapping) or ("tenant_id" not in meta and "invoice_id" not in meta):
+        raise EventIgnored("not_our_invoice")
     tenant_id, invoice_id = meta.get("tenant_id"), meta.get("invoice_id")
-    if not (isinstance(tenant_id, str) and tenant_id and isinstance(invoice_id, str)
-            and invoice_id and "/" not in tenant_id + invoice_id):
-        return None
-    return tenant_id, invoice_id, obj
+    if not (valid_id(tenant_id) and valid_id(invoice_id)):
+        raise EventIgnored("invalid_metadata")
+    stripe_id = obj.get("id")
+    if not isinstance(stripe_id, str) or not stripe_id:
+        raise EventIgnored("missing_object_id")
+    return EventTarget(str(tenant_id), str(invoice_id), stripe_id, obj)
+
+
+def check_tenant(store: BillingStore, tenant_id: str, event: Mapping[str, Any]) -> None:
+    """Check that ``tenant_id`` takes events from the account that sent ``event``.
+
+    The contract ("Stripe webhook: whose objects it may touch"): the tenant exists, has
+    ``stripe.enabled`` (exactly ``true``), and the event's ``account`` (set by Stripe on events
+    of a Connect account) equals ``tenants/{t}.stripe.account``, or both are absent.
+
+    Raises:
+        EventIgnored: ``unknown_tenant``, ``stripe_not_enabled`` or ``account_mismatch``.
+
+    """
+    snapshot = store.tenant_ref(tenant_id).get()
+    store.reads += 1
+    if not snapshot.exists:
+        raise EventIgnored("unknown_tenant")
+    config = (snapshot.to_dict() or {}).get("stripe")
+    if not isinstance(config, Mapping) or config.get("enabled") is not True:
+        raise EventIgnored("stripe_not_enabled")
+    if (config.get("account") or None) != (event.get("account") or None):
+        raise EventIgnored("account_mismatch")
+
+
+def stripe_payment(invoice: Mapping[str, Any], obj: Mapping[str, Any]) -> int:
+    """The new money a payment event reports for ``invoice`` (our minor units; may be <= 0).
+
+    Stripe's invoice ``amount_paid`` is what the Stripe invoice has received in total so far
+    (Stripe API, "The Invoice object"; with partial payments it grows with each payment). The
+    new payment is that total minus the Stripe payments already recorded on our invoice, so
+    ``invoice.paid`` and ``invoice.payment_succeeded`` for the same payment, redeliveries and
+    late events never count money twice.
+
+    Raises:
+        EventIgnored: ``currency_mismatch`` (the object's currency is not the invoice's) or
+            ``invalid_amount`` (``amount_paid`` missing, not an integer or negative).
+
+    """
+    currency = str(invoice.get("currency") or "")
+    theirs = obj.get("currency")
+    if not currency or not isinstance(theirs, str) or theirs.upper() != currency.upper():
+        raise EventIgnored("currency_mismatch")
+    paid = obj.get("amount_paid")
+    if isinstance(paid, bool) or not isinstance(paid, int) or paid < 0:
+        raise EventIgnored("invalid_amount")
+    recorded = sum(int(p.get("amount") or 0) for p in invoice.get("payments") or []
+                   if isinstance(p, Mapping) and p.get("source") == "stripe")
+    return from_stripe_amount(currency, paid) - recorded
+
+
+def _payment_updates(invoice: Mapping[str, Any], amount: int, paid_at: datetime,
+                     event_id: str, now: datetime) -> tuple[dict[str, Any], str]:
+    """Fields recording ``amount`` received; ``paid`` once nothing is due, else partial."""
+    due = int(invoice.get("amount_due", invoice.get("total", 0)) or 0)
+    updates: dict[str, Any] = {
+        "amount_paid": int(invoice.get("amount_paid") or 0) + amount,
+        "amount_due": max(0, due - amount),
+        "payments": firestore.ArrayUnion([{
+            "amount": amount, "paid_at": paid_at, "source": "stripe", "reference": event_id,
+            "by": "stripe", "at": now}])}
+    if amount < due:
+        return updates, "partial_payment"
+    updates.update({"status": "paid", "paid_at": paid_at})
+    return updates, "paid"
+
+
+def event_updates(event_type: str, event: Mapping[str, Any], obj: Mapping[str, Any],
+                  invoice: Mapping[str, Any], now: datetime) -> tuple[dict[str, Any], str]:
+    """``(fields to write, effect)`` of a trusted event on ``invoice``; effect ``none``: nothing.
+
+    Raises:
+        EventIgnored: a payment in another currency or with a bad amount (``stripe_payment``).
+
+    """
+    current = str(invoice.get("status"))
+    happened = _epoch_time(event.get("created")) or now
+    event_id = str(event["id"])
+    if event_type in PAYMENT_EVENTS:
+        amount = stripe_payment(invoice, obj)
+        if not can_move(current, "paid") or amount <= 0:
+            return {}, "none"
+        transitions = obj.get("status_transitions")
+        paid_at = _epoch_time((transitions if isinstance(transitions, Mapping) else {})
+                              .get("paid_at")) or happened
+        return _payment_updates(invoice, amount, paid_at, event_id, now)
+    if event_type in ("invoice.voided", "invoice.marked_uncollectible"):
+        target = "void" if event_type == "invoice.voided" else "uncollectible"
+        if not can_move(current, target):
+            return {}, "none"
+        return status_fields(target, happened, invoice), target
+    if current != "open":  # invoice.payment_failed: informative, no status change
+        return {}, "none"
+    return {"payment_failures": firestore.Increment(1),
+            "last_payment_failure": {
+                "at": happened, "event_id": event_id, "attempt_count": obj.get("attempt_count"),
+                "next_payment_attempt": _epoch_time(obj.get("next_payment_attempt"))}
+            }, "payment_failed"
+
+
+def _apply_in_transaction(transaction: firestore.Transaction, ref: firestore.DocumentReference,
+                          target: EventTarget, event: Mapping[str, Any], now: datetime,
+                          run_id: str) -> EventOutcome:
+    """The twin check, then the event's effect on the invoice, in one transaction.
+
+    Raises:
+        EventIgnored: no such invoice, no recorded twin or another one, or a payment the
+            invoice cannot take (``event_updates``); nothing is written.
+
+    """
+    event_type = str(event["type"])
+    snapshot = ref.get(transaction=transaction)
+    if not snapshot.exists:
+        raise EventIgnored("unknown_invoice")
+    invoice = snapshot.to_dict() or {}
+    recorded = invoice.get("stripe_invoice_id")
+    if not recorded:
+        raise EventIgnored("no_stripe_twin")
+    if recorded != target.stripe_id:
+        raise EventIgnored("stripe_invoice_mismatch")
+    outcome = EventOutcome("applied", tenant_id=target.tenant_id,
+                           invoice_id=target.invoice_id,
+                           customer_id=invoice.get("customer_id"),
+                           status=invoice.get("status"))
+    if event["id"] in (invoice.get("stripe_event_ids") or []):
+        outcome.result = "duplicate"
+        return outcome
+    updates, effect = event_updates(event_type, event, target.obj, invoice, now)
+    if effect == "none":
+        outcome.result = "ignored"
+        outcome.reason = ("no_new_payment" if event_type in PAYMENT_EVENTS
+                          and can_move(outcome.status, "paid")
+                          else f"invoice_is_{outcome.status}")
+    outcome.status = updates.get("status", outcome.status)
+    outcome.reactivate = effect in ("paid", "void")
+    updates["stripe_event_ids"] = firestore.ArrayUnion([event["id"]])
+    updates["history"] = firestore.ArrayUnion([history_entry(
+        event_type, "stripe", now, event_id=event["id"], effect=effect, run_id=run_id,
+        event_created=_epoch_time(event.get("created")) or now)])
+    transaction.update(ref, updates)
+    return outcome
 
 
 def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datetime,
                        run_id: str) -> EventOutcome:
     """Apply a verified Stripe event to our invoice (idempotent; see the module docstring).
 
-    Unknown types, invoices we did not create (no ``metadata.tenant_id``/``invoice_id``),
-    unknown tenants or invoices, and a Stripe invoice id different from the one we recorded are
-    ``ignored`` (the caller answers 200 so Stripe stops retrying) and write nothing.
+    An event acts only when every rule of the contract holds (see ``event_target``,
+    ``check_tenant``, the twin check of ``_apply_in_transaction`` and ``stripe_payment``); it is
+    otherwise ``ignored`` with a reason and nothing is written. The twin check: our invoice has a
+    recorded ``stripe_invoice_id`` (written only when we pushed it, never from an event) equal
+    to the event's object id. A trusted event whose effect the invoice's status does not allow
+    (or a payment that brings no new money) is ``ignored`` with ``invoice_is_<status>`` or
+    ``no_new_payment`` but recorded on the invoice (event id, ``history``) as an audit trail.
 
     Raises:
         BadRequest: the event is malformed (no id, type or object).
@@ -149,80 +351,23 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
     event_type = str(event.get("type"))
     if event_type not in HANDLED_EVENTS:
         return EventOutcome("ignored", reason="unhandled_event_type")
-    target = event_target(event)
-    if target is None:
-        return EventOutcome("ignored", reason="not_our_invoice")
-    tenant_id, invoice_id, obj = target
-    if not store.tenant_ref(tenant_id).get().exists:
-        return EventOutcome("ignored", reason="unknown_tenant", tenant_id=tenant_id,
-                            invoice_id=invoice_id)
-    event_id = str(event["id"])
-    ref = store.invoice_ref(tenant_id, invoice_id)
-    happened = _epoch_time(event.get("created")) or now
+    try:
+        target = event_target(event)
+        check_tenant(store, target.tenant_id, event)
+    except EventIgnored as ignored:
+        return EventOutcome("ignored", reason=ignored.reason)
+    ref = store.invoice_ref(target.tenant_id, target.invoice_id)
 
     def run(transaction: firestore.Transaction) -> EventOutcome:
-        snapshot = ref.get(transaction=transaction)
-        outcome = EventOutcome("applied", tenant_id=tenant_id, invoice_id=invoice_id)
-        if not snapshot.exists:
-            outcome.result, outcome.reason = "ignored", "unknown_invoice"
-            return outcome
-        invoice = snapshot.to_dict() or {}
-        outcome.customer_id = invoice.get("customer_id")
-        outcome.status = invoice.get("status")
-        if event_id in (invoice.get("stripe_event_ids") or []):
-            outcome.result = "duplicate"
-            return outcome
-        recorded = invoice.get("stripe_invoice_id")
-        stripe_id = obj.get("id")
-        if recorded and stripe_id and recorded != stripe_id:
-            outcome.result, outcome.reason = "ignored", "stripe_invoice_mismatch"
-            return outcome
-        current = str(invoice.get("status"))
-        updates: dict[str, Any] = {}
-        effect = "none"
-        if event_type == "invoice.paid":
-            paid_at = _epoch_time((obj.get("status_transitions") or {}).get("paid_at")) or happened
-            if can_move(current, "paid"):
-                updates.update(status_fields("paid", paid_at, invoice))
-                paid = obj.get("amount_paid")
-                if isinstance(paid, int) and not isinstance(paid, bool):
-                    updates["amount_paid"] = from_stripe_amount(str(invoice.get("currency", "")), paid)
-                updates["payments"] = firestore.ArrayUnion([{
-                    "amount": updates["amount_paid"], "paid_at": paid_at, "source": "stripe",
-                    "reference": event_id, "by": "stripe", "at": now}])
-                effect = "paid"
-                outcome.reactivate = True
-        elif event_type == "invoice.voided":
-            if can_move(current, "void"):
-                updates.update(status_fields("void", happened, invoice))
-                effect = "void"
-                outcome.reactivate = True
-        elif event_type == "invoice.marked_uncollectible":
-            if can_move(current, "uncollectible"):
-                updates.update(status_fields("uncollectible", happened, invoice))
-                effect = "uncollectible"
-        elif current == "open":  # invoice.payment_failed: informative, no status change
-            updates["payment_failures"] = firestore.Increment(1)
-            updates["last_payment_failure"] = {
-                "at": happened, "event_id": event_id,
-                "attempt_count": obj.get("attempt_count"),
-                "next_payment_attempt": _epoch_time(obj.get("next_payment_attempt")),
-            }
-            effect = "payment_failed"
-        if effect == "none":
-            outcome.result, outcome.reason = "ignored", f"invoice_is_{current}"
-        outcome.status = updates.get("status", current)
-        if stripe_id and not recorded:
-            updates["stripe_invoice_id"] = stripe_id
-        updates["stripe_event_ids"] = firestore.ArrayUnion([event_id])
-        updates["history"] = firestore.ArrayUnion([history_entry(
-            event_type, "stripe", now, event_id=event_id, effect=effect, run_id=run_id,
-            event_created=happened)])
-        transaction.update(ref, updates)
-        return outcome
+        return _apply_in_transaction(transaction, ref, target, event, now, run_id)
 
-    result = store.run_transaction(run)
-    store.reads += 1
+    try:
+        result = store.run_transaction(run)
+    except EventIgnored as ignored:
+        return EventOutcome("ignored", reason=ignored.reason, tenant_id=target.tenant_id,
+                            invoice_id=target.invoice_id)
+    finally:
+        store.reads += 1
     store.writes += result.result != "duplicate"
     return result
 

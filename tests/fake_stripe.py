@@ -22,7 +22,9 @@ with an error (or drops the connection with ``status=0``) *before* doing anythin
 with the same key is a first attempt for Stripe.
 
 Helpers: ``requests`` (every request: method, path, params, key, replayed), ``posts(path_re)``,
-``invoice_event(type, stripe_invoice_id)`` (an event with the invoice as ``data.object``) and
+``invoice_event(type, stripe_invoice_id)`` (an event with the invoice as ``data.object``, and
+``account`` when the invoice was created on a connected account, as Stripe sends Connect events),
+``pay(stripe_invoice_id, amount)`` (a payment, partial when below ``amount_remaining``) and
 ``sign(payload, secret)`` (Stripe's ``t=...,v1=...`` signature scheme).
 """
 
@@ -162,6 +164,7 @@ class FakeStripe:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, str | None] = field(default_factory=dict)  # invoice id -> Stripe-Account
     keys: dict[tuple[str | None, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = \
         field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
@@ -197,18 +200,31 @@ class FakeStripe:
         """A Stripe event of ``event_type`` with the current invoice as ``data.object``."""
         with self._lock:
             invoice = json.loads(json.dumps(self.invoices[stripe_invoice_id]))
-        return {"id": event_id or f"evt_{next(self._ids):06d}", "object": "event",
-                "api_version": "2026-10-28.endive", "created": created or int(time.time()),
-                "type": event_type, "livemode": False, "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None},
-                "data": {"object": invoice}}
+            account = self.accounts.get(stripe_invoice_id)
+        event = {"id": event_id or f"evt_{next(self._ids):06d}", "object": "event",
+                 "api_version": "2026-10-28.endive", "created": created or int(time.time()),
+                 "type": event_type, "livemode": False, "pending_webhooks": 1,
+                 "request": {"id": None, "idempotency_key": None},
+                 "data": {"object": invoice}}
+        if account:
+            event["account"] = account  # Stripe sets it on events of a connected account
+        return event
 
-    def pay(self, stripe_invoice_id: str) -> dict[str, Any]:
-        """Simulate the customer paying (what Stripe does before sending ``invoice.paid``)."""
+    def pay(self, stripe_invoice_id: str, amount: int | None = None) -> dict[str, Any]:
+        """Simulate the customer paying ``amount`` (default: all that remains).
+
+        As Stripe's partial payments: ``amount_paid`` accumulates, ``amount_remaining`` shrinks,
+        and the invoice is ``paid`` only when nothing remains.
+        """
         with self._lock:
             invoice = self.invoices[stripe_invoice_id]
-            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
-            invoice["status_transitions"]["paid_at"] = int(time.time())
+            remaining = invoice["amount_due"] - invoice["amount_paid"]
+            paid = remaining if amount is None else min(amount, remaining)
+            invoice.update(amount_paid=invoice["amount_paid"] + paid,
+                           amount_remaining=remaining - paid)
+            if invoice["amount_remaining"] == 0:
+                invoice["status"] = "paid"
+                invoice["status_transitions"]["paid_at"] = int(time.time())
             return invoice
 
     # -- server ----------------------------------------------------------------------------------
@@ -323,7 +339,9 @@ class FakeStripe:
                     if "email" not in params or c.get("email") == params["email"]]
             return self._list(path, data)
         if method == "POST" and path == "/v1/invoices":
-            return self._create_invoice(params)
+            created = self._create_invoice(params)
+            self.accounts[created["id"]] = account
+            return created
         if method == "GET" and path == "/v1/invoices":
             _allowed(params, {"customer", "limit", "starting_after", "status"})
             data = [i for i in self.invoices.values()

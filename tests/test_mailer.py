@@ -9,6 +9,7 @@ import pytest
 from google.cloud import firestore, storage
 
 from shared.delivery import Services, deliver_finalized_invoices
+from shared.errors import DataError
 from shared.mailer import (
     EmailError,
     Mailer,
@@ -18,7 +19,7 @@ from shared.mailer import (
     invoice_values,
     render,
 )
-from shared.model import Tenant
+from shared.model import Customer, Tenant
 from shared.periods import utc_now
 from shared.store import BillingStore
 from tests import factories as f
@@ -224,3 +225,61 @@ def test_email_disabled_and_missing_configuration(db: firestore.Client,
     failures = deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r",
                                           services=Services())
     assert failures == [("inv-a", "email: SMTP_HOST is not set: email cannot be sent")]
+
+
+# -- issue 8 item 13: one addr-spec per customer, checked again when a message is built -----------
+BAD_EMAILS = ["a@x\r\nBcc: y", "a@x, evil@y", "not an email"]
+ALSO_BAD = ["a@x.com\r\nBcc: evil@y.com", "a@x.com, evil@y.com", "a@x.com;evil@y.com",
+            "Bob <a@x.com>", "<a@x.com>", "a@x", "a@x.com (c)", "(c)a@x.com", " a@x.com",
+            "a@x.com ", "a@x.com\n", "a@x.com\x00", "a\tb@x.com", "a..b@x.com", ".a@x.com",
+            "a@-x.com", "a@x..com", "a@x.com.", '"a b"@x.com', "a@[1.2.3.4]", "üser@x.com",
+            "a@müller.de", "a" * 65 + "@x.com", "a@" + "b" * 250 + ".com", "a@x.123",
+            "a@@x.com", "@x.com", "a@", 42, ["a@x.com"]]
+GOOD_EMAILS = ["alice@example.com", "first.last+tag@sub.example.co.uk", "o'neil@example.ie",
+               "x_y-z@xn--mller-kva.de", "UPPER@Example.COM", "1@2.io"]
+
+
+@pytest.mark.parametrize("bad", BAD_EMAILS + ALSO_BAD, ids=lambda v: repr(v)[:24])
+def test_a_customer_email_must_be_one_address(bad: Any) -> None:
+    with pytest.raises(DataError) as info:
+        Customer.parse("mallory", {"name": "Mallory", "status": "active", "email": bad})
+    assert info.value.code == "invalid_email"
+    assert "customers/mallory" in info.value.message
+    # The message describes the problem without repeating the address (it goes to logs).
+    assert not (isinstance(bad, str) and bad.strip() and bad in info.value.message)
+
+
+@pytest.mark.parametrize("good", GOOD_EMAILS)
+def test_plain_addresses_are_accepted_as_they_are(good: str) -> None:
+    assert Customer.parse("c", {"name": "C", "status": "active", "email": good}).email == good
+
+
+@pytest.mark.parametrize("absent", [{}, {"email": None}, {"email": ""}])
+def test_a_customer_may_have_no_email(absent: dict[str, Any]) -> None:
+    assert Customer.parse("c", {"name": "C", "status": "active", **absent}).email is None
+
+
+@pytest.mark.parametrize("to", BAD_EMAILS + ALSO_BAD[:8], ids=lambda v: repr(v)[:24])
+def test_build_message_refuses_a_recipient_that_is_not_one_address(to: str) -> None:
+    """The last line of defence: an address that reached the mailer unchecked is refused."""
+    settings = SmtpSettings.from_env(BASE_ENV)
+    t = tenant(email={"enabled": True, "from": "billing@acme.test"})
+    with pytest.raises(DataError) as info:
+        build_message("invoice", tenant=t, to=to, values=invoice_values(t, sample_invoice()),
+                      settings=settings, message_key="k1")
+    assert info.value.code == "invalid_email"
+
+
+@pytest.mark.parametrize("bad", BAD_EMAILS, ids=repr)
+def test_a_stored_snapshot_with_a_bad_address_is_not_sent(db: firestore.Client, smtp: SmtpServer,
+                                                          bad: str) -> None:
+    """An invoice stored before addresses were checked, whose customer now has no email."""
+    store, t = seed(db)
+    f.customer(db, T, "carol", "GB", email=None)
+    gp.seed_invoice(db, "inv-c", "carol", customer={"id": "carol", "name": "Carol",
+                                                    "email": bad, "address": {}, "tax_id": None})
+    failures = deliver_finalized_invoices(store, t, [{"invoice_id": "inv-c"}], utc_now(), "r1")
+    assert [invoice_id for invoice_id, _ in failures] == ["inv-c"]
+    assert "not one email address" in failures[0][1]
+    assert smtp.messages == []
+    assert "email_sent_at" not in gp.invoice(db, "inv-c")

@@ -2,8 +2,9 @@
 
 No OIDC token: the ``Stripe-Signature`` header, verified with ``STRIPE_WEBHOOK_SECRET``, is the
 authentication (``shared.payment_handlers.stripe_webhook_response``). Handles
-``invoice.paid``, ``invoice.payment_failed``, ``invoice.voided`` and
-``invoice.marked_uncollectible``; other verified events are acknowledged (200) and ignored.
+``invoice.paid``, ``invoice.payment_succeeded``, ``invoice.payment_failed``, ``invoice.voided``
+and ``invoice.marked_uncollectible`` on invoices the tenant pushed to its own Stripe account;
+other verified events are acknowledged (200) and ignored.
 """
 
 import flask
