@@ -95,7 +95,11 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
                            as_of: datetime,
                            ) -> tuple[list[tuple[Subscription, BillingPeriod]],
                                       dict[str, tuple[Subscription, BillingPeriod]]]:
-    """The due (subscription, period) pairs, and where each due subscription advances to."""
+    """The due (subscription, period) pairs, and where each due subscription advances to.
+
+    A subscription whose plan or schedule fails (``DataError``, or any exception while computing
+    its periods, e.g. an anchor outside the datetime range) lands in ``report.errors`` alone.
+    """
     candidates: list[tuple[Subscription, BillingPeriod]] = []
     advances: dict[str, tuple[Subscription, BillingPeriod]] = {}
     for sub in subscriptions:
@@ -108,7 +112,7 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
             plan = catalog.plan(sub.plan_id)
             due, moved_to = due_periods(sub, plan.interval, plan.interval_count,
                                         tenant.timezone, as_of)
-        except DataError as exc:
+        except Exception as exc:  # bad data of one subscription never stops the tenant's run
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
         if not due:

@@ -23,6 +23,10 @@ INTERVALS = ("day", "week", "month", "year")
 SUBSCRIPTION_STATUSES = ("active", "suspended", "canceled")
 CUSTOMER_STATUSES = ("active", "suspended", "archived")
 MAX_GRACE_PERIOD_HOURS = 72
+# Bounds on a plan's interval_count (issue 8 item 7): at most 10 years (120 months), a year of
+# days or two years of weeks. Stripe caps a price's recurring interval at one year; we allow
+# longer contracts but nothing a schedule cannot compute within the datetime range.
+MAX_INTERVAL_COUNT = {"day": 365, "week": 104, "month": 120, "year": 10}
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -241,19 +245,29 @@ class Plan:
 
     @classmethod
     def parse(cls, plan_id: str, data: Mapping[str, Any]) -> Plan:
-        """Parse a plan; charges are validated by ``shared.charges`` when priced."""
+        """Parse a plan; charges are validated by ``shared.charges`` when priced.
+
+        ``interval_count`` must be 1..365 for ``day``, 1..104 for ``week``, 1..120 for
+        ``month`` and 1..10 for ``year`` (``MAX_INTERVAL_COUNT``): 120 months in total at most.
+
+        Raises:
+            DataError: a missing or invalid field, or an ``interval_count`` out of bounds.
+
+        """
         where = f"plans/{plan_id}"
         charges = _require(data, "charges", where)
         if not isinstance(charges, list) or not all(isinstance(c, Mapping) for c in charges):
             raise DataError(f"{where}: 'charges' must be a list of maps", code="invalid_field")
+        interval = _choice(data, "interval", INTERVALS, where)
         count = _int(data, "interval_count", where, default=1)
-        if count < 1:
-            raise DataError(f"{where}: 'interval_count' must be >= 1", code="invalid_field")
+        if not 1 <= count <= MAX_INTERVAL_COUNT[interval]:
+            raise DataError(f"{where}: 'interval_count' must be 1-{MAX_INTERVAL_COUNT[interval]} "
+                            f"for interval {interval!r}, got {count}", code="invalid_field")
         return cls(
             id=plan_id,
             name=str(data.get("name") or plan_id),
             currency=validate_currency(_str(data, "currency", where)),
-            interval=_choice(data, "interval", INTERVALS, where),
+            interval=interval,
             interval_count=count,
             charges=tuple(dict(c) for c in charges),
         )
