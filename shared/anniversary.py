@@ -23,13 +23,13 @@ clock for every decision (due periods, ``finalize_at``, issue and due dates).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.delivery import delivery_enabled
 from shared.errors import BadRequest, DataError
 from shared.model import Subscription, Tenant
-from shared.periods import BillingPeriod, add_interval, anniversary_period
+from shared.periods import BillingPeriod, add_interval, anniversary_period, zone
 from shared.runs import (
     Catalog,
     RunContext,
@@ -51,15 +51,18 @@ def next_period(sub: Subscription, period_end: datetime, interval: str, count: i
     """The period that follows one ending at ``period_end`` on the subscription's schedule.
 
     It starts at ``period_end`` and ends at the first boundary of the anchored schedule after it,
-    so a period that was stored off-schedule realigns on the anchor; a sliver of less than a
-    day before that boundary joins the following period instead, so that no two periods start on
-    the same local day (the invoice id is the subscription and the period's first local day).
+    so a period that was stored off-schedule realigns on the anchor. A *sliver* (a boundary on the
+    same local date as ``period_end``, in the tenant's timezone) joins the following period, so
+    that no two periods start on the same local day (the invoice id is the subscription and the
+    period's first local day). The test is the local date, never the elapsed time: a daily period
+    across a DST change lasts 23 or 25 hours and is still one whole local day.
     """
     anchor = sub.anchor
     if period_end < anchor:
         return BillingPeriod(period_end, add_interval(period_end, interval, count, tz), tz)
     end = anniversary_period(anchor, interval, count, tz, period_end).end
-    if end - period_end < timedelta(days=1):
+    local = zone(tz)
+    if end.astimezone(local).date() == period_end.astimezone(local).date():
         end = anniversary_period(anchor, interval, count, tz, end).end
     return BillingPeriod(period_end, end, tz)
 

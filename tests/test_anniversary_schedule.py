@@ -7,6 +7,7 @@ Pure tests call ``shared.anniversary`` / ``shared.periods`` directly; the others
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,3 +81,61 @@ def test_absurd_interval_and_broken_schedule_fail_only_their_subscription(
     assert errors["sub-eon"]["code"] == "invalid_field"
     assert "interval_count" in errors["sub-eon"]["error"]
     assert errors["sub-ancient"]["code"] == "internal"
+
+
+# -- item 2: a daily plan bills every local day, DST days included ---------------------------------
+def daily(tz: str, first: date) -> Subscription:
+    start = wall(tz, first.year, first.month, first.day)
+    nxt = first + timedelta(days=1)
+    return Subscription(id="s", customer_id="c", plan_id="p", status="active",
+                        billing_time="anniversary", started_at=start,
+                        current_period_start=start,
+                        current_period_end=wall(tz, nxt.year, nxt.month, nxt.day))
+
+
+@pytest.mark.parametrize("tz", ["Europe/London", "America/Santiago"])
+@pytest.mark.parametrize("hour", [0, 14])
+def test_daily_plan_gives_one_period_per_local_day_for_a_year(tz: str, hour: int) -> None:
+    # 2025: London 23 h on 30 March, 25 h on 26 October; Santiago 25 h on 5 April and 23 h on
+    # 7 September (local midnight does not exist that day: it starts at 01:00).
+    first = date(2025, 1, 1)
+    sub = daily(tz, first)
+    if hour:
+        sub = Subscription(**{**sub.__dict__,
+                              "current_period_start": wall(tz, 2025, 1, 1, hour),
+                              "current_period_end": wall(tz, 2025, 1, 2, hour)})
+    due, moved_to = due_periods(sub, "day", 1, tz, wall(tz, 2026, 1, 1, hour))
+    assert len(due) == 365
+    days = [p.local_start.date() for p in due]
+    assert days == [first + timedelta(days=n) for n in range(365)]
+    assert all(b.start == a.end for a, b in pairwise(due))
+    assert {p.local_start.hour for p in due} <= {hour, 1}  # 1: Santiago's missing midnight
+    lengths = {(p.end - p.start) for p in due}
+    assert lengths == {timedelta(hours=h) for h in (23, 24, 25)}
+    assert moved_to is not None and moved_to.local_start.date() == date(2026, 1, 1)
+    # Weekly, the same: 52 whole weeks, each starting 7 local days after the last.
+    weekly = Subscription(**{**sub.__dict__,
+                             "current_period_end": wall(tz, 2025, 1, 8, hour)})
+    weeks, _ = due_periods(weekly, "week", 1, tz, wall(tz, 2026, 1, 1, hour))
+    assert [p.local_start.date() for p in weeks] == [first + timedelta(weeks=n)
+                                                    for n in range(52)]
+
+
+@pytest.mark.parametrize(("tz", "first"), [("America/Santiago", date(2025, 9, 4)),
+                                           ("Europe/London", date(2025, 3, 28))])
+def test_daily_invoices_across_the_dst_change(db: firestore.Client, call_function: Any,
+                                              tz: str, first: date) -> None:
+    f.tenant(db, T, timezone=tz, grace_period_hours=0, currency="GBP")
+    f.plan(db, T, "daily", [{"type": "fixed", "description": "Day pass",
+                             "unit_amount_decimal": "100"}], interval="day")
+    f.customer(db, T, "dee")
+    sub = daily(tz, first)
+    f.subscription(db, T, "sub-dee", "dee", "daily",
+                   **anniversary(sub.current_period_start, sub.current_period_end))
+    stop = first + timedelta(days=7)
+    body = run(call_function, wall(tz, stop.year, stop.month, stop.day).isoformat())
+    assert (body["generated"], body["errors"]) == (7, []), body
+    invoices = f.invoices(db, T)
+    assert sorted(invoices) == [f"sub-dee-{first + timedelta(days=n):%Y%m%d}" for n in range(7)]
+    assert {inv["total"] for inv in invoices.values()} == {120}  # a full day's fee each, + VAT
+
