@@ -30,8 +30,9 @@ Every step done is recorded on the invoice: ``dunning.<step>`` = ``{at, as_of, r
 (``at`` is the real time of the run, ``as_of`` the policy date) and a ``history`` entry
 ``{action: "dunning.<step>", actor: "dunning", at, ...}``.
 
-Then the run reactivates suspended customers with nothing overdue left (``shared.payments``:
-query ``customers`` where ``status == "suspended"``) and, unless ``dry_run``, retries what earlier
+Then the run reactivates suspended customers with nothing overdue left by the real clock (or
+by ``as_of`` if later; ``shared.payments``: query ``customers`` where ``status == "suspended"``)
+and, unless ``dry_run``, retries what earlier
 runs left undone (``shared.delivery.sweep``: invoice emails and Stripe pushes with
 ``delivery_pending``, pending reactivation notices).
 
@@ -535,11 +536,17 @@ class _TenantRun:
 
     # -- reactivation ----------------------------------------------------------------------------
     def reactivations(self) -> None:
-        """Reactivate every suspended customer with nothing overdue left; send the notices."""
+        """Reactivate every suspended customer with nothing overdue left; send the notices.
+
+        "Overdue" is judged at the real clock (``ctx.now``), or at ``as_of`` when that is later:
+        a past ``as_of`` must never reactivate a customer who is overdue today (issue 8 item 11),
+        and a run must not reactivate the customer it has just suspended for ``as_of``.
+        """
         ctx, report, tenant = self.ctx, self.report, self.tenant
+        clock = max(ctx.as_of, ctx.now)
         for customer_id in suspended_customer_ids(ctx.store, tenant.id):
             try:
-                done = reactivate_if_clear(ctx.store, tenant, customer_id, ctx.as_of, ctx.now,
+                done = reactivate_if_clear(ctx.store, tenant, customer_id, clock, ctx.now,
                                            ctx.run_id, actor="dunning", notify=self.email,
                                            dry_run=ctx.dry_run)
                 if done is None:
