@@ -57,7 +57,7 @@ def next_period(sub: Subscription, period_end: datetime, interval: str, count: i
     period's first local day). The test is the local date, never the elapsed time: a daily period
     across a DST change lasts 23 or 25 hours and is still one whole local day.
     """
-    anchor = sub.anchor
+    anchor = sub.cycle_anchor(interval, count, tz)
     if period_end < anchor:
         return BillingPeriod(period_end, add_interval(period_end, interval, count, tz), tz)
     end = anniversary_period(anchor, interval, count, tz, period_end).end
@@ -97,14 +97,16 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
                            subscriptions: Sequence[Subscription | tuple[str, DataError]],
                            as_of: datetime,
                            ) -> tuple[list[tuple[Subscription, BillingPeriod]],
-                                      dict[str, tuple[Subscription, BillingPeriod]]]:
+                                      dict[str, tuple[Subscription, BillingPeriod, datetime]]]:
     """The due (subscription, period) pairs, and where each due subscription advances to.
+
+    The second value maps a subscription id to ``(subscription, next period, cycle anchor)``.
 
     A subscription whose plan or schedule fails (``DataError``, or any exception while computing
     its periods, e.g. an anchor outside the datetime range) lands in ``report.errors`` alone.
     """
     candidates: list[tuple[Subscription, BillingPeriod]] = []
-    advances: dict[str, tuple[Subscription, BillingPeriod]] = {}
+    advances: dict[str, tuple[Subscription, BillingPeriod, datetime]] = {}
     for sub in subscriptions:
         if isinstance(sub, tuple):
             report.error(tenant.id, sub[1], subscription_id=sub[0])
@@ -115,6 +117,7 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
             plan = catalog.plan(sub.plan_id)
             due, moved_to = due_periods(sub, plan.interval, plan.interval_count,
                                         tenant.timezone, as_of)
+            anchor = sub.cycle_anchor(plan.interval, plan.interval_count, tenant.timezone)
         except Exception as exc:  # bad data of one subscription never stops the tenant's run
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
@@ -125,7 +128,7 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
             continue
         candidates.extend((sub, period) for period in due)
         if moved_to is not None:
-            advances[sub.id] = (sub, moved_to)
+            advances[sub.id] = (sub, moved_to, anchor)
     return candidates, advances
 
 
@@ -199,8 +202,8 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         # This tenant's failures only: another tenant may use the same subscription ids.
         failed = {e.get("subscription_id") for e in report.errors[errors_before:]}
         moves = [SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end,
-                                  sub.anchor)
-                 for sub_id, (sub, period) in advances.items()
+                                  anchor)
+                 for sub_id, (sub, period, anchor) in advances.items()
                  if sub_id not in failed and sub.current_period_end is not None]
         advanced = 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves,
                                                                          now=ctx.now)

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.errors import DataError
 from shared.money import to_decimal, validate_currency
-from shared.periods import zone
+from shared.periods import add_interval, zone
 
 AGGREGATIONS = ("count", "sum", "max", "unique_count", "latest", "weighted_sum")
 INTERVALS = ("day", "week", "month", "year")
@@ -321,16 +321,23 @@ class Subscription:
                             code="invalid_field")
         return sub
 
-    @property
-    def anchor(self) -> datetime:
-        """The billing-cycle anchor of an anniversary schedule.
+    def cycle_anchor(self, interval: str, interval_count: int, tz: str) -> datetime:
+        """The billing-cycle anchor of an anniversary schedule (plan ``interval`` x ``count``).
 
-        ``billing_cycle_anchor`` (Stripe's name) when set, else the stored
-        ``current_period_start`` (a trial that ends on the 15th anchors the cycle on the 15th),
-        else ``started_at``. The first advance writes it, so the anchor never drifts.
+        ``billing_cycle_anchor`` (Stripe's name) when set. Else the stored period tells: when
+        ``current_period_end`` is one whole interval after ``current_period_start`` the start
+        anchors the cycle (a trial that ends on the 15th anchors it on the 15th; Jan 31 ->
+        Feb 28 keeps the 31st); otherwise the stored period is a *stub* and its end is the
+        schedule's position (Stripe: created Jan 20 with the cycle on the 1st bills a prorated
+        Jan 20 - Feb 1, then Feb 1 - Mar 1). Without a stored period, ``started_at``. The first
+        advance writes the anchor, so it never drifts.
         """
-        return self.billing_cycle_anchor or self.current_period_start or self.started_at
-
+        if self.billing_cycle_anchor is not None:
+            return self.billing_cycle_anchor
+        start, end = self.current_period_start, self.current_period_end
+        if start is None or end is None:
+            return self.started_at
+        return start if add_interval(start, interval, interval_count, tz) == end else end
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from shared.model import Subscription
-from shared.periods import BillingPeriod, local_midnight, zone
+from shared.model import Plan, Subscription
+from shared.periods import BillingPeriod, anniversary_period, local_midnight, zone
 
 _ONE_DAY = timedelta(days=1)
 
@@ -68,17 +68,45 @@ def _last_day(until: datetime, tz: str) -> date:
     return day
 
 
-def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[int, int]:
+def _days(period: BillingPeriod) -> int:
+    """The local calendar dates a period holds (its first date up to the next period's)."""
+    return (period.local_end.date() - period.local_start.date()).days
+
+
+def full_period_days(subscription: Subscription, period: BillingPeriod,
+                     plan: Plan | None) -> int:
+    """The days a whole fee pays for: the period's own, or a stub's full anchored period.
+
+    A *stub* is an anniversary period shorter than one interval that ends on the subscription's
+    anchored schedule (``Subscription.cycle_anchor``), e.g. Jan 20 - Feb 1 of a monthly plan
+    anchored on the 1st: its fee is prorated over the anchored period that contains it, Jan 1 -
+    Feb 1 (31 days), as Stripe prorates a first period up to the billing cycle anchor. Calendar
+    periods, whole periods and periods longer than an interval use their own days.
+    """
+    own = _days(period)
+    if plan is None or subscription.billing_time != "anniversary":
+        return own
+    anchor = subscription.cycle_anchor(plan.interval, plan.interval_count, period.timezone)
+    full = anniversary_period(anchor, plan.interval, plan.interval_count, period.timezone,
+                              period.start)
+    if full.end == period.end and full.start < period.start:
+        return _days(full)
+    return own
+
+
+def proration_days(subscription: Subscription, period: BillingPeriod,
+                   plan: Plan | None = None) -> tuple[int, int]:
     """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
 
     ``active_days`` is in ``0..period_days``; the fee is the full one when they are equal. See
     the module docstring for the convention (local calendar days, partial days whole, trial
-    excluded, end exclusive).
+    excluded, end exclusive). With ``plan``, a stub anniversary period counts the days of its
+    full anchored period (``full_period_days``).
     """
     tz = period.timezone
     first_day = period.local_start.date()
     end_day = period.local_end.date()  # first date of the next period
-    period_days = (end_day - first_day).days
+    period_days = full_period_days(subscription, period, plan)
     window = billable_window(subscription, period)
     if window is None:
         return 0, period_days

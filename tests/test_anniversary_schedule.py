@@ -139,3 +139,49 @@ def test_daily_invoices_across_the_dst_change(db: firestore.Client, call_functio
     assert sorted(invoices) == [f"sub-dee-{first + timedelta(days=n):%Y%m%d}" for n in range(7)]
     assert {inv["total"] for inv in invoices.values()} == {120}  # a full day's fee each, + VAT
 
+
+
+# -- item 8a: a stub first period keeps current_period_end as the anchor and is prorated ----------
+def test_stub_first_period_is_prorated_and_keeps_its_end_as_anchor(
+        db: firestore.Client, call_function: Any) -> None:
+    # Stripe: a subscription created on 20 January with billing_cycle_anchor 1 February bills a
+    # prorated stub 20..31 January, then whole months from the 1st. Monthly, London (GMT).
+    f.tenant(db, T, grace_period_hours=0)
+    f.plan(db, T, "monthly", [{"type": "fixed", "description": "Plan",
+                               "unit_amount_decimal": "3100"}])
+    f.customer(db, T, "stu")
+    f.subscription(db, T, "sub-stu", "stu", "monthly",
+                   **anniversary(utc(2026, 1, 20, 15), utc(2026, 2, 1)))
+    body = run(call_function, "2026-03-01T00:30:00Z")
+    assert (body["generated"], body["errors"]) == (2, []), body
+    invoices = f.invoices(db, T)
+    assert sorted(invoices) == ["sub-stu-20260120", "sub-stu-20260201"]
+    stub, february = invoices["sub-stu-20260120"], invoices["sub-stu-20260201"]
+    (fee,) = stub["lines"]
+    # The stub is part of the anchored period 1 January .. 1 February (31 days): 20..31 = 12.
+    assert fee["description"] == "Plan (12 of 31 days)" and fee["amount"] == 1200
+    assert (february["period_start"], february["period_end"]) == (utc(2026, 2, 1),
+                                                                   utc(2026, 3, 1))
+    assert [line["amount"] for line in february["lines"]] == [3100]
+    moved = db.document(f"tenants/{T}/subscriptions/sub-stu").get().to_dict() or {}
+    assert (moved["current_period_start"], moved["current_period_end"],
+            moved["billing_cycle_anchor"]) == (utc(2026, 3, 1), utc(2026, 3, 31, 23),
+                                               utc(2026, 2, 1))  # 1 April 00:00 BST
+
+
+def test_cycle_anchor_rules() -> None:
+    tz = "Europe/London"
+
+    def anchored(start: datetime, end: datetime, anchor: datetime | None = None) -> datetime:
+        s = Subscription(id="s", customer_id="c", plan_id="p", status="active",
+                         billing_time="anniversary", started_at=start,
+                         current_period_start=start, current_period_end=end,
+                         billing_cycle_anchor=anchor)
+        return s.cycle_anchor("month", 1, tz)
+
+    # A whole period: its start (31 January keeps its day of month, Feb 28 is a clamp).
+    assert anchored(utc(2026, 1, 31, 10), utc(2026, 2, 28, 10)) == utc(2026, 1, 31, 10)
+    # A stub: its end, the schedule's position.
+    assert anchored(utc(2026, 1, 20), utc(2026, 2, 1)) == utc(2026, 2, 1)
+    # billing_cycle_anchor, when set, wins.
+    assert anchored(utc(2026, 1, 20), utc(2026, 2, 1), utc(2026, 1, 5)) == utc(2026, 1, 5)

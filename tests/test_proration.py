@@ -295,3 +295,26 @@ def test_prorated_line_shape() -> None:
     assert line.description == "Pro plan (17 of 31 days)"
     assert line.unit_amount_decimal == Decimal("548.387096774194")
     assert (line.quantity, line.amount) == (1, 548)
+
+
+def test_stub_period_is_prorated_over_its_full_anchored_period() -> None:
+    # Issue 8 item 8a (Stripe's stub): a monthly plan anchored on 1 February bills the stub
+    # 20 January 15:00 .. 1 February as 12 of the 31 days of 1 January .. 1 February, both when
+    # the stub is the stored period and after the advance (the draft re-priced at finalization).
+    monthly = Plan.parse("pro", {"currency": "GBP", "interval": "month", "charges": []})
+    stub = BillingPeriod(london(2026, 1, 20, 15), london(2026, 2, 1), LONDON)
+    def anniversary(start: datetime, end: datetime,
+                    anchor: datetime | None = None) -> Subscription:
+        return Subscription(id="s1", customer_id="c1", plan_id="pro", status="active",
+                            billing_time="anniversary", started_at=stub.start,
+                            current_period_start=start, current_period_end=end,
+                            billing_cycle_anchor=anchor)
+
+    stored = anniversary(stub.start, stub.end)
+    advanced = anniversary(stub.end, london(2026, 3, 1), stub.end)
+    assert proration_days(stored, stub, monthly) == (12, 31)
+    assert proration_days(advanced, stub, monthly) == (12, 31)
+    # A whole period, and any period of a calendar subscription, count their own days.
+    february = BillingPeriod(london(2026, 2, 1), london(2026, 3, 1), LONDON)
+    assert proration_days(advanced, february, monthly) == (28, 28)
+    assert proration_days(sub(started_at=stub.start), stub, monthly) == (12, 12)
