@@ -123,9 +123,7 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
             continue
         if not due:
             continue
-        if sub.status == "suspended":
-            report.skip(tenant.id, sub.id, "subscription_suspended")
-            continue
+        # A suspended subscription is billed and advanced like any other (issue 8 item 5).
         candidates.extend((sub, period) for period in due)
         if moved_to is not None:
             advances[sub.id] = (sub, moved_to, anchor)

@@ -20,9 +20,12 @@ Each run (``as_of``, default now) looks at every ``open`` invoice with ``due_at 
   next run.
 - ``suspension``: one transaction sets the customer and their active subscriptions to
   ``suspended`` (``suspension_reason``, ``suspended_at``, ``suspended_by: "dunning"``,
-  ``suspension_id``), records ``dunning.suspension`` on the invoice and queues the suspension
+  ``suspension_id``, and a new open interval ``{from: now, to: null}`` appended to
+  ``suspensions``), records ``dunning.suspension`` on the invoice and queues the suspension
   notice in the outbox; the notice is then sent (and retried by later runs while the customer is
-  still suspended). Suspended subscriptions are skipped by the billing runs.
+  still suspended). The billing runs still bill every period of a suspended subscription: usage
+  in full, fixed fees prorated to the days not suspended (``shared.proration``; issue 8 item 5).
+  ``from`` is the run's real time (``now``), when the service actually stops.
 - ``uncollectible``: the invoice becomes ``uncollectible`` (its Stripe twin first, when there is
   one). It keeps the customer suspended.
 
@@ -307,7 +310,9 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
         note: Notification | None = None
         if suspend_now:
             fields = {"suspension_reason": reason, "suspended_at": now, "suspended_by": "dunning",
-                      "suspension_id": suspension_id}
+                      "suspension_id": suspension_id,
+                      # The interval the billing runs prorate fixed fees by; reactivation closes it.
+                      "suspensions": firestore.ArrayUnion([{"from": now, "to": None}])}
             transaction.update(customer_ref, {
                 "status": "suspended", **fields, "suspension_invoice_id": invoice_id,
                 "history": firestore.ArrayUnion([history_entry(

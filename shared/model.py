@@ -84,6 +84,53 @@ def _int(data: Mapping[str, Any], key: str, where: str, default: int | None = No
 
 
 @dataclass(frozen=True)
+class SuspensionInterval:
+    """A time during which a customer or subscription was suspended: ``[start, end)``.
+
+    ``start`` ``None``: since before any period (a ``suspended`` status written by hand without
+    ``suspended_at``); ``end`` ``None``: still suspended. Billing runs still bill the periods
+    that overlap it (usage in full); ``shared.proration`` takes its days out of fixed fees.
+    """
+
+    start: datetime | None
+    end: datetime | None
+
+
+def parse_suspensions(data: Mapping[str, Any], where: str) -> tuple[SuspensionInterval, ...]:
+    """Read ``suspensions`` (list of ``{from, to}``, ``to`` null while open) with the status.
+
+    Data written by hand is read so:
+    - status ``suspended`` and no open interval: one is added from ``suspended_at``, or from
+      the beginning of time when there is no ``suspended_at`` (every period billed while that
+      status lasts gets no fixed fee; its usage is still billed);
+    - status ``active`` with an open interval (reactivated by hand): it ends at
+      ``reactivated_at`` when that is later than its start, else it is ignored (the fee is due);
+    - status ``canceled`` keeps an open interval open (``canceled_at`` ends the billing anyway).
+
+    Raises:
+        DataError: ``suspensions`` is not a list of maps with timestamps, or ``to`` < ``from``.
+
+    """
+    raw = data.get("suspensions") or []
+    if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
+        raise DataError(f"{where}: 'suspensions' must be a list of {{from, to}} maps",
+                        code="invalid_field")
+    out = [SuspensionInterval(_optional_datetime(item, "from", where),
+                              _optional_datetime(item, "to", where)) for item in raw]
+    if any(i.start is not None and i.end is not None and i.end < i.start for i in out):
+        raise DataError(f"{where}: a suspension ends before it starts", code="invalid_field")
+    is_open = any(i.end is None for i in out)
+    status = data.get("status")
+    if status == "suspended" and not is_open:
+        out.append(SuspensionInterval(_optional_datetime(data, "suspended_at", where), None))
+    elif status == "active" and is_open:
+        back = _optional_datetime(data, "reactivated_at", where)
+        out = [i if i.end is not None else SuspensionInterval(i.start, back) for i in out
+               if i.end is not None or (back is not None and (i.start is None or back > i.start))]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Tenant:
     """``tenants/{id}``: the seller, its timezone, currency, numbering and tax settings.
 
@@ -167,7 +214,10 @@ class Tenant:
 
 @dataclass(frozen=True)
 class Customer:
-    """``tenants/{t}/customers/{id}``: who is billed; ``country`` drives the tax rate."""
+    """``tenants/{t}/customers/{id}``: who is billed; ``country`` drives the tax rate.
+
+    ``suspensions``: when the customer was suspended (``parse_suspensions``).
+    """
 
     id: str
     name: str
@@ -177,6 +227,7 @@ class Customer:
     tax_exempt: bool
     address: Mapping[str, Any]
     tax_id: str | None = None
+    suspensions: tuple[SuspensionInterval, ...] = ()
 
     @classmethod
     def parse(cls, customer_id: str, data: Mapping[str, Any]) -> Customer:
@@ -195,6 +246,7 @@ class Customer:
             tax_exempt=_flag(data, "tax_exempt", where, False),
             address=dict(address),
             tax_id=data.get("tax_id"),
+            suspensions=parse_suspensions(data, where),
         )
 
 
@@ -275,7 +327,10 @@ class Plan:
 
 @dataclass(frozen=True)
 class Subscription:
-    """``tenants/{t}/subscriptions/{id}``: a customer on a plan, billed by calendar or anniversary."""
+    """``tenants/{t}/subscriptions/{id}``: a customer on a plan, billed by calendar or anniversary.
+
+    ``suspensions``: when the subscription was suspended (``parse_suspensions``).
+    """
 
     id: str
     customer_id: str
@@ -288,6 +343,7 @@ class Subscription:
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
     billing_cycle_anchor: datetime | None = None
+    suspensions: tuple[SuspensionInterval, ...] = ()
 
     @classmethod
     def parse(cls, subscription_id: str, data: Mapping[str, Any]) -> Subscription:
@@ -306,6 +362,7 @@ class Subscription:
             current_period_start=_optional_datetime(data, "current_period_start", where),
             current_period_end=_optional_datetime(data, "current_period_end", where),
             billing_cycle_anchor=_optional_datetime(data, "billing_cycle_anchor", where),
+            suspensions=parse_suspensions(data, where),
         )
         if billing_time == "anniversary" and (
             sub.current_period_start is None or sub.current_period_end is None

@@ -229,6 +229,12 @@ def test_reactivation_when_nothing_is_overdue(db: firestore.Client, call_functio
     assert gp.customer(db, "alice")["status"] == "active"
     sub = db.document(f"tenants/{T}/subscriptions/sub-alice").get().to_dict() or {}
     assert sub["status"] == "active" and sub["last_suspension"]["suspended_by"] == "dunning"
+    # The interval the billing runs prorate by: opened by the suspension, closed by this run.
+    customer = gp.customer(db, "alice")
+    for record in (customer, sub):
+        (interval,) = record["suspensions"]
+        assert interval == {"from": record["last_suspension"]["suspended_at"],
+                            "to": record["reactivated_at"]}
     assert run(call_function, day(22.5))["reactivated"] == 0
     assert len(smtp.of_kind("reactivation")) == 1
 
