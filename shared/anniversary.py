@@ -22,12 +22,13 @@ clock for every decision (due periods, ``finalize_at``, issue and due dates).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.delivery import delivery_enabled
 from shared.errors import BadRequest, DataError
+from shared.invoicing import InvoiceDraft
 from shared.model import Subscription, Tenant
 from shared.periods import BillingPeriod, add_interval, anniversary_period, zone
 from shared.runs import (
@@ -35,6 +36,7 @@ from shared.runs import (
     RunContext,
     RunReport,
     bill_subscriptions,
+    empty_invoice_reason,
     price_candidates,
     publish,
     republish_missing_pdfs,
@@ -130,13 +132,52 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
     return candidates, advances
 
 
+def _age(since: Any, now: datetime) -> str:
+    """``"2 days 6 hours"``: how long a draft has waited (``since`` its creation)."""
+    if not isinstance(since, datetime):
+        return "an unknown time"
+    hours = max(0, int((now - since).total_seconds() // 3600))
+    days, hours = divmod(hours, 24)
+    return f"{days} day{'s' if days != 1 else ''} {hours} hour{'s' if hours != 1 else ''}"
+
+
+def warn_blocked_drafts(ctx: RunContext, report: RunReport, tenant: Tenant,
+                        blocked: Sequence[dict[str, Any]], skips: Sequence[dict[str, Any]],
+                        errors: Sequence[dict[str, Any]]) -> None:
+    """Put each due draft that could not be finalized in ``warnings``, with its age and why.
+
+    ``skips`` and ``errors`` are the entries this finalization added (the reason is the skip
+    reason or error code of the draft's subscription, e.g. ``customer_archived``). Such a
+    draft waits for a person (fix the data, or ``delete_draft``); every run repeats the warning.
+    """
+    why: dict[str, str] = {}
+    for entry in (*skips, *errors):
+        key = str(entry.get("subscription_id") or entry.get("invoice_id"))
+        why.setdefault(key, str(entry.get("reason") or entry.get("code")))
+    for invoice in blocked:
+        invoice_id = str(invoice["invoice_id"])
+        reason = why.get(str(invoice.get("subscription_id"))) or why.get(invoice_id) or "unknown"
+        report.warnings_count += 1
+        report.warnings.append(
+            f"{tenant.id}/{invoice_id}: draft waiting {_age(invoice.get('created_at'), ctx.now)}"
+            f" cannot be finalized: {reason}")
+
+
 def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                         drafts: Sequence[dict[str, Any]]) -> int:
-    """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized."""
+    """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized.
+
+    A draft whose re-pricing gives nothing (``no_usage``/``nothing_to_bill``, also its skip
+    reason) is set ``deleted`` with that ``deleted_reason`` (``BillingStore.discard_drafts``):
+    it would never finalize, and its period is not invoiced again. A draft held by something
+    else (an ``archived`` customer, bad data) stays a draft and is reported in ``warnings`` with
+    its age. A suspended customer's draft finalizes like any other (issue 8 item 5).
+    """
     if not drafts:
         return 0
     subs = ctx.store.get_subscriptions(tenant.id, (str(d["subscription_id"]) for d in drafts))
     candidates: list[tuple[Subscription, BillingPeriod]] = []
+    skips_before, errors_before = len(report.skips), len(report.errors)
     for invoice in drafts:
         sub = subs[str(invoice["subscription_id"])]
         if isinstance(sub, DataError):
@@ -144,12 +185,19 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
             continue
         candidates.append((sub, BillingPeriod(invoice["period_start"], invoice["period_end"],
                                               tenant.timezone)))
-    priced, _ = price_candidates(ctx, report, tenant, catalog, candidates)
+    empty: list[InvoiceDraft] = []
+    priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty)
+    handled = {d.invoice_id for d in (*priced, *empty)}
+    warn_blocked_drafts(ctx, report, tenant,
+                        [d for d in drafts if str(d["invoice_id"]) not in handled],
+                        report.skips[skips_before:], report.errors[errors_before:])
     if ctx.dry_run:
         for draft in priced:
             report.finalized += 1
             report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
         return len(priced)
+    ctx.store.discard_drafts(tenant.id, {d.invoice_id: empty_reason(subs, d) for d in empty},
+                             now=ctx.now, run_id=ctx.run_id)
     finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id,
                                           delivery_pending=delivery_enabled(tenant))
     for document in finalized:
@@ -158,6 +206,13 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
     report.finalized += len(finalized)
     publish(ctx, report, tenant, finalized)
     return len(finalized)
+
+
+def empty_reason(subs: Mapping[str, Subscription | DataError], draft: InvoiceDraft) -> str:
+    """The skip reason of an empty draft (as ``price_candidates`` gives it)."""
+    sub = subs[draft.subscription_id]
+    assert isinstance(sub, Subscription)  # only parsed subscriptions are priced
+    return empty_invoice_reason(sub, draft.period, draft.customer)
 
 
 def run_generate_invoices(ctx: RunContext, tenant_id: str | None,

@@ -163,6 +163,15 @@ class Catalog:
         return plan
 
 
+def empty_invoice_reason(sub: Subscription, period: BillingPeriod, customer: Customer) -> str:
+    """Why an empty invoice is skipped (issue 8 item 5).
+
+    ``nothing_to_bill`` when a suspension of the subscription or customer overlaps the period
+    (its fixed fees were withheld), else ``no_usage`` (no fixed fee due and no usage).
+    """
+    return "nothing_to_bill" if suspended_during(sub, period, customer) else "no_usage"
+
+
 def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                      candidates: Sequence[tuple[Subscription, BillingPeriod]],
                      empty: list[InvoiceDraft] | None = None,
@@ -229,8 +238,7 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
         report.warnings_count += usage.warning_count()
         report.warnings.extend(f"{tenant.id}/{sub.id}: {w}" for w in draft.warnings)
         if draft.is_empty:
-            withheld = suspended_during(sub, period, customer)
-            report.skip(tenant.id, sub.id, "nothing_to_bill" if withheld else "no_usage")
+            report.skip(tenant.id, sub.id, empty_invoice_reason(sub, period, customer))
             if empty is not None:
                 empty.append(draft)
             continue
