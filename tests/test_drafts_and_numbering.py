@@ -10,6 +10,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from shared.numbering import sequence_year
 from tests import factories as f
 
 T = "drafty"
@@ -78,3 +79,19 @@ def test_drafts_of_suspended_customers_finalize_and_blocked_drafts_are_warned_ab
     assert "2 days 6 hours" in warning and "customer_archived" in warning, warning
     assert body["warnings_count"] >= 1
 
+
+def test_numbering_year_is_the_finalization_year_in_the_tenant_timezone(
+        db: firestore.Client, call_function: Any) -> None:
+    assert sequence_year(utc(2026, 12, 31, 23, 30), "Pacific/Auckland") == 2027
+    assert sequence_year(utc(2026, 12, 31, 23, 30), "America/Los_Angeles") == 2026
+    # 2025-12-31T23:30Z is 1 January 2026 12:30 in Auckland: the invoice is number 1 of 2026.
+    seed(db, "kiri", timezone="Pacific/Auckland", grace_period_hours=0)
+    db.document(f"tenants/{T}/subscriptions/sub-kiri").update({
+        "started_at": utc(2025, 11, 30, 11), "current_period_start": utc(2025, 11, 30, 11),
+        "current_period_end": utc(2025, 12, 31, 11)})
+    f.event(db, T, "e-dec", "kiri", "calls", utc(2025, 12, 10))
+    body = run(call_function, "2025-12-31T23:30:00Z")
+    assert (body["generated"], body["finalized"], body["errors"]) == (1, 1, []), body
+    (invoice,) = f.invoices(db, T).values()
+    assert (invoice["number"], invoice["sequence_year"]) == ("DR-2026-000001", 2026)
+    assert db.document(f"tenants/{T}/invoice_sequences/2026").get().exists
