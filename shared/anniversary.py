@@ -7,13 +7,22 @@ For every ``anniversary`` subscription whose ``current_period_end <= as_of``:
 2. the subscription advances to the first period that has not ended, on its anchored schedule
    (``shared.periods.anniversary_period``: Jan 31 -> Feb 28 (29) -> Mar 31, as Stripe does);
    a canceled subscription gets one final invoice for the partial period up to ``canceled_at``
-   (fixed fees prorated, usage up to the cancellation) and then nothing more;
+   (fixed fees prorated, usage up to the cancellation) and then nothing more. The schedule
+   follows local calendar dates: a daily plan gives one period per local day, DST days of 23
+   or 25 hours included. The anchor is ``Subscription.cycle_anchor``: a stored stub period
+   (Jan 20 - Feb 1 of a monthly plan) keeps its end as the anchor and its fee is prorated
+   (``shared.proration``). A suspended subscription (or customer) is billed and advanced like
+   any other: no period is lost or skipped for suspension (issue 8 item 5);
 3. drafts whose grace period is over (``finalize_at <= as_of``; ``grace_period_hours`` on the
    tenant, default 1) are *re-priced* with the usage known now (late events that belong to the
    period count while the invoice is a draft), then numbered, set ``open`` and rendered to PDF,
    in one transaction per batch. With ``grace_period_hours = 0`` there is no draft stage: the
    invoices are created ``open`` and numbered at once, like the month close's. An ``open``
-   invoice never changes amounts.
+   invoice never changes amounts. A draft re-priced to nothing is ``deleted``; a draft that
+   cannot finalize (archived customer, bad data) is listed in ``warnings`` with its age.
+
+One subscription's failure (bad data, or any exception while computing its schedule) lands in
+``errors`` for that subscription; the others are billed.
 
 ``subscription_id`` (with a tenant) restricts the run to that subscription and finalizes its
 drafts at once, ignoring the grace period: the admin's "invoice it now". ``as_of`` is the run's
