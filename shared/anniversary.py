@@ -189,11 +189,13 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
     skips_before, errors_before = len(report.skips), len(report.errors)
     for invoice in drafts:
         sub = subs[str(invoice["subscription_id"])]
-        if isinstance(sub, DataError):
-            report.error(tenant.id, sub, invoice_id=str(invoice["invoice_id"]))
-            continue
-        candidates.append((sub, BillingPeriod(invoice["period_start"], invoice["period_end"],
-                                              tenant.timezone)))
+        try:
+            if isinstance(sub, DataError):
+                raise sub
+            candidates.append((sub, BillingPeriod(invoice["period_start"], invoice["period_end"],
+                                                  tenant.timezone)))
+        except Exception as exc:  # a malformed draft fails alone
+            report.error(tenant.id, exc, invoice_id=str(invoice["invoice_id"]))
     empty: list[InvoiceDraft] = []
     priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty)
     handled = {d.invoice_id for d in (*priced, *empty)}

@@ -80,6 +80,20 @@ def test_drafts_of_suspended_customers_finalize_and_blocked_drafts_are_warned_ab
     assert body["warnings_count"] >= 1
 
 
+
+def test_a_malformed_draft_fails_alone(db: firestore.Client, call_function: Any) -> None:
+    # Issue 8 item 7 ("catch per subscription"), for the finalization of stored drafts.
+    seed(db, "amy", "ben")
+    assert run(call_function, "2026-02-01T00:10:00Z")["generated"] == 2
+    db.document(f"tenants/{T}/invoices/sub-ben-20260101").update(
+        {"period_end": utc(2026, 1, 1)})  # an empty period: cannot be re-priced
+    body = run(call_function, "2026-02-01T01:30:00Z")
+    assert body["finalized"] == 1, body
+    assert [(e["invoice_id"], e["code"]) for e in body["errors"]] == [
+        ("sub-ben-20260101", "internal")]
+    assert f.invoices(db, T)["sub-amy-20260101"]["status"] == "open"
+    assert any("sub-ben-20260101" in w for w in body["warnings"])
+
 def test_numbering_year_is_the_finalization_year_in_the_tenant_timezone(
         db: firestore.Client, call_function: Any) -> None:
     assert sequence_year(utc(2026, 12, 31, 23, 30), "Pacific/Auckland") == 2027
