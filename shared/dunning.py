@@ -20,9 +20,12 @@ Each run (``as_of``, default now) looks at every ``open`` invoice with ``due_at 
   next run.
 - ``suspension``: one transaction sets the customer and their active subscriptions to
   ``suspended`` (``suspension_reason``, ``suspended_at``, ``suspended_by: "dunning"``,
-  ``suspension_id``), records ``dunning.suspension`` on the invoice and queues the suspension
+  ``suspension_id``, and a new open interval ``{from: now, to: null}`` appended to
+  ``suspensions``), records ``dunning.suspension`` on the invoice and queues the suspension
   notice in the outbox; the notice is then sent (and retried by later runs while the customer is
-  still suspended). Suspended subscriptions are skipped by the billing runs.
+  still suspended). The billing runs still bill every period of a suspended subscription: usage
+  in full, fixed fees prorated to the days not suspended (``shared.proration``; issue 8 item 5).
+  ``from`` is the run's real time (``now``), when the service actually stops.
 - ``uncollectible``: the invoice becomes ``uncollectible`` (its Stripe twin first, when there is
   one). It keeps the customer suspended.
 
@@ -30,8 +33,9 @@ Every step done is recorded on the invoice: ``dunning.<step>`` = ``{at, as_of, r
 (``at`` is the real time of the run, ``as_of`` the policy date) and a ``history`` entry
 ``{action: "dunning.<step>", actor: "dunning", at, ...}``.
 
-Then the run reactivates suspended customers with nothing overdue left (``shared.payments``:
-query ``customers`` where ``status == "suspended"``) and, unless ``dry_run``, retries what earlier
+Then the run reactivates suspended customers with nothing overdue left by the real clock (or
+by ``as_of`` if later; ``shared.payments``: query ``customers`` where ``status == "suspended"``)
+and, unless ``dry_run``, retries what earlier
 runs left undone (``shared.delivery.sweep``: invoice emails and Stripe pushes with
 ``delivery_pending``, pending reactivation notices).
 
@@ -306,7 +310,9 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
         note: Notification | None = None
         if suspend_now:
             fields = {"suspension_reason": reason, "suspended_at": now, "suspended_by": "dunning",
-                      "suspension_id": suspension_id}
+                      "suspension_id": suspension_id,
+                      # The interval the billing runs prorate fixed fees by; reactivation closes it.
+                      "suspensions": firestore.ArrayUnion([{"from": now, "to": None}])}
             transaction.update(customer_ref, {
                 "status": "suspended", **fields, "suspension_invoice_id": invoice_id,
                 "history": firestore.ArrayUnion([history_entry(
@@ -535,11 +541,17 @@ class _TenantRun:
 
     # -- reactivation ----------------------------------------------------------------------------
     def reactivations(self) -> None:
-        """Reactivate every suspended customer with nothing overdue left; send the notices."""
+        """Reactivate every suspended customer with nothing overdue left; send the notices.
+
+        "Overdue" is judged at the real clock (``ctx.now``), or at ``as_of`` when that is later:
+        a past ``as_of`` must never reactivate a customer who is overdue today (issue 8 item 11),
+        and a run must not reactivate the customer it has just suspended for ``as_of``.
+        """
         ctx, report, tenant = self.ctx, self.report, self.tenant
+        clock = max(ctx.as_of, ctx.now)
         for customer_id in suspended_customer_ids(ctx.store, tenant.id):
             try:
-                done = reactivate_if_clear(ctx.store, tenant, customer_id, ctx.as_of, ctx.now,
+                done = reactivate_if_clear(ctx.store, tenant, customer_id, clock, ctx.now,
                                            ctx.run_id, actor="dunning", notify=self.email,
                                            dry_run=ctx.dry_run)
                 if done is None:

@@ -200,7 +200,7 @@ def build_invoice(
         try:
             kind = charge_type(charge)
             if kind == "fixed":
-                active, total_days = proration_days(subscription, period)
+                active, total_days = proration_days(subscription, period, plan, customer)
                 if active == 0:
                     continue
                 quantity, unit = fixed_parts(charge)

@@ -18,13 +18,17 @@ from typing import Any
 
 from shared.errors import DataError
 from shared.money import to_decimal, validate_currency
-from shared.periods import zone
+from shared.periods import add_interval, zone
 
 AGGREGATIONS = ("count", "sum", "max", "unique_count", "latest", "weighted_sum")
 INTERVALS = ("day", "week", "month", "year")
 SUBSCRIPTION_STATUSES = ("active", "suspended", "canceled")
 CUSTOMER_STATUSES = ("active", "suspended", "archived")
 MAX_GRACE_PERIOD_HOURS = 72
+# Bounds on a plan's interval_count (issue 8 item 7): at most 10 years (120 months), a year of
+# days or two years of weeks. Stripe caps a price's recurring interval at one year; we allow
+# longer contracts but nothing a schedule cannot compute within the datetime range.
+MAX_INTERVAL_COUNT = {"day": 365, "week": 104, "month": 120, "year": 10}
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -140,6 +144,53 @@ def parse_email(value: Any, where: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class SuspensionInterval:
+    """A time during which a customer or subscription was suspended: ``[start, end)``.
+
+    ``start`` ``None``: since before any period (a ``suspended`` status written by hand without
+    ``suspended_at``); ``end`` ``None``: still suspended. Billing runs still bill the periods
+    that overlap it (usage in full); ``shared.proration`` takes its days out of fixed fees.
+    """
+
+    start: datetime | None
+    end: datetime | None
+
+
+def parse_suspensions(data: Mapping[str, Any], where: str) -> tuple[SuspensionInterval, ...]:
+    """Read ``suspensions`` (list of ``{from, to}``, ``to`` null while open) with the status.
+
+    Data written by hand is read so:
+    - status ``suspended`` and no open interval: one is added from ``suspended_at``, or from
+      the beginning of time when there is no ``suspended_at`` (every period billed while that
+      status lasts gets no fixed fee; its usage is still billed);
+    - status ``active`` with an open interval (reactivated by hand): it ends at
+      ``reactivated_at`` when that is later than its start, else it is ignored (the fee is due);
+    - status ``canceled`` keeps an open interval open (``canceled_at`` ends the billing anyway).
+
+    Raises:
+        DataError: ``suspensions`` is not a list of maps with timestamps, or ``to`` < ``from``.
+
+    """
+    raw = data.get("suspensions") or []
+    if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
+        raise DataError(f"{where}: 'suspensions' must be a list of {{from, to}} maps",
+                        code="invalid_field")
+    out = [SuspensionInterval(_optional_datetime(item, "from", where),
+                              _optional_datetime(item, "to", where)) for item in raw]
+    if any(i.start is not None and i.end is not None and i.end < i.start for i in out):
+        raise DataError(f"{where}: a suspension ends before it starts", code="invalid_field")
+    is_open = any(i.end is None for i in out)
+    status = data.get("status")
+    if status == "suspended" and not is_open:
+        out.append(SuspensionInterval(_optional_datetime(data, "suspended_at", where), None))
+    elif status == "active" and is_open:
+        back = _optional_datetime(data, "reactivated_at", where)
+        out = [i if i.end is not None else SuspensionInterval(i.start, back) for i in out
+               if i.end is not None or (back is not None and (i.start is None or back > i.start))]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Tenant:
     """``tenants/{id}``: the seller, its timezone, currency, numbering and tax settings.
 
@@ -223,7 +274,10 @@ class Tenant:
 
 @dataclass(frozen=True)
 class Customer:
-    """``tenants/{t}/customers/{id}``: who is billed; ``country`` drives the tax rate."""
+    """``tenants/{t}/customers/{id}``: who is billed; ``country`` drives the tax rate.
+
+    ``suspensions``: when the customer was suspended (``parse_suspensions``).
+    """
 
     id: str
     name: str
@@ -233,6 +287,7 @@ class Customer:
     tax_exempt: bool
     address: Mapping[str, Any]
     tax_id: str | None = None
+    suspensions: tuple[SuspensionInterval, ...] = ()
 
     @classmethod
     def parse(cls, customer_id: str, data: Mapping[str, Any]) -> Customer:
@@ -251,6 +306,7 @@ class Customer:
             tax_exempt=_flag(data, "tax_exempt", where, False),
             address=dict(address),
             tax_id=data.get("tax_id"),
+            suspensions=parse_suspensions(data, where),
         )
 
 
@@ -301,19 +357,29 @@ class Plan:
 
     @classmethod
     def parse(cls, plan_id: str, data: Mapping[str, Any]) -> Plan:
-        """Parse a plan; charges are validated by ``shared.charges`` when priced."""
+        """Parse a plan; charges are validated by ``shared.charges`` when priced.
+
+        ``interval_count`` must be 1..365 for ``day``, 1..104 for ``week``, 1..120 for
+        ``month`` and 1..10 for ``year`` (``MAX_INTERVAL_COUNT``): 120 months in total at most.
+
+        Raises:
+            DataError: a missing or invalid field, or an ``interval_count`` out of bounds.
+
+        """
         where = f"plans/{plan_id}"
         charges = _require(data, "charges", where)
         if not isinstance(charges, list) or not all(isinstance(c, Mapping) for c in charges):
             raise DataError(f"{where}: 'charges' must be a list of maps", code="invalid_field")
+        interval = _choice(data, "interval", INTERVALS, where)
         count = _int(data, "interval_count", where, default=1)
-        if count < 1:
-            raise DataError(f"{where}: 'interval_count' must be >= 1", code="invalid_field")
+        if not 1 <= count <= MAX_INTERVAL_COUNT[interval]:
+            raise DataError(f"{where}: 'interval_count' must be 1-{MAX_INTERVAL_COUNT[interval]} "
+                            f"for interval {interval!r}, got {count}", code="invalid_field")
         return cls(
             id=plan_id,
             name=str(data.get("name") or plan_id),
             currency=validate_currency(_str(data, "currency", where)),
-            interval=_choice(data, "interval", INTERVALS, where),
+            interval=interval,
             interval_count=count,
             charges=tuple(dict(c) for c in charges),
         )
@@ -321,7 +387,10 @@ class Plan:
 
 @dataclass(frozen=True)
 class Subscription:
-    """``tenants/{t}/subscriptions/{id}``: a customer on a plan, billed by calendar or anniversary."""
+    """``tenants/{t}/subscriptions/{id}``: a customer on a plan, billed by calendar or anniversary.
+
+    ``suspensions``: when the subscription was suspended (``parse_suspensions``).
+    """
 
     id: str
     customer_id: str
@@ -334,6 +403,7 @@ class Subscription:
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
     billing_cycle_anchor: datetime | None = None
+    suspensions: tuple[SuspensionInterval, ...] = ()
 
     @classmethod
     def parse(cls, subscription_id: str, data: Mapping[str, Any]) -> Subscription:
@@ -352,6 +422,7 @@ class Subscription:
             current_period_start=_optional_datetime(data, "current_period_start", where),
             current_period_end=_optional_datetime(data, "current_period_end", where),
             billing_cycle_anchor=_optional_datetime(data, "billing_cycle_anchor", where),
+            suspensions=parse_suspensions(data, where),
         )
         if billing_time == "anniversary" and (
             sub.current_period_start is None or sub.current_period_end is None
@@ -367,16 +438,23 @@ class Subscription:
                             code="invalid_field")
         return sub
 
-    @property
-    def anchor(self) -> datetime:
-        """The billing-cycle anchor of an anniversary schedule.
+    def cycle_anchor(self, interval: str, interval_count: int, tz: str) -> datetime:
+        """The billing-cycle anchor of an anniversary schedule (plan ``interval`` x ``count``).
 
-        ``billing_cycle_anchor`` (Stripe's name) when set, else the stored
-        ``current_period_start`` (a trial that ends on the 15th anchors the cycle on the 15th),
-        else ``started_at``. The first advance writes it, so the anchor never drifts.
+        ``billing_cycle_anchor`` (Stripe's name) when set. Else the stored period tells: when
+        ``current_period_end`` is one whole interval after ``current_period_start`` the start
+        anchors the cycle (a trial that ends on the 15th anchors it on the 15th; Jan 31 ->
+        Feb 28 keeps the 31st); otherwise the stored period is a *stub* and its end is the
+        schedule's position (Stripe: created Jan 20 with the cycle on the 1st bills a prorated
+        Jan 20 - Feb 1, then Feb 1 - Mar 1). Without a stored period, ``started_at``. The first
+        advance writes the anchor, so it never drifts.
         """
-        return self.billing_cycle_anchor or self.current_period_start or self.started_at
-
+        if self.billing_cycle_anchor is not None:
+            return self.billing_cycle_anchor
+        start, end = self.current_period_start, self.current_period_end
+        if start is None or end is None:
+            return self.started_at
+        return start if add_interval(start, interval, interval_count, tz) == end else end
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ Fields written on invoices: ``status``, ``amount_paid``, ``amount_due``, ``paid_
 ``voided_at``, ``marked_uncollectible_at``, ``payments`` (list of ``{amount, paid_at, source,
 reference, by, at}``), ``payment_failures``, ``last_payment_failure``, ``stripe_event_ids``,
 ``history`` (``{action, actor, at, ...}``). On customers: ``status``, ``reactivated_at``,
-``last_suspension``; on subscriptions: ``status``, ``reactivated_at``, ``last_suspension``.
+``last_suspension``, ``suspensions``; on subscriptions: ``status``, ``reactivated_at``,
+``last_suspension``, ``suspensions`` (the open interval closed at the reactivation time).
 """
 
 from __future__ import annotations
@@ -462,6 +463,19 @@ def blocking_invoices(invoices: Sequence[Mapping[str, Any]], as_of: datetime) ->
     return out
 
 
+def closed_suspensions(data: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """The document's ``suspensions`` with every open interval closed at ``now``.
+
+    A document suspended before intervals were recorded (no open one) gets its interval
+    ``{from: suspended_at, to: now}`` (``from`` null when ``suspended_at`` is unknown).
+    """
+    raw = data.get("suspensions")
+    intervals = [dict(i) for i in raw if isinstance(i, Mapping)] if isinstance(raw, list) else []
+    if not any(i.get("to") is None for i in intervals):
+        intervals.append({"from": data.get("suspended_at"), "to": None})
+    return [{**i, "to": now} if i.get("to") is None else i for i in intervals]
+
+
 @dataclass
 class Reactivation:
     """A reactivation done: the customer, the subscriptions resumed, the notice's outbox id."""
@@ -477,7 +491,8 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
     """Reactivate ``customer_id`` if dunning suspended them and nothing blocks any more.
 
     One transaction reads the customer, their open/uncollectible invoices and subscriptions,
-    then writes the customer (``active``), each subscription dunning suspended (``active``) and,
+    then writes the customer (``active``), each subscription dunning suspended (``active``),
+    closing their open ``suspensions`` interval at ``now`` (``closed_suspensions``), and,
     with ``notify`` and a customer email, a ``pending`` reactivation notice in the outbox.
     ``dry_run`` decides without writing. Returns None when nothing was (or would be) done.
 
@@ -517,6 +532,7 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
                                          "suspension_id", "suspension_invoice_id")}
         transaction.update(customer_ref, {
             "status": "active", "reactivated_at": now, "last_suspension": last,
+            "suspensions": closed_suspensions(data, now),
             "suspension_reason": firestore.DELETE_FIELD, "suspended_at": firestore.DELETE_FIELD,
             "suspended_by": firestore.DELETE_FIELD, "suspension_id": firestore.DELETE_FIELD,
             "suspension_invoice_id": firestore.DELETE_FIELD,
@@ -527,6 +543,7 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
             if ref.id in resumed:
                 transaction.update(ref, {
                     "status": "active", "reactivated_at": now,
+                    "suspensions": closed_suspensions(sub, now),
                     "last_suspension": {k: sub.get(k) for k in (
                         "suspension_reason", "suspended_at", "suspended_by", "suspension_id")},
                     "suspension_reason": firestore.DELETE_FIELD,

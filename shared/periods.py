@@ -147,13 +147,12 @@ def add_interval(anchor: datetime, interval: str, count: int, tz: str) -> dateti
     always computed from the anchor itself, never from a clamped date, so an anchor on the 31st
     gives Jan 31 -> Feb 28 (29) -> Mar 31 (Stripe's billing-cycle-anchor rule). Days and weeks
     are calendar days in ``tz``, so a daily period across a DST change lasts 23 or 25 hours.
+    ``count`` may be negative (the schedule before its anchor: a stub period's full period).
 
     Raises:
-        ValueError: unknown interval or negative count.
+        ValueError: unknown interval; OverflowError: a result outside the datetime range.
 
     """
-    if count < 0:
-        raise ValueError("count must be >= 0")
     local = require_aware(anchor, "anchor").astimezone(zone(tz))
     if interval in ("day", "week"):
         day = local.date() + timedelta(days=count * (7 if interval == "week" else 1))
@@ -171,17 +170,13 @@ def anniversary_period(anchor: datetime, interval: str, interval_count: int, tz:
                        containing: datetime) -> BillingPeriod:
     """Return the period of an anchored schedule that contains ``containing``.
 
-    Periods are ``[add_interval(anchor, k*n), add_interval(anchor, (k+1)*n))`` for k = 0, 1, ...
-
-    Raises:
-        ValueError: ``containing`` is before ``anchor``.
-
+    Periods are ``[add_interval(anchor, k*n), add_interval(anchor, (k+1)*n))`` for every
+    integer k: before the anchor (k < 0) the schedule runs backwards, which gives the full
+    period a stub first period belongs to (``shared.proration``).
     """
-    if containing < anchor:
-        raise ValueError("instant before the schedule's anchor")
     # Jump close to the answer, then walk: months and years are irregular.
     unit_seconds = {"day": 86400, "week": 604800, "month": 2419200, "year": 31536000}[interval]
-    k = max(0, int((containing - anchor).total_seconds() // (unit_seconds * interval_count)) - 1)
+    k = int((containing - anchor).total_seconds() // (unit_seconds * interval_count)) - 1
     while add_interval(anchor, interval, k * interval_count, tz) > containing:
         k -= 1
     while add_interval(anchor, interval, (k + 1) * interval_count, tz) <= containing:

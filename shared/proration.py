@@ -17,6 +17,17 @@ whereas Stripe prorates by the second):
 - A date counts as a whole day when the subscription was billable for any part of it. The end is
   exclusive: canceled at exactly local midnight does not touch the day that starts then. A
   subscription started and canceled on the same day pays one day.
+- Suspension (issue 8 item 5, after Kill Bill's blocking-billing state: no period is lost or
+  skipped for suspension): the times the subscription *or* its customer were suspended
+  (``Subscription.suspensions``, ``Customer.suspensions``: ``[from, to)``) are taken out of the
+  billable window. A date counts when the subscription was billable and not suspended at some
+  instant of it, the same whole-day rule as above: the day a suspension starts at 13:00 and
+  the day it ends at 10:00 are both billed (there was service on each); only days suspended from
+  their first to their last instant are free. Usage is billed in full, suspended or not.
+- A stub anniversary period (shorter than one interval, ending on the anchored schedule, e.g.
+  Jan 20 - Feb 1 of a monthly plan anchored on the 1st) counts the days of the full anchored
+  period that contains it (Jan 1 - Feb 1: 31), as Stripe prorates a first period up to its
+  billing cycle anchor (``full_period_days``).
 - The fee is ``unit price x active_days / period_days`` (the invoice builder rounds the prorated
   unit price to 12 decimals, then the line once, ROUND_HALF_UP).
 
@@ -37,8 +48,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from shared.model import Subscription
-from shared.periods import BillingPeriod, local_midnight, zone
+from shared.model import Customer, Plan, Subscription
+from shared.periods import BillingPeriod, anniversary_period, local_midnight, zone
 
 _ONE_DAY = timedelta(days=1)
 
@@ -68,21 +79,89 @@ def _last_day(until: datetime, tz: str) -> date:
     return day
 
 
-def proration_days(subscription: Subscription, period: BillingPeriod) -> tuple[int, int]:
+def _days(period: BillingPeriod) -> int:
+    """The local calendar dates a period holds (its first date up to the next period's)."""
+    return (period.local_end.date() - period.local_start.date()).days
+
+
+def full_period_days(subscription: Subscription, period: BillingPeriod,
+                     plan: Plan | None) -> int:
+    """The days a whole fee pays for: the period's own, or a stub's full anchored period.
+
+    A *stub* is an anniversary period shorter than one interval that ends on the subscription's
+    anchored schedule (``Subscription.cycle_anchor``), e.g. Jan 20 - Feb 1 of a monthly plan
+    anchored on the 1st: its fee is prorated over the anchored period that contains it, Jan 1 -
+    Feb 1 (31 days), as Stripe prorates a first period up to the billing cycle anchor. Calendar
+    periods, whole periods and periods longer than an interval use their own days.
+    """
+    own = _days(period)
+    if plan is None or subscription.billing_time != "anniversary":
+        return own
+    anchor = subscription.cycle_anchor(plan.interval, plan.interval_count, period.timezone)
+    full = anniversary_period(anchor, plan.interval, plan.interval_count, period.timezone,
+                              period.start)
+    if full.end == period.end and full.start < period.start:
+        return _days(full)
+    return own
+
+
+def active_windows(subscription: Subscription, period: BillingPeriod,
+                   customer: Customer | None = None) -> list[tuple[datetime, datetime]]:
+    """The parts ``[from, until)`` of ``period`` in which fixed fees accrue, oldest first.
+
+    The billable window (``billable_window``) minus every suspension of the subscription and of
+    ``customer``. An empty list: nothing accrues.
+    """
+    window = billable_window(subscription, period)
+    pieces = [] if window is None else [window]
+    suspensions = subscription.suspensions + (customer.suspensions if customer else ())
+    for suspension in suspensions:
+        kept: list[tuple[datetime, datetime]] = []
+        for begin, until in pieces:
+            cut_from = begin if suspension.start is None else suspension.start
+            cut_until = until if suspension.end is None else suspension.end
+            if cut_until <= begin or cut_from >= until:
+                kept.append((begin, until))
+                continue
+            if begin < cut_from:
+                kept.append((begin, cut_from))
+            if cut_until < until:
+                kept.append((cut_until, until))
+        pieces = kept
+    return sorted(pieces)
+
+
+def suspended_during(subscription: Subscription, period: BillingPeriod,
+                     customer: Customer | None = None) -> bool:
+    """True when a suspension of the subscription or ``customer`` overlaps ``period``."""
+    for suspension in subscription.suspensions + (customer.suspensions if customer else ()):
+        if ((suspension.start is None or suspension.start < period.end)
+                and (suspension.end is None or suspension.end > period.start)):
+            return True
+    return False
+
+
+def proration_days(subscription: Subscription, period: BillingPeriod,
+                   plan: Plan | None = None,
+                   customer: Customer | None = None) -> tuple[int, int]:
     """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
 
     ``active_days`` is in ``0..period_days``; the fee is the full one when they are equal. See
-    the module docstring for the convention (local calendar days, partial days whole, trial
-    excluded, end exclusive).
+    the module docstring for the convention (local calendar days, partial days whole, trial and
+    suspensions excluded, end exclusive). With ``plan``, a stub anniversary period counts the
+    days of its full anchored period (``full_period_days``); with ``customer``, the customer's
+    suspensions count as well as the subscription's.
     """
     tz = period.timezone
     first_day = period.local_start.date()
     end_day = period.local_end.date()  # first date of the next period
-    period_days = (end_day - first_day).days
-    window = billable_window(subscription, period)
-    if window is None:
-        return 0, period_days
-    active_from, active_until = window
-    first = max(active_from.astimezone(zone(tz)).date(), first_day)
-    last = min(_last_day(active_until, tz), end_day - _ONE_DAY)
-    return max((last - first).days + 1, 0), period_days
+    period_days = full_period_days(subscription, period, plan)
+    active = 0
+    counted_until = first_day  # dates before this one are counted already
+    for active_from, active_until in active_windows(subscription, period, customer):
+        first = max(active_from.astimezone(zone(tz)).date(), counted_until)
+        last = min(_last_day(active_until, tz), end_day - _ONE_DAY)
+        if last >= first:
+            active += (last - first).days + 1
+            counted_until = last + _ONE_DAY
+    return active, period_days

@@ -29,6 +29,7 @@ from shared.invoicing import InvoiceDraft, build_invoice
 from shared.logs import get_logger, log_context
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
+from shared.proration import suspended_during
 from shared.store import BillingStore
 from shared.usage import UsageRouter, meters_of_plan
 
@@ -162,16 +163,30 @@ class Catalog:
         return plan
 
 
+def empty_invoice_reason(sub: Subscription, period: BillingPeriod, customer: Customer) -> str:
+    """Why an empty invoice is skipped (issue 8 item 5).
+
+    ``nothing_to_bill`` when a suspension of the subscription or customer overlaps the period
+    (its fixed fees were withheld), else ``no_usage`` (no fixed fee due and no usage).
+    """
+    return "nothing_to_bill" if suspended_during(sub, period, customer) else "no_usage"
+
+
 def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                      candidates: Sequence[tuple[Subscription, BillingPeriod]],
+                     empty: list[InvoiceDraft] | None = None,
                      ) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
     Reads the candidates' customers, streams the events of the union of their windows once
     (each window is the period clipped to the subscription's ``[started_at, canceled_at)``),
-    and prices each subscription. Failures go to ``report.errors``; empty invoices (no fixed
-    charge, no usage) are skipped with reason ``no_usage``. Returns the drafts sorted by
-    (customer, invoice id), the finalization order, and the number of events read.
+    and prices each subscription. Failures go to ``report.errors``. A suspended customer or
+    subscription is billed like any other (issue 8 item 5: usage in full, fixed fees prorated to
+    the days not suspended, ``shared.proration``); an ``archived`` customer is skipped
+    (``customer_archived``). Empty invoices (no fixed fee due, no usage) are skipped with reason
+    ``nothing_to_bill`` when a suspension overlaps the period (the fees were withheld for it),
+    else ``no_usage``; ``empty`` (when given) collects those empty drafts. Returns the drafts
+    sorted by (customer, invoice id), the finalization order, and the number of events read.
     """
     store = ctx.store
     customers: dict[str, Customer | DataError] = store.get_customers(
@@ -186,8 +201,8 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             if customer is None or isinstance(customer, DataError):
                 raise customer or DataError(f"customer {sub.customer_id!r} does not exist",
                                             code="unknown_customer")
-            if customer.status != "active":
-                report.skip(tenant.id, sub.id, f"customer_{customer.status}")
+            if customer.status == "archived":
+                report.skip(tenant.id, sub.id, "customer_archived")
                 continue
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
@@ -223,7 +238,9 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
         report.warnings_count += usage.warning_count()
         report.warnings.extend(f"{tenant.id}/{sub.id}: {w}" for w in draft.warnings)
         if draft.is_empty:
-            report.skip(tenant.id, sub.id, "no_usage")
+            report.skip(tenant.id, sub.id, empty_invoice_reason(sub, period, customer))
+            if empty is not None:
+                empty.append(draft)
             continue
         drafts.append(draft)
     drafts.sort(key=lambda d: (d.customer.id, d.invoice_id))
@@ -320,7 +337,8 @@ def calendar_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
     """Calendar subscriptions active at some time during ``period``; others skipped or ignored.
 
     Ignored (not counted): started on or after the period's end, or canceled on or before its
-    start. Skipped with a reason: ``subscription_suspended``. Errors: invalid documents, and a
+    start. A suspended subscription is a candidate like any other (its period is billed, fixed
+    fees prorated to the days not suspended: issue 8 item 5). Errors: invalid documents, and a
     plan that is not monthly (the month close bills calendar months; a yearly or weekly plan
     is billed on its anniversaries instead, by ``generate_invoices``).
     """
@@ -332,9 +350,6 @@ def calendar_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
         if sub.started_at >= period.end:
             continue
         if sub.canceled_at is not None and sub.canceled_at <= period.start:
-            continue
-        if sub.status == "suspended":
-            report.skip(tenant.id, sub.id, "subscription_suspended")
             continue
         try:
             plan = catalog.plan(sub.plan_id)

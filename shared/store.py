@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -412,6 +412,42 @@ class BillingStore:
             self.writes += len(batch_done) + (1 if batch_done else 0)
             finalized.extend(batch_done)
         return finalized
+
+    def discard_drafts(self, tenant_id: str, reasons: Mapping[str, str], *, now: datetime,
+                       run_id: str) -> list[str]:
+        """Set the named invoices that are still ``draft`` to ``deleted``; return their ids.
+
+        ``reasons`` maps invoice id -> why (a skip reason such as ``no_usage``), written as
+        ``deleted_reason`` with ``deleted_at``, ``deleted_by_run`` and a ``history`` entry, in one
+        transaction per batch that re-reads each status (a draft finalized meanwhile is kept).
+        The document stays, so no run creates that period's invoice again (create-if-absent).
+        """
+        ids = sorted(reasons)
+        done: list[str] = []
+        for start in range(0, len(ids), INVOICE_BATCH_SIZE):
+            refs = [self.invoice_ref(tenant_id, i) for i in ids[start:start + INVOICE_BATCH_SIZE]]
+
+            def run(transaction: firestore.Transaction,
+                    refs: list[firestore.DocumentReference] = refs) -> list[str]:
+                gone: list[str] = []
+                for snapshot in transaction.get_all(refs):
+                    if not snapshot.exists or (snapshot.to_dict() or {}).get("status") != "draft":
+                        continue
+                    reason = reasons[snapshot.id]
+                    transaction.update(snapshot.reference, {
+                        "status": "deleted", "deleted_at": now, "deleted_reason": reason,
+                        "deleted_by_run": run_id, "finalize_at": None,
+                        "history": firestore.ArrayUnion([{
+                            "action": "deleted", "actor": "generate_invoices", "at": now,
+                            "run_id": run_id, "reason": reason}])})
+                    gone.append(snapshot.id)
+                return gone
+
+            batch_done = self.run_transaction(run)
+            self.reads += len(refs)
+            self.writes += len(batch_done)
+            done.extend(batch_done)
+        return done
 
     def advance_subscriptions(self, tenant_id: str, moves: Sequence[SubscriptionMove], *,
                               now: datetime, batch_size: int = INVOICE_BATCH_SIZE) -> int:

@@ -109,6 +109,8 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert invoice["number"] in customer["suspension_reason"]
     subscription = db.document(f"tenants/{T}/subscriptions/sub-alice").get().to_dict() or {}
     assert subscription["status"] == "suspended"
+    assert subscription["suspensions"] == customer["suspensions"] == [
+        {"from": customer["suspended_at"], "to": None}]
     assert subscription["suspension_reason"] == customer["suspension_reason"]
     assert kinds() == {"invoice": 1, "reminder": 3, "suspension": 1}
 
@@ -153,6 +155,7 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert gp.customer(db, "alice")["status"] == "active"
     subscription = db.document(f"tenants/{T}/subscriptions/sub-alice").get().to_dict() or {}
     assert subscription["status"] == "active" and "suspension_reason" not in subscription
+    assert [i["to"] for i in subscription["suspensions"]] == [subscription["reactivated_at"]]
     assert kinds() == {"invoice": 1, "reminder": 3, "suspension": 1, "reactivation": 1}
 
     # 6. Later runs find nothing to do.

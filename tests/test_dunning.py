@@ -229,6 +229,12 @@ def test_reactivation_when_nothing_is_overdue(db: firestore.Client, call_functio
     assert gp.customer(db, "alice")["status"] == "active"
     sub = db.document(f"tenants/{T}/subscriptions/sub-alice").get().to_dict() or {}
     assert sub["status"] == "active" and sub["last_suspension"]["suspended_by"] == "dunning"
+    # The interval the billing runs prorate by: opened by the suspension, closed by this run.
+    customer = gp.customer(db, "alice")
+    for record in (customer, sub):
+        (interval,) = record["suspensions"]
+        assert interval == {"from": record["last_suspension"]["suspended_at"],
+                            "to": record["reactivated_at"]}
     assert run(call_function, day(22.5))["reactivated"] == 0
     assert len(smtp.of_kind("reactivation")) == 1
 
@@ -303,3 +309,26 @@ def test_request_errors_and_all_tenants(db: firestore.Client, call_function: Any
     status, body = call_function("dunning", {"as_of": day(1)})
     assert status == 200 and [t["tenant_id"] for t in body["tenants"]] == [T]
     assert body["reminders_sent"] == 1
+
+
+def test_reactivation_uses_the_real_clock_not_a_past_as_of(db: firestore.Client,
+                                                           call_function: Any,
+                                                           smtp: SmtpServer) -> None:
+    # Issue 8 item 11: a past as_of must not reactivate a customer who is overdue today.
+    from shared.periods import utc_now
+
+    gp.seed_tenant(db)
+    f.customer(db, T, "alice", "GB", status="suspended", suspended_by="dunning",
+               suspension_id="s1", suspended_at=utc_now() - timedelta(days=9))
+    f.subscription(db, T, "sub-alice", "alice", "pro", status="suspended",
+                   suspended_by="dunning", suspension_id="s1")
+    gp.seed_invoice(db, "inv-1", "alice", due_at=utc_now() - timedelta(days=30),
+                    subscription_id="sub-alice")
+    body = run(call_function, "2000-01-01T00:00:00Z")
+    assert (body["reactivated"], body["errors"]) == (0, []), body
+    assert gp.customer(db, "alice")["status"] == "suspended"
+    assert smtp.of_kind("reactivation") == []
+    # Paid: the same past as_of now reactivates (nothing is overdue by the real clock).
+    db.document(f"tenants/{T}/invoices/inv-1").update({"status": "paid"})
+    assert run(call_function, "2000-01-01T00:00:00Z")["reactivated"] == 1
+    assert gp.customer(db, "alice")["status"] == "active"

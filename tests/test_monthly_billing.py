@@ -212,8 +212,10 @@ def test_subscription_window_and_suspension(db: firestore.Client, call_function:
     assert invoices["sub-late-20261001"]["subtotal"] == 2
     assert "sub-gone-20261001" not in invoices
     assert "sub-future-20261001" not in invoices
-    assert {"tenant_id": T, "subscription_id": "sub-paused",
-            "reason": "subscription_suspended"} in body["skips"]
+    # Suspended (issue 8 item 5): the month is still billed, its usage in full (no fixed fee on
+    # this plan); no skip for suspension.
+    assert invoices["sub-paused-20261001"]["subtotal"] == 2
+    assert all(s["subscription_id"] != "sub-paused" for s in body["skips"])
 
 
 def test_all_active_tenants_when_no_tenant_is_named(db: firestore.Client,

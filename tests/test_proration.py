@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from shared.errors import DataError
 from shared.invoicing import build_invoice
 from shared.model import Customer, Plan, Subscription, Tenant
 from shared.periods import BillingPeriod, local_midnight, month_period
@@ -295,3 +296,69 @@ def test_prorated_line_shape() -> None:
     assert line.description == "Pro plan (17 of 31 days)"
     assert line.unit_amount_decimal == Decimal("548.387096774194")
     assert (line.quantity, line.amount) == (1, 548)
+
+
+def test_stub_period_is_prorated_over_its_full_anchored_period() -> None:
+    # Issue 8 item 8a (Stripe's stub): a monthly plan anchored on 1 February bills the stub
+    # 20 January 15:00 .. 1 February as 12 of the 31 days of 1 January .. 1 February, both when
+    # the stub is the stored period and after the advance (the draft re-priced at finalization).
+    monthly = Plan.parse("pro", {"currency": "GBP", "interval": "month", "charges": []})
+    stub = BillingPeriod(london(2026, 1, 20, 15), london(2026, 2, 1), LONDON)
+    def anniversary(start: datetime, end: datetime,
+                    anchor: datetime | None = None) -> Subscription:
+        return Subscription(id="s1", customer_id="c1", plan_id="pro", status="active",
+                            billing_time="anniversary", started_at=stub.start,
+                            current_period_start=start, current_period_end=end,
+                            billing_cycle_anchor=anchor)
+
+    stored = anniversary(stub.start, stub.end)
+    advanced = anniversary(stub.end, london(2026, 3, 1), stub.end)
+    assert proration_days(stored, stub, monthly) == (12, 31)
+    assert proration_days(advanced, stub, monthly) == (12, 31)
+    # A whole period, and any period of a calendar subscription, count their own days.
+    february = BillingPeriod(london(2026, 2, 1), london(2026, 3, 1), LONDON)
+    assert proration_days(advanced, february, monthly) == (28, 28)
+    assert proration_days(sub(started_at=stub.start), stub, monthly) == (12, 12)
+
+
+def test_suspended_days_are_taken_out_of_fixed_fees() -> None:
+    # Issue 8 item 5. October 2026, London. A day counts when billable and not suspended at some
+    # instant of it: the days a suspension starts (13:00) and ends (10:00) are billed.
+    from shared.model import SuspensionInterval, parse_suspensions
+
+    def suspended(*spans: tuple[datetime | None, datetime | None]) -> Subscription:
+        s = sub()
+        return Subscription(**{**s.__dict__, "suspensions": tuple(
+            SuspensionInterval(a, b) for a, b in spans)})
+
+    middle = suspended((london(2026, 10, 11, 13), london(2026, 10, 21, 10)))
+    assert proration_days(middle, OCTOBER) == (22, 31)  # 1..11 and 21..31
+    # Midnight to midnight: 12..20 October free, the rest billed.
+    exact = suspended((london(2026, 10, 12), london(2026, 10, 21)))
+    assert proration_days(exact, OCTOBER) == (22, 31)
+    assert proration_days(suspended((None, None)), OCTOBER) == (0, 31)
+    assert proration_days(suspended((london(2026, 10, 30, 1), None)), OCTOBER) == (30, 31)
+    # The customer's suspensions count too, overlapping ones once; cancellation still clips.
+    customer = Customer.parse("c1", {"name": "C", "status": "active", "suspensions": [
+        {"from": london(2026, 10, 15), "to": london(2026, 10, 26)}]})
+    assert proration_days(middle, OCTOBER, customer=customer) == (17, 31)  # 1..11, 26..31
+    canceled = Subscription(**{**middle.__dict__, "canceled_at": london(2026, 10, 25, 12)})
+    assert proration_days(canceled, OCTOBER) == (16, 31)  # 1..11 and 21..25
+    assert fee(middle, OCTOBER, "3100") == 2200
+
+    # Data written by hand (the status read with the list).
+    where = "subscriptions/x"
+    t0, t1 = london(2026, 10, 5), london(2026, 10, 9)
+    assert parse_suspensions({"status": "suspended", "suspended_at": t0}, where) == (
+        SuspensionInterval(t0, None),)
+    assert parse_suspensions({"status": "suspended"}, where) == (SuspensionInterval(None, None),)
+    reopened = {"status": "active", "suspensions": [{"from": t0, "to": None}]}
+    assert parse_suspensions(reopened, where) == ()
+    assert parse_suspensions({**reopened, "reactivated_at": t1}, where) == (
+        SuspensionInterval(t0, t1),)
+    assert parse_suspensions({"status": "canceled", "suspensions": [{"from": t0}]}, where) == (
+        SuspensionInterval(t0, None),)
+    for bad in ({"suspensions": "2026-10-05"}, {"suspensions": [{"from": "yesterday"}]},
+                {"suspensions": [{"from": t1, "to": t0}]}):
+        with pytest.raises(DataError):
+            parse_suspensions(bad, where)
