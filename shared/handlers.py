@@ -17,7 +17,7 @@ from shared.documents import render_and_upload
 from shared.errors import BadRequest
 from shared.http import Call, boolean, identifier, rfc3339, text
 from shared.model import Tenant
-from shared.periods import utc_now
+from shared.periods import parse_month, utc_now
 from shared.runs import RunContext, run_month_close
 from shared.store import BillingStore
 
@@ -39,7 +39,21 @@ def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> R
     )
 
 
-MONTHLY_BILLING_FIELDS = {"month": text, "dry_run": boolean}
+def month_field(value: Any) -> str:
+    """Validator: a ``YYYY-MM`` month (``shared.periods.parse_month``), kept as the string.
+
+    Raises:
+        BadRequest: ``invalid_field`` for a value that is not a string, ``invalid_month`` for
+            a string that is not a month in 1970-01..9998-12.
+
+    """
+    if not isinstance(value, str):
+        return text(value)  # raises: not a string
+    parse_month(value)
+    return value
+
+
+MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean}
 
 
 def monthly_billing(call: Call) -> dict[str, Any]:

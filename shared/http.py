@@ -19,17 +19,20 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
 
 from shared.auth import AuthSettings, Principal, authenticate_headers
-from shared.errors import BadRequest, BillingError, MethodNotAllowed
+from shared.errors import MAX_ECHO, BadRequest, BillingError, MethodNotAllowed, echo
 from shared.logs import get_logger, log_context
 
 Validator = Callable[[Any], Any]
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}")
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+MIN_YEAR, MAX_YEAR = 1970, 9999
+"""Instants in requests must fall in these years, in UTC (``CONTRACT.md``)."""
 log = get_logger("billing.http")
 
 
@@ -56,43 +59,71 @@ class Call:
 def boolean(value: Any) -> bool:
     """Validator: a JSON boolean."""
     if not isinstance(value, bool):
-        raise BadRequest(f"must be true or false, got {value!r}", code="invalid_field")
+        raise BadRequest(f"must be true or false, got {echo(value)}", code="invalid_field")
     return value
 
 
 def identifier(value: Any) -> str:
-    """Validator: a document id (letters, digits and ``_ . : @ + -``, at most 255 characters)."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
-        raise BadRequest(f"must be an id of letters, digits and _.:@+-, got {value!r}",
+    """Validator: a document id (letters, digits and ``_ . : @ + -``, at most 255 characters).
+
+    The whole string must match (``re.fullmatch``, ASCII ``[0-9]``): a trailing newline or a
+    non-ASCII digit is refused. The first character is a letter or digit, so Firestore's
+    reserved ids (``.``, ``..``, ``__x__``) can never be named.
+    """
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise BadRequest(f"must be an id of letters, digits and _.:@+-, got {echo(value)}",
                          code="invalid_field")
     return value
 
 
 def text(value: Any) -> str:
-    """Validator: a string (checked further by the function)."""
+    r"""Validator: a string Firestore can store (checked further by the function).
+
+    Lone surrogates (which JSON's ``\ud800`` escapes can produce, and which UTF-8 and so
+    Firestore cannot encode) and control characters (C0, DEL, C1) are refused
+    (``CONTRACT.md``, "Bounds on request fields").
+    """
     if not isinstance(value, str):
-        raise BadRequest(f"must be a string, got {value!r}", code="invalid_field")
+        raise BadRequest(f"must be a string, got {echo(value)}", code="invalid_field")
+    if _UNSAFE_TEXT.search(value):
+        raise BadRequest("must not contain control characters or lone surrogates, got "
+                         f"{echo(value)}", code="invalid_field")
     return value
 
 
 def rfc3339(value: Any) -> datetime:
-    """Validator: an RFC 3339 timestamp *with* an offset (``2026-11-01T00:00:00Z``)."""
+    """Validator: an RFC 3339 timestamp *with* an offset (``2026-11-01T00:00:00Z``).
+
+    The instant, converted to UTC, must fall in the years 1970..9999 (``CONTRACT.md``, "Bounds
+    on request fields"): ``0001-01-01T00:00:00+05:00`` or ``9999-12-31T23:59:59-05:00`` cannot
+    be held by a UTC datetime, nor stored by Firestore. The value keeps its offset.
+    """
+    parsed = None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             parsed = None
-        if parsed is not None and parsed.tzinfo is not None and "T" in value.upper():
-            return parsed
-    raise BadRequest(f"must be an RFC 3339 timestamp with an offset, got {value!r}",
-                     code="invalid_field")
+        if parsed is not None and (parsed.tzinfo is None or "T" not in value.upper()):
+            parsed = None
+    if parsed is None:
+        raise BadRequest(f"must be an RFC 3339 timestamp with an offset, got {echo(value)}",
+                         code="invalid_field")
+    try:
+        year = parsed.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise BadRequest(f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got "
+                         f"{echo(value)}", code="invalid_field")
+    return parsed
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise BadRequest(f"duplicate field {key!r}", code="invalid_json")
+            raise BadRequest(f"duplicate field {echo(key)}", code="invalid_json")
         out[key] = value
     return out
 
@@ -113,16 +144,22 @@ def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
     try:
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
                           parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:  # its message gives a position, never the input
         raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
+    except ValueError:  # not UTF-8, or an integer longer than Python converts (4300 digits)
+        raise BadRequest("body is not valid JSON: not UTF-8, or a number too long",
+                         code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest(f"body must be a JSON object, got {type(data).__name__}",
                          code="invalid_body")
     allowed = {**fields, "tenant_id": identifier}
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: "
-                         f"{', '.join(sorted(allowed))}", code="unknown_field")
+        listed = ", ".join(unknown)
+        if len(listed) > MAX_ECHO:
+            listed = f"{listed[:MAX_ECHO]}... ({len(unknown)} fields)"
+        raise BadRequest(f"unknown field(s): {listed}; allowed: {', '.join(sorted(allowed))}",
+                         code="unknown_field")
     out: dict[str, Any] = {}
     for key, value in data.items():
         if value is None:
