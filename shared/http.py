@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask
@@ -117,6 +117,25 @@ def rfc3339(value: Any) -> datetime:
         raise BadRequest(f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got "
                          f"{echo(value)}", code="invalid_field")
     return parsed
+
+
+AS_OF_SKEW = timedelta(minutes=5)
+"""How far in the future an ``as_of`` may be (clock skew between the caller and us)."""
+
+
+def check_as_of(as_of: datetime | None, now: datetime) -> None:
+    """Refuse an ``as_of`` more than :data:`AS_OF_SKEW` after ``now`` (``CONTRACT.md``).
+
+    A future ``as_of`` would let a caller act on a date that has not come: invoice periods whose
+    usage is not in yet (``generate_invoices``), suspend customers not yet due (``dunning``).
+
+    Raises:
+        BadRequest: (``as_of_in_future``).
+
+    """
+    if as_of is not None and as_of > now + AS_OF_SKEW:
+        raise BadRequest(f"as_of {as_of.isoformat()} is in the future (now "
+                         f"{now.isoformat(timespec='seconds')})", code="as_of_in_future")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

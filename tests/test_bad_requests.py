@@ -234,3 +234,16 @@ def test_long_tenant_header_is_quoted_short(seeded: dict[str, Any], call_functio
     assert status == 400 and body["error"]["code"] == "invalid_field"
     assert "q" * 121 not in body["error"]["message"]
 
+
+
+def test_dunning_as_of_in_the_future_is_400(seeded: dict[str, Any], db: firestore.Client,
+                                            call_function: Any) -> None:
+    from tests import getting_paid as gp
+
+    gp.seed_invoice(db, "inv-old", "alice")
+    before = f.all_documents(db, T)
+    status, body = call_function("dunning", {"as_of": "2099-01-01T00:00:00Z"}, tenant=T)
+    assert status == 400 and body["error"]["code"] == "as_of_in_future", body
+    status, body = call_function("dunning", {"as_of": "2099-01-01T00:00:00Z"})
+    assert status == 400 and body["error"]["code"] == "as_of_in_future", body
+    assert f.all_documents(db, T) == before
