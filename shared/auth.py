@@ -29,7 +29,8 @@ section 3.1.3.7, Google's "Validating an ID token"):
 * ``iss`` is one of ``AUTH_ISSUERS`` (Google signs with ``https://accounts.google.com`` or
   ``accounts.google.com``);
 * ``exp`` is in the future and ``iat`` is not in the future, both with ``clock_skew_seconds``
-  of tolerance (``nbf``, if present, is honoured the same way);
+  of tolerance (``nbf``, if present, is honoured the same way); all three are finite numbers
+  (not booleans, ``NaN``, ``Infinity`` or ``1e400``) between 0 and the end of year 9999;
 * ``aud`` equals ``AUTH_AUDIENCE`` (a list ``aud`` must contain it);
 * ``email`` is present and ``email_verified`` is true (Cloud Scheduler and service accounts
   always send both; Google documents ``email`` as the identity to authorize on);
@@ -48,6 +49,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -100,6 +102,7 @@ _MAX_CERTS_TTL = 3600.0  # never trust a fetched key set longer than this
 _MAX_STALE_AGE = 86_400.0  # when refetches fail, keep using old keys for a day at most
 _MIN_REFETCH_INTERVAL = 10.0  # unknown kid / failed fetch: at most one fetch per interval
 _MAX_CLAIM_ECHO = 120  # claim values quoted in error messages are cut to this length
+_MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant we can represent
 
 
 class CertificatesUnavailableError(BillingError):
@@ -497,11 +500,20 @@ def _check_claims(payload: Mapping[str, Any], settings: AuthSettings, now: float
 
 
 def _numeric_claim(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    """A NumericDate claim (RFC 7519 section 2): seconds since the epoch, finite, in 0..9999.
+
+    JSON lets a payload say ``1e400`` (``inf`` once parsed), ``NaN`` or ``Infinity`` (Python's
+    parser accepts both), with which ``exp`` would never pass; ``true`` is an ``int`` in Python.
+    """
     value = payload.get(name)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unauthenticated(f"the token's {name} claim is missing or not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Unauthenticated(f"the token's {name} claim is not a finite number")
+    if not 0 <= value <= _MAX_NUMERIC_DATE:
+        raise Unauthenticated(f"the token's {name} claim is out of range (0..{_MAX_NUMERIC_DATE})")
     return float(value)
 
 

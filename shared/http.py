@@ -3,6 +3,7 @@
 Order of checks, each answering before anything is written:
 1. Method: ``GET`` (health, and only without a body) and ``POST``; anything else is 405.
 2. Authentication (``shared.auth``): 401 for no or an invalid token, 403 for a principal not allowed.
+   The 401 and 503 answers are generic; the reason goes to the log only.
 3. Body: empty means ``{}``; otherwise a JSON object (duplicate keys and NaN refused) whose fields
    are all known to the function and valid: 400 otherwise. Cloud Scheduler sends its body as
    ``application/octet-stream`` unless told otherwise, so the content type is not required.
@@ -24,8 +25,15 @@ from typing import Any
 
 import flask
 
-from shared.auth import AuthSettings, Principal, authenticate_headers
-from shared.errors import MAX_ECHO, BadRequest, BillingError, MethodNotAllowed, echo
+from shared.auth import AuthSettings, CertificatesUnavailableError, Principal, authenticate_headers
+from shared.errors import (
+    MAX_ECHO,
+    BadRequest,
+    BillingError,
+    MethodNotAllowed,
+    Unauthenticated,
+    echo,
+)
 from shared.logs import get_logger, log_context
 
 Validator = Callable[[Any], Any]
@@ -201,43 +209,39 @@ def json_response(body: Mapping[str, Any], status: int = 200,
     return response
 
 
+GENERIC_401 = "invalid or missing credentials"
+GENERIC_503 = "authentication temporarily unavailable"
+AUTH_RETRY_AFTER_SECONDS = 10
+
+
 def handle(request: flask.Request, *, function: str, fields: Mapping[str, Validator],
            run: Callable[[Call], Mapping[str, Any]], authenticate: bool = True) -> flask.Response:
     """Serve one request of ``function``: checks, then ``run(call)`` for a POST.
 
     ``authenticate=False`` is only for ``stripe_webhook``, whose caller proves itself with the
     Stripe signature instead of an OIDC token.
+
+    A caller who is not authenticated learns nothing about why: every 401 says
+    :data:`GENERIC_401` (with ``WWW-Authenticate: Bearer``, RFC 6750) and every 503 from the
+    signing-certificate fetch says :data:`GENERIC_503` (with ``Retry-After``). The reason
+    (expired, wrong audience, which certificate URL failed...) is logged with the run id.
     """
     run_id = uuid.uuid4().hex
     with log_context(run_id=run_id):
         try:
-            if request.method not in ("GET", "POST"):
-                raise MethodNotAllowed(f"{request.method} is not allowed; use POST (or GET "
-                                       "for health)")
-            principal = None
-            if authenticate:
-                principal = authenticate_headers(dict(request.headers), AuthSettings.from_env())
-            raw = request.get_data(cache=True)
-            if request.method == "GET":
-                if raw:
-                    raise BadRequest("GET takes no body; POST the request", code="invalid_body")
-                return json_response({"status": "ok", "function": function, "run_id": run_id})
-            body = parse_body(raw, fields)
-            header_tenant = request.headers.get("X-Tenant-ID")
-            tenant_id = body.pop("tenant_id", None)
-            if header_tenant is not None:
-                header_tenant = identifier(header_tenant)
-                if tenant_id is not None and tenant_id != header_tenant:
-                    raise BadRequest("X-Tenant-ID and tenant_id disagree", code="invalid_field")
-                tenant_id = header_tenant
-            call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id,
-                        headers=dict(request.headers))
-            with log_context(tenant_id=tenant_id):
-                log.info("request accepted", extra={
-                    "function": function, "principal": principal.email if principal else None,
-                    "fields": sorted(body)})
-                result = run(call)
-            return json_response(result)
+            return _serve(request, function, fields, run, authenticate, run_id)
+        except Unauthenticated as exc:
+            log.warning("request unauthenticated", extra={
+                "function": function, "status": 401, "code": exc.code, "error": exc.message})
+            return json_response(
+                {"error": {"code": exc.code, "message": GENERIC_401}, "run_id": run_id}, 401,
+                {"WWW-Authenticate": 'Bearer realm="billing"'})
+        except CertificatesUnavailableError as exc:
+            log.error("authentication unavailable", extra={
+                "function": function, "status": 503, "code": exc.code, "error": exc.message})
+            return json_response(
+                {"error": {"code": "auth_unavailable", "message": GENERIC_503},
+                 "run_id": run_id}, 503, {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
         except BillingError as exc:
             if exc.status >= 500:
                 log.exception("request failed", extra={"function": function, "code": exc.code})
@@ -254,3 +258,36 @@ def handle(request: flask.Request, *, function: str, fields: Mapping[str, Valida
             return json_response({"error": {"code": "internal",
                                             "message": f"internal error (run_id {run_id})"},
                                   "run_id": run_id}, 500)
+
+
+def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator],
+           run: Callable[[Call], Mapping[str, Any]], authenticate: bool,
+           run_id: str) -> flask.Response:
+    """The checks of :func:`handle` in order, then the function; raises ``BillingError``."""
+    if request.method not in ("GET", "POST"):
+        raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET "
+                               "for health)")
+    principal = None
+    if authenticate:
+        principal = authenticate_headers(dict(request.headers), AuthSettings.from_env())
+    raw = request.get_data(cache=True)
+    if request.method == "GET":
+        if raw:
+            raise BadRequest("GET takes no body; POST the request", code="invalid_body")
+        return json_response({"status": "ok", "function": function, "run_id": run_id})
+    body = parse_body(raw, fields)
+    header_tenant = request.headers.get("X-Tenant-ID")
+    tenant_id = body.pop("tenant_id", None)
+    if header_tenant is not None:
+        header_tenant = identifier(header_tenant)
+        if tenant_id is not None and tenant_id != header_tenant:
+            raise BadRequest("X-Tenant-ID and tenant_id disagree", code="invalid_field")
+        tenant_id = header_tenant
+    call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id,
+                headers=dict(request.headers))
+    with log_context(tenant_id=tenant_id):
+        log.info("request accepted", extra={
+            "function": function, "principal": principal.email if principal else None,
+            "fields": sorted(body)})
+        result = run(call)
+    return json_response(result)
