@@ -34,8 +34,15 @@ section 3.1.3.7, Google's "Validating an ID token"):
 * ``aud`` equals ``AUTH_AUDIENCE`` (a list ``aud`` must contain it);
 * ``email`` is present and ``email_verified`` is true (Cloud Scheduler and service accounts
   always send both; Google documents ``email`` as the identity to authorize on);
-* ``sub`` is present;
-* the lowercased ``email`` is in ``AUTH_ALLOWED_PRINCIPALS`` -- otherwise 403, not 401.
+* ``sub`` is present.
+
+Authorization (:func:`authorize`; ``CONTRACT.md``, "Tenants: who may act on one") comes after
+the token is verified: the lowercased ``email`` is a platform principal when it is in
+``AUTH_ALLOWED_PRINCIPALS`` (any tenant, or all), else a tenant admin when it is in
+``tenants/{t}.admins`` of the tenant the request names (that tenant only); otherwise 403
+(``tenant_required``, ``tenant_not_allowed`` or ``permission_denied``), not 401.
+``email_verified`` is required to be true for both kinds: Google's ID tokens carry it for
+service accounts and Google accounts alike, and an unverified email proves no mailbox.
 
 Errors: :class:`~shared.errors.Unauthenticated` (401) for any missing or invalid token,
 :class:`~shared.errors.PermissionDenied` (403) for a valid token whose principal is not allowed,
@@ -55,9 +62,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import google.auth.crypt
 import google.auth.transport
@@ -74,10 +81,15 @@ __all__ = [
     "AuthSettings",
     "CertCache",
     "CertificatesUnavailableError",
+    "FirestoreTenantDirectory",
     "Principal",
+    "TenantDirectory",
     "authenticate",
     "authenticate_headers",
     "authorization_header",
+    "authorize",
+    "verify_headers",
+    "verify_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,12 +202,73 @@ class Principal:
         email: the token's ``email``, lowercased (what the allow-list matched).
         subject: the token's ``sub`` (for a service account, its numeric unique id).
         issuer: the token's ``iss``.
+        tenant_id: ``None`` for a platform principal (``AUTH_ALLOWED_PRINCIPALS``), who may act
+            on any tenant or on all of them; else the one tenant whose ``admins`` list holds
+            ``email``, the only tenant this call may act on.
 
     """
 
     email: str
     subject: str
     issuer: str
+    tenant_id: str | None = None
+
+    @property
+    def platform(self) -> bool:
+        """Whether this is a platform principal (not limited to one tenant)."""
+        return self.tenant_id is None
+
+
+class TenantDirectory(Protocol):
+    """Where :func:`authorize` looks up tenant admins (``tenants/{t}.admins``).
+
+    :class:`FirestoreTenantDirectory` is the real one; anything with these two methods works.
+    """
+
+    def admins(self, tenant_id: str) -> frozenset[str]:
+        """The lowercased admin emails of ``tenant_id``; empty for no such tenant."""
+        ...
+
+    def administers_any(self, email: str) -> bool:
+        """Whether ``email`` (lowercased) is in some tenant's ``admins``."""
+        ...
+
+
+class FirestoreTenantDirectory:
+    """:class:`TenantDirectory` on Firestore: one read of ``tenants/{t}`` (its ``admins`` only).
+
+    ``admins`` must be a list of email strings; any other shape, or a non-string entry, counts as
+    no admins at all (fail closed) and is logged. Emails are compared lowercased. The
+    "admin anywhere?" question (to tell ``tenant_required``/``tenant_not_allowed`` from
+    ``permission_denied``) is an ``array_contains`` query on the lowercased email, so store
+    ``admins`` in lowercase.
+    """
+
+    def __init__(self, db: Any) -> None:
+        """``db``: a ``google.cloud.firestore.Client``."""
+        self.db = db
+
+    def admins(self, tenant_id: str) -> frozenset[str]:
+        """See :meth:`TenantDirectory.admins`."""
+        snapshot = self.db.document(f"tenants/{tenant_id}").get(field_paths=["admins"])
+        if not snapshot.exists:
+            return frozenset()
+        value = (snapshot.to_dict() or {}).get("admins")
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+            logger.warning("tenants/%s.admins is not a list of emails; nobody is its admin",
+                           tenant_id)
+            return frozenset()
+        return frozenset(e.strip().lower() for e in value if e.strip())
+
+    def administers_any(self, email: str) -> bool:
+        """See :meth:`TenantDirectory.administers_any`."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (self.db.collection("tenants")
+                 .where(filter=FieldFilter("admins", "array_contains", email)).limit(1))
+        return any(True for _ in query.select([]).stream())
 
 
 @dataclass
@@ -315,18 +388,84 @@ def authorization_header(headers: Mapping[str, str], settings: AuthSettings) -> 
 def authenticate_headers(
     headers: Mapping[str, str], settings: AuthSettings, *,
     request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    tenant_id: str | None = None, directory: TenantDirectory | None = None,
 ) -> Principal:
     """:func:`authenticate` the token found by :func:`authorization_header` in ``headers``."""
     return authenticate(
         authorization_header(headers, settings), settings, request=request, cache=cache,
+        tenant_id=tenant_id, directory=directory,
     )
+
+
+def verify_headers(
+    headers: Mapping[str, str], settings: AuthSettings, *,
+    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+) -> Principal:
+    """:func:`verify_token` on the token found by :func:`authorization_header` in ``headers``."""
+    return verify_token(
+        authorization_header(headers, settings), settings, request=request, cache=cache,
+    )
+
+
+def authorize(principal: Principal, settings: AuthSettings, tenant_id: str | None,
+              directory: TenantDirectory | None) -> Principal:
+    """Decide whether a verified caller may act, on ``tenant_id`` or (``None``) on every tenant.
+
+    Rules (``CONTRACT.md``, "Tenants: who may act on one"), in order:
+
+    1. an email in ``AUTH_ALLOWED_PRINCIPALS`` is a platform principal: allowed, any tenant or none;
+    2. with a tenant named, an email in that tenant's ``admins`` is allowed, for that tenant only
+       (one read: the tenant document; an unknown tenant has no admins);
+    3. otherwise an email that is some tenant's admin gets 403 ``tenant_required`` (no tenant
+       named) or ``tenant_not_allowed`` (another tenant named), whether or not that tenant exists;
+    4. anyone else gets 403 ``permission_denied``.
+
+    Without a ``directory`` only rule 1 applies. Nothing but tenant documents is read.
+
+    Returns:
+        ``principal`` with ``tenant_id`` set for a tenant admin (``None`` for a platform one).
+
+    Raises:
+        PermissionDenied: rules 3 and 4.
+
+    """
+    email = principal.email
+    if email in settings.allowed_principals:
+        return principal
+    if directory is not None:
+        if tenant_id is not None and email in directory.admins(tenant_id):
+            return replace(principal, tenant_id=tenant_id)
+        if directory.administers_any(email):
+            if tenant_id is None:
+                raise PermissionDenied(
+                    f"{_quote(email)} administers a tenant: name it in X-Tenant-ID",
+                    code="tenant_required")
+            raise PermissionDenied(
+                f"{_quote(email)} may not act on tenant {_quote(tenant_id)}",
+                code="tenant_not_allowed")
+    raise PermissionDenied(
+        f"{_quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS "
+        "or a tenant's admins)")
 
 
 def authenticate(
     authorization: str | None, settings: AuthSettings, *,
     request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    tenant_id: str | None = None, directory: TenantDirectory | None = None,
 ) -> Principal:
-    """Check the raw ``Authorization`` header value and return the caller.
+    """:func:`verify_token`, then :func:`authorize` for ``tenant_id`` with ``directory``.
+
+    Without a ``directory`` only ``AUTH_ALLOWED_PRINCIPALS`` may call (403 otherwise).
+    """
+    principal = verify_token(authorization, settings, request=request, cache=cache)
+    return authorize(principal, settings, tenant_id, directory)
+
+
+def verify_token(
+    authorization: str | None, settings: AuthSettings, *,
+    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+) -> Principal:
+    """Check the raw ``Authorization`` header value and return the caller (not yet authorized).
 
     Args:
         authorization: the header value, ``"Bearer <jwt>"``, or ``None`` when absent.
@@ -336,7 +475,7 @@ def authenticate(
         cache: the key cache (``verify`` mode); the process-wide one by default.
 
     Returns:
-        The :class:`Principal` whose email is in ``settings.allowed_principals``.
+        The :class:`Principal` of a valid token, whoever it is (see :func:`authorize`).
 
     Raises:
         Unauthenticated: misconfigured settings, missing header, not ``Bearer``, malformed JWT,
@@ -344,7 +483,6 @@ def authenticate(
             removed by Cloud Run, (platform mode) a signature still present; then wrong
             issuer, expired or not yet valid, wrong audience, no ``sub``, no ``email`` or
             ``email_verified`` not true.
-        PermissionDenied: the token is valid but its email is not allowed.
         CertificatesUnavailableError: (verify mode) no certificates cached and the fetch failed.
 
     """
@@ -491,12 +629,7 @@ def _check_claims(payload: Mapping[str, Any], settings: AuthSettings, now: float
     verified = payload.get("email_verified")
     if not (verified is True or (isinstance(verified, str) and verified.lower() == "true")):
         raise Unauthenticated("the token's email is not verified (email_verified is not true)")
-    email = email.strip().lower()
-    if email not in settings.allowed_principals:
-        raise PermissionDenied(
-            f"{_quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS)"
-        )
-    return Principal(email=email, subject=subject, issuer=issuer)
+    return Principal(email=email.strip().lower(), subject=subject, issuer=issuer)
 
 
 def _numeric_claim(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:

@@ -2,12 +2,18 @@
 
 Order of checks, each answering before anything is written:
 1. Method: ``GET`` (health, and only without a body) and ``POST``; anything else is 405.
-2. Authentication (``shared.auth``): 401 for no or an invalid token, 403 for a principal not allowed.
-   The 401 and 503 answers are generic; the reason goes to the log only.
-3. Body: empty means ``{}``; otherwise a JSON object (duplicate keys and NaN refused) whose fields
-   are all known to the function and valid: 400 otherwise. Cloud Scheduler sends its body as
-   ``application/octet-stream`` unless told otherwise, so the content type is not required.
-4. ``X-Tenant-ID`` header or ``tenant_id`` field (they must agree when both are given).
+2. Authentication (``shared.auth.verify_token``): 401 for no or an invalid token. The 401 and
+   503 answers are generic; the reason goes to the log only.
+3. Body: empty means ``{}``; otherwise a JSON object (duplicate keys and NaN refused): 400
+   otherwise. Cloud Scheduler sends its body as ``application/octet-stream`` unless told
+   otherwise, so the content type is not required.
+4. The tenant: ``X-Tenant-ID`` header or ``tenant_id`` field (they must agree when both are
+   given; ``None`` means every active tenant).
+5. Authorization (``shared.auth.authorize``) for that tenant: platform principals
+   (``AUTH_ALLOWED_PRINCIPALS``) always, ``tenants/{t}.admins`` only for ``t``; 403
+   ``tenant_required``, ``tenant_not_allowed`` or ``permission_denied`` otherwise. Nothing but
+   the tenant document has been read at this point.
+6. The fields: all known to the function and valid, 400 otherwise. Then the function runs.
 
 Client errors are ``{"error": {"code", "message"}}`` with the status of the ``BillingError``
 subclass; anything unexpected is logged with its stack trace and answered 500 with the run id.
@@ -25,7 +31,15 @@ from typing import Any
 
 import flask
 
-from shared.auth import AuthSettings, CertificatesUnavailableError, Principal, authenticate_headers
+from shared.auth import (
+    AuthSettings,
+    CertificatesUnavailableError,
+    FirestoreTenantDirectory,
+    Principal,
+    authorize,
+    verify_headers,
+)
+from shared.clients import firestore_client
 from shared.errors import (
     MAX_ECHO,
     BadRequest,
@@ -159,11 +173,12 @@ def _reject_constant(name: str) -> Any:
     raise BadRequest(f"{name} is not valid JSON", code="invalid_json")
 
 
-def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
-    """Parse and validate a request body; ``{}`` when empty.
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, unvalidated; ``{}`` when empty.
 
     Raises:
-        BadRequest: not UTF-8 JSON, not an object, an unknown field, or an invalid value.
+        BadRequest: not UTF-8 JSON (``invalid_json``: also duplicate keys, ``NaN``, an integer
+            over 4300 digits), or not an object (``invalid_body``).
 
     """
     if not raw.strip():
@@ -179,6 +194,16 @@ def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest(f"body must be a JSON object, got {type(data).__name__}",
                          code="invalid_body")
+    return data
+
+
+def validate_fields(data: Mapping[str, Any], fields: Mapping[str, Validator]) -> dict[str, Any]:
+    """Validate a decoded body against ``fields`` (plus ``tenant_id``); ``null`` means absent.
+
+    Raises:
+        BadRequest: an unknown field (``unknown_field``) or an invalid value.
+
+    """
     allowed = {**fields, "tenant_id": identifier}
     unknown = sorted(set(data) - set(allowed))
     if unknown:
@@ -196,6 +221,59 @@ def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
         except BadRequest as exc:
             raise BadRequest(f"{key}: {exc.message}", code=exc.code) from None
     return out
+
+
+def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
+    """:func:`decode_body` then :func:`validate_fields`; ``{}`` when empty.
+
+    Raises:
+        BadRequest: not UTF-8 JSON, not an object, an unknown field, or an invalid value.
+
+    """
+    return validate_fields(decode_body(raw), fields)
+
+
+def request_tenant(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:
+    """The tenant a request names: ``X-Tenant-ID`` or the body's ``tenant_id`` (``None``: all).
+
+    Header names are matched case-insensitively (HTTP field names are, RFC 9110 section 5.1).
+
+    Both are accepted alike, for authorization as for the run; when both are given they must
+    agree.
+
+    Raises:
+        BadRequest: (``invalid_field``) either is not an id, or they disagree.
+
+    """
+    header = next((v for k, v in headers.items() if k.lower() == "x-tenant-id"), None)
+    in_body = data.get("tenant_id")
+    if in_body is not None:
+        try:
+            in_body = identifier(in_body)
+        except BadRequest as exc:
+            raise BadRequest(f"tenant_id: {exc.message}", code=exc.code) from None
+    if header is None:
+        return in_body
+    try:
+        header = identifier(header)
+    except BadRequest as exc:
+        raise BadRequest(f"X-Tenant-ID: {exc.message}", code=exc.code) from None
+    if in_body is not None and in_body != header:
+        raise BadRequest("X-Tenant-ID and tenant_id disagree", code="invalid_field")
+    return header
+
+
+class _ProcessTenantDirectory:
+    """``FirestoreTenantDirectory`` on this process's Firestore client, built on first use.
+
+    A platform principal's request never touches Firestore for authorization.
+    """
+
+    def admins(self, tenant_id: str) -> frozenset[str]:
+        return FirestoreTenantDirectory(firestore_client()).admins(tenant_id)
+
+    def administers_any(self, email: str) -> bool:
+        return FirestoreTenantDirectory(firestore_client()).administers_any(email)
 
 
 def json_response(body: Mapping[str, Any], status: int = 200,
@@ -267,27 +345,26 @@ def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator
     if request.method not in ("GET", "POST"):
         raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET "
                                "for health)")
-    principal = None
-    if authenticate:
-        principal = authenticate_headers(dict(request.headers), AuthSettings.from_env())
+    settings = AuthSettings.from_env()
+    principal = verify_headers(dict(request.headers), settings) if authenticate else None
     raw = request.get_data(cache=True)
+    if request.method == "GET" and raw:
+        raise BadRequest("GET takes no body; POST the request", code="invalid_body")
+    data = decode_body(raw)
+    tenant_id = request_tenant(dict(request.headers), data)
+    if principal is not None:
+        # Before anything is read but the tenant document, and before any field is checked.
+        principal = authorize(principal, settings, tenant_id, _ProcessTenantDirectory())
     if request.method == "GET":
-        if raw:
-            raise BadRequest("GET takes no body; POST the request", code="invalid_body")
         return json_response({"status": "ok", "function": function, "run_id": run_id})
-    body = parse_body(raw, fields)
-    header_tenant = request.headers.get("X-Tenant-ID")
-    tenant_id = body.pop("tenant_id", None)
-    if header_tenant is not None:
-        header_tenant = identifier(header_tenant)
-        if tenant_id is not None and tenant_id != header_tenant:
-            raise BadRequest("X-Tenant-ID and tenant_id disagree", code="invalid_field")
-        tenant_id = header_tenant
+    body = validate_fields(data, fields)
+    body.pop("tenant_id", None)
     call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id,
                 headers=dict(request.headers))
     with log_context(tenant_id=tenant_id):
         log.info("request accepted", extra={
             "function": function, "principal": principal.email if principal else None,
+            "tenant_admin": bool(principal and not principal.platform),
             "fields": sorted(body)})
         result = run(call)
     return json_response(result)
