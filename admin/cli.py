@@ -76,8 +76,10 @@ EXIT_HTTP_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NO_CONNECTION = 3
 
-_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Whole-string matches with ASCII classes: "$" would let a trailing newline through, "\d" other
+# scripts' digits.
+_FUNCTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 class AdminError(RuntimeError):
@@ -241,7 +243,7 @@ def main(
     err = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not _FUNCTION_NAME.match(args.function):
+    if not _FUNCTION_NAME.fullmatch(args.function):
         parser.error(f"FUNCTION_NAME must look like monthly_billing, not {args.function!r}")
     url = args.url or environ.get(f"ADMIN_URL_{args.function.upper()}", "").strip()
     if not url:
@@ -365,7 +367,7 @@ def _gcloud_token(audience: str, impersonate: str | None) -> str:
 
 
 def _month(value: str) -> str:
-    if not _MONTH.match(value):
+    if not _MONTH.fullmatch(value):
         raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {value!r}")
     return value
 

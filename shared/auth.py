@@ -107,7 +107,7 @@ AuthMode = Literal["verify", "platform"]
 _MODES: tuple[AuthMode, ...] = ("verify", "platform")
 
 _MAX_TOKEN_LENGTH = 16_384  # Google ID tokens are about 1 KB; refuse absurd input early.
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")  # used with fullmatch: "$" would allow a final newline
 _CERTS_TIMEOUT_SECONDS = 10.0
 _DEFAULT_CERTS_TTL = 300.0  # when the certs response has no Cache-Control max-age
 _MAX_CERTS_TTL = 3600.0  # never trust a fetched key set longer than this
@@ -532,7 +532,7 @@ def _bearer_token(authorization: str | None) -> str:
 
 
 def _b64url_decode(segment: str) -> bytes:
-    if not _B64URL.match(segment):
+    if not _B64URL.fullmatch(segment):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 

@@ -203,6 +203,9 @@ def test_get_sends_no_body(function: Function, issuer: tuple[DevKey, Path, Certs
     ["call", "monthly_billing", "--local"],  # no URL
     ["call", "monthly_billing", "--url", "http://x", "--month", "2026-13"],
     ["call", "monthly_billing", "--url", "http://x", "--month", "2026-1"],
+    ["call", "monthly_billing", "--url", "https://x", "--month", "2026-10\n"],
+    ["call", "monthly_billing", "--url", "https://x", "--month", "\u0662\u0660\u0662\u0666-10"],
+    ["call", "monthly_billing\n", "--url", "https://x"],
     ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01"],
     ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01T00:00:00"],
     ["call", "billing_admin", "--url", "http://x", "--amount", "-5"],
