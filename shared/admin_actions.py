@@ -182,7 +182,7 @@ def run_admin_action(store: BillingStore, call: Call, now: datetime,
     request = parse_request(call, now)
     tenant = store.get_tenant(request.tenant_id)
     if tenant.status != "active":
-        raise PermissionDenied(f"tenant {tenant.id!r} is disabled", code="tenant_disabled")
+        raise PermissionDenied(f"tenant {echo(tenant.id)} is disabled", code="tenant_disabled")
     invoice = _invoice(store, tenant.id, request.invoice_id)
     response: dict[str, Any] = {
         "run_id": call.run_id, "dry_run": False, "tenant_id": tenant.id,
@@ -261,7 +261,7 @@ def _resend(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
     if invoice.get("status") in ("draft", "void", None):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
-        raise Conflict(f"email is disabled for tenant {tenant.id!r}", code="email_disabled")
+        raise Conflict(f"email is disabled for tenant {echo(tenant.id)}", code="email_disabled")
     customers = store.get_customers(tenant.id, [str(invoice.get("customer_id"))])
     found = customers.get(str(invoice.get("customer_id")))
     customer = found if isinstance(found, Customer) else None
