@@ -38,6 +38,12 @@ audience is ``--audience`` or the URL:
     ``ADMIN_ID_TOKEN=$(gcloud auth print-identity-token --impersonate-service-account=SA
     --audiences=URL --include-email)``; a token never goes on the command line.
 
+The token goes over ``https://`` only, or over plain ``http://`` to loopback (``localhost``,
+127.0.0.0/8, ``[::1]``); any other URL is refused (exit status 2) before a token is obtained.
+When the token's audience (its ``aud`` claim, or ``--audience``) is not on the URL's origin,
+a warning goes to stderr: the function will probably answer 401, and the server at the URL
+receives a token meant for another.
+
 The response is printed as indented JSON (raw text if it is not JSON). Exit status: 0 for HTTP
 < 400, 1 for HTTP >= 400, 2 for bad arguments, 3 when no token could be obtained or the
 function could not be reached. The token is never printed or logged.
@@ -46,12 +52,15 @@ function could not be reached. The token is never printed or logged.
 from __future__ import annotations
 
 import argparse
+import base64
+import ipaddress
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -67,8 +76,10 @@ EXIT_HTTP_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NO_CONNECTION = 3
 
-_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Whole-string matches with ASCII classes: "$" would let a trailing newline through, "\d" other
+# scripts' digits.
+_FUNCTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 class AdminError(RuntimeError):
@@ -188,6 +199,41 @@ def call_function(
         raise AdminError(f"could not reach {url}: {type(exc).__name__}") from None
 
 
+def transport_problem(url: str) -> str | None:
+    """Why ``url`` must not receive a bearer token, or ``None`` when it may.
+
+    A token is sent over ``https://`` only, or over plain ``http://`` to this machine's
+    loopback (``localhost``, 127.0.0.0/8, ``::1``: ``make serve``). Anywhere else, plain HTTP
+    would show the token to every network hop, and anyone holding it can call the function
+    until it expires.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme == "https" and host:
+        return None
+    if scheme == "http" and host and _is_loopback(host):
+        return None
+    return (f"refusing to send a token to {url!r}: use https://, or plain HTTP only to "
+            "localhost, 127.0.0.0/8 or [::1]")
+
+
+def audience_warning(url: str, token: str, audience: str) -> str | None:
+    """A warning when the token's audience is not on the origin of ``url``; else ``None``.
+
+    The audience is read from the token's (unverified) ``aud`` claim, else ``audience`` (what
+    was asked for). A mismatch usually means a 401, and it also means that whoever serves
+    ``url`` receives a token another service accepts.
+    """
+    audiences = _token_audiences(token) or [audience]
+    target = _origin(url)
+    if any(_origin(aud) == target for aud in audiences):
+        return None
+    shown = ", ".join(_origin_text(aud) for aud in audiences)
+    return (f"the token's audience ({shown}) is not on the origin of {_origin_text(url)}; "
+            "the function will probably refuse it, and that server receives a token meant "
+            "for another")
+
+
 def main(
     argv: Sequence[str] | None = None, *, environ: Mapping[str, str] = os.environ,
     stdout: TextIO | None = None, stderr: TextIO | None = None,
@@ -197,7 +243,7 @@ def main(
     err = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not _FUNCTION_NAME.match(args.function):
+    if not _FUNCTION_NAME.fullmatch(args.function):
         parser.error(f"FUNCTION_NAME must look like monthly_billing, not {args.function!r}")
     url = args.url or environ.get(f"ADMIN_URL_{args.function.upper()}", "").strip()
     if not url:
@@ -208,12 +254,18 @@ def main(
         source = args.token_source or environ.get("ADMIN_TOKEN_SOURCE", "").strip() or "google"
     if source not in TOKEN_SOURCES:
         parser.error(f"ADMIN_TOKEN_SOURCE must be one of {', '.join(TOKEN_SOURCES)}")
+    problem = transport_problem(url)
+    if problem:
+        parser.error(problem)
     body = build_body(args)
     try:
         token = obtain_token(
             source, args.audience or url, issuer_dir=args.issuer_dir, email=args.email,
             impersonate=args.impersonate, environ=environ,
         )
+        warning = audience_warning(url, token, args.audience or url)
+        if warning:
+            print(f"warning: {warning}", file=err)
         response = call_function(url, token, None if args.method == "GET" else body,
                                  tenant=args.tenant, method=args.method, timeout=args.timeout)
     except AdminError as exc:
@@ -224,6 +276,52 @@ def main(
         print(f"error: {args.function} answered HTTP {response.status_code}", file=err)
         return EXIT_HTTP_ERROR
     return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with the scheme's default port filled in (RFC 6454)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}" if port is not None else f"{scheme}://{shown}"
+
+
+def _token_audiences(token: str) -> list[str]:
+    """The ``aud`` claim of a JWT, unverified (only to compare origins); ``[]`` if unreadable."""
+    try:
+        segment = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError):
+        return []
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [a for a in aud if isinstance(a, str)]
+    return []
 
 
 def _render(response: requests.Response) -> str:
@@ -269,7 +367,7 @@ def _gcloud_token(audience: str, impersonate: str | None) -> str:
 
 
 def _month(value: str) -> str:
-    if not _MONTH.match(value):
+    if not _MONTH.fullmatch(value):
         raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {value!r}")
     return value
 

@@ -27,6 +27,12 @@ action, missing or invalid field, a field the action does not take), 403 (tenant
 (unknown tenant or invoice), 409 (the invoice's status does not allow the action, amount above
 what is due, email disabled or no address). 502 when Stripe, SMTP or Cloud Storage refuse (also
 nothing recorded).
+
+Order: every field is validated first (``parse_request`` and the field validators: types, the
+instant bounds 1970..9999 in UTC, no lone surrogates or control characters, so everything the
+action will write is storable), then the tenant and the invoice are read and the transition is
+checked, and only then is an outside service called (Stripe, SMTP, Cloud Storage), right before
+the one Firestore write. A bad field can therefore never leave Stripe changed and our invoice not.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from shared.errors import (
     DataError,
     NotFound,
     PermissionDenied,
+    echo,
 )
 from shared.http import Call, identifier, rfc3339, text
 from shared.logs import get_logger
@@ -79,13 +86,17 @@ class UpstreamFailure(BillingError):
 def minor_units(value: Any) -> int:
     """Validator: a positive integer amount in minor units (at most 10**15)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_AMOUNT:
-        raise BadRequest(f"must be a positive integer amount in minor units, got {value!r}",
+        raise BadRequest(f"must be a positive integer amount in minor units, got {echo(value)}",
                          code="invalid_field")
     return value
 
 
 def short_text(value: Any) -> str:
-    """Validator: a non-empty string of at most 500 characters."""
+    """Validator: a non-empty string of at most 500 characters that Firestore can store.
+
+    ``shared.http.text`` refuses lone surrogates and control characters: such a ``reason`` used
+    to fail the Firestore write *after* Stripe had voided the invoice or the email was sent.
+    """
     checked = text(value)
     if not checked.strip() or len(checked) > MAX_TEXT:
         raise BadRequest(f"must be 1-{MAX_TEXT} characters", code="invalid_field")
@@ -127,7 +138,7 @@ def parse_request(call: Call, now: datetime) -> AdminRequest:
         raise BadRequest(f"action is required: one of {', '.join(ACTIONS)}",
                          code="missing_field")
     if action not in ACTIONS:
-        raise BadRequest(f"action: unknown action {action!r}; expected one of "
+        raise BadRequest(f"action: unknown action {echo(action)}; expected one of "
                          f"{', '.join(ACTIONS)}", code="invalid_field")
     invoice_id = body.get("invoice_id")
     if invoice_id is None:
@@ -156,13 +167,13 @@ def _invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> dict[str, 
     snapshot = store.invoice_ref(tenant_id, invoice_id).get()
     store.reads += 1
     if not snapshot.exists:
-        raise NotFound(f"unknown invoice {invoice_id!r} in tenant {tenant_id!r}",
+        raise NotFound(f"unknown invoice {echo(invoice_id)} in tenant {echo(tenant_id)}",
                        code="unknown_invoice")
     return {"invoice_id": invoice_id, **(snapshot.to_dict() or {})}
 
 
 def _conflict(invoice: Mapping[str, Any], action: str) -> Conflict:
-    return Conflict(f"invoice {invoice['invoice_id']!r} is {invoice.get('status')}; "
+    return Conflict(f"invoice {echo(invoice['invoice_id'])} is {invoice.get('status')}; "
                     f"{action} is not allowed", code="invalid_transition")
 
 
@@ -179,7 +190,7 @@ def run_admin_action(store: BillingStore, call: Call, now: datetime,
     request = parse_request(call, now)
     tenant = store.get_tenant(request.tenant_id)
     if tenant.status != "active":
-        raise PermissionDenied(f"tenant {tenant.id!r} is disabled", code="tenant_disabled")
+        raise PermissionDenied(f"tenant {echo(tenant.id)} is disabled", code="tenant_disabled")
     invoice = _invoice(store, tenant.id, request.invoice_id)
     response: dict[str, Any] = {
         "run_id": call.run_id, "dry_run": False, "tenant_id": tenant.id,
@@ -258,7 +269,7 @@ def _resend(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
     if invoice.get("status") in ("draft", "void", None):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
-        raise Conflict(f"email is disabled for tenant {tenant.id!r}", code="email_disabled")
+        raise Conflict(f"email is disabled for tenant {echo(tenant.id)}", code="email_disabled")
     customers = store.get_customers(tenant.id, [str(invoice.get("customer_id"))])
     found = customers.get(str(invoice.get("customer_id")))
     if isinstance(found, DataError) and found.code == "invalid_email":

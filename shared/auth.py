@@ -29,12 +29,20 @@ section 3.1.3.7, Google's "Validating an ID token"):
 * ``iss`` is one of ``AUTH_ISSUERS`` (Google signs with ``https://accounts.google.com`` or
   ``accounts.google.com``);
 * ``exp`` is in the future and ``iat`` is not in the future, both with ``clock_skew_seconds``
-  of tolerance (``nbf``, if present, is honoured the same way);
+  of tolerance (``nbf``, if present, is honoured the same way); all three are finite numbers
+  (not booleans, ``NaN``, ``Infinity`` or ``1e400``) between 0 and the end of year 9999;
 * ``aud`` equals ``AUTH_AUDIENCE`` (a list ``aud`` must contain it);
 * ``email`` is present and ``email_verified`` is true (Cloud Scheduler and service accounts
   always send both; Google documents ``email`` as the identity to authorize on);
-* ``sub`` is present;
-* the lowercased ``email`` is in ``AUTH_ALLOWED_PRINCIPALS`` -- otherwise 403, not 401.
+* ``sub`` is present.
+
+Authorization (:func:`authorize`; ``CONTRACT.md``, "Tenants: who may act on one") comes after
+the token is verified: the lowercased ``email`` is a platform principal when it is in
+``AUTH_ALLOWED_PRINCIPALS`` (any tenant, or all), else a tenant admin when it is in
+``tenants/{t}.admins`` of the tenant the request names (that tenant only); otherwise 403
+(``tenant_required``, ``tenant_not_allowed`` or ``permission_denied``), not 401.
+``email_verified`` is required to be true for both kinds: Google's ID tokens carry it for
+service accounts and Google accounts alike, and an unverified email proves no mailbox.
 
 Errors: :class:`~shared.errors.Unauthenticated` (401) for any missing or invalid token,
 :class:`~shared.errors.PermissionDenied` (403) for a valid token whose principal is not allowed,
@@ -48,14 +56,15 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import google.auth.crypt
 import google.auth.transport
@@ -72,10 +81,15 @@ __all__ = [
     "AuthSettings",
     "CertCache",
     "CertificatesUnavailableError",
+    "FirestoreTenantDirectory",
     "Principal",
+    "TenantDirectory",
     "authenticate",
     "authenticate_headers",
     "authorization_header",
+    "authorize",
+    "verify_headers",
+    "verify_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,13 +107,14 @@ AuthMode = Literal["verify", "platform"]
 _MODES: tuple[AuthMode, ...] = ("verify", "platform")
 
 _MAX_TOKEN_LENGTH = 16_384  # Google ID tokens are about 1 KB; refuse absurd input early.
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")  # used with fullmatch: "$" would allow a final newline
 _CERTS_TIMEOUT_SECONDS = 10.0
 _DEFAULT_CERTS_TTL = 300.0  # when the certs response has no Cache-Control max-age
 _MAX_CERTS_TTL = 3600.0  # never trust a fetched key set longer than this
 _MAX_STALE_AGE = 86_400.0  # when refetches fail, keep using old keys for a day at most
 _MIN_REFETCH_INTERVAL = 10.0  # unknown kid / failed fetch: at most one fetch per interval
 _MAX_CLAIM_ECHO = 120  # claim values quoted in error messages are cut to this length
+_MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant we can represent
 
 
 class CertificatesUnavailableError(BillingError):
@@ -187,12 +202,73 @@ class Principal:
         email: the token's ``email``, lowercased (what the allow-list matched).
         subject: the token's ``sub`` (for a service account, its numeric unique id).
         issuer: the token's ``iss``.
+        tenant_id: ``None`` for a platform principal (``AUTH_ALLOWED_PRINCIPALS``), who may act
+            on any tenant or on all of them; else the one tenant whose ``admins`` list holds
+            ``email``, the only tenant this call may act on.
 
     """
 
     email: str
     subject: str
     issuer: str
+    tenant_id: str | None = None
+
+    @property
+    def platform(self) -> bool:
+        """Whether this is a platform principal (not limited to one tenant)."""
+        return self.tenant_id is None
+
+
+class TenantDirectory(Protocol):
+    """Where :func:`authorize` looks up tenant admins (``tenants/{t}.admins``).
+
+    :class:`FirestoreTenantDirectory` is the real one; anything with these two methods works.
+    """
+
+    def admins(self, tenant_id: str) -> frozenset[str]:
+        """The lowercased admin emails of ``tenant_id``; empty for no such tenant."""
+        ...
+
+    def administers_any(self, email: str) -> bool:
+        """Whether ``email`` (lowercased) is in some tenant's ``admins``."""
+        ...
+
+
+class FirestoreTenantDirectory:
+    """:class:`TenantDirectory` on Firestore: one read of ``tenants/{t}`` (its ``admins`` only).
+
+    ``admins`` must be a list of email strings; any other shape, or a non-string entry, counts as
+    no admins at all (fail closed) and is logged. Emails are compared lowercased. The
+    "admin anywhere?" question (to tell ``tenant_required``/``tenant_not_allowed`` from
+    ``permission_denied``) is an ``array_contains`` query on the lowercased email, so store
+    ``admins`` in lowercase.
+    """
+
+    def __init__(self, db: Any) -> None:
+        """``db``: a ``google.cloud.firestore.Client``."""
+        self.db = db
+
+    def admins(self, tenant_id: str) -> frozenset[str]:
+        """See :meth:`TenantDirectory.admins`."""
+        snapshot = self.db.document(f"tenants/{tenant_id}").get(field_paths=["admins"])
+        if not snapshot.exists:
+            return frozenset()
+        value = (snapshot.to_dict() or {}).get("admins")
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+            logger.warning("tenants/%s.admins is not a list of emails; nobody is its admin",
+                           tenant_id)
+            return frozenset()
+        return frozenset(e.strip().lower() for e in value if e.strip())
+
+    def administers_any(self, email: str) -> bool:
+        """See :meth:`TenantDirectory.administers_any`."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (self.db.collection("tenants")
+                 .where(filter=FieldFilter("admins", "array_contains", email)).limit(1))
+        return any(True for _ in query.select([]).stream())
 
 
 @dataclass
@@ -312,18 +388,84 @@ def authorization_header(headers: Mapping[str, str], settings: AuthSettings) -> 
 def authenticate_headers(
     headers: Mapping[str, str], settings: AuthSettings, *,
     request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    tenant_id: str | None = None, directory: TenantDirectory | None = None,
 ) -> Principal:
     """:func:`authenticate` the token found by :func:`authorization_header` in ``headers``."""
     return authenticate(
         authorization_header(headers, settings), settings, request=request, cache=cache,
+        tenant_id=tenant_id, directory=directory,
     )
+
+
+def verify_headers(
+    headers: Mapping[str, str], settings: AuthSettings, *,
+    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+) -> Principal:
+    """:func:`verify_token` on the token found by :func:`authorization_header` in ``headers``."""
+    return verify_token(
+        authorization_header(headers, settings), settings, request=request, cache=cache,
+    )
+
+
+def authorize(principal: Principal, settings: AuthSettings, tenant_id: str | None,
+              directory: TenantDirectory | None) -> Principal:
+    """Decide whether a verified caller may act, on ``tenant_id`` or (``None``) on every tenant.
+
+    Rules (``CONTRACT.md``, "Tenants: who may act on one"), in order:
+
+    1. an email in ``AUTH_ALLOWED_PRINCIPALS`` is a platform principal: allowed, any tenant or none;
+    2. with a tenant named, an email in that tenant's ``admins`` is allowed, for that tenant only
+       (one read: the tenant document; an unknown tenant has no admins);
+    3. otherwise an email that is some tenant's admin gets 403 ``tenant_required`` (no tenant
+       named) or ``tenant_not_allowed`` (another tenant named), whether or not that tenant exists;
+    4. anyone else gets 403 ``permission_denied``.
+
+    Without a ``directory`` only rule 1 applies. Nothing but tenant documents is read.
+
+    Returns:
+        ``principal`` with ``tenant_id`` set for a tenant admin (``None`` for a platform one).
+
+    Raises:
+        PermissionDenied: rules 3 and 4.
+
+    """
+    email = principal.email
+    if email in settings.allowed_principals:
+        return principal
+    if directory is not None:
+        if tenant_id is not None and email in directory.admins(tenant_id):
+            return replace(principal, tenant_id=tenant_id)
+        if directory.administers_any(email):
+            if tenant_id is None:
+                raise PermissionDenied(
+                    f"{_quote(email)} administers a tenant: name it in X-Tenant-ID",
+                    code="tenant_required")
+            raise PermissionDenied(
+                f"{_quote(email)} may not act on tenant {_quote(tenant_id)}",
+                code="tenant_not_allowed")
+    raise PermissionDenied(
+        f"{_quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS "
+        "or a tenant's admins)")
 
 
 def authenticate(
     authorization: str | None, settings: AuthSettings, *,
     request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    tenant_id: str | None = None, directory: TenantDirectory | None = None,
 ) -> Principal:
-    """Check the raw ``Authorization`` header value and return the caller.
+    """:func:`verify_token`, then :func:`authorize` for ``tenant_id`` with ``directory``.
+
+    Without a ``directory`` only ``AUTH_ALLOWED_PRINCIPALS`` may call (403 otherwise).
+    """
+    principal = verify_token(authorization, settings, request=request, cache=cache)
+    return authorize(principal, settings, tenant_id, directory)
+
+
+def verify_token(
+    authorization: str | None, settings: AuthSettings, *,
+    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+) -> Principal:
+    """Check the raw ``Authorization`` header value and return the caller (not yet authorized).
 
     Args:
         authorization: the header value, ``"Bearer <jwt>"``, or ``None`` when absent.
@@ -333,7 +475,7 @@ def authenticate(
         cache: the key cache (``verify`` mode); the process-wide one by default.
 
     Returns:
-        The :class:`Principal` whose email is in ``settings.allowed_principals``.
+        The :class:`Principal` of a valid token, whoever it is (see :func:`authorize`).
 
     Raises:
         Unauthenticated: misconfigured settings, missing header, not ``Bearer``, malformed JWT,
@@ -341,7 +483,6 @@ def authenticate(
             removed by Cloud Run, (platform mode) a signature still present; then wrong
             issuer, expired or not yet valid, wrong audience, no ``sub``, no ``email`` or
             ``email_verified`` not true.
-        PermissionDenied: the token is valid but its email is not allowed.
         CertificatesUnavailableError: (verify mode) no certificates cached and the fetch failed.
 
     """
@@ -391,7 +532,7 @@ def _bearer_token(authorization: str | None) -> str:
 
 
 def _b64url_decode(segment: str) -> bytes:
-    if not _B64URL.match(segment):
+    if not _B64URL.fullmatch(segment):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
@@ -488,20 +629,24 @@ def _check_claims(payload: Mapping[str, Any], settings: AuthSettings, now: float
     verified = payload.get("email_verified")
     if not (verified is True or (isinstance(verified, str) and verified.lower() == "true")):
         raise Unauthenticated("the token's email is not verified (email_verified is not true)")
-    email = email.strip().lower()
-    if email not in settings.allowed_principals:
-        raise PermissionDenied(
-            f"{_quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS)"
-        )
-    return Principal(email=email, subject=subject, issuer=issuer)
+    return Principal(email=email.strip().lower(), subject=subject, issuer=issuer)
 
 
 def _numeric_claim(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    """A NumericDate claim (RFC 7519 section 2): seconds since the epoch, finite, in 0..9999.
+
+    JSON lets a payload say ``1e400`` (``inf`` once parsed), ``NaN`` or ``Infinity`` (Python's
+    parser accepts both), with which ``exp`` would never pass; ``true`` is an ``int`` in Python.
+    """
     value = payload.get(name)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unauthenticated(f"the token's {name} claim is missing or not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Unauthenticated(f"the token's {name} claim is not a finite number")
+    if not 0 <= value <= _MAX_NUMERIC_DATE:
+        raise Unauthenticated(f"the token's {name} claim is out of range (0..{_MAX_NUMERIC_DATE})")
     return float(value)
 
 

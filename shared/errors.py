@@ -11,6 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
+MAX_ECHO = 120
+"""At most this many characters of a client's input are quoted in an error message
+(``CONTRACT.md``, "Bounds on request fields"): a huge field must not make a huge answer or log line."""
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """Quote a client-supplied ``value`` for an error message, cut to ``limit`` characters.
+
+    A string is cut *before* quoting (so at most ``limit`` characters of the input appear) and
+    quoted with ``repr``, which escapes control characters and lone surrogates; anything else is
+    ``repr``'d and cut. A cut value ends with ``...`` and says how long the input was.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
 
 class BillingError(Exception):
     """Base of every error this library raises on purpose.

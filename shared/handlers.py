@@ -8,16 +8,15 @@ Storage clients from ``shared.clients``) and returns the JSON body.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.anniversary import run_generate_invoices
 from shared.clients import firestore_client, invoices_bucket, storage_client
 from shared.documents import render_and_upload
-from shared.errors import BadRequest
-from shared.http import Call, boolean, identifier, rfc3339, text
+from shared.http import Call, boolean, check_as_of, identifier, rfc3339, text
 from shared.model import Tenant
-from shared.periods import utc_now
+from shared.periods import parse_month, utc_now
 from shared.runs import RunContext, run_month_close
 from shared.store import BillingStore
 
@@ -39,7 +38,21 @@ def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> R
     )
 
 
-MONTHLY_BILLING_FIELDS = {"month": text, "dry_run": boolean}
+def month_field(value: Any) -> str:
+    """Validator: a ``YYYY-MM`` month (``shared.periods.parse_month``), kept as the string.
+
+    Raises:
+        BadRequest: ``invalid_field`` for a value that is not a string, ``invalid_month`` for
+            a string that is not a month in 1970-01..9998-12.
+
+    """
+    if not isinstance(value, str):
+        return text(value)  # raises: not a string
+    parse_month(value)
+    return value
+
+
+MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean}
 
 
 def monthly_billing(call: Call) -> dict[str, Any]:
@@ -52,7 +65,6 @@ def monthly_billing(call: Call) -> dict[str, Any]:
     return report.to_json()
 
 
-AS_OF_SKEW = timedelta(minutes=5)
 GENERATE_INVOICES_FIELDS = {"as_of": rfc3339, "subscription_id": identifier, "dry_run": boolean}
 
 
@@ -60,14 +72,13 @@ def generate_invoices(call: Call) -> dict[str, Any]:
     """Anniversary billing (``shared.anniversary.run_generate_invoices``) at ``as_of`` or now.
 
     Raises:
-        BadRequest: ``as_of`` in the future (more than ``AS_OF_SKEW``): invoicing periods that
+        BadRequest: ``as_of`` in the future (more than ``shared.http.AS_OF_SKEW``): invoicing periods that
             have not ended would freeze their amounts before their usage is in.
 
     """
     dry_run = bool(call.body.get("dry_run", False))
     as_of = call.body.get("as_of")
-    if as_of is not None and as_of > utc_now() + AS_OF_SKEW:
-        raise BadRequest(f"as_of {as_of.isoformat()} is in the future", code="as_of_in_future")
+    check_as_of(as_of, utc_now())
     ctx = make_context(call, dry_run=dry_run, now=as_of)
     if not dry_run:
         invoices_bucket()

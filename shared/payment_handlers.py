@@ -36,7 +36,7 @@ from shared.clients import firestore_client
 from shared.delivery import Services, email_enabled, send_reactivation_notice
 from shared.dunning import DunningContext, run_dunning
 from shared.errors import BadRequest, BillingError, MethodNotAllowed, PayloadTooLarge
-from shared.http import Call, boolean, json_response, rfc3339
+from shared.http import Call, boolean, check_as_of, json_response, rfc3339
 from shared.logs import get_logger, log_context
 from shared.payments import EventOutcome, apply_stripe_event, reactivate_if_clear
 from shared.periods import utc_now
@@ -50,8 +50,15 @@ DUNNING_FIELDS = {"as_of": rfc3339, "dry_run": boolean}
 
 
 def dunning(call: Call) -> dict[str, Any]:
-    """The dunning run (``shared.dunning.run_dunning``) at ``as_of`` (default now)."""
+    """The dunning run (``shared.dunning.run_dunning``) at ``as_of`` (default now).
+
+    Raises:
+        BadRequest: ``as_of`` more than 5 minutes in the future (``as_of_in_future``): it would
+            suspend customers who are not yet due. Checked before anything is read or written.
+
+    """
     now = utc_now()
+    check_as_of(call.body.get("as_of"), now)
     ctx = DunningContext(run_id=call.run_id, as_of=call.body.get("as_of") or now, now=now,
                          dry_run=bool(call.body.get("dry_run", False)),
                          store=BillingStore(firestore_client()), services=Services(),

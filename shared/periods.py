@@ -20,9 +20,12 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.errors import BadRequest, DataError
+from shared.errors import BadRequest, DataError, echo
 
-_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+MIN_MONTH, MAX_MONTH = (1970, 1), (9998, 12)
+"""The months a request may name (``CONTRACT.md``, "Bounds on request fields"): every such month's
+boundaries, in any timezone, are instants a UTC datetime and Firestore can hold."""
 
 
 @lru_cache(maxsize=256)
@@ -96,17 +99,26 @@ class BillingPeriod:
 
 
 def parse_month(text: object) -> tuple[int, int]:
-    """Parse ``"YYYY-MM"`` (two-digit month, 01-12) into ``(year, month)``.
+    r"""Parse ``"YYYY-MM"`` (ASCII digits, month 01-12, 1970-01..9998-12) into ``(year, month)``.
+
+    The whole string must match (``re.fullmatch``), so ``"2026-10\n"`` and non-ASCII digits
+    are refused; the error quotes at most 120 characters of the input.
 
     Raises:
-        BadRequest: anything else, e.g. ``"2026-13"``, ``"2026-1"``, ``2026``.
+        BadRequest: (``invalid_month``) anything else, e.g. ``"2026-13"``, ``"2026-1"``,
+            ``2026``, ``"0000-01"``, ``"9999-12"``.
 
     """
-    match = _MONTH_RE.match(text) if isinstance(text, str) else None
+    match = _MONTH_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise BadRequest(f"month must be YYYY-MM with a month 01-12, got {text!r}",
+        raise BadRequest(f"month must be YYYY-MM with a month 01-12, got {echo(text)}",
                          code="invalid_month")
-    return int(match.group(1)), int(match.group(2))
+    year, month = int(match.group(1)), int(match.group(2))
+    if not MIN_MONTH <= (year, month) <= MAX_MONTH:
+        raise BadRequest(f"month must fall in {MIN_MONTH[0]}-{MIN_MONTH[1]:02d}.."
+                         f"{MAX_MONTH[0]}-{MAX_MONTH[1]:02d}, got {echo(text)}",
+                         code="invalid_month")
+    return year, month
 
 
 def _next_month(year: int, month: int) -> tuple[int, int]:

@@ -203,6 +203,9 @@ def test_get_sends_no_body(function: Function, issuer: tuple[DevKey, Path, Certs
     ["call", "monthly_billing", "--local"],  # no URL
     ["call", "monthly_billing", "--url", "http://x", "--month", "2026-13"],
     ["call", "monthly_billing", "--url", "http://x", "--month", "2026-1"],
+    ["call", "monthly_billing", "--url", "https://x", "--month", "2026-10\n"],
+    ["call", "monthly_billing", "--url", "https://x", "--month", "\u0662\u0660\u0662\u0666-10"],
+    ["call", "monthly_billing\n", "--url", "https://x"],
     ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01"],
     ["call", "generate_invoices", "--url", "http://x", "--as-of", "2026-11-01T00:00:00"],
     ["call", "billing_admin", "--url", "http://x", "--amount", "-5"],
@@ -236,7 +239,7 @@ def test_unreachable_function_exits_3(issuer: tuple[DevKey, Path, CertsServer]) 
 
 
 def test_email_only_for_local_tokens() -> None:
-    code, _, err = run(["call", "dunning", "--url", "http://x", "--token-source", "env",
+    code, _, err = run(["call", "dunning", "--url", "https://x", "--token-source", "env",
                         "--email", "a@b.c"], {"ADMIN_ID_TOKEN": "x"})
     assert code == 3 and "--email" in err
 
@@ -260,3 +263,69 @@ def test_google_source_without_credentials_exits_3(monkeypatch: pytest.MonkeyPat
     code, out, err = run(["call", "dunning", "--url", "http://127.0.0.1:9/"])
     assert (code, out) == (3, "")
     assert "could not get a Google ID token" in err
+
+
+# -- issue 8 item 16: never a token over plain HTTP off this machine; audience mismatch warns -----
+@pytest.mark.parametrize("url", [
+    "http://billing.example.com/monthly_billing", "http://10.0.0.7:8080/", "HTTP://example.com/",
+    "http://127.0.0.1.evil.example/", "http://localhost.evil.example/", "ftp://example.com/",
+    "billing.example.com/fn", "http:///nohost",
+])
+def test_plain_http_to_another_host_is_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        run(["call", "dunning", "--url", url, "--token-source", "env"],
+            {"ADMIN_ID_TOKEN": "secret-token-value"})
+    assert info.value.code == 2
+
+
+def test_refusal_names_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run(["call", "dunning", "--url", "http://billing.example.com/", "--token-source", "env"],
+            {"ADMIN_ID_TOKEN": "secret-token-value"})
+    err = capsys.readouterr().err
+    assert "plain HTTP" in err and "https://" in err and "secret-token-value" not in err
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://billing.example.com/fn", True), ("http://127.0.0.1:8080/", True),
+    ("http://127.9.8.7/", True), ("http://localhost:8080/x", True), ("http://LOCALHOST/", True),
+    ("http://[::1]:8080/", True), ("http://[::ffff:127.0.0.1]/", True),
+    ("http://[::2]/", False), ("http://128.0.0.1/", False), ("http://0.0.0.0/", False),
+])
+def test_transport_rule(url: str, ok: bool) -> None:
+    from admin.cli import transport_problem
+
+    assert (transport_problem(url) is None) is ok
+
+
+def test_localhost_url_is_allowed(function: Function,
+                                  issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    key, _, _ = issuer
+    url = function.url.replace("127.0.0.1", "localhost")
+    token = mint_token(key, audience=function.url)
+    code, out, err = run(["call", "dunning", "--url", url, "--token-source", "env"],
+                         {"ADMIN_ID_TOKEN": token})
+    # The fake function checks its own audience (the 127.0.0.1 URL), so it answers 200; the
+    # origins differ by host name, so the CLI warns.
+    assert code == 0, err
+    assert "warning" in err and token not in err + out
+
+
+def test_audience_with_another_origin_warns(function: Function,
+                                            issuer: tuple[DevKey, Path, CertsServer]) -> None:
+    key, directory, _ = issuer
+    code, _, err = run(["call", "dunning", "--url", function.url, "--local", "--issuer-dir",
+                        str(directory), "--audience", "https://billing.example.com/dunning"])
+    assert code == 1  # the function refuses a token for another audience
+    assert "warning" in err and "https://billing.example.com" in err
+    assert function.url.rstrip("/") in err
+
+    env_token = mint_token(key, audience="https://elsewhere.example/fn")
+    code, _, err = run(["call", "dunning", "--url", function.url, "--token-source", "env"],
+                       {"ADMIN_ID_TOKEN": env_token})
+    assert "warning" in err and "https://elsewhere.example" in err and env_token not in err
+
+    same_origin = mint_token(key, audience=function.url + "other_path")
+    code, _, err = run(["call", "dunning", "--url", function.url, "--token-source", "env"],
+                       {"ADMIN_ID_TOKEN": same_origin})
+    assert "warning" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import socket
 import stat
@@ -520,3 +521,127 @@ def test_dev_issuer_cli(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- issue 8 item 16: finite exp/iat; generic 401/503 answers ------------------------------------
+
+def signed_raw(key: DevKey, payload: str) -> str:
+    """A token whose payload is exactly ``payload`` (JSON text), correctly signed by ``key``."""
+    header = b64({"alg": "RS256", "kid": key.kid, "typ": "JWT"})
+    body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    signature = key.signer().sign(f"{header}.{body}".encode())
+    return f"{header}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def claims_text(**overrides: str) -> str:
+    now = int(time.time())
+    values = {"iss": json.dumps(DEV_ISSUER), "aud": json.dumps(AUD), "sub": '"1"',
+              "email": json.dumps(DEV_PRINCIPAL), "email_verified": "true",
+              "iat": str(now), "exp": str(now + 3600), **overrides}
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in values.items()) + "}"
+
+
+def test_signed_raw_builds_a_valid_token(key: DevKey, settings: AuthSettings,
+                                         cache: CertCache) -> None:
+    assert check(signed_raw(key, claims_text()), settings, cache).email == DEV_PRINCIPAL
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "1e300",
+                                   "true", str(10**30), "-1"])
+def test_exp_and_iat_must_be_finite_plausible_numbers(
+        key: DevKey, settings: AuthSettings, cache: CertCache, claim: str, value: str) -> None:
+    token = signed_raw(key, claims_text(**{claim: value}))
+    assert claim in rejected(token, settings, cache)
+
+
+def test_platform_mode_checks_exp_too(key: DevKey, platform: AuthSettings,
+                                      cache: CertCache) -> None:
+    token = strip_signature(signed_raw(key, claims_text(exp="Infinity")))
+    assert "exp" in rejected(token, platform, cache)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def http_log() -> Iterator[_Records]:
+    from shared.http import log
+
+    records = _Records()
+    log.addHandler(records)
+    yield records
+    log.removeHandler(records)
+
+
+def serve(headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One POST through ``shared.http.handle`` (whose ``run`` must not be reached)."""
+    import flask
+
+    from shared.http import handle
+
+    def unreachable(_call: Any) -> dict[str, Any]:
+        raise AssertionError("run() reached without valid credentials")
+
+    app = flask.Flask(__name__)
+    with app.test_request_context("/", method="POST", data=b"{}", headers=headers):
+        response = handle(flask.request, function="monthly_billing", fields={},
+                          run=unreachable)
+    return response.status_code, json.loads(response.get_data()), dict(response.headers)
+
+
+@pytest.mark.parametrize("case", ["missing", "expired", "audience", "issuer", "signer",
+                                  "garbage", "misconfigured"])
+def test_http_401_is_generic_and_details_go_to_the_log(
+        key: DevKey, other_key: DevKey, server: CertsServer, http_log: _Records,
+        monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    monkeypatch.setenv("AUTH_AUDIENCE", AUD)
+    monkeypatch.setenv("AUTH_CERTS_URL", f"{server.base_url}/certs")
+    monkeypatch.setenv("AUTH_ISSUERS", DEV_ISSUER)
+    monkeypatch.setenv("AUTH_ALLOWED_PRINCIPALS", DEV_PRINCIPAL)
+    token = {
+        "missing": None, "garbage": "not.a.jwt",
+        "expired": mint_token(key, audience=AUD, now=time.time() - 7200),
+        "audience": mint_token(key, audience="https://elsewhere.example"),
+        "issuer": mint_token(key, audience=AUD, issuer="https://evil.example"),
+        "signer": mint_token(other_key, audience=AUD),
+        "misconfigured": mint_token(key, audience=AUD),
+    }[case]
+    if case == "misconfigured":
+        monkeypatch.setenv("AUTH_MODE", "sideways")
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    status, body, response_headers = serve(headers)
+    assert status == 401
+    assert body["error"] == {"code": "unauthenticated",
+                             "message": "invalid or missing credentials"}
+    assert response_headers.get("WWW-Authenticate", "").startswith("Bearer")
+    (record,) = [r for r in http_log.records if getattr(r, "status", None) == 401]
+    detail = str(getattr(record, "error", ""))
+    assert detail and detail != "invalid or missing credentials"
+    if token is not None and case != "garbage":
+        assert token.split(".")[1] not in detail
+
+
+def test_http_503_is_generic_and_details_go_to_the_log(
+        key: DevKey, http_log: _Records, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/secret-certs-path"
+    monkeypatch.setenv("AUTH_AUDIENCE", AUD)
+    monkeypatch.setenv("AUTH_CERTS_URL", dead)
+    monkeypatch.setenv("AUTH_ISSUERS", DEV_ISSUER)
+    monkeypatch.setenv("AUTH_ALLOWED_PRINCIPALS", DEV_PRINCIPAL)
+    status, body, headers = serve({"Authorization": f"Bearer {mint_token(key, audience=AUD)}"})
+    assert status == 503
+    assert body["error"] == {"code": "auth_unavailable",
+                             "message": "authentication temporarily unavailable"}
+    assert "secret-certs-path" not in json.dumps(body)
+    assert headers.get("Retry-After")
+    logged = " ".join(str(getattr(r, "error", "")) for r in http_log.records)
+    assert "secret-certs-path" in logged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ def assert_unchanged(db: firestore.Client, before: dict[str, Any]) -> None:
     (b'{"month": "2999-01"}', "month_not_closed"),
     (b'{"tenant_id": "other"}', "invalid_field"),
     (b"\xff\xfe", "invalid_json"),
+    (b'{"dry_run": ' + b"1" * 5000 + b"}", "invalid_json"),
 ])
 def test_bad_body_is_400(seeded: dict[str, Any], db: firestore.Client, call_function: Any,
                          raw: bytes, code: str) -> None:
@@ -116,3 +118,132 @@ def test_methods(seeded: dict[str, Any], db: firestore.Client, call_function: An
     status, body = call_function("monthly_billing", method="GET", auth=False)
     assert status == 401
     assert_unchanged(db, seeded)
+
+
+# -- issue 8 item 12: inputs at the edge of what dates and Firestore hold ------------------------
+TOKYO = "tokyo"
+YEAR_1 = "0001-01-01T00:00:00+05:00"
+YEAR_9999 = "9999-12-31T23:59:59-05:00"
+EDGE_CASES: list[tuple[str, str, str | None, bytes, str]] = [
+    ("month 0000-01", "monthly_billing", T, b'{"month": "0000-01"}', "invalid_month"),
+    ("month 9999-12", "monthly_billing", T, b'{"month": "9999-12"}', "invalid_month"),
+    ("month 0001-01 Tokyo", "monthly_billing", TOKYO, b'{"month": "0001-01"}', "invalid_month"),
+    ("month newline", "monthly_billing", T, b'{"month": "2026-10\\n"}', "invalid_month"),
+    ("month Arabic-Indic", "monthly_billing", T,
+     '{"month": "\u0662\u0660\u0662\u0666-10"}'.encode(), "invalid_month"),
+    ("dunning as_of year 1", "dunning", T, f'{{"as_of": "{YEAR_1}"}}'.encode(), "invalid_field"),
+    ("dunning as_of year 9999", "dunning", T, f'{{"as_of": "{YEAR_9999}"}}'.encode(),
+     "invalid_field"),
+    ("generate as_of year 1", "generate_invoices", T, f'{{"as_of": "{YEAR_1}"}}'.encode(),
+     "invalid_field"),
+    ("generate as_of year 9999", "generate_invoices", T, f'{{"as_of": "{YEAR_9999}"}}'.encode(),
+     "invalid_field"),
+    ("paid_at year 1", "billing_admin", T,
+     ('{"action": "mark_paid", "invoice_id": "inv-1", "amount": 12000, '
+      f'"paid_at": "{YEAR_1}"}}').encode(), "invalid_field"),
+    ("paid_at year 9999", "billing_admin", T,
+     ('{"action": "mark_paid", "invoice_id": "inv-1", "amount": 12000, '
+      f'"paid_at": "{YEAR_9999}"}}').encode(), "invalid_field"),
+    ("reason lone surrogate", "billing_admin", T,
+     b'{"action": "void", "invoice_id": "inv-1", "reason": "oops \\ud800"}', "invalid_field"),
+    ("reference lone surrogate", "billing_admin", T,
+     (b'{"action": "mark_paid", "invoice_id": "inv-1", "amount": 12000, '
+      b'"paid_at": "2026-11-20T10:30:00Z", "reference": "\\udc00"}'), "invalid_field"),
+    ("reason control character", "billing_admin", T,
+     b'{"action": "void", "invoice_id": "inv-1", "reason": "a\\u0000b"}', "invalid_field"),
+    ("invoice id newline", "billing_admin", T,
+     b'{"action": "void", "invoice_id": "inv-1\\n"}', "invalid_field"),
+    ("tenant id newline", "monthly_billing", None, b'{"tenant_id": "acme\\n", "dry_run": true}',
+     "invalid_field"),
+]
+
+
+@pytest.fixture
+def edge_seeded(db: firestore.Client) -> dict[str, Any]:
+    """acme with an open invoice ``inv-1``, and a tenant in Asia/Tokyo."""
+    from tests import getting_paid as gp
+
+    seed_acme(db, bulk=False)
+    gp.seed_invoice(db, "inv-1", "alice")
+    f.tenant(db, TOKYO, timezone="Asia/Tokyo", currency="JPY")
+    return {**f.all_documents(db, T), **f.all_documents(db, TOKYO)}
+
+
+@pytest.mark.parametrize(("name", "function", "tenant", "raw", "code"), EDGE_CASES,
+                         ids=[case[0] for case in EDGE_CASES])
+def test_edge_inputs_are_400_and_change_nothing(
+        edge_seeded: dict[str, Any], db: firestore.Client, call_function: Any, name: str,
+        function: str, tenant: str | None, raw: bytes, code: str) -> None:
+    status, body = call_function(function, raw=raw, tenant=tenant)
+    assert status == 400, body
+    assert body["error"]["code"] == code, body
+    assert {**f.all_documents(db, T), **f.all_documents(db, TOKYO)} == edge_seeded
+
+
+@pytest.mark.parametrize(("month", "ok"), [("1969-12", False), ("1970-01", True),
+                                           ("9998-12", True), ("9999-01", False)])
+def test_month_bounds(month: str, ok: bool) -> None:
+    from shared.errors import BadRequest
+    from shared.periods import month_period, parse_month
+
+    if ok:
+        year, number = parse_month(month)
+        assert month_period(year, number, "Pacific/Kiritimati").end.year <= 9999
+        assert month_period(year, number, "Pacific/Pago_Pago").start.year >= 1969
+    else:
+        with pytest.raises(BadRequest):
+            parse_month(month)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("1970-01-01T00:00:00Z", True), ("1970-01-01T00:00:00+01:00", False),
+    ("1969-12-31T23:00:00-01:00", True), ("9999-12-31T23:59:59Z", True),
+    ("9999-12-31T23:59:59-00:01", False), ("0001-01-01T00:00:00Z", False),
+])
+def test_instant_bounds(value: str, ok: bool) -> None:
+    from shared.errors import BadRequest
+    from shared.http import rfc3339
+
+    if ok:
+        assert rfc3339(value).tzinfo is not None
+    else:
+        with pytest.raises(BadRequest) as info:
+            rfc3339(value)
+        assert info.value.code == "invalid_field"
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"month": "' + b"9" * 5000 + b'"}',
+    b'{"' + b"x" * 5000 + b'": 1}',
+    b'{"month": "2026-10", "month": "' + b"y" * 5000 + b'"}',
+    b'{"tenant_id": "' + b"z" * 5000 + b'"}',
+    b'{"dry_run": "' + b"w" * 5000 + b'"}',
+])
+def test_error_messages_quote_at_most_120_characters(
+        seeded: dict[str, Any], db: firestore.Client, call_function: Any, raw: bytes) -> None:
+    status, body = call_function("monthly_billing", raw=raw, tenant=T)
+    assert status == 400, body
+    message = body["error"]["message"]
+    longest_run = max(len(m.group(0)) for m in re.finditer(r"(.)\1*", message))
+    assert longest_run <= 120, message
+    assert_unchanged(db, seeded)
+
+
+def test_long_tenant_header_is_quoted_short(seeded: dict[str, Any], call_function: Any) -> None:
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant="q" * 300 + "/")
+    assert status == 400 and body["error"]["code"] == "invalid_field"
+    assert "q" * 121 not in body["error"]["message"]
+
+
+
+def test_dunning_as_of_in_the_future_is_400(seeded: dict[str, Any], db: firestore.Client,
+                                            call_function: Any) -> None:
+    from tests import getting_paid as gp
+
+    gp.seed_invoice(db, "inv-old", "alice")
+    before = f.all_documents(db, T)
+    status, body = call_function("dunning", {"as_of": "2099-01-01T00:00:00Z"}, tenant=T)
+    assert status == 400 and body["error"]["code"] == "as_of_in_future", body
+    status, body = call_function("dunning", {"as_of": "2099-01-01T00:00:00Z"})
+    assert status == 400 and body["error"]["code"] == "as_of_in_future", body
+    assert f.all_documents(db, T) == before

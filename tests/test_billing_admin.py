@@ -263,3 +263,41 @@ def test_render_pdf_refuses_a_draft(db: firestore.Client, admin: Any) -> None:
     status, body = admin({"action": "render_pdf", "invoice_id": "draft-1"})
     assert status == 409 and body["error"]["code"] == "invoice_is_draft"
     assert f.all_documents(db, T) == before
+
+
+STRIPE_EDGE_BODIES = [
+    ("void, reason with a lone surrogate",
+     b'{"action": "void", "invoice_id": "inv-1", "reason": "dup \\ud800"}'),
+    ("mark_uncollectible, reason with a control character",
+     b'{"action": "mark_uncollectible", "invoice_id": "inv-1", "reason": "x\\u0007"}'),
+    ("mark_paid, reference with a lone surrogate",
+     b'{"action": "mark_paid", "invoice_id": "inv-1", "amount": 12000, '
+     b'"paid_at": "2026-11-20T10:30:00Z", "reference": "\\udfff"}'),
+    ("mark_paid, paid_at in year 1",
+     b'{"action": "mark_paid", "invoice_id": "inv-1", "amount": 12000, '
+     b'"paid_at": "0001-01-01T00:00:00+05:00"}'),
+]
+
+
+@pytest.mark.parametrize(("name", "raw"), STRIPE_EDGE_BODIES,
+                         ids=[case[0] for case in STRIPE_EDGE_BODIES])
+def test_bad_text_or_instant_never_reaches_stripe(
+        db: firestore.Client, admin: Any, fake_stripe: FakeStripe, name: str,
+        raw: bytes) -> None:
+    """Issue 8 item 12: such a field used to fail the Firestore write after Stripe had voided."""
+    from shared.delivery import deliver_finalized_invoices
+    from shared.periods import utc_now
+    from shared.store import BillingStore
+
+    seed(db, email=False, stripe=True)
+    store = BillingStore(db)
+    assert deliver_finalized_invoices(store, store.get_tenant(T), [{"invoice_id": "inv-1"}],
+                                      utc_now(), "r") == []
+    twin = gp.invoice(db, "inv-1")["stripe_invoice_id"]
+    calls = len(fake_stripe.requests)
+    before = f.all_documents(db, T)
+    status, body = admin(None, raw=raw)
+    assert status == 400 and body["error"]["code"] == "invalid_field", body
+    assert len(fake_stripe.requests) == calls
+    assert fake_stripe.invoices[twin]["status"] == "open"
+    assert f.all_documents(db, T) == before

@@ -45,10 +45,16 @@ def seed(db: firestore.Client) -> None:
 def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: storage.Client,
                                                    call_function: Any, token: Any,
                                                    smtp: SmtpServer,
-                                                   fake_stripe: FakeStripe) -> None:
+                                                   fake_stripe: FakeStripe,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import payment_handlers
+
     seed(db)
 
     def dunning(as_of: Any) -> dict[str, Any]:
+        # The daily run on a day to come: the function's clock is that day (a future as_of
+        # is refused as as_of_in_future).
+        monkeypatch.setattr(payment_handlers, "utc_now", lambda: as_of)
         status, body = call_function("dunning", {"as_of": as_of.isoformat()}, tenant=T)
         assert status == 200 and body["errors"] == [], body
         result: dict[str, Any] = body

@@ -25,7 +25,26 @@ def day(n: float) -> str:
     return (DUE + timedelta(days=n)).isoformat()
 
 
+_TODAY: list[datetime | None] = [None]
+
+
+@pytest.fixture(autouse=True)
+def simulated_today(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The runs below simulate days to come: ``run`` makes the function's clock its ``as_of``.
+
+    ``as_of`` more than 5 minutes ahead of the real clock is refused (``as_of_in_future``), so a
+    day-by-day simulation moves the clock with it, as the daily schedule would.
+    """
+    from shared import payment_handlers
+    from shared.periods import utc_now
+
+    monkeypatch.setattr(payment_handlers, "utc_now", lambda: _TODAY[0] or utc_now())
+    yield
+    _TODAY[0] = None
+
+
 def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:
+    _TODAY[0] = datetime.fromisoformat(as_of)
     status, answer = call_function("dunning", {"as_of": as_of, **body}, tenant=T)
     assert status == 200, answer
     result: dict[str, Any] = answer
