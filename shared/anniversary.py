@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.delivery import delivery_enabled
-from shared.errors import BadRequest, DataError
+from shared.errors import BadRequest, DataError, echo
 from shared.invoicing import InvoiceDraft
 from shared.model import Subscription, Tenant
 from shared.periods import BillingPeriod, add_interval, anniversary_period, zone
@@ -246,7 +246,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         assert isinstance(tenant, Tenant)
         only = ctx.store.get_subscription(tenant.id, subscription_id)
         if only.billing_time != "anniversary":
-            raise BadRequest(f"subscription {subscription_id!r} is billed by calendar month: "
+            raise BadRequest(f"subscription {echo(subscription_id)} is billed by calendar month: "
                              "use monthly_billing", code="not_anniversary")
 
     def describe(tenant: Tenant) -> dict[str, Any]:

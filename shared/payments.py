@@ -64,7 +64,7 @@ from shared.delivery import (
     notification_document,
     reactivation_notification,
 )
-from shared.errors import BadRequest, Conflict, NotFound
+from shared.errors import BadRequest, Conflict, NotFound, echo
 from shared.model import Customer, Tenant
 from shared.store import BillingStore
 from shared.stripe_billing import from_stripe_amount
@@ -401,7 +401,7 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
     def run(transaction: firestore.Transaction) -> dict[str, Any]:
         snapshot = ref.get(transaction=transaction)
         if not snapshot.exists:
-            raise NotFound(f"unknown invoice {invoice_id!r}", code="unknown_invoice")
+            raise NotFound(f"unknown invoice {echo(invoice_id)}", code="unknown_invoice")
         invoice = snapshot.to_dict() or {}
         current = invoice.get("status")
         if payment is not None:
@@ -410,7 +410,7 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
                                  for p in invoice.get("payments") or []):
                 return {"invoice_id": invoice_id, **invoice, "changed": False}
         if not can_move(current, target):
-            raise Conflict(f"invoice {invoice_id!r} is {current}; it cannot become {target}",
+            raise Conflict(f"invoice {echo(invoice_id)} is {current}; it cannot become {target}",
                            code="invalid_transition")
         updates: dict[str, Any] = {}
         action = {"paid": "mark_paid", "void": "void",
@@ -420,7 +420,7 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
             due = int(invoice.get("amount_due", invoice.get("total", 0)) or 0)
             if amount > due:
                 raise Conflict(f"amount {amount} exceeds the amount due {due} of invoice "
-                               f"{invoice_id!r}", code="amount_exceeds_due")
+                               f"{echo(invoice_id)}", code="amount_exceeds_due")
             paid_total = int(invoice.get("amount_paid") or 0) + amount
             updates["payments"] = firestore.ArrayUnion([{
                 "amount": amount, "paid_at": payment["paid_at"], "source": "admin",
