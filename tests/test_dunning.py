@@ -43,8 +43,9 @@ def simulated_today(monkeypatch: pytest.MonkeyPatch) -> Any:
     _TODAY[0] = None
 
 
-def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:
-    _TODAY[0] = datetime.fromisoformat(as_of)
+def run(call_function: Any, as_of: str, *, move_clock: bool = True, **body: Any) -> dict[str, Any]:
+    """Call dunning at ``as_of``; ``move_clock``: the simulated day is ``as_of`` (else today)."""
+    _TODAY[0] = datetime.fromisoformat(as_of) if move_clock else None
     status, answer = call_function("dunning", {"as_of": as_of, **body}, tenant=T)
     assert status == 200, answer
     result: dict[str, Any] = answer
@@ -343,11 +344,11 @@ def test_reactivation_uses_the_real_clock_not_a_past_as_of(db: firestore.Client,
                    suspended_by="dunning", suspension_id="s1")
     gp.seed_invoice(db, "inv-1", "alice", due_at=utc_now() - timedelta(days=30),
                     subscription_id="sub-alice")
-    body = run(call_function, "2000-01-01T00:00:00Z")
+    body = run(call_function, "2000-01-01T00:00:00Z", move_clock=False)
     assert (body["reactivated"], body["errors"]) == (0, []), body
     assert gp.customer(db, "alice")["status"] == "suspended"
     assert smtp.of_kind("reactivation") == []
     # Paid: the same past as_of now reactivates (nothing is overdue by the real clock).
     db.document(f"tenants/{T}/invoices/inv-1").update({"status": "paid"})
-    assert run(call_function, "2000-01-01T00:00:00Z")["reactivated"] == 1
+    assert run(call_function, "2000-01-01T00:00:00Z", move_clock=False)["reactivated"] == 1
     assert gp.customer(db, "alice")["status"] == "active"
