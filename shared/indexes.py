@@ -49,6 +49,7 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("customers", ("status",), (), "dunning.suspended_customer_ids"),
     QueryShape("invoices", ("customer_id", "status"), (), "payments.reactivate_if_clear"),
     QueryShape("subscriptions", ("customer_id",), (), "payments.reactivate_if_clear"),
+    QueryShape("subscriptions", ("customer_id",), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "delivery.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "delivery.pending_notifications"),
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from shared.proration import suspended_during
 from shared.store import BillingStore
-from shared.usage import UsageRouter, meters_of_plan
+from shared.usage import UsageRouter, charged_meter_codes, meters_of_plan
 
 MAX_LISTED = 1000
 # Concurrent deliveries of one run wait for each other (see BillingStore.acquire_lease).
@@ -175,23 +175,34 @@ def empty_invoice_reason(sub: Subscription, period: BillingPeriod, customer: Cus
 def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                      candidates: Sequence[tuple[Subscription, BillingPeriod]],
                      empty: list[InvoiceDraft] | None = None,
+                     subscriptions: Sequence[Subscription | tuple[str, DataError]] | None = None,
                      ) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
-    Reads the candidates' customers, streams the events of the union of their windows once
-    (each window is the period clipped to the subscription's ``[started_at, canceled_at)``),
-    and prices each subscription. Failures go to ``report.errors``. A suspended customer or
-    subscription is billed like any other (issue 8 item 5: usage in full, fixed fees prorated to
-    the days not suspended, ``shared.proration``); an ``archived`` customer is skipped
+    Reads the candidates' customers and every subscription of those customers (``subscriptions``
+    when the caller has them all already, else ``store.subscriptions_of_customers``), streams the
+    events of the union of the candidates' windows once (each window is the period clipped to the
+    subscription's ``[started_at, canceled_at)``), routes each event to the one subscription it
+    belongs to (``shared.usage``: an event owned by a subscription not billed here is billed by
+    no one), and prices each candidate. Failures, unexpected exceptions included, go to
+    ``report.errors`` for that subscription only. A suspended customer or subscription is billed
+    like any other (issue 8 item 5: usage in full, fixed fees prorated to the days not
+    suspended, ``shared.proration``); an ``archived`` customer is skipped
     (``customer_archived``). Empty invoices (no fixed fee due, no usage) are skipped with reason
     ``nothing_to_bill`` when a suspension overlaps the period (the fees were withheld for it),
     else ``no_usage``; ``empty`` (when given) collects those empty drafts. Returns the drafts
     sorted by (customer, invoice id), the finalization order, and the number of events read.
     """
+    if not candidates:
+        return [], 0
     store = ctx.store
-    customers: dict[str, Customer | DataError] = store.get_customers(
-        tenant.id, (sub.customer_id for sub, _ in candidates))
+    customer_ids = {sub.customer_id for sub, _ in candidates}
+    customers: dict[str, Customer | DataError] = store.get_customers(tenant.id, customer_ids)
+    if subscriptions is None:
+        subscriptions = store.subscriptions_of_customers(tenant.id, customer_ids)
     router = UsageRouter()
+    claim_usage(router, catalog, customer_ids,
+                [*subscriptions, *(sub for sub, _ in candidates)])
     ready: list[tuple[Subscription, BillingPeriod, Plan, Customer, str]] = []
     for sub, period in candidates:
         watch_id = f"{sub.id}@{period.key}"
@@ -206,12 +217,11 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
                 continue
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
-            router.watch(watch_id, sub.customer_id, meters_of_plan(plan.charges, catalog.meters),
-                         start, max(start, end), subscription_id=sub.id,
-                         started_at=sub.started_at, period_start=period.start,
+            router.watch(watch_id, sub.id, meters_of_plan(plan.charges, catalog.meters),
+                         start, max(start, end), period_start=period.start,
                          period_end=period.end)
             ready.append((sub, period, plan, customer, watch_id))
-        except DataError as exc:
+        except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
         window_start = min(period.start for _, period, _, _, _ in ready)
@@ -223,16 +233,51 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             report.warnings.append(
                 f"{tenant.id}: {store.malformed_events} usage events without a customer_id, "
                 "meter or timestamp were ignored")
+    return build_drafts(report, tenant, catalog, router, ready, empty), router.events_seen
 
+
+def claim_usage(router: UsageRouter, catalog: Catalog, customer_ids: set[str],
+                subscriptions: Iterable[Subscription | tuple[str, DataError]]) -> None:
+    """Register each subscription of ``customer_ids`` as the claimer of its plan's meters.
+
+    Every billing time and status claims (a suspended subscription keeps its events); a
+    subscription whose plan is missing or invalid claims with unknown meters (``None``), and an
+    unreadable subscription document claims nothing (its customer and dates are unknown).
+    """
+    for sub in subscriptions:
+        if isinstance(sub, tuple) or sub.customer_id not in customer_ids:
+            continue
+        plan = catalog.plans.get(sub.plan_id)
+        codes = charged_meter_codes(plan.charges) if isinstance(plan, Plan) else None
+        router.claim(sub.id, sub.customer_id, codes, sub.started_at, sub.canceled_at)
+
+
+def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: UsageRouter,
+                 ready: Sequence[tuple[Subscription, BillingPeriod, Plan, Customer, str]],
+                 empty: list[InvoiceDraft] | None = None) -> list[InvoiceDraft]:
+    """Price each watched candidate from its usage; failures go to ``report.errors``.
+
+    Empty drafts are skipped (see ``price_candidates``) and collected in ``empty`` when given.
+
+    A candidate whose usage could not be folded (``failure``) or may include a sibling's events
+    (``ambiguous_usage``, see ``shared.usage``) is reported, not billed.
+    """
     drafts: list[InvoiceDraft] = []
     for sub, period, plan, customer, watch_id in ready:
         usage = router.usage[watch_id]
         try:
+            if usage.failure is not None:
+                raise usage.failure
+            if usage.ambiguous_events:
+                raise DataError(
+                    f"{usage.ambiguous_events} usage events may belong to subscription(s) "
+                    f"{', '.join(sorted(usage.ambiguous_with))} of the same customer, whose "
+                    "plan cannot be read: fix that plan, then run again", code="ambiguous_usage")
             draft = build_invoice(
                 tenant=tenant, customer=customer, subscription=sub, plan=plan,
                 meters=catalog.meters, period=period, usage=usage.quantities(),
                 usage_events=usage.events_counted, warnings=usage.warnings())
-        except Exception as exc:
+        except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
         report.warnings_count += usage.warning_count()
@@ -244,7 +289,7 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             continue
         drafts.append(draft)
     drafts.sort(key=lambda d: (d.customer.id, d.invoice_id))
-    return drafts, router.events_seen
+    return drafts
 
 
 def _add_total(totals: dict[str, int], currency: str, amount: int) -> None:
@@ -253,15 +298,21 @@ def _add_total(totals: dict[str, int], currency: str, amount: int) -> None:
 
 def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                        candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
-                       finalize: bool) -> dict[str, Any]:
+                       finalize: bool,
+                       subscriptions: Sequence[Subscription | tuple[str, DataError]] | None = None,
+                       ) -> dict[str, Any]:
     """Price the candidates and create their absent invoices; return the tenant summary.
+
+    ``subscriptions``: every subscription of the candidates' customers when the caller has
+    read them (see ``price_candidates``).
 
     ``finalize``: created ``open`` and numbered at once (the month close), with PDFs; otherwise
     created as ``draft`` (anniversary billing, finalized after the grace period). A dry run
     only previews. Invoices that exist already are skipped as ``already_invoiced``.
     """
     store = ctx.store
-    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates)
+    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates,
+                                           subscriptions=subscriptions)
     summary: dict[str, Any] = {"tenant_id": tenant.id, "candidates": len(candidates),
                                "events_read": events_read}
     if ctx.dry_run:
@@ -507,7 +558,10 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
         catalog = Catalog.load(ctx.store, tenant.id)
         subs = ctx.store.load_subscriptions(tenant.id, "calendar")
         candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
-        return bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=True)
+        # Anniversary subscriptions own the events of their active time too (shared.usage).
+        others = ctx.store.load_subscriptions(tenant.id, "anniversary")
+        return bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=True,
+                                  subscriptions=[*subs, *others])
 
     run_per_tenant(ctx, report, ready, "monthly_billing", describe, work)
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
