@@ -37,9 +37,14 @@ Aggregations (``meter.aggregation``; source: ``CONTRACT.md`` and issue 3, after 
   one multiplied.
 
 Values are read as ``Decimal`` (int; float through its shortest ``repr``; decimal string; see
-``shared.money.to_decimal``). A missing or non-numeric value (text, bool, NaN, infinity, map) is
+``shared.money.to_quantity``). A missing or non-numeric value (text, bool, NaN, infinity, map) is
 ignored by the aggregation (Lago's rule) and recorded in ``warnings`` (the first 20 messages;
-``warning_count`` counts all). No function here raises for bad event data.
+``warning_count`` counts all). So is a value out of the range the aggregations hold exactly
+(issue 8 items 3 and 6): ``|value| >= 10**30`` (``"1e1000000"`` used to raise
+``decimal.Overflow`` and stop the run) or more than 30 decimal places (``1e-31``). Sums, levels and
+averages are computed in ``shared.money.EXACT`` (100 significant digits), so every quantity is
+exact: never rounded to the 28 digits of Python's default context. No function here raises for
+bad event data.
 """
 
 from __future__ import annotations
@@ -50,9 +55,10 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.model import Meter, UsageEvent
-from shared.money import TWELVE_PLACES, to_decimal
+from shared.money import EXACT, TWELVE_PLACES, short_repr, to_quantity
 
 GroupKey = tuple[str, ...]
+_add = EXACT.add  # exact: values are bounded (shared.money.to_quantity)
 StateT = TypeVar("StateT")
 _MAX_WARNINGS = 20
 
@@ -105,9 +111,11 @@ class Accumulator(ABC, Generic[StateT]):
                 return
             if self.numeric:
                 try:
-                    value = to_decimal(raw)
-                except ValueError:
-                    self._warn(event, f"property {self.meter.field!r} is not numeric: {raw!r}")
+                    value = to_quantity(raw)
+                except ValueError as exc:
+                    problem = str(exc) if str(exc).startswith("out of range") else (
+                        f"not numeric: {short_repr(raw)}")
+                    self._warn(event, f"property {self.meter.field!r} is {problem}")
                     return
             else:
                 value = raw
@@ -168,8 +176,7 @@ class SumAccumulator(Accumulator[Decimal]):
         return Decimal(0)
 
     def _fold(self, state: Decimal, event: UsageEvent, value: Any) -> Decimal:
-        with localcontext(prec=60):
-            return state + value  # type: ignore[no-any-return]
+        return _add(state, value)
 
     def _result(self, state: Decimal) -> Decimal:
         return state
@@ -258,7 +265,7 @@ class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Dec
         level = Decimal(0)
         area = Decimal(0)
         ordered = sorted(state, key=lambda item: item[:3])
-        with localcontext(prec=60):
+        with localcontext(EXACT):
             for index, (timestamp, _created, _id, delta) in enumerate(ordered):
                 level += delta
                 until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end

@@ -40,6 +40,7 @@ result (a ``sum`` of refunds) bills 0 units. With ``group_by`` each group is pri
 free units and first-tier flat fee included.
 
 Every usage charge yields at least one part (a zero-quantity line shows a charge with no usage).
+Quantities are subtracted and compared in ``shared.money.EXACT`` (100 digits), never rounded.
 
 Errors: ``DataError`` (code ``invalid_charge`` or ``invalid_price``) for an unknown type or
 model, a malformed or negative price, quantity or ``free_units``, tiers out of order, a tier with
@@ -50,11 +51,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from shared.errors import DataError
-from shared.money import ceil_div, decimal_text, parse_unit_amount, to_decimal
+from shared.money import EXACT, ceil_div, decimal_text, parse_unit_amount, to_decimal
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def billable_quantity(charge: Mapping[str, Any], quantity: Decimal) -> Decimal:
     free_raw = charge.get("free_units")
     if free_raw is None:
         return max(quantity, _zero())
-    return max(quantity - _charge_number(free_raw, "free_units"), _zero())
+    return max(EXACT.subtract(quantity, _charge_number(free_raw, "free_units")), _zero())
 
 
 def parse_tiers(charge: Mapping[str, Any]) -> list[Tier]:
@@ -258,7 +259,8 @@ def price_usage(charge: Mapping[str, Any], quantity: Decimal) -> list[Part]:
     if pricer is None:
         raise DataError(f"unknown usage charge model {model!r}; expected one of "
                         f"{', '.join(USAGE_MODELS)}", code="invalid_charge")
-    return pricer(charge, billable_quantity(charge, quantity))
+    with localcontext(EXACT):  # tier arithmetic on quantities of any length, never rounded
+        return pricer(charge, billable_quantity(charge, quantity))
 
 
 def fixed_parts(charge: Mapping[str, Any]) -> tuple[Decimal, Decimal]:

@@ -14,21 +14,30 @@ Fixed charges are prorated by active calendar days (``proration_days``); usage i
 (only events inside the subscription's active window are counted, by ``shared.usage``).
 
 Errors: ``DataError`` for a plan in another currency, a charge naming a missing or invalid meter,
-or a malformed charge; the run reports it for this subscription and goes on.
+a malformed charge, or an amount Firestore cannot store (``amount_too_large``: above a signed
+64-bit integer of minor units); the run reports it for this subscription and goes on.
+Quantities are kept exactly (``shared.money.EXACT``) and stored as plain decimal text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from shared.aggregation import GroupKey
 from shared.charges import Part, charge_type, fixed_parts, price_usage
 from shared.errors import DataError
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
-from shared.money import TWELVE_PLACES, decimal_text, format_unit_amount, line_amount
+from shared.money import (
+    EXACT,
+    MAX_STORED_INTEGER,
+    TWELVE_PLACES,
+    decimal_text,
+    format_unit_amount,
+    line_amount,
+)
 from shared.periods import BillingPeriod
 from shared.proration import proration_days
 from shared.tax import line_tax, tax_rate_for
@@ -151,6 +160,13 @@ def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
     return f"{head}: {decimal_text(part.quantity)} {unit} at {price}{tier}"
 
 
+def _check_storable(amount: int, what: str) -> None:
+    """Raise ``DataError`` (``amount_too_large``) when Firestore cannot store ``amount``."""
+    if abs(amount) > MAX_STORED_INTEGER:
+        raise DataError(f"{what[:120]}: {amount} minor units is more than Firestore can store "
+                        f"({MAX_STORED_INTEGER})", code="amount_too_large")
+
+
 def build_invoice(
     *,
     tenant: Tenant,
@@ -188,6 +204,7 @@ def build_invoice(
     def add(description: str, quantity: Decimal, unit_amount: Decimal, kind: str,
             meter: str | None = None, group: GroupKey = ()) -> None:
         amount = line_amount(quantity, unit_amount)
+        _check_storable(amount, description)
         lines.append(InvoiceLine(
             description=description, quantity=quantity, unit_amount_decimal=unit_amount,
             amount=amount, tax_rate=rate,
@@ -206,9 +223,8 @@ def build_invoice(
                 quantity, unit = fixed_parts(charge)
                 label = str(charge.get("description") or "Subscription fee")
                 if active < total_days:
-                    with localcontext(prec=60):
-                        unit = (unit * active / total_days).quantize(
-                            TWELVE_PLACES, rounding=ROUND_HALF_UP)
+                    unit = EXACT.divide(EXACT.multiply(unit, active), total_days).quantize(
+                        TWELVE_PLACES, rounding=ROUND_HALF_UP, context=EXACT)
                     label = f"{label} ({active} of {total_days} days)"
                 has_fixed = True
                 add(label, quantity, unit, "fixed")
@@ -234,6 +250,7 @@ def build_invoice(
 
     subtotal = sum(line.amount for line in lines)
     tax = sum(line.tax for line in lines)
+    _check_storable(subtotal + tax, "the invoice total")
     return InvoiceDraft(
         invoice_id=invoice_id_for(subscription.id, period),
         tenant_id=tenant.id,

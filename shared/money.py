@@ -30,9 +30,21 @@ _EXPONENT_EXCEPTIONS: dict[str, int] = {
 # Codes in Babel's list that have no minor unit in ISO 4217 (precious metals, testing, SDR...).
 _NOT_MONEY = frozenset("XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX".split())
 
-# Wide enough that quantity x unit price (12 decimals) never loses a digit before rounding.
-_EXACT = Context(prec=60)
+EXACT = Context(prec=100)
+"""The context of every sum, difference and product of quantities and prices (issue 8 item 6).
+
+Event values are bounded (``to_quantity``: at most 30 integer digits and 30 decimals, so 60
+significant digits); a sum of up to 10**18 of them has at most 78, a time-weighted area 92, and
+a product with a unit price (12 decimals) whose amount fits Firestore's 64-bit integer at most
+61: all exact at 100 digits. Python's default context (28 digits) would round them.
+"""
+_EXACT = EXACT
 _MAX_UNIT_DECIMALS = 12
+QUANTITY_INTEGER_DIGITS = 30
+QUANTITY_DECIMALS = 30
+_QUANTITY_QUANTUM = Decimal(1).scaleb(-QUANTITY_DECIMALS)
+MAX_STORED_INTEGER = 2**63 - 1
+"""The largest integer Firestore stores (signed 64-bit): no amount in minor units may exceed it."""
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +100,37 @@ def to_decimal(value: object) -> Decimal:
     return result
 
 
+def to_quantity(value: object) -> Decimal:
+    """Read an event value as a quantity: finite, ``|value| < 10**30``, at most 30 decimals.
+
+    The bounds keep every aggregation exact in ``EXACT`` (issue 8 items 3 and 6): a value out of
+    them (``"1e1000000"``, ``10**30``, ``1e-31``) is refused as bad data, as a non-numeric one
+    is. Trailing zeros do not count as decimals (``"1.500...0"`` reads as ``1.5``).
+
+    Raises:
+        ValueError: not numeric (see ``to_decimal``), or out of range (the message says which).
+
+    """
+    number = to_decimal(value)
+    if not number:
+        return Decimal(0)
+    if number.adjusted() >= QUANTITY_INTEGER_DIGITS:
+        raise ValueError(f"out of range: {short_repr(value)} (|value| must be below 10^30)")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -QUANTITY_DECIMALS:
+        exact = number.quantize(_QUANTITY_QUANTUM, context=EXACT)
+        if exact != number:
+            raise ValueError(f"out of range: {short_repr(value)} (more than 30 decimal places)")
+        number = exact
+    return number
+
+
+def short_repr(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages quoting bad data."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_unit_amount(value: object, *, what: str = "unit_amount_decimal") -> Decimal:
     """Parse a unit price in minor units: a decimal string (or int) with at most 12 decimals.
 
@@ -115,7 +158,7 @@ def round_minor(value: Decimal) -> int:
 
 
 def multiply(quantity: Decimal, unit_amount: Decimal) -> Decimal:
-    """Return ``quantity x unit_amount`` exactly (no rounding; 60 significant digits)."""
+    """Return ``quantity x unit_amount`` exactly (no rounding; 100 significant digits)."""
     with localcontext(_EXACT):
         return quantity * unit_amount
 
@@ -179,8 +222,11 @@ TWELVE_PLACES = Decimal(1).scaleb(-12)
 
 
 def decimal_text(value: Decimal) -> str:
-    """Plain decimal text, no exponent and no trailing zeros: ``"12"``, ``"0.5"``, ``"0.0000001"``."""
-    normal = value.normalize()
-    if normal == normal.to_integral_value():
-        return format(normal.quantize(Decimal(1)), "f")
+    """Plain decimal text, no exponent and no trailing zeros: ``"12"``, ``"0.5"``, ``"0.0000001"``.
+
+    Exact up to 100 significant digits (``EXACT``), so a quantity is stored as it was counted.
+    """
+    normal = value.normalize(EXACT)
+    if normal == normal.to_integral_value(context=EXACT):
+        return format(normal.quantize(Decimal(1), context=EXACT), "f")
     return format(normal, "f")

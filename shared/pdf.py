@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from babel.numbers import format_decimal, parse_pattern
 from fpdf import FPDF
 
 from shared.errors import DataError
-from shared.money import format_money, format_unit_amount, to_decimal
+from shared.money import EXACT, format_money, format_unit_amount, to_decimal
 
 __all__ = ["render_invoice_pdf"]
 
@@ -287,13 +287,14 @@ def format_quantity(quantity: Decimal, locale: str = "en_GB") -> str:
 
     Every significant decimal is kept (``Decimal("0.000001")`` -> ``"0.000001"``).
     """
-    normalized = quantity.normalize()
-    exponent = normalized.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > 0:
-        normalized = normalized.quantize(Decimal(1))
-    text = format_decimal(
-        normalized, format="#,##0.###", locale=_locale(locale), decimal_quantization=False
-    )
+    with localcontext(EXACT):  # a quantity may have more than 28 digits (never rounded)
+        normalized = quantity.normalize()
+        exponent = normalized.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:
+            normalized = normalized.quantize(Decimal(1))
+        text = format_decimal(
+            normalized, format="#,##0.###", locale=_locale(locale), decimal_quantization=False
+        )
     return str(text).translate(_TEXT_FIXES)
 
 

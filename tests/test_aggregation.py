@@ -14,6 +14,7 @@ import pytest
 
 from shared.aggregation import ACCUMULATORS, Accumulator, make_accumulator
 from shared.model import AGGREGATIONS, Meter, UsageEvent
+from shared.money import decimal_text
 
 START = datetime(2026, 9, 30, 23, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -129,6 +130,46 @@ def test_non_numeric_and_missing_values_are_ignored_and_warned() -> None:
 def test_warning_messages_are_capped_but_counted() -> None:
     acc = run("sum", [ev(utc(2026, 10, 1), value="x") for _ in range(50)])
     assert acc.warning_count == 50 and len(acc.warnings) == 20
+
+
+# Values the aggregation cannot hold (issue 8 items 3 and 6): |value| >= 10**30, or more than 30
+# decimal places once trailing zeros are dropped. "1e1000000" used to raise decimal.Overflow.
+OUT_OF_RANGE = ["1e1000000", "-1e1000000", 10**30, "1E+30", "-1000000000000000000000000000000",
+                "1e-31", "0.1234567890123456789012345678901", 1e-40]
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "max", "latest", "weighted_sum"])
+def test_values_the_aggregation_cannot_hold_are_ignored_and_warned(aggregation: str) -> None:
+    events = [ev(utc(2026, 10, 2), value=v) for v in OUT_OF_RANGE]
+    events.append(ev(utc(2026, 10, 1), value="2"))
+    acc = run(aggregation, events)
+    assert acc.warning_count == len(OUT_OF_RANGE) and acc.events_counted == 1
+    assert any("out of range: '1e1000000'" in w for w in acc.warnings)
+    if aggregation != "weighted_sum":
+        assert acc.results() == {(): Decimal(2)}
+
+
+def test_quantities_keep_every_digit_beyond_28_significant_digits() -> None:
+    # The largest and the finest values accepted, summed exactly (60 and more significant digits).
+    big = "999999999999999999999999999999.999999999999999999999999999999"
+    tiny = "0.000000000000000000000000000001"
+    total = result("sum", [ev(utc(2026, 10, 1), value=big), ev(utc(2026, 10, 2), value=big),
+                           ev(utc(2026, 10, 3), value=tiny), ev(utc(2026, 10, 4), value="1.50")])
+    # 2 x (10**30 - 10**-30) + 10**-30 + 1.5
+    assert total == Decimal("2000000000000000000000000000001.499999999999999999999999999999")
+    assert decimal_text(total) == "2000000000000000000000000000001.499999999999999999999999999999"
+    assert decimal_text(Decimal("1" * 40)) == "1" * 40
+    assert result("max", [ev(utc(2026, 10, 1), value=big)]) == Decimal(big)
+    assert result("latest", [ev(utc(2026, 10, 1), value="-" + big),
+                             ev(utc(2026, 10, 2), value=tiny)]) == Decimal(tiny)
+
+
+def test_weighted_sum_of_extreme_values_stays_exact_to_twelve_places() -> None:
+    # A level of 10**30 - 1 held for half of the period: (10**30 - 1) / 2 exactly.
+    level = 10**30 - 1
+    half = START + timedelta(seconds=PERIOD_SECONDS // 2)
+    assert str(result("weighted_sum", [ev(half, value=level)])) == (
+        "499999999999999999999999999999.500000000000")
 
 
 # -- unique_count --------------------------------------------------------------------------------------

@@ -238,6 +238,17 @@ def test_negative_meter_result_bills_zero_units() -> None:
     assert total("graduated", -5, tiers=STRIPE_TIERS) == 0
 
 
+def test_quantities_beyond_28_significant_digits_are_priced_exactly() -> None:
+    # Issue 8 item 6: free units and tier bounds are subtracted without rounding the quantity.
+    quantity = Decimal("123456789012345678901234567890.000000000000000000000000000001")
+    (part,) = price_usage(charge("standard", unit_amount_decimal="0", free_units="0.5"),
+                          quantity)
+    assert part.quantity == Decimal("123456789012345678901234567889.500000000000000000000000000001")
+    parts = price_usage(charge("graduated", tiers=STRIPE_TIERS), quantity)
+    assert parts[-1].quantity == Decimal("123456789012345678901234567880.000000000000000000000000000001")
+    assert parts[-1].label == "tier 3: 11+"
+
+
 # -- fixed and types ---------------------------------------------------------------------------------
 
 def test_fixed_parts() -> None:
