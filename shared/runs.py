@@ -30,7 +30,7 @@ from shared.logs import get_logger, log_context
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from shared.proration import suspended_during
-from shared.store import BillingStore
+from shared.store import BillingStore, invoice_size_error
 from shared.usage import UsageRouter, charged_meter_codes, meters_of_plan
 
 MAX_LISTED = 1000
@@ -259,8 +259,10 @@ def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: Us
 
     Empty drafts are skipped (see ``price_candidates``) and collected in ``empty`` when given.
 
-    A candidate whose usage could not be folded (``failure``) or may include a sibling's events
-    (``ambiguous_usage``, see ``shared.usage``) is reported, not billed.
+    A candidate whose usage could not be folded (``failure``), may include a sibling's events
+    (``ambiguous_usage``, see ``shared.usage``) or whose invoice is too large to store in
+    Firestore (``invoice_too_large``, ``shared.store.invoice_size_error``) is reported, not
+    billed, before any write: the others are numbered without a gap.
     """
     drafts: list[InvoiceDraft] = []
     for sub, period, plan, customer, watch_id in ready:
@@ -277,6 +279,9 @@ def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: Us
                 tenant=tenant, customer=customer, subscription=sub, plan=plan,
                 meters=catalog.meters, period=period, usage=usage.quantities(),
                 usage_events=usage.events_counted, warnings=usage.warnings())
+            too_large = invoice_size_error(tenant.id, draft.invoice_id, draft.to_document())
+            if too_large is not None:
+                raise too_large
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
@@ -331,6 +336,8 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
                                    finalize=finalize,
                                    delivery_pending=finalize and delivery_enabled(tenant))
     by_id = {d.invoice_id: d for d in drafts}
+    for draft, error in result.rejected:
+        report.error(tenant.id, error, subscription_id=draft.subscription_id)
     for invoice_id in result.existing:
         report.skip(tenant.id, by_id[invoice_id].subscription_id, "already_invoiced")
     report.generated += len(result.created)

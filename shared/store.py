@@ -10,6 +10,11 @@ tenant's yearly sequence document in the same commit. It works in batches (defau
 per transaction) so the sequence document is written once per batch, not once per invoice
 (Firestore sustains about one write per second on a single document).
 
+Every invoice is measured before it is written (``firestore_document_size``, Firestore's
+documented storage size): one over ``MAX_INVOICE_BYTES`` is not written and comes back in
+``CreatedInvoices.rejected`` (``invoice_too_large``), so it never fails the transaction of the
+others, and each transaction carries at most ``TRANSACTION_BYTES`` of invoices (issue 8 item 4).
+
 Extra collections (extensions of the contract): ``tenants/{t}/invoice_sequences/{YYYY}``
 (``last``: the last sequence number issued that year) and ``tenants/{t}/billing_runs/{run_id}``.
 Queries made here are listed in ``shared.indexes.QUERIES``.
@@ -32,6 +37,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.errors import BillingError, DataError, NotFound
 from shared.invoicing import InvoiceDraft
+from shared.logs import get_logger
 from shared.model import Customer, Meter, Plan, Subscription, Tenant, UsageEvent
 from shared.numbering import format_invoice_number, sequence_year
 from shared.periods import utc_now
@@ -39,6 +45,17 @@ from shared.periods import utc_now
 INVOICE_BATCH_SIZE = 200
 # Above this many customers, subscriptions_of_customers streams the whole collection once.
 IN_QUERY_CUSTOMERS = 300
+MAX_DOCUMENT_BYTES = 1_048_576
+"""Firestore's maximum document size (1 MiB), in its storage-size measure."""
+INVOICE_HEADROOM = 65_536
+"""Room kept in every invoice for the fields written after pricing: number, dates, ``pdf_uri``,
+delivery and payment records, ``history``."""
+MAX_INVOICE_BYTES = MAX_DOCUMENT_BYTES - INVOICE_HEADROOM
+TRANSACTION_BYTES = 2 * 1_048_576
+"""Invoice bytes per transaction: the commit's protobuf (up to ~1.4x the storage size) stays
+under the emulator's 4 MiB message limit and far under Firestore's 10 MiB request limit."""
+_INT64 = (-(2**63), 2**63 - 1)
+log = get_logger("billing.store")
 T = TypeVar("T")
 P = TypeVar("P")
 # Aborted commits: the client retries each round at once; rounds are spaced by a jittered
@@ -61,10 +78,96 @@ class SubscriptionMove:
 
 @dataclass
 class CreatedInvoices:
-    """What ``create_invoices`` did: the documents it created and the ids that already existed."""
+    """What ``create_invoices`` did.
+
+    The documents it created, the ids that already existed, and the drafts it could not store
+    (with their ``DataError``, e.g. ``invoice_too_large``).
+    """
 
     created: list[dict[str, Any]] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    rejected: list[tuple[InvoiceDraft, DataError]] = field(default_factory=list)
+
+
+def _string_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass")) + 1
+
+
+def _value_size(value: Any) -> int:
+    """Storage size of one field value (Firestore's table; ``ValueError`` if unstorable)."""
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"integer {value} does not fit in 64 bits")
+        return 8
+    if isinstance(value, (float, datetime)):
+        return 8
+    if isinstance(value, str):
+        return _string_size(value)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(_value_size(item) for item in value)
+    if isinstance(value, Mapping):
+        return sum(_string_size(str(key)) + _value_size(item) for key, item in value.items())
+    if isinstance(value, firestore.GeoPoint):
+        return 16
+    if isinstance(value, firestore.DocumentReference):
+        return sum(_string_size(part) for part in value._path) + 16
+    raise ValueError(f"Firestore cannot store a {type(value).__name__}")
+
+
+def firestore_document_size(path: Sequence[str], data: Mapping[str, Any]) -> int:
+    """The storage size of ``data`` at ``path`` (collection and document ids, alternating).
+
+    Source: https://cloud.google.com/firestore/docs/storage-size : the document name (each id's
+    UTF-8 length + 1, plus 16), each field name (UTF-8 + 1) and value (string UTF-8 + 1; integer,
+    float, timestamp 8; boolean, null 1; bytes their length; an array the sum of its values; a
+    map the sum of its keys and values), plus 32. The emulator refuses a document at one byte
+    over 1 MiB in exactly this measure (``tests/test_invoice_size.py``).
+
+    Raises:
+        ValueError: a value Firestore cannot store (an integer beyond 64 bits, an unknown type).
+
+    """
+    return sum(_string_size(part) for part in path) + 16 + _value_size(data) + 32
+
+
+def invoice_size_error(tenant_id: str, invoice_id: str,
+                       document: Mapping[str, Any]) -> DataError | None:
+    """``DataError`` (``invoice_too_large``) when ``document`` cannot be stored as an invoice.
+
+    The limit is ``MAX_INVOICE_BYTES`` (1 MiB less ``INVOICE_HEADROOM``); ``None`` when it fits.
+    """
+    try:
+        size = firestore_document_size(("tenants", tenant_id, "invoices", invoice_id), document)
+    except ValueError as exc:
+        return DataError(f"invoice {invoice_id!r} cannot be stored: {exc}",
+                         code="invoice_unstorable")
+    if size > MAX_INVOICE_BYTES:
+        return DataError(
+            f"invoice {invoice_id!r} would take {size:,} bytes, over the {MAX_INVOICE_BYTES:,} "
+            "an invoice may take in Firestore (1 MiB per document): too many lines (group_by "
+            "groups?)", code="invoice_too_large")
+    return None
+
+
+def _byte_batches(items: Sequence[tuple[T, int]], count: int, budget: int) -> Iterator[list[T]]:
+    """Consecutive runs of ``items`` (item, size) of at most ``count`` items and ``budget`` bytes.
+
+    A single item larger than ``budget`` goes alone.
+    """
+    batch: list[T] = []
+    used = 0
+    for item, size in items:
+        if batch and (len(batch) >= count or used + size > budget):
+            yield batch
+            batch, used = [], 0
+        batch.append(item)
+        used += size
+    if batch:
+        yield batch
 
 
 class BillingStore:
@@ -328,24 +431,35 @@ class BillingStore:
         written in the same commit, so that if the run dies before delivering, the daily sweep
         (``dunning``) still delivers them.
 
-        Returns the created documents (with ``invoice_id``) and the ids that already existed.
+        Returns the created documents (with ``invoice_id``), the ids that already existed, and
+        the drafts not written because they cannot be stored (``invoice_size_error``); these
+        take no number. A transaction holds at most ``batch_size`` invoices and
+        ``TRANSACTION_BYTES``.
         """
         result = CreatedInvoices()
         year = sequence_year(now, tenant.timezone)
         sequence_ref = self.collection(tenant.id, "invoice_sequences").document(str(year))
-        for start in range(0, len(drafts), batch_size):
-            batch = list(drafts[start:start + batch_size])
+        sized: list[tuple[tuple[InvoiceDraft, dict[str, Any]], int]] = []
+        for draft in drafts:
+            document = draft.to_document()
+            error = invoice_size_error(tenant.id, draft.invoice_id, document)
+            if error is not None:
+                result.rejected.append((draft, error))
+                continue
+            sized.append(((draft, document), firestore_document_size((), document)))
+        for batch in _byte_batches(sized, batch_size, TRANSACTION_BYTES):
             created, existing = self._create_batch(tenant, batch, sequence_ref, year, now,
                                                    run_id, finalize, delivery_pending)
             result.created.extend(created)
             result.existing.extend(existing)
         return result
 
-    def _create_batch(self, tenant: Tenant, batch: list[InvoiceDraft],
+    def _create_batch(self, tenant: Tenant, batch: list[tuple[InvoiceDraft, dict[str, Any]]],
                       sequence_ref: firestore.DocumentReference, year: int, now: datetime,
                       run_id: str, finalize: bool,
                       delivery_pending: bool) -> tuple[list[dict[str, Any]], list[str]]:
-        refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft in batch]
+        """Create one batch of (draft, its document) in one transaction (see create_invoices)."""
+        refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft, _ in batch]
         def run(transaction: firestore.Transaction) -> tuple[list[dict[str, Any]], list[str]]:
             snapshots = {s.id: s for s in transaction.get_all(refs)}
             last = 0
@@ -353,11 +467,11 @@ class BillingStore:
                 last = _last_sequence(transaction, sequence_ref)
             created: list[dict[str, Any]] = []
             existing: list[str] = []
-            for draft, ref in zip(batch, refs, strict=True):
+            for (draft, base), ref in zip(batch, refs, strict=True):
                 if snapshots[draft.invoice_id].exists:
                     existing.append(draft.invoice_id)
                     continue
-                document = draft.to_document()
+                document = dict(base)  # the transaction may run again: keep base unchanged
                 document.update({"created_at": now, "run_id": run_id, "pdf_uri": None})
                 if finalize:
                     last += 1
@@ -411,43 +525,61 @@ class BillingStore:
         and totals (late usage included), the next gapless number, ``open``, ``issued_at = now``
         and ``due_at``, and loses any PDF rendered while it was a draft (``pdf_uri``); an invoice
         another run finalized meanwhile is left alone. ``delivery_pending`` as in
-        ``create_invoices``. Returns the documents finalized by this call.
+        ``create_invoices``. An update that would make the stored invoice larger than Firestore
+        stores is left out (logged; the caller checks ``invoice_size_error`` first), so it never
+        fails the batch. Returns the documents finalized by this call.
         """
         year = sequence_year(now, tenant.timezone)
         sequence_ref = self.collection(tenant.id, "invoice_sequences").document(str(year))
+        sized: list[tuple[tuple[InvoiceDraft, dict[str, Any]], int]] = []
+        for draft in drafts:
+            update = draft.to_document()
+            update.update(finalized_by_run=run_id, pdf_uri=None)
+            if delivery_pending:
+                update["delivery_pending"] = True
+            try:
+                sized.append(((draft, update), firestore_document_size((), update)))
+            except ValueError as exc:
+                log.error("invoice cannot be stored", extra={
+                    "invoice_id": draft.invoice_id, "error": str(exc)})
         finalized: list[dict[str, Any]] = []
-        for start in range(0, len(drafts), batch_size):
-            batch = list(drafts[start:start + batch_size])
-            refs = [self.invoice_ref(tenant.id, d.invoice_id) for d in batch]
+        for batch in _byte_batches(sized, batch_size, TRANSACTION_BYTES):
             def run(transaction: firestore.Transaction,
-                    batch: list[InvoiceDraft] = batch,
-                    refs: list[firestore.DocumentReference] = refs) -> list[dict[str, Any]]:
-                snapshots = {s.id: s for s in transaction.get_all(refs)}
-                last = _last_sequence(transaction, sequence_ref)
-                done: list[dict[str, Any]] = []
-                for draft, ref in zip(batch, refs, strict=True):
-                    current = snapshots[draft.invoice_id]
-                    if not current.exists or (current.to_dict() or {}).get("status") != "draft":
-                        continue
-                    last += 1
-                    update = draft.to_document()
-                    update.update(_finalized_fields(tenant, year, last, now))
-                    update["finalized_by_run"] = run_id
-                    update["pdf_uri"] = None
-                    if delivery_pending:
-                        update["delivery_pending"] = True
-                    transaction.update(ref, update)
-                    done.append({**(current.to_dict() or {}), **update,
-                                 "invoice_id": draft.invoice_id})
-                if done:
-                    _set_last_sequence(transaction, sequence_ref, last, year, now)
-                return done
+                    batch: list[tuple[InvoiceDraft, dict[str, Any]]] = batch,
+                    ) -> list[dict[str, Any]]:
+                return self._finalize_batch(transaction, tenant, batch, sequence_ref, year, now)
 
             batch_done = self.run_transaction(run)
-            self.reads += len(refs) + 1
+            self.reads += len(batch) + 1
             self.writes += len(batch_done) + (1 if batch_done else 0)
             finalized.extend(batch_done)
         return finalized
+
+    def _finalize_batch(self, transaction: firestore.Transaction, tenant: Tenant,
+                        batch: list[tuple[InvoiceDraft, dict[str, Any]]],
+                        sequence_ref: firestore.DocumentReference, year: int,
+                        now: datetime) -> list[dict[str, Any]]:
+        """One transaction of ``finalize_drafts``: number and open the drafts still ``draft``."""
+        refs = [self.invoice_ref(tenant.id, draft.invoice_id) for draft, _ in batch]
+        snapshots = {s.id: s for s in transaction.get_all(refs)}
+        last = _last_sequence(transaction, sequence_ref)
+        done: list[dict[str, Any]] = []
+        for (draft, base), ref in zip(batch, refs, strict=True):
+            current = snapshots[draft.invoice_id]
+            stored = current.to_dict() or {}
+            if not current.exists or stored.get("status") != "draft":
+                continue
+            update = {**base, **_finalized_fields(tenant, year, last + 1, now)}
+            merged = {**stored, **update}
+            if not _fits(("tenants", tenant.id, "invoices", draft.invoice_id), merged):
+                log.error("invoice too large to finalize", extra={"invoice_id": draft.invoice_id})
+                continue
+            last += 1
+            transaction.update(ref, update)
+            done.append({**merged, "invoice_id": draft.invoice_id})
+        if done:
+            _set_last_sequence(transaction, sequence_ref, last, year, now)
+        return done
 
     def discard_drafts(self, tenant_id: str, reasons: Mapping[str, str], *, now: datetime,
                        run_id: str) -> list[str]:
@@ -591,6 +723,14 @@ class BillingStore:
         """Create or update ``tenants/{t}/billing_runs/{run_id}`` (merge)."""
         self.collection(tenant_id, "billing_runs").document(run_id).set(record, merge=True)
         self.writes += 1
+
+
+def _fits(path: Sequence[str], data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` fits in one Firestore document (a value we cannot measure: assumed so)."""
+    try:
+        return firestore_document_size(path, data) <= MAX_DOCUMENT_BYTES
+    except ValueError:
+        return True
 
 
 def _last_sequence(transaction: firestore.Transaction,
