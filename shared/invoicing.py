@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from shared.aggregation import GroupKey
@@ -31,7 +31,6 @@ from shared.charges import Part, charge_type, fixed_parts, price_usage
 from shared.errors import DataError
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.money import (
-    EXACT,
     MAX_STORED_INTEGER,
     TWELVE_PLACES,
     decimal_text,
@@ -189,7 +188,8 @@ def build_invoice(
             charge -> ``is_empty``).
 
     Raises:
-        DataError: currency mismatch, unknown or invalid meter, malformed charge.
+        DataError: currency mismatch, unknown or invalid meter, malformed charge, or an amount
+            beyond Firestore's 64-bit integers (``amount_too_large``).
 
     """
     if plan.currency != tenant.currency:
@@ -223,8 +223,9 @@ def build_invoice(
                 quantity, unit = fixed_parts(charge)
                 label = str(charge.get("description") or "Subscription fee")
                 if active < total_days:
-                    unit = EXACT.divide(EXACT.multiply(unit, active), total_days).quantize(
-                        TWELVE_PLACES, rounding=ROUND_HALF_UP, context=EXACT)
+                    with localcontext(prec=60):
+                        unit = (unit * active / total_days).quantize(
+                            TWELVE_PLACES, rounding=ROUND_HALF_UP)
                     label = f"{label} ({active} of {total_days} days)"
                 has_fixed = True
                 add(label, quantity, unit, "fixed")
