@@ -260,7 +260,8 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         # No grace period (or an admin's "now"): the invoices are final when created.
         at_once = only is not None or tenant.grace_period_hours == 0
         errors_before, generated_before = len(report.errors), report.generated
-        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=at_once)
+        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=at_once,
+                                     known=subs, known_billing_times=() if only else ("anniversary",))
         finalized_at_once = report.generated - generated_before if at_once else 0
         report.finalized += finalized_at_once
         # This tenant's failures only: another tenant may use the same subscription ids.

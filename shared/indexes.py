@@ -50,6 +50,8 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("invoices", ("customer_id", "status"), (), "payments.reactivate_if_clear"),
     QueryShape("subscriptions", ("customer_id",), (), "payments.reactivate_if_clear"),
     QueryShape("subscriptions", ("customer_id",), (), "store.subscriptions_of_customers"),
+    QueryShape("subscriptions", ("billing_time", "customer_id"), (),
+               "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "delivery.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "delivery.pending_notifications"),
 )

@@ -43,6 +43,7 @@ _MAX_UNIT_DECIMALS = 12
 QUANTITY_INTEGER_DIGITS = 30
 QUANTITY_DECIMALS = 30
 _QUANTITY_QUANTUM = Decimal(1).scaleb(-QUANTITY_DECIMALS)
+_QUANTITY_LIMIT = 10**QUANTITY_INTEGER_DIGITS
 MAX_STORED_INTEGER = 2**63 - 1
 """The largest integer Firestore stores (signed 64-bit): no amount in minor units may exceed it."""
 
@@ -111,6 +112,8 @@ def to_quantity(value: object) -> Decimal:
         ValueError: not numeric (see ``to_decimal``), or out of range (the message says which).
 
     """
+    if type(value) is int and -_QUANTITY_LIMIT < value < _QUANTITY_LIMIT:
+        return Decimal(value)  # the common case, already in range
     number = to_decimal(value)
     if not number:
         return Decimal(0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,10 +30,11 @@ from shared.logs import get_logger, log_context
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
 from shared.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from shared.proration import suspended_during
-from shared.store import BillingStore, invoice_size_error
+from shared.store import BillingStore, invoice_size
 from shared.usage import UsageRouter, charged_meter_codes, meters_of_plan
 
 MAX_LISTED = 1000
+BILLING_TIMES = ("calendar", "anniversary")
 # Concurrent deliveries of one run wait for each other (see BillingStore.acquire_lease).
 LEASE_TTL = timedelta(minutes=15)
 LEASE_WAIT = timedelta(minutes=5)
@@ -174,17 +175,19 @@ def empty_invoice_reason(sub: Subscription, period: BillingPeriod, customer: Cus
 
 def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                      candidates: Sequence[tuple[Subscription, BillingPeriod]],
-                     empty: list[InvoiceDraft] | None = None,
-                     subscriptions: Sequence[Subscription | tuple[str, DataError]] | None = None,
+                     empty: list[InvoiceDraft] | None = None, *,
+                     known: Sequence[Subscription | tuple[str, DataError]] = (),
+                     known_billing_times: Collection[str] = (),
                      ) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
-    Reads the candidates' customers and every subscription of those customers (``subscriptions``
-    when the caller has them all already, else ``store.subscriptions_of_customers``), streams the
-    events of the union of the candidates' windows once (each window is the period clipped to the
-    subscription's ``[started_at, canceled_at)``), routes each event to the one subscription it
-    belongs to (``shared.usage``: an event owned by a subscription not billed here is billed by
-    no one), and prices each candidate. Failures, unexpected exceptions included, go to
+    Reads the candidates' customers and every subscription of those customers (``known`` holds
+    every subscription of each billing time in ``known_billing_times`` the caller read already;
+    the others are read, see ``claim_usage``), streams the events of the union of the
+    candidates' windows once (each window is the period clipped to the subscription's
+    ``[started_at, canceled_at)``), routes each event to the one subscription it belongs to
+    (``shared.usage``: an event owned by a subscription not billed here is billed by no one),
+    and prices each candidate. Failures, unexpected exceptions included, go to
     ``report.errors`` for that subscription only. A suspended customer or subscription is billed
     like any other (issue 8 item 5: usage in full, fixed fees prorated to the days not
     suspended, ``shared.proration``); an ``archived`` customer is skipped
@@ -198,11 +201,8 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
     store = ctx.store
     customer_ids = {sub.customer_id for sub, _ in candidates}
     customers: dict[str, Customer | DataError] = store.get_customers(tenant.id, customer_ids)
-    if subscriptions is None:
-        subscriptions = store.subscriptions_of_customers(tenant.id, customer_ids)
     router = UsageRouter()
-    claim_usage(router, catalog, customer_ids,
-                [*subscriptions, *(sub for sub, _ in candidates)])
+    claim_usage(ctx.store, tenant, router, catalog, candidates, known, known_billing_times)
     ready: list[tuple[Subscription, BillingPeriod, Plan, Customer, str]] = []
     for sub, period in candidates:
         watch_id = f"{sub.id}@{period.key}"
@@ -236,15 +236,24 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
     return build_drafts(report, tenant, catalog, router, ready, empty), router.events_seen
 
 
-def claim_usage(router: UsageRouter, catalog: Catalog, customer_ids: set[str],
-                subscriptions: Iterable[Subscription | tuple[str, DataError]]) -> None:
-    """Register each subscription of ``customer_ids`` as the claimer of its plan's meters.
+def claim_usage(store: BillingStore, tenant: Tenant, router: UsageRouter, catalog: Catalog,
+                candidates: Sequence[tuple[Subscription, BillingPeriod]],
+                known: Sequence[Subscription | tuple[str, DataError]],
+                known_billing_times: Collection[str]) -> None:
+    """Register every subscription of the candidates' customers as the claimer of its meters.
 
-    Every billing time and status claims (a suspended subscription keeps its events); a
-    subscription whose plan is missing or invalid claims with unknown meters (``None``), and an
-    unreadable subscription document claims nothing (its customer and dates are unknown).
+    ``known`` holds every subscription of the billing times in ``known_billing_times``; the
+    candidates' customers' subscriptions of the other billing times are read
+    (``store.subscriptions_of_customers``). Every billing time and status claims (a suspended
+    subscription keeps its events); a subscription whose plan is missing or invalid claims with
+    unknown meters (``None``), and an unreadable subscription document claims nothing (its
+    customer and dates are unknown).
     """
-    for sub in subscriptions:
+    customer_ids = {sub.customer_id for sub, _ in candidates}
+    missing = [time for time in BILLING_TIMES if time not in known_billing_times]
+    read = store.subscriptions_of_customers(
+        tenant.id, customer_ids, missing[0] if len(missing) == 1 else None) if missing else []
+    for sub in (*known, *read, *(sub for sub, _ in candidates)):
         if isinstance(sub, tuple) or sub.customer_id not in customer_ids:
             continue
         plan = catalog.plans.get(sub.plan_id)
@@ -261,7 +270,7 @@ def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: Us
 
     A candidate whose usage could not be folded (``failure``), may include a sibling's events
     (``ambiguous_usage``, see ``shared.usage``) or whose invoice is too large to store in
-    Firestore (``invoice_too_large``, ``shared.store.invoice_size_error``) is reported, not
+    Firestore (``invoice_too_large``, ``shared.store.invoice_size``) is reported, not
     billed, before any write: the others are numbered without a gap.
     """
     drafts: list[InvoiceDraft] = []
@@ -279,9 +288,7 @@ def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: Us
                 tenant=tenant, customer=customer, subscription=sub, plan=plan,
                 meters=catalog.meters, period=period, usage=usage.quantities(),
                 usage_events=usage.events_counted, warnings=usage.warnings())
-            too_large = invoice_size_error(tenant.id, draft.invoice_id, draft.to_document())
-            if too_large is not None:
-                raise too_large
+            invoice_size(tenant.id, draft.invoice_id, draft.to_document())
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
@@ -304,20 +311,21 @@ def _add_total(totals: dict[str, int], currency: str, amount: int) -> None:
 def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
                        candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
                        finalize: bool,
-                       subscriptions: Sequence[Subscription | tuple[str, DataError]] | None = None,
+                       known: Sequence[Subscription | tuple[str, DataError]] = (),
+                       known_billing_times: Collection[str] = (),
                        ) -> dict[str, Any]:
     """Price the candidates and create their absent invoices; return the tenant summary.
 
-    ``subscriptions``: every subscription of the candidates' customers when the caller has
-    read them (see ``price_candidates``).
+    ``known``/``known_billing_times``: the subscriptions the caller read, every one of those
+    billing times (see ``price_candidates``).
 
     ``finalize``: created ``open`` and numbered at once (the month close), with PDFs; otherwise
     created as ``draft`` (anniversary billing, finalized after the grace period). A dry run
     only previews. Invoices that exist already are skipped as ``already_invoiced``.
     """
     store = ctx.store
-    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates,
-                                           subscriptions=subscriptions)
+    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates, known=known,
+                                           known_billing_times=known_billing_times)
     summary: dict[str, Any] = {"tenant_id": tenant.id, "candidates": len(candidates),
                                "events_read": events_read}
     if ctx.dry_run:
@@ -565,10 +573,8 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
         catalog = Catalog.load(ctx.store, tenant.id)
         subs = ctx.store.load_subscriptions(tenant.id, "calendar")
         candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
-        # Anniversary subscriptions own the events of their active time too (shared.usage).
-        others = ctx.store.load_subscriptions(tenant.id, "anniversary")
         return bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=True,
-                                  subscriptions=[*subs, *others])
+                                  known=subs, known_billing_times=("calendar",))
 
     run_per_tenant(ctx, report, ready, "monthly_billing", describe, work)
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes

@@ -90,27 +90,43 @@ class CreatedInvoices:
 
 
 def _string_size(text: str) -> int:
+    if text.isascii():
+        return len(text) + 1
     return len(text.encode("utf-8", "surrogatepass")) + 1
 
 
 def _value_size(value: Any) -> int:
     """Storage size of one field value (Firestore's table; ``ValueError`` if unstorable)."""
-    if value is None or isinstance(value, bool):
-        return 1
-    if isinstance(value, int):
+    kind = type(value)
+    if kind is str:
+        return _string_size(value)
+    if kind is dict:
+        return sum(_string_size(key) + _value_size(item) for key, item in value.items())
+    if kind is list:
+        return sum(_value_size(item) for item in value)
+    if kind is int:
         if not _INT64[0] <= value <= _INT64[1]:
             raise ValueError(f"integer {value} does not fit in 64 bits")
         return 8
+    if value is None or kind is bool:
+        return 1
     if isinstance(value, (float, datetime)):
         return 8
+    return _other_value_size(value)
+
+
+def _other_value_size(value: Any) -> int:
+    """``_value_size`` of the rarer types (subclasses, tuples, bytes, references, points)."""
     if isinstance(value, str):
-        return _string_size(value)
-    if isinstance(value, bytes):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return sum(_value_size(item) for item in value)
+        return _string_size(str(value))
+    if isinstance(value, int):
+        return _value_size(int(value))
     if isinstance(value, Mapping):
         return sum(_string_size(str(key)) + _value_size(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_value_size(item) for item in value)
+    if isinstance(value, bytes):
+        return len(value)
     if isinstance(value, firestore.GeoPoint):
         return 16
     if isinstance(value, firestore.DocumentReference):
@@ -131,26 +147,28 @@ def firestore_document_size(path: Sequence[str], data: Mapping[str, Any]) -> int
         ValueError: a value Firestore cannot store (an integer beyond 64 bits, an unknown type).
 
     """
-    return sum(_string_size(part) for part in path) + 16 + _value_size(data) + 32
+    return sum(_string_size(part) for part in path) + 16 + _value_size(dict(data)) + 32
 
 
-def invoice_size_error(tenant_id: str, invoice_id: str,
-                       document: Mapping[str, Any]) -> DataError | None:
-    """``DataError`` (``invoice_too_large``) when ``document`` cannot be stored as an invoice.
+def invoice_size(tenant_id: str, invoice_id: str, document: Mapping[str, Any]) -> int:
+    """The storage size of an invoice ``document``, checked against ``MAX_INVOICE_BYTES``.
 
-    The limit is ``MAX_INVOICE_BYTES`` (1 MiB less ``INVOICE_HEADROOM``); ``None`` when it fits.
+    Raises:
+        DataError: ``invoice_too_large`` over ``MAX_INVOICE_BYTES`` (1 MiB less
+            ``INVOICE_HEADROOM``), ``invoice_unstorable`` for a value Firestore cannot store.
+
     """
     try:
         size = firestore_document_size(("tenants", tenant_id, "invoices", invoice_id), document)
     except ValueError as exc:
-        return DataError(f"invoice {invoice_id!r} cannot be stored: {exc}",
-                         code="invoice_unstorable")
+        raise DataError(f"invoice {invoice_id!r} cannot be stored: {exc}",
+                        code="invoice_unstorable") from None
     if size > MAX_INVOICE_BYTES:
-        return DataError(
+        raise DataError(
             f"invoice {invoice_id!r} would take {size:,} bytes, over the {MAX_INVOICE_BYTES:,} "
             "an invoice may take in Firestore (1 MiB per document): too many lines (group_by "
             "groups?)", code="invoice_too_large")
-    return None
+    return size
 
 
 def _byte_batches(items: Sequence[tuple[T, int]], count: int, budget: int) -> Iterator[list[T]]:
@@ -285,28 +303,33 @@ class BillingStore:
         return sorted(out, key=lambda s: s.id if isinstance(s, Subscription) else s[0])
 
     def subscriptions_of_customers(self, tenant_id: str, customer_ids: Iterable[str],
+                                   billing_time: str | None = None,
                                    ) -> list[Subscription | tuple[str, DataError]]:
-        """Every subscription of the named customers (any billing time or status), sorted by id.
+        """Every subscription of the named customers (any status), sorted by id.
 
-        The routing of usage needs them all (``shared.usage``). Up to ``IN_QUERY_CUSTOMERS``
-        customers: ``customer_id in [...]`` queries of 30 values (Firestore's ``in`` limit);
-        more: one streamed read of the tenant's subscriptions, filtered here, which is fewer
-        round trips for the same order of reads. Invalid documents come as ``(id, DataError)``.
+        The routing of usage needs them all (``shared.usage``); ``billing_time`` restricts the
+        read to one billing time when the caller holds the others. Up to
+        ``IN_QUERY_CUSTOMERS`` customers: ``customer_id in [...]`` queries of 30 values
+        (Firestore's ``in`` limit); more: one streamed read of the tenant's subscriptions (of
+        that billing time), filtered here, which is fewer round trips for the same order of
+        reads. Invalid documents come as ``(id, DataError)``.
         """
         wanted = sorted(set(customer_ids))
         if not wanted:
             return []
-        collection = self.collection(tenant_id, "subscriptions")
+        query: Any = self.collection(tenant_id, "subscriptions")
+        if billing_time is not None:
+            query = query.where(filter=FieldFilter("billing_time", "==", billing_time))
         if len(wanted) > IN_QUERY_CUSTOMERS:
-            queries: list[Any] = [collection]
+            queries: list[Any] = [query]
         else:
-            queries = [collection.where(filter=FieldFilter("customer_id", "in", wanted[i:i + 30]))
+            queries = [query.where(filter=FieldFilter("customer_id", "in", wanted[i:i + 30]))
                        for i in range(0, len(wanted), 30)]
         chosen = set(wanted)
         out: list[Subscription | tuple[str, DataError]] = []
-        for query in queries:
+        for one in queries:
             read = 0
-            for snapshot in query.stream():
+            for snapshot in one.stream():
                 read += 1
                 data = snapshot.to_dict() or {}
                 if data.get("customer_id") not in chosen:
@@ -432,7 +455,7 @@ class BillingStore:
         (``dunning``) still delivers them.
 
         Returns the created documents (with ``invoice_id``), the ids that already existed, and
-        the drafts not written because they cannot be stored (``invoice_size_error``); these
+        the drafts not written because they cannot be stored (``invoice_size``); these
         take no number. A transaction holds at most ``batch_size`` invoices and
         ``TRANSACTION_BYTES``.
         """
@@ -442,11 +465,11 @@ class BillingStore:
         sized: list[tuple[tuple[InvoiceDraft, dict[str, Any]], int]] = []
         for draft in drafts:
             document = draft.to_document()
-            error = invoice_size_error(tenant.id, draft.invoice_id, document)
-            if error is not None:
+            try:
+                sized.append(((draft, document), invoice_size(tenant.id, draft.invoice_id,
+                                                              document)))
+            except DataError as error:
                 result.rejected.append((draft, error))
-                continue
-            sized.append(((draft, document), firestore_document_size((), document)))
         for batch in _byte_batches(sized, batch_size, TRANSACTION_BYTES):
             created, existing = self._create_batch(tenant, batch, sequence_ref, year, now,
                                                    run_id, finalize, delivery_pending)
@@ -526,7 +549,7 @@ class BillingStore:
         and ``due_at``, and loses any PDF rendered while it was a draft (``pdf_uri``); an invoice
         another run finalized meanwhile is left alone. ``delivery_pending`` as in
         ``create_invoices``. An update that would make the stored invoice larger than Firestore
-        stores is left out (logged; the caller checks ``invoice_size_error`` first), so it never
+        stores is left out (logged; the caller checks ``invoice_size`` first), so it never
         fails the batch. Returns the documents finalized by this call.
         """
         year = sequence_year(now, tenant.timezone)
