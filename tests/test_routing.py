@@ -26,10 +26,11 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def seed(db: firestore.Client) -> None:
-    """A tenant without grace period (anniversary invoices are final at once), one count meter,
-    and two plans charging it at different prices, so each invoice tells whose events it holds."""
-    f.tenant(db, T, invoice_prefix="RT", grace_period_hours=0)
+def seed(db: firestore.Client, grace: int = 0) -> None:
+    """A tenant (by default without grace period: anniversary invoices are final at once), one
+    count meter, and two plans charging it at different prices, so each invoice tells whose
+    events it holds."""
+    f.tenant(db, T, invoice_prefix="RT", grace_period_hours=grace)
     f.meter(db, T, "api_calls", "count", field=None, unit="calls")
     f.plan(db, T, "two", [{"type": "usage", "meter": "api_calls", "model": "standard",
                            "unit_amount_decimal": "2"}])
@@ -87,6 +88,28 @@ def test_calendar_and_anniversary_on_one_meter_bill_each_event_once(
     assert usage_quantity(ann) == "3" and ann["subtotal"] == 9  # e2, e3, e4
     # Five events, five billed units: none twice, none lost.
     assert sum(int(usage_quantity(i)) for i in f.invoices(db, T).values()) == 5
+
+
+def test_an_anniversary_run_leaves_a_newer_calendar_subscription_its_events(
+        db: firestore.Client, call_function: Any) -> None:
+    seed(db, grace=1)  # a draft first, re-priced when finalized an hour later
+    f.customer(db, T, "rev")
+    anniversary(db, "sub-ann", "rev", "three", utc(2026, 10, 15, 10), utc(2026, 11, 15, 11))
+    f.subscription(db, T, "sub-cal", "rev", "two", started_at=utc(2026, 10, 20))
+    f.event(db, T, "r1", "rev", "api_calls", utc(2026, 10, 18))  # sub-ann: sub-cal not started
+    f.event(db, T, "r2", "rev", "api_calls", utc(2026, 10, 25))  # sub-cal, the most recent
+    f.event(db, T, "r3", "rev", "api_calls", utc(2026, 11, 3))   # sub-cal (its November)
+
+    drafted = generate(call_function, "2026-11-15T11:30:00Z")
+    assert drafted["errors"] == [] and drafted["draft_totals"] == {"GBP": 4}  # 3p + 20 % tax
+    f.event(db, T, "r4", "rev", "api_calls", utc(2026, 11, 4))  # late, still sub-cal's
+    finalized = generate(call_function, "2026-11-15T12:45:00Z")
+    assert finalized["errors"] == [] and finalized["finalized"] == 1
+    ann = f.invoices(db, T)["sub-ann-20261015"]
+    assert ann["status"] == "open" and usage_quantity(ann) == "1" and ann["subtotal"] == 3
+
+    month_close(call_function)
+    assert usage_quantity(f.invoices(db, T)["sub-cal-20261001"]) == "1"  # r2
 
 
 def test_two_anniversaries_on_different_anchors(db: firestore.Client,
