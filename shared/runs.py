@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.delivery import deliver_finalized_invoices, delivery_enabled
-from shared.errors import BadRequest, BillingError, DataError, PermissionDenied
+from shared.errors import BadRequest, BillingError, DataError, PermissionDenied, echo
 from shared.invoicing import InvoiceDraft, build_invoice
 from shared.logs import get_logger, log_context
 from shared.model import Customer, Meter, Plan, Subscription, Tenant
@@ -465,7 +465,7 @@ def resolve_tenants(store: BillingStore,
         except DataError as exc:  # its data is broken: reported in errors, like any data problem
             return [(tenant_id, exc)]
         if tenant.status != "active":
-            raise PermissionDenied(f"tenant {tenant_id!r} is disabled", code="tenant_disabled")
+            raise PermissionDenied(f"tenant {echo(tenant_id)} is disabled", code="tenant_disabled")
         return [tenant]
     out: list[Tenant | tuple[str, DataError]] = []
     for tid in store.active_tenant_ids():

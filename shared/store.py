@@ -35,7 +35,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from shared.errors import BillingError, DataError, NotFound
+from shared.errors import BillingError, DataError, NotFound, echo
 from shared.invoicing import InvoiceDraft
 from shared.logs import get_logger
 from shared.model import Customer, Meter, Plan, Subscription, Tenant, UsageEvent
@@ -256,7 +256,7 @@ class BillingStore:
         snapshot = self.tenant_ref(tenant_id).get()
         self.reads += 1
         if not snapshot.exists:
-            raise NotFound(f"unknown tenant {tenant_id!r}", code="unknown_tenant")
+            raise NotFound(f"unknown tenant {echo(tenant_id)}", code="unknown_tenant")
         return Tenant.parse(tenant_id, snapshot.to_dict() or {})
 
     def active_tenant_ids(self) -> list[str]:
@@ -346,7 +346,7 @@ class BillingStore:
         snapshot = self.collection(tenant_id, "subscriptions").document(subscription_id).get()
         self.reads += 1
         if not snapshot.exists:
-            raise NotFound(f"unknown subscription {subscription_id!r}",
+            raise NotFound(f"unknown subscription {echo(subscription_id)}",
                            code="unknown_subscription")
         return Subscription.parse(snapshot.id, snapshot.to_dict() or {})
 
