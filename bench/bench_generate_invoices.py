@@ -32,8 +32,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from bench.common import bench_environment
+from billing.pricing.periods import add_interval
 from devtools.dev_issuer import mint_token
-from shared.periods import add_interval
 
 REPO = Path(__file__).resolve().parent.parent
 CDNOW = REPO.parent / "shared" / "data" / "CDNOW_master.txt"
@@ -136,7 +136,7 @@ def _run(customers: int, key: Any) -> int:
     print(f"seeded {len(purchases)} subscriptions and {events} events in "
           f"{time.perf_counter() - started:.1f} s")
 
-    import shared.handlers as handlers
+    import billing.http.handlers as handlers
 
     handlers.publish_to_bucket = None  # type: ignore[assignment]
     app = functions_framework.create_app(  # type: ignore[no-untyped-call]

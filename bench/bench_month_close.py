@@ -72,7 +72,7 @@ def floor(project: str, documents: int, sample: dict[str, Any]) -> tuple[float, 
 
 def close_month(app: Any, key: Any, project: str, *, pdfs: bool) -> tuple[float, dict[str, Any]]:
     """Run the month close through the HTTP function; return wall seconds and the response."""
-    import shared.handlers as handlers
+    import billing.http.handlers as handlers
 
     os.environ["GOOGLE_CLOUD_PROJECT"] = project
     original = handlers.publish_to_bucket

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.pdf import render_invoice_pdf
+from billing.delivery.pdf import render_invoice_pdf
 
 LONDON = ZoneInfo("Europe/London")
 TARGET_MS = 15.0

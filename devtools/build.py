@@ -3,7 +3,7 @@
 For each ``functions/<name>/main.py`` this writes ``build/<name>.zip`` holding, at its root:
 
 - the files of ``functions/<name>/`` (``main.py`` and any helper module next to it);
-- the ``shared/`` package;
+- the ``billing/`` package;
 - ``requirements.txt``: the function's own if it has one, else the repository's (the pinned
   runtime dependencies of every function).
 
@@ -112,7 +112,7 @@ def collect_files(name: str, repo: Path = REPO) -> dict[str, Path]:
     function_dir = repo / "functions" / name
     if not (function_dir / "main.py").is_file():
         raise BuildError(f"functions/{name}/main.py does not exist")
-    entries = _tree(repo / "shared", "shared/")
+    entries = _tree(repo / "billing", "billing/")
     entries.update(_tree(function_dir, ""))
     if "requirements.txt" not in entries:
         entries["requirements.txt"] = repo / "requirements.txt"

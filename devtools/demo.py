@@ -20,9 +20,9 @@ from typing import Any
 import google.cloud.storage as storage
 from google.cloud import firestore
 
+from billing.pricing.money import format_money
 from devtools import online_retail
 from devtools.local import REPO, LocalStack
-from shared.money import format_money
 
 SAMPLE = REPO / "demo" / "data" / "online_retail_2011-11_sample.csv.gz"
 TENANT = "uk-retail"

@@ -142,7 +142,7 @@ COUNTRY_CODES: dict[str, str | None] = {
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _MISSING: Any = object()
-#: Wide enough that quantity x unit price never loses a digit (as ``shared.money``).
+#: Wide enough that quantity x unit price never loses a digit (as ``billing.pricing.money``).
 _EXACT = Context(prec=60)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _CUSTOMER_ID = re.compile(r"^(\d+)(?:\.0+)?$")

@@ -16,10 +16,10 @@ from types import FrameType
 
 from google.cloud import firestore
 
+from billing.pricing.periods import add_interval
 from devtools import online_retail
 from devtools.demo import SAMPLE
 from devtools.local import FUNCTIONS, REPO, LocalStack
-from shared.periods import add_interval
 
 ANNIVERSARY_TENANT = "saas-demo"
 

@@ -21,7 +21,7 @@ $(CHECKOV_STAMP): mk/infra.mk
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	touch $@
 
-## build: one zip per function in build/ (main.py, shared/, requirements.txt)
+## build: one zip per function in build/ (main.py, billing/, requirements.txt)
 build: $(STAMP)
 	$(PY) -m devtools.build
 

@@ -1,4 +1,4 @@
-"""``python -m admin call`` against a tiny local function that checks the token with shared.auth."""
+"""``python -m admin call`` against a tiny local function that checks the token with billing.http.auth."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from admin.cli import main
+from billing.errors import BillingError
+from billing.http.auth import AuthSettings, CertCache, authenticate
 from devtools.dev_issuer import (
     DEV_ISSUER,
     DEV_PRINCIPAL,
@@ -27,8 +29,6 @@ from devtools.dev_issuer import (
     mint_token,
     serve_certs,
 )
-from shared.auth import AuthSettings, CertCache, authenticate
-from shared.errors import BillingError
 
 REPO = Path(__file__).resolve().parent.parent
 

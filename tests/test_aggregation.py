@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from shared.aggregation import ACCUMULATORS, Accumulator, make_accumulator
-from shared.model import AGGREGATIONS, Meter, UsageEvent
-from shared.money import decimal_text
+from billing.pricing.aggregation import ACCUMULATORS, Accumulator, make_accumulator
+from billing.pricing.money import decimal_text
+from billing.records import AGGREGATIONS, Meter, UsageEvent
 
 START = datetime(2026, 9, 30, 23, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -331,7 +331,7 @@ def test_group_by_without_events_has_no_group() -> None:
 
 @pytest.mark.parametrize("aggregation", ["sum", "max", "latest", "weighted_sum", "unique_count"])
 def test_field_aggregations_need_a_field(aggregation: str) -> None:
-    from shared.errors import DataError
+    from billing.errors import DataError
 
     with pytest.raises(DataError, match="needs a 'field'"):
         Meter.parse("m", {"aggregation": aggregation})

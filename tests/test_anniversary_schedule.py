@@ -1,6 +1,6 @@
 """Anniversary schedules: bounded intervals, daily plans across DST, the stub first period.
 
-Pure tests call ``shared.anniversary`` / ``shared.periods`` directly; the others go through the
+Pure tests call ``billing.runs.anniversary`` / ``billing.pricing.periods`` directly; the others go through the
 ``generate_invoices`` HTTP function against the Firestore emulator.
 """
 
@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.cloud import firestore
 
-from shared.anniversary import due_periods
-from shared.errors import DataError
-from shared.model import Plan, Subscription
+from billing.errors import DataError
+from billing.records import Plan, Subscription
+from billing.runs.anniversary import due_periods
 from tests import factories as f
 
 T = "sched"

@@ -1,4 +1,4 @@
-"""shared.auth and devtools.dev_issuer: OIDC checks against a local issuer (no emulator needed)."""
+"""billing.http.auth and devtools.dev_issuer: OIDC checks against a local issuer (no emulator needed)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from billing.errors import PermissionDenied, Unauthenticated
+from billing.http.auth import (
+    DEFAULT_CERTS_URL,
+    DEFAULT_ISSUERS,
+    AuthSettings,
+    CertCache,
+    CertificatesUnavailableError,
+    Principal,
+    authenticate,
+    authenticate_headers,
+    authorization_header,
+)
 from devtools.dev_issuer import (
     DEV_ISSUER,
     DEV_PRINCIPAL,
@@ -35,18 +47,6 @@ from devtools.dev_issuer import (
     serve_certs,
     strip_signature,
 )
-from shared.auth import (
-    DEFAULT_CERTS_URL,
-    DEFAULT_ISSUERS,
-    AuthSettings,
-    CertCache,
-    CertificatesUnavailableError,
-    Principal,
-    authenticate,
-    authenticate_headers,
-    authorization_header,
-)
-from shared.errors import PermissionDenied, Unauthenticated
 
 REPO = Path(__file__).resolve().parent.parent
 AUD = "https://europe-west1-proj.cloudfunctions.net/monthly_billing"
@@ -572,7 +572,7 @@ class _Records(logging.Handler):
 
 @pytest.fixture
 def http_log() -> Iterator[_Records]:
-    from shared.http import log
+    from billing.http.shell import log
 
     records = _Records()
     log.addHandler(records)
@@ -581,10 +581,10 @@ def http_log() -> Iterator[_Records]:
 
 
 def serve(headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One POST through ``shared.http.handle`` (whose ``run`` must not be reached)."""
+    """One POST through ``billing.http.shell.handle`` (whose ``run`` must not be reached)."""
     import flask
 
-    from shared.http import handle
+    from billing.http.shell import handle
 
     def unreachable(_call: Any) -> dict[str, Any]:
         raise AssertionError("run() reached without valid credentials")

@@ -183,8 +183,8 @@ def test_edge_inputs_are_400_and_change_nothing(
 @pytest.mark.parametrize(("month", "ok"), [("1969-12", False), ("1970-01", True),
                                            ("9998-12", True), ("9999-01", False)])
 def test_month_bounds(month: str, ok: bool) -> None:
-    from shared.errors import BadRequest
-    from shared.periods import month_period, parse_month
+    from billing.errors import BadRequest
+    from billing.pricing.periods import month_period, parse_month
 
     if ok:
         year, number = parse_month(month)
@@ -201,8 +201,8 @@ def test_month_bounds(month: str, ok: bool) -> None:
     ("9999-12-31T23:59:59-00:01", False), ("0001-01-01T00:00:00Z", False),
 ])
 def test_instant_bounds(value: str, ok: bool) -> None:
-    from shared.errors import BadRequest
-    from shared.http import rfc3339
+    from billing.errors import BadRequest
+    from billing.http.shell import rfc3339
 
     if ok:
         assert rfc3339(value).tzinfo is not None

@@ -208,9 +208,9 @@ def test_resend_needs_email_enabled(db: firestore.Client, admin: Any) -> None:
 
 def test_actions_on_a_stripe_invoice_change_stripe_first(
         db: firestore.Client, admin: Any, fake_stripe: FakeStripe) -> None:
-    from shared.delivery import deliver_finalized_invoices
-    from shared.periods import utc_now
-    from shared.store import BillingStore
+    from billing.delivery.outbox import deliver_finalized_invoices
+    from billing.pricing.periods import utc_now
+    from billing.store.firestore_store import BillingStore
 
     seed(db, email=False, stripe=True)
     gp.seed_invoice(db, "inv-2", "alice", number="ACME-2026-000002")
@@ -285,9 +285,9 @@ def test_bad_text_or_instant_never_reaches_stripe(
         db: firestore.Client, admin: Any, fake_stripe: FakeStripe, name: str,
         raw: bytes) -> None:
     """Issue 8 item 12: such a field used to fail the Firestore write after Stripe had voided."""
-    from shared.delivery import deliver_finalized_invoices
-    from shared.periods import utc_now
-    from shared.store import BillingStore
+    from billing.delivery.outbox import deliver_finalized_invoices
+    from billing.pricing.periods import utc_now
+    from billing.store.firestore_store import BillingStore
 
     seed(db, email=False, stripe=True)
     store = BillingStore(db)

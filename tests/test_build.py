@@ -32,12 +32,12 @@ import functions_framework
 name, source = sys.argv[1], sys.argv[2]
 app = functions_framework.create_app(target=name, source=source)
 response = app.test_client().get("/")
-import shared
+import billing
 print(json.dumps({
     "status": response.status_code,
     "content_type": response.headers.get("Content-Type", ""),
     "json": response.get_json(silent=True),
-    "shared": shared.__file__,
+    "billing": billing.__file__,
     "path": sys.path,
 }))
 """
@@ -56,7 +56,7 @@ def test_there_is_at_least_one_function() -> None:
 def snapshot(destination: Path) -> Path:
     """Copy what the build reads, so concurrent edits of the work tree cannot change it."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("functions", "shared"):
+    for folder in ("functions", "billing"):
         shutil.copytree(REPO / folder, destination / folder, ignore=ignore)
     shutil.copy2(REPO / "requirements.txt", destination / "requirements.txt")
     return destination
@@ -92,7 +92,7 @@ def test_zip_layout(built: dict[str, BuiltZip], name: str) -> None:
         requirements = archive.read("requirements.txt").decode()
     assert names == sorted(names), "entries must be sorted"
     assert "main.py" in names and "requirements.txt" in names
-    assert "shared/__init__.py" in names
+    assert "billing/__init__.py" in names
     assert all(info.date_time == FIXED_DATE_TIME for info in infos)
     for entry in names:
         parts = entry.split("/")
@@ -102,7 +102,7 @@ def test_zip_layout(built: dict[str, BuiltZip], name: str) -> None:
     assert "functions-framework==" in requirements
     shared_sources = {
         p.relative_to(REPO).as_posix()
-        for p in (REPO / "shared").rglob("*.py")
+        for p in (REPO / "billing").rglob("*.py")
         if "__pycache__" not in p.parts and "tests" not in p.parts and not p.name.startswith("test_")
     }
     assert shared_sources <= set(names), f"missing {sorted(shared_sources - set(names))}"
@@ -163,6 +163,6 @@ def test_zip_serves_a_request_from_the_unzipped_folder_alone(
     if report["status"] == 401:
         assert "error" in report["json"], report
     # The code came from the zip, not from the repository.
-    assert Path(report["shared"]).resolve().is_relative_to(source_dir.resolve()), report
+    assert Path(report["billing"]).resolve().is_relative_to(source_dir.resolve()), report
     repo = str(REPO.resolve())
     assert not any(entry and str(Path(entry).resolve()) == repo for entry in report["path"])

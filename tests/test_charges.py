@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from shared.charges import Part, charge_type, fixed_parts, price_usage
-from shared.errors import DataError
-from shared.money import line_amount
+from billing.errors import DataError
+from billing.pricing.charges import Part, charge_type, fixed_parts, price_usage
+from billing.pricing.money import line_amount
 
 # Stripe's documented tiers: 1-5 at 7.00, 6-10 at 6.50, 11+ at 6.00.
 STRIPE_TIERS = [

@@ -47,7 +47,7 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
                                                    smtp: SmtpServer,
                                                    fake_stripe: FakeStripe,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import payment_handlers
+    from billing.http import payment_handlers
 
     seed(db)
 

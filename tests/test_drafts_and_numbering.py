@@ -10,7 +10,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.numbering import sequence_year
+from billing.pricing.numbering import sequence_year
 from tests import factories as f
 
 T = "drafty"

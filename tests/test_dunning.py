@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.dunning import DunningPolicy
-from shared.errors import DataError
-from shared.model import Tenant
+from billing.errors import DataError
+from billing.records import Tenant
+from billing.runs.dunning import DunningPolicy
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.smtp_server import SmtpServer
@@ -35,8 +35,8 @@ def simulated_today(monkeypatch: pytest.MonkeyPatch) -> Any:
     ``as_of`` more than 5 minutes ahead of the real clock is refused (``as_of_in_future``), so a
     day-by-day simulation moves the clock with it, as the daily schedule would.
     """
-    from shared import payment_handlers
-    from shared.periods import utc_now
+    from billing.http import payment_handlers
+    from billing.pricing.periods import utc_now
 
     monkeypatch.setattr(payment_handlers, "utc_now", lambda: _TODAY[0] or utc_now())
     yield
@@ -284,9 +284,9 @@ def test_manual_suspension_is_left_alone(db: firestore.Client, call_function: An
 def test_sweep_retries_pending_invoice_deliveries_and_notices(db: firestore.Client,
                                                               call_function: Any,
                                                               smtp: SmtpServer) -> None:
-    from shared.delivery import deliver_finalized_invoices
-    from shared.periods import utc_now
-    from shared.store import BillingStore
+    from billing.delivery.outbox import deliver_finalized_invoices
+    from billing.pricing.periods import utc_now
+    from billing.store.firestore_store import BillingStore
 
     seed(db)
     store = BillingStore(db)
@@ -335,7 +335,7 @@ def test_reactivation_uses_the_real_clock_not_a_past_as_of(db: firestore.Client,
                                                            call_function: Any,
                                                            smtp: SmtpServer) -> None:
     # Issue 8 item 11: a past as_of must not reactivate a customer who is overdue today.
-    from shared.periods import utc_now
+    from billing.pricing.periods import utc_now
 
     gp.seed_tenant(db)
     f.customer(db, T, "alice", "GB", status="suspended", suspended_by="dunning",

@@ -3,7 +3,7 @@
 `terraform init` cannot reach the provider registry here, so nothing is planned: these tests read
 the configuration itself and assert what the deployment relies on (scheduler jobs and their OIDC,
 least-privilege IAM, each function's secrets and service account, no public member but the Stripe
-webhook's invoker, a composite index for every query shape in ``shared.indexes.QUERIES``, typed
+webhook's invoker, a composite index for every query shape in ``billing.store.indexes.QUERIES``, typed
 and described variables), then run checkov from its own virtualenv (``make`` installs it before
 the tests) and ``terraform fmt -check``. Where a terraform binary is on PATH, the parts that need
 no provider are evaluated by Terraform itself in a scratch module: ``access.tf`` (self-contained
@@ -26,7 +26,7 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from shared.indexes import QUERIES, QueryShape
+from billing.store.indexes import QUERIES, QueryShape
 
 REPO = Path(__file__).resolve().parent.parent
 TF_DIR = REPO / "infra" / "terraform"
@@ -71,7 +71,7 @@ REQUIRED_ENV = (
 SCHEDULER_MAX_DEADLINE_S = 1800
 
 # Queries on their way in (dunning, draft finalization): declared ahead of the code that makes
-# them. The real list is shared.indexes.QUERIES, read at test time below.
+# them. The real list is billing.store.indexes.QUERIES, read at test time below.
 UPCOMING_QUERIES = (
     QueryShape("invoices", ("status",), ("due_at",), "dunning: open invoices past due"),
     QueryShape("invoices", ("status",), ("finalize_at",), "drafts past their grace period"),
@@ -564,7 +564,7 @@ def terraform_eval(tmp_path: Path, expression: str, *files: str) -> Any:
 def secrets_read_by_the_code() -> set[str]:
     """Environment variables the code reads whose name says they hold a secret."""
     names: set[str] = set()
-    for path in [*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+    for path in [*(REPO / "billing").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
         names.update(re.findall(r"environ\.get\(\s*\"([A-Z0-9_]+)\"", path.read_text()))
     return {n for n in names if re.search(r"(KEY|SECRET|PASSWORD|TOKEN)$", n)}
 

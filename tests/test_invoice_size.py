@@ -15,10 +15,10 @@ import pytest
 from google.api_core.exceptions import InvalidArgument
 from google.cloud import firestore
 
-from shared.invoicing import InvoiceDraft, build_invoice
-from shared.model import Customer, Meter, Plan, Subscription, Tenant
-from shared.periods import month_period
-from shared.store import MAX_DOCUMENT_BYTES, BillingStore, firestore_document_size
+from billing.pricing.invoicing import InvoiceDraft, build_invoice
+from billing.pricing.periods import month_period
+from billing.records import Customer, Meter, Plan, Subscription, Tenant
+from billing.store.firestore_store import MAX_DOCUMENT_BYTES, BillingStore, firestore_document_size
 from tests import factories as f
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 from google.cloud import firestore, storage
 
-from shared.delivery import Services, deliver_finalized_invoices
-from shared.errors import DataError
-from shared.mailer import (
+from billing.delivery.mailer import (
     EmailError,
     Mailer,
     Misconfigured,
@@ -19,9 +17,11 @@ from shared.mailer import (
     invoice_values,
     render,
 )
-from shared.model import Customer, Tenant
-from shared.periods import utc_now
-from shared.store import BillingStore
+from billing.delivery.outbox import Services, deliver_finalized_invoices
+from billing.errors import DataError
+from billing.pricing.periods import utc_now
+from billing.records import Customer, Tenant
+from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import TEST_BUCKET

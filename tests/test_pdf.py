@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from fontTools.ttLib import TTFont
 
-from shared import pdf
-from shared.errors import DataError
-from shared.money import format_money
-from shared.pdf import format_percent, format_quantity, render_invoice_pdf
+from billing.delivery import pdf
+from billing.delivery.pdf import format_percent, format_quantity, render_invoice_pdf
+from billing.errors import DataError
+from billing.pricing.money import format_money
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -1,6 +1,6 @@
 """Proration of fixed charges and trials, with worked numbers (pure: no emulator needed).
 
-Convention (``shared.proration``): local calendar days in the tenant's timezone; a day on which
+Convention (``billing.pricing.proration``): local calendar days in the tenant's timezone; a day on which
 the subscription was billable for any part counts whole; fee = price x active days / period days;
 trial days are not billable; a plan change inside a day bills that day on both plans.
 """
@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import pytest
 
-from shared.errors import DataError
-from shared.invoicing import build_invoice
-from shared.model import Customer, Plan, Subscription, Tenant
-from shared.periods import BillingPeriod, local_midnight, month_period
-from shared.proration import billable_window, proration_days
+from billing.errors import DataError
+from billing.pricing.invoicing import build_invoice
+from billing.pricing.periods import BillingPeriod, local_midnight, month_period
+from billing.pricing.proration import billable_window, proration_days
+from billing.records import Customer, Plan, Subscription, Tenant
 
 LONDON = "Europe/London"
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -324,7 +324,7 @@ def test_stub_period_is_prorated_over_its_full_anchored_period() -> None:
 def test_suspended_days_are_taken_out_of_fixed_fees() -> None:
     # Issue 8 item 5. October 2026, London. A day counts when billable and not suspended at some
     # instant of it: the days a suspension starts (13:00) and ends (10:00) are billed.
-    from shared.model import SuspensionInterval, parse_suspensions
+    from billing.records import SuspensionInterval, parse_suspensions
 
     def suspended(*spans: tuple[datetime | None, datetime | None]) -> Subscription:
         s = sub()

@@ -14,8 +14,8 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.model import Meter, UsageEvent
-from shared.usage import UsageRouter
+from billing.pricing.usage import UsageRouter
+from billing.records import Meter, UsageEvent
 from tests import factories as f
 
 T = "routeco"

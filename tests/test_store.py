@@ -7,10 +7,10 @@ from decimal import Decimal
 
 from google.cloud import firestore
 
-from shared.invoicing import InvoiceDraft, build_invoice
-from shared.model import Customer, Plan, Subscription, Tenant
-from shared.periods import month_period
-from shared.store import BillingStore
+from billing.pricing.invoicing import InvoiceDraft, build_invoice
+from billing.pricing.periods import month_period
+from billing.records import Customer, Plan, Subscription, Tenant
+from billing.store.firestore_store import BillingStore
 from tests import factories as f
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
@@ -102,7 +102,7 @@ def test_amounts_are_integers_in_minor_units() -> None:
 
 
 def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -> None:
-    from shared.store import SubscriptionMove
+    from billing.store.firestore_store import SubscriptionMove
 
     start, end = datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)
     moves = []
@@ -124,7 +124,7 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
 
 
 def test_an_explicit_month_skips_tenants_where_it_has_not_ended(db: firestore.Client) -> None:
-    from shared.runs import RunContext, run_month_close
+    from billing.runs.pipeline import RunContext, run_month_close
 
     f.tenant(db, "london", timezone="Europe/London")
     f.tenant(db, "la", timezone="America/Los_Angeles")

@@ -8,11 +8,8 @@ import pytest
 import stripe
 from google.cloud import firestore
 
-from shared.delivery import Services, deliver_finalized_invoices
-from shared.errors import DataError
-from shared.periods import utc_now
-from shared.store import BillingStore
-from shared.stripe_billing import (
+from billing.delivery.outbox import Services, deliver_finalized_invoices
+from billing.delivery.stripe_billing import (
     StripeFailure,
     StripeGateway,
     StripeSettings,
@@ -21,6 +18,9 @@ from shared.stripe_billing import (
     push_invoice,
     sync_status,
 )
+from billing.errors import DataError
+from billing.pricing.periods import utc_now
+from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.fake_stripe import API_KEY, FakeStripe
@@ -265,7 +265,7 @@ def test_sync_status_void_uncollectible_pay_and_draft(db: firestore.Client,
 
 
 def test_tenant_settings_are_validated() -> None:
-    from shared.model import Tenant
+    from billing.records import Tenant
 
     base = {"name": "A", "status": "active", "timezone": "UTC", "currency": "GBP",
             "invoice_prefix": "A", "payment_terms_days": 10, "tax_rates": {}}
@@ -317,7 +317,7 @@ def test_an_invoice_with_nothing_due_is_not_sent(db: firestore.Client,
 
 
 def test_stripe_amount_units_differ_from_iso_for_a_few_currencies() -> None:
-    from shared.stripe_billing import from_stripe_amount, to_stripe_amount
+    from billing.delivery.stripe_billing import from_stripe_amount, to_stripe_amount
 
     # ISK: zero-decimal in ISO 4217, sent to Stripe as a two-decimal amount.
     assert to_stripe_amount("isk", 5000) == 500000 and from_stripe_amount("ISK", 500000) == 5000

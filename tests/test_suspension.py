@@ -1,6 +1,6 @@
 """Suspension never loses a period (issue 8 item 5; Kill Bill's blocking-billing state).
 
-Dunning suspends and reactivates through ``shared.dunning.run_dunning`` with chosen clocks (the
+Dunning suspends and reactivates through ``billing.runs.dunning.run_dunning`` with chosen clocks (the
 suspension takes effect at the run's real time, which a test cannot otherwise place in a
 closed month); the billing runs go through the HTTP functions. Everything runs against the
 Firestore emulator.
@@ -14,9 +14,9 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.delivery import Services
-from shared.dunning import DunningContext, run_dunning
-from shared.store import BillingStore
+from billing.delivery.outbox import Services
+from billing.runs.dunning import DunningContext, run_dunning
+from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests import getting_paid as gp
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from shared.invoicing import build_invoice
-from shared.model import Customer, Meter, Plan, Subscription, Tenant
-from shared.periods import month_period
-from shared.tax import line_net, line_tax, tax_rate_for
+from billing.pricing.invoicing import build_invoice
+from billing.pricing.periods import month_period
+from billing.pricing.tax import line_net, line_tax, tax_rate_for
+from billing.records import Customer, Meter, Plan, Subscription, Tenant
 
 
 @pytest.mark.parametrize(("amount", "rate", "tax"), [

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.payment_handlers import MAX_WEBHOOK_BYTES
-from shared.periods import utc_now
-from shared.store import BillingStore
-from shared.stripe_billing import StripeGateway, StripeSettings, push_invoice
+from billing.delivery.stripe_billing import StripeGateway, StripeSettings, push_invoice
+from billing.http.payment_handlers import MAX_WEBHOOK_BYTES
+from billing.pricing.periods import utc_now
+from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import REPO

@@ -1,4 +1,4 @@
-"""HTTP Cloud Function ``billing_admin``: one admin action on one invoice (``shared.admin_actions``).
+"""HTTP Cloud Function ``billing_admin``: one admin action on one invoice (``billing.runs.admin_actions``).
 
 POST ``{"action", "invoice_id", "amount", "paid_at", "reference", "reason"}`` with an OIDC bearer
 token and ``X-Tenant-ID`` (required). Actions: ``mark_paid``, ``void``, ``mark_uncollectible``,
@@ -8,8 +8,8 @@ token and ``X-Tenant-ID`` (required). Actions: ``mark_paid``, ``void``, ``mark_u
 import flask
 import functions_framework
 
-from shared import payment_handlers
-from shared.http import handle
+from billing.http import payment_handlers
+from billing.http.shell import handle
 
 
 @functions_framework.http

@@ -1,4 +1,4 @@
-"""HTTP Cloud Function ``dunning``: reminders, suspension, write-off, reactivation (``shared.dunning``).
+"""HTTP Cloud Function ``dunning``: reminders, suspension, write-off, reactivation (``billing.runs.dunning``).
 
 POST ``{"as_of": RFC 3339, "dry_run": bool, "tenant_id": str}`` (all optional) with an OIDC
 bearer token, run daily by Cloud Scheduler; ``X-Tenant-ID`` restricts the run to one tenant.
@@ -8,8 +8,8 @@ GET answers a health document.
 import flask
 import functions_framework
 
-from shared import payment_handlers
-from shared.http import handle
+from billing.http import payment_handlers
+from billing.http.shell import handle
 
 
 @functions_framework.http

@@ -1,4 +1,4 @@
-"""HTTP Cloud Function ``generate_invoices``: hourly anniversary billing (``shared.anniversary``).
+"""HTTP Cloud Function ``generate_invoices``: hourly anniversary billing (``billing.runs.anniversary``).
 
 POST ``{"as_of": RFC 3339, "subscription_id": str, "dry_run": bool, "tenant_id": str}`` (all
 optional) with an OIDC bearer token; ``X-Tenant-ID`` restricts the run to one tenant.
@@ -7,8 +7,8 @@ optional) with an OIDC bearer token; ``X-Tenant-ID`` restricts the run to one te
 import flask
 import functions_framework
 
-from shared import handlers
-from shared.http import handle
+from billing.http import handlers
+from billing.http.shell import handle
 
 
 @functions_framework.http

@@ -1,4 +1,4 @@
-"""HTTP Cloud Function ``monthly_billing``: the month close (see ``shared.runs.run_month_close``).
+"""HTTP Cloud Function ``monthly_billing``: the month close (see ``billing.runs.pipeline.run_month_close``).
 
 POST ``{"month": "YYYY-MM", "dry_run": bool, "tenant_id": str}`` (all optional) with an OIDC
 bearer token; ``X-Tenant-ID`` restricts the run to one tenant. GET answers a health document.
@@ -7,8 +7,8 @@ bearer token; ``X-Tenant-ID`` restricts the run to one tenant. GET answers a hea
 import flask
 import functions_framework
 
-from shared import handlers
-from shared.http import handle
+from billing.http import handlers
+from billing.http.shell import handle
 
 
 @functions_framework.http

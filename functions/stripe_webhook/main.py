@@ -1,7 +1,7 @@
 """HTTP Cloud Function ``stripe_webhook``: Stripe invoice events -> our invoices' payment status.
 
 No OIDC token: the ``Stripe-Signature`` header, verified with ``STRIPE_WEBHOOK_SECRET``, is the
-authentication (``shared.payment_handlers.stripe_webhook_response``). Handles
+authentication (``billing.http.payment_handlers.stripe_webhook_response``). Handles
 ``invoice.paid``, ``invoice.payment_succeeded``, ``invoice.payment_failed``, ``invoice.voided``
 and ``invoice.marked_uncollectible`` on invoices the tenant pushed to its own Stripe account;
 other verified events are acknowledged (200) and ignored.
@@ -10,7 +10,7 @@ other verified events are acknowledged (200) and ignored.
 import flask
 import functions_framework
 
-from shared import payment_handlers
+from billing.http import payment_handlers
 
 
 @functions_framework.http

@@ -6,15 +6,15 @@
 
 locals {
   # Secret environment variables each function's code reads, from the code itself (grep
-  # STRIPE_API_KEY, SMTP_PASSWORD, STRIPE_WEBHOOK_SECRET under shared/):
-  # - STRIPE_API_KEY (shared.stripe_billing.StripeSettings): monthly_billing and
+  # STRIPE_API_KEY, SMTP_PASSWORD, STRIPE_WEBHOOK_SECRET under billing/):
+  # - STRIPE_API_KEY (billing.delivery.stripe_billing.StripeSettings): monthly_billing and
   #   generate_invoices push finalized invoices (delivery.deliver_finalized_invoices); dunning
   #   marks them uncollectible and retries pushes (dunning, delivery.sweep); billing_admin syncs
   #   paid/void/uncollectible (admin_actions.sync_status). The webhook never calls Stripe: it
   #   verifies the Stripe-Signature locally.
-  # - SMTP_PASSWORD (shared.mailer.SmtpSettings): every function sends email, the webhook too (the
+  # - SMTP_PASSWORD (billing.delivery.mailer.SmtpSettings): every function sends email, the webhook too (the
   #   reactivation notice when a payment clears a suspended customer, payment_handlers.process_event).
-  # - STRIPE_WEBHOOK_SECRET (shared.payment_handlers.webhook_secret): the webhook only.
+  # - STRIPE_WEBHOOK_SECRET (billing.http.payment_handlers.webhook_secret): the webhook only.
   function_secrets = {
     monthly_billing   = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     generate_invoices = ["STRIPE_API_KEY", "SMTP_PASSWORD"]

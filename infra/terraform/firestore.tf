@@ -1,6 +1,6 @@
 # The Firestore database (Native mode) and every composite index the code's queries need.
 #
-# shared/indexes.py lists every query shape; tests/test_infra.py fails until each shape that
+# billing/store/indexes.py lists every query shape; tests/test_infra.py fails until each shape that
 # needs a composite index has a google_firestore_index here (equality fields first, then the
 # range/order fields in order, all ASCENDING). The emulator ignores indexes; production refuses
 # a query whose index is missing, so the test is the only guard.

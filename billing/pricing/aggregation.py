@@ -1,0 +1,308 @@
+"""Meters: fold usage events into a quantity per group, with Lago's and Stripe Meters' semantics.
+
+Shapes and units
+----------------
+An ``Accumulator`` is made for one meter and one *window*: the billing period clipped to the
+subscription's active time ``[started_at, canceled_at)``. ``add(event)`` ignores events outside
+``[start, end)`` (start included, end excluded: an event at the period's first instant counts, one
+at its end belongs to the next period). ``results()`` returns ``{group_key: Decimal}`` where
+``group_key`` is the tuple of the meter's ``group_by`` property values as text (``()`` without
+``group_by``, which always has that key, 0 when nothing counted; a missing property is ``""``).
+Quantities are plain ``Decimal`` units of the meter (not money). Timestamps are aware instants;
+the tenant's timezone plays no part here (the window's bounds already come from it).
+
+Aggregations (``meter.aggregation``; source: ``CONTRACT.md`` and issue 3, after Lago's
+``billable_metrics`` aggregations and Stripe Meters' ``count``/``sum``/``last``):
+
+- ``count``: number of events (no field read, so never a warning).
+- ``sum``: exact Decimal sum of ``properties[field]`` (negative values allowed; the charge clamps
+  a negative total to 0).
+- ``max``: the largest value; 0 when nothing counted.
+- ``unique_count``: number of distinct values of the field, compared as text (``1`` and ``"1"``
+  are the same value, ``1.0`` is another); any JSON value counts, so no "non-numeric" warning.
+- ``latest``: the value of the newest event (largest ``timestamp``); ties on the timestamp are
+  broken by document creation order (Firestore's ``create_time``: the later-created document
+  wins), then by document id (documents written in one batch share a ``create_time``). A negative
+  value counts as 0. 0 when nothing counted. A non-numeric newest event is ignored (warning), so
+  the newest *numeric* event wins.
+- ``weighted_sum``: each value is a delta to a running level that is 0 at the window's start
+  (events before the period never count, so nothing carries over). The result is the
+  time-weighted average level over the *billing period*, in seconds:
+  ``sum(level_i x seconds_i) / period_seconds``, where ``seconds_i`` runs from event ``i`` to the
+  next event or to the window's end. Microseconds are kept (no float). A subscription active for
+  half the period with a level of 10 gets 5 (10 for half the period): the average over the
+  period, as Lago divides by the full period's duration. ``period_start``/``period_end`` give that
+  divisor; when absent the window is the period. The result is rounded to 12 decimal places
+  (ROUND_HALF_UP), the precision of unit prices, so the quantity printed on the invoice is the
+  one multiplied.
+
+Values are read as ``Decimal`` (int; float through its shortest ``repr``; decimal string; see
+``billing.pricing.money.to_quantity``). A missing or non-numeric value (text, bool, NaN, infinity, map) is
+ignored by the aggregation (Lago's rule) and recorded in ``warnings`` (the first 20 messages;
+``warning_count`` counts all). So is a value out of the range the aggregations hold exactly
+(issue 8 items 3 and 6): ``|value| >= 10**30`` (``"1e1000000"`` used to raise
+``decimal.Overflow`` and stop the run) or more than 30 decimal places (``1e-31``). Sums, levels and
+averages are computed in ``billing.pricing.money.EXACT`` (100 significant digits), so every quantity is
+exact: never rounded to the 28 digits of Python's default context. No function here raises for
+bad event data.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any, ClassVar, Generic, TypeVar
+
+from billing.pricing.money import EXACT, TWELVE_PLACES, short_repr, to_quantity
+from billing.records import Meter, UsageEvent
+
+GroupKey = tuple[str, ...]
+_add = EXACT.add  # exact: values are bounded (billing.pricing.money.to_quantity)
+StateT = TypeVar("StateT")
+_MAX_WARNINGS = 20
+
+
+class Accumulator(ABC, Generic[StateT]):
+    """Folds one meter's events in a window into one quantity per group.
+
+    Args:
+        meter: the meter (aggregation, field, group_by).
+        start: first instant counted (aware).
+        end: first instant not counted (aware).
+        period_start: start of the whole billing period (default ``start``); only
+            ``weighted_sum`` uses the period, as the divisor of its average.
+        period_end: end of the whole billing period (default ``end``).
+
+    """
+
+    aggregation: ClassVar[str]
+    needs_value: ClassVar[bool] = True
+    numeric: ClassVar[bool] = True
+
+    def __init__(self, meter: Meter, start: datetime, end: datetime, *,
+                 period_start: datetime | None = None,
+                 period_end: datetime | None = None) -> None:
+        self.meter = meter
+        self.start = start
+        self.end = end
+        self.period_start = period_start if period_start is not None else start
+        self.period_end = period_end if period_end is not None else end
+        self.groups: dict[GroupKey, StateT] = {}
+        self.events_counted = 0
+        self.warnings: list[str] = []
+        self.warning_count = 0
+
+    def _warn(self, event: UsageEvent, problem: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(f"event {event.id}: {problem}")
+
+    def add(self, event: UsageEvent) -> None:
+        """Fold ``event`` in, if it is inside the window and (when needed) has a numeric value."""
+        if not self.start <= event.timestamp < self.end:
+            return
+        value: Any = None
+        if self.needs_value:
+            assert self.meter.field is not None
+            raw = event.properties.get(self.meter.field)
+            if raw is None:
+                self._warn(event, f"property {self.meter.field!r} is missing")
+                return
+            if self.numeric:
+                try:
+                    value = to_quantity(raw)
+                except ValueError as exc:
+                    problem = str(exc) if str(exc).startswith("out of range") else (
+                        f"not numeric: {short_repr(raw)}")
+                    self._warn(event, f"property {self.meter.field!r} is {problem}")
+                    return
+            else:
+                value = raw
+        key = tuple(_group_value(event.properties.get(g)) for g in self.meter.group_by)
+        state = self.groups.get(key)
+        if state is None:
+            state = self._initial()
+        self.groups[key] = self._fold(state, event, value)
+        self.events_counted += 1
+
+    def results(self) -> dict[GroupKey, Decimal]:
+        """Quantities per group; without ``group_by`` always has the key ``()`` (0 if no event)."""
+        out = {key: self._result(state) for key, state in self.groups.items()}
+        if not self.meter.group_by and () not in out:
+            out[()] = Decimal(0)
+        return out
+
+    @abstractmethod
+    def _initial(self) -> StateT: ...
+
+    @abstractmethod
+    def _fold(self, state: StateT, event: UsageEvent, value: Any) -> StateT: ...
+
+    @abstractmethod
+    def _result(self, state: StateT) -> Decimal: ...
+
+
+def _group_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class CountAccumulator(Accumulator[int]):
+    """``count``: the number of events in the window."""
+
+    aggregation = "count"
+    needs_value = False
+
+    def _initial(self) -> int:
+        return 0
+
+    def _fold(self, state: int, event: UsageEvent, value: Any) -> int:
+        return state + 1
+
+    def _result(self, state: int) -> Decimal:
+        return Decimal(state)
+
+
+class SumAccumulator(Accumulator[Decimal]):
+    """``sum``: the exact Decimal sum of the field."""
+
+    aggregation = "sum"
+
+    def _initial(self) -> Decimal:
+        return Decimal(0)
+
+    def _fold(self, state: Decimal, event: UsageEvent, value: Any) -> Decimal:
+        return _add(state, value)
+
+    def _result(self, state: Decimal) -> Decimal:
+        return state
+
+
+class MaxAccumulator(Accumulator[Decimal | None]):
+    """``max``: the largest value of the field (0 when nothing counted)."""
+
+    aggregation = "max"
+
+    def _initial(self) -> Decimal | None:
+        return None
+
+    def _fold(self, state: Decimal | None, event: UsageEvent, value: Any) -> Decimal | None:
+        return value if state is None or value > state else state
+
+    def _result(self, state: Decimal | None) -> Decimal:
+        return state if state is not None else Decimal(0)
+
+
+class UniqueCountAccumulator(Accumulator[set[str]]):
+    """``unique_count``: the number of distinct values of the field, compared as text."""
+
+    aggregation = "unique_count"
+    numeric = False
+
+    def _initial(self) -> set[str]:
+        return set()
+
+    def _fold(self, state: set[str], event: UsageEvent, value: Any) -> set[str]:
+        state.add(_group_value(value))
+        return state
+
+    def _result(self, state: set[str]) -> Decimal:
+        return Decimal(len(state))
+
+
+_LatestState = tuple[datetime, datetime, str, Decimal] | None
+
+
+class LatestAccumulator(Accumulator[_LatestState]):
+    """``latest``: the newest event's value; ties by creation time then id; negatives count as 0."""
+
+    aggregation = "latest"
+
+    def _initial(self) -> _LatestState:
+        return None
+
+    def _fold(self, state: _LatestState, event: UsageEvent, value: Any) -> _LatestState:
+        created = event.created_at or event.timestamp
+        candidate = (event.timestamp, created, event.id, value)
+        if state is None or candidate[:3] > state[:3]:
+            return candidate
+        return state
+
+    def _result(self, state: _LatestState) -> Decimal:
+        if state is None:
+            return Decimal(0)
+        return max(state[3], Decimal(0))
+
+
+class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Decimal]]]):
+    """``weighted_sum``: time-weighted average of a running level built from deltas.
+
+    The level starts at 0 at the window's start; each event adds its value at its timestamp.
+    Result: ``sum(level_i x seconds_i) / period_seconds`` where ``seconds_i`` runs to the next
+    event or the window's end (Lago's ``weighted_sum``; seconds as the unit of time), rounded to
+    12 decimal places.
+    """
+
+    aggregation = "weighted_sum"
+
+    def _initial(self) -> list[tuple[datetime, datetime, str, Decimal]]:
+        return []
+
+    def _fold(
+        self, state: list[tuple[datetime, datetime, str, Decimal]], event: UsageEvent, value: Any
+    ) -> list[tuple[datetime, datetime, str, Decimal]]:
+        state.append((event.timestamp, event.created_at or event.timestamp, event.id, value))
+        return state
+
+    def _result(self, state: list[tuple[datetime, datetime, str, Decimal]]) -> Decimal:
+        period_seconds = _seconds(self.period_end - self.period_start)
+        if period_seconds <= 0:
+            return Decimal(0)
+        level = Decimal(0)
+        area = Decimal(0)
+        ordered = sorted(state, key=lambda item: item[:3])
+        with localcontext(EXACT):
+            for index, (timestamp, _created, _id, delta) in enumerate(ordered):
+                level += delta
+                until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end
+                area += level * _seconds(until - timestamp)
+            return (area / period_seconds).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    """Exact seconds of ``delta`` as a Decimal (microseconds kept, no float)."""
+    whole = delta.days * 86400 + delta.seconds
+    return Decimal(whole) + Decimal(delta.microseconds).scaleb(-6)
+
+
+ACCUMULATORS: dict[str, type[Accumulator[Any]]] = {
+    cls.aggregation: cls
+    for cls in (
+        CountAccumulator,
+        SumAccumulator,
+        MaxAccumulator,
+        UniqueCountAccumulator,
+        LatestAccumulator,
+        WeightedSumAccumulator,
+    )
+}
+
+
+def make_accumulator(meter: Meter, start: datetime, end: datetime, *,
+                     period_start: datetime | None = None,
+                     period_end: datetime | None = None) -> Accumulator[Any]:
+    """Return the accumulator for ``meter.aggregation`` over the window ``[start, end)``.
+
+    ``period_start``/``period_end`` are the whole billing period when the window is clipped to a
+    subscription that started or ended inside it (``weighted_sum`` averages over the period).
+
+    Raises:
+        KeyError: never for a parsed ``Meter`` (``Meter.parse`` rejects unknown aggregations).
+
+    """
+    return ACCUMULATORS[meter.aggregation](meter, start, end, period_start=period_start,
+                                           period_end=period_end)

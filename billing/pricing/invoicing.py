@@ -1,0 +1,272 @@
+"""The invoice builder shared by every run: one subscription, one period, its usage -> a draft invoice.
+
+The month close (calendar subscriptions) and ``generate_invoices`` (anniversary subscriptions)
+differ only in which subscriptions and periods they pick; both call ``build_invoice``.
+
+Inputs: the tenant, customer, subscription, plan, the tenant's meters, the period, and the usage
+quantities the meters produced for this subscription (``{meter_code: {group_key: Decimal}}``).
+Output: an ``InvoiceDraft`` with lines (amounts in minor units of the tenant's currency), per-line
+tax, subtotal, tax and total. The invoice id is deterministic: ``{subscription_id}-{YYYYMMDD}`` of
+the period's first local day, which is what makes "at most one invoice per (subscription, period)"
+enforceable by a create-if-absent write.
+
+Fixed charges are prorated by active calendar days (``proration_days``); usage is never prorated
+(only events inside the subscription's active window are counted, by ``billing.pricing.usage``).
+
+Errors: ``DataError`` for a plan in another currency, a charge naming a missing or invalid meter,
+a malformed charge, or an amount Firestore cannot store (``amount_too_large``: above a signed
+64-bit integer of minor units); the run reports it for this subscription and goes on.
+Quantities are kept exactly (``billing.pricing.money.EXACT``) and stored as plain decimal text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from billing.errors import DataError
+from billing.pricing.aggregation import GroupKey
+from billing.pricing.charges import Part, charge_type, fixed_parts, price_usage
+from billing.pricing.money import (
+    MAX_STORED_INTEGER,
+    TWELVE_PLACES,
+    decimal_text,
+    format_unit_amount,
+    line_amount,
+)
+from billing.pricing.periods import BillingPeriod
+from billing.pricing.proration import proration_days
+from billing.pricing.tax import line_tax, tax_rate_for
+from billing.records import Customer, Meter, Plan, Subscription, Tenant
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One invoice line. ``amount`` = ``quantity x unit_amount_decimal`` rounded once (minor units).
+
+    ``tax_rate`` is a percent; ``tax`` is this line's tax in minor units. ``kind`` is ``"fixed"``,
+    ``"usage"`` or ``"flat"`` (a tier's flat fee); ``meter`` and ``group`` identify usage lines.
+    """
+
+    description: str
+    quantity: Decimal
+    unit_amount_decimal: Decimal
+    amount: int
+    tax_rate: Decimal
+    tax: int
+    kind: str
+    meter: str | None = None
+    group: tuple[str, ...] = ()
+
+    def to_document(self) -> dict[str, Any]:
+        """The contract's line map (decimals as strings) plus ``tax_rate``, ``tax``, ``kind``."""
+        doc: dict[str, Any] = {
+            "description": self.description,
+            "quantity": decimal_text(self.quantity),
+            "unit_amount_decimal": decimal_text(self.unit_amount_decimal),
+            "amount": self.amount,
+            "tax_rate": decimal_text(self.tax_rate),
+            "tax": self.tax,
+            "kind": self.kind,
+        }
+        if self.meter is not None:
+            doc["meter"] = self.meter
+            doc["group"] = list(self.group)
+        return doc
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """An invoice computed but not yet stored: everything but number, status and dates.
+
+    Amounts are ``int`` minor units of ``currency``. With ``tax_inclusive`` the line amounts
+    include tax, ``subtotal`` is their sum and ``total == subtotal``; otherwise
+    ``total = subtotal + tax``.
+    """
+
+    invoice_id: str
+    tenant_id: str
+    customer: Customer
+    subscription_id: str
+    plan_id: str
+    billing_time: str
+    period: BillingPeriod
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    subtotal: int
+    tax: int
+    total: int
+    tax_inclusive: bool
+    usage_events: int
+    has_fixed_charges: bool
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to bill: no fixed charge, no usage event, no amount.
+
+        A charge can bill without usage (a first tier's flat fee at zero usage), so a
+        subscription with an amount to pay is never empty.
+        """
+        return (not self.has_fixed_charges and self.usage_events == 0
+                and not any(line.amount for line in self.lines))
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore fields of the invoice (contract layout plus extensions), without status."""
+        customer = self.customer
+        return {
+            "tenant_id": self.tenant_id,
+            "customer_id": customer.id,
+            "subscription_id": self.subscription_id,
+            "plan_id": self.plan_id,
+            "billing_time": self.billing_time,
+            "period_start": self.period.start,
+            "period_end": self.period.end,
+            "currency": self.currency,
+            "lines": [line.to_document() for line in self.lines],
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+            "tax_inclusive": self.tax_inclusive,
+            "amount_paid": 0,
+            "amount_due": self.total,
+            "customer": {
+                "id": customer.id,
+                "name": customer.name,
+                "email": customer.email,
+                "address": dict(customer.address),
+                "tax_id": customer.tax_id,
+            },
+        }
+
+
+def invoice_id_for(subscription_id: str, period: BillingPeriod) -> str:
+    """Deterministic invoice document id for (subscription, period): ``{sub}-{YYYYMMDD}``."""
+    return f"{subscription_id}-{period.key}"
+
+
+def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
+                       currency: str, locale: str) -> str:
+    unit = part.unit or meter.unit or "units"
+    group_text = " / ".join(g or "(none)" for g in group)
+    head = f"{label} – {group_text}" if group else label
+    if part.flat:
+        return f"{head}: {part.label}"
+    tier = f" ({part.label})" if part.label else ""
+    price = format_unit_amount(part.unit_amount, currency, locale)
+    return f"{head}: {decimal_text(part.quantity)} {unit} at {price}{tier}"
+
+
+def _check_storable(amount: int, what: str) -> None:
+    """Raise ``DataError`` (``amount_too_large``) when Firestore cannot store ``amount``."""
+    if abs(amount) > MAX_STORED_INTEGER:
+        raise DataError(f"{what[:120]}: {amount} minor units is more than Firestore can store "
+                        f"({MAX_STORED_INTEGER})", code="amount_too_large")
+
+
+def build_invoice(
+    *,
+    tenant: Tenant,
+    customer: Customer,
+    subscription: Subscription,
+    plan: Plan,
+    meters: Mapping[str, Meter | DataError],
+    period: BillingPeriod,
+    usage: Mapping[str, Mapping[GroupKey, Decimal]],
+    usage_events: int,
+    warnings: tuple[str, ...] = (),
+) -> InvoiceDraft:
+    """Price one subscription for one period.
+
+    Args:
+        meters: the tenant's meters by code; a value that is a ``DataError`` is a meter that failed
+            to parse and fails the subscriptions that charge it.
+        usage: quantities by meter code and group key (missing meter = no usage).
+        usage_events: how many events were counted for this subscription (0 and no fixed
+            charge -> ``is_empty``).
+
+    Raises:
+        DataError: currency mismatch, unknown or invalid meter, malformed charge, or an amount
+            beyond Firestore's 64-bit integers (``amount_too_large``).
+
+    """
+    if plan.currency != tenant.currency:
+        raise DataError(
+            f"plan {plan.id!r} is in {plan.currency} but tenant {tenant.id!r} bills in "
+            f"{tenant.currency}", code="currency_mismatch")
+    rate = tax_rate_for(tenant, customer)
+    currency = tenant.currency
+    lines: list[InvoiceLine] = []
+    has_fixed = False
+
+    def add(description: str, quantity: Decimal, unit_amount: Decimal, kind: str,
+            meter: str | None = None, group: GroupKey = ()) -> None:
+        amount = line_amount(quantity, unit_amount)
+        _check_storable(amount, description)
+        lines.append(InvoiceLine(
+            description=description, quantity=quantity, unit_amount_decimal=unit_amount,
+            amount=amount, tax_rate=rate,
+            tax=line_tax(amount, rate, inclusive=tenant.tax_inclusive),
+            kind=kind, meter=meter, group=group,
+        ))
+
+    for index, charge in enumerate(plan.charges):
+        where = f"plan {plan.id!r} charge {index + 1}"
+        try:
+            kind = charge_type(charge)
+            if kind == "fixed":
+                active, total_days = proration_days(subscription, period, plan, customer)
+                if active == 0:
+                    continue
+                quantity, unit = fixed_parts(charge)
+                label = str(charge.get("description") or "Subscription fee")
+                if active < total_days:
+                    with localcontext(prec=60):
+                        unit = (unit * active / total_days).quantize(
+                            TWELVE_PLACES, rounding=ROUND_HALF_UP)
+                    label = f"{label} ({active} of {total_days} days)"
+                has_fixed = True
+                add(label, quantity, unit, "fixed")
+                continue
+            code = charge.get("meter")
+            meter = meters.get(code) if isinstance(code, str) else None
+            if meter is None:
+                raise DataError(f"charges meter {code!r}, which does not exist",
+                                code="unknown_meter")
+            if isinstance(meter, DataError):
+                raise meter
+            label = str(charge.get("description") or meter.name)
+            groups = usage.get(meter.code)
+            if groups is None:
+                groups = {} if meter.group_by else {(): Decimal(0)}
+            for group, quantity in sorted(groups.items()):
+                for part in price_usage(charge, quantity):
+                    add(_usage_description(label, meter, group, part, currency, tenant.locale),
+                        part.quantity, part.unit_amount, "flat" if part.flat else "usage",
+                        meter.code, group)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc.message}", code=exc.code) from None
+
+    subtotal = sum(line.amount for line in lines)
+    tax = sum(line.tax for line in lines)
+    _check_storable(subtotal + tax, "the invoice total")
+    return InvoiceDraft(
+        invoice_id=invoice_id_for(subscription.id, period),
+        tenant_id=tenant.id,
+        customer=customer,
+        subscription_id=subscription.id,
+        plan_id=plan.id,
+        billing_time=subscription.billing_time,
+        period=period,
+        currency=currency,
+        lines=tuple(lines),
+        subtotal=subtotal,
+        tax=tax,
+        total=subtotal if tenant.tax_inclusive else subtotal + tax,
+        tax_inclusive=tenant.tax_inclusive,
+        usage_events=usage_events,
+        has_fixed_charges=has_fixed,
+        warnings=warnings,
+    )

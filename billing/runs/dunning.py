@@ -1,0 +1,643 @@
+"""Dunning: what happens to an ``open`` invoice after its due date, run daily by Cloud Scheduler.
+
+Policy (tenant document, map ``dunning``; every number is days after ``due_at``)::
+
+    {"reminder_days": [1, 7, 14], "suspend_after_days": 21, "uncollectible_after_days": 60,
+     "enabled": true}
+
+``null`` for ``suspend_after_days`` or ``uncollectible_after_days`` turns that step off. The
+defaults above are Stripe Billing's usual cadence (reminders, then suspension, then write-off).
+
+Each run (``as_of``, default now) looks at every ``open`` invoice with ``due_at < as_of``
+(query: ``status == "open"``, ``due_at < as_of``, ordered by ``due_at``; composite index
+``status`` + ``due_at``) and takes the steps that are due and not yet done, each once per invoice:
+
+- ``reminder_<d>``: the reminder email; only the latest reminder that is due is sent (a missed
+  day is not made up by several emails at once), and none once suspension is due unless a
+  reminder day lies beyond it. The send goes through the notification outbox
+  (``billing.delivery.outbox``): a transaction claims ``{invoice_id}.reminder_<d>`` so concurrent or
+  repeated runs never send it twice; a failed send is reported in ``errors`` and retried by the
+  next run.
+- ``suspension``: one transaction sets the customer and their active subscriptions to
+  ``suspended`` (``suspension_reason``, ``suspended_at``, ``suspended_by: "dunning"``,
+  ``suspension_id``, and a new open interval ``{from: now, to: null}`` appended to
+  ``suspensions``), records ``dunning.suspension`` on the invoice and queues the suspension
+  notice in the outbox; the notice is then sent (and retried by later runs while the customer is
+  still suspended). The billing runs still bill every period of a suspended subscription: usage
+  in full, fixed fees prorated to the days not suspended (``billing.pricing.proration``; issue 8 item 5).
+  ``from`` is the run's real time (``now``), when the service actually stops.
+- ``uncollectible``: the invoice becomes ``uncollectible`` (its Stripe twin first, when there is
+  one). It keeps the customer suspended.
+
+Every step done is recorded on the invoice: ``dunning.<step>`` = ``{at, as_of, run_id, ...}``
+(``at`` is the real time of the run, ``as_of`` the policy date) and a ``history`` entry
+``{action: "dunning.<step>", actor: "dunning", at, ...}``.
+
+Then the run reactivates suspended customers with nothing overdue left by the real clock (or
+by ``as_of`` if later; ``billing.runs.payments``: query ``customers`` where ``status == "suspended"``)
+and, unless ``dry_run``, retries what earlier
+runs left undone (``billing.delivery.outbox.sweep``: invoice emails and Stripe pushes with
+``delivery_pending``, pending reactivation notices).
+
+A dry run reads, decides and reports the same actions without writing or sending anything.
+Response (``DunningReport.to_json``): ``run_id``, ``dry_run``, ``as_of``, counters
+``reminders_sent``, ``suspended``, ``marked_uncollectible``, ``reactivated``, ``notices_sent``,
+``deliveries_retried``, ``skipped``, ``skips`` [{tenant_id, invoice_id, reason}], ``actions``
+[{tenant_id, invoice_id | customer_id, action, ...}], ``errors`` [{tenant_id, invoice_id |
+customer_id, error, code}], ``tenants``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from billing.delivery.mailer import build_message, invoice_values, local_date
+from billing.delivery.outbox import (
+    Notification,
+    Services,
+    email_enabled,
+    history_entry,
+    invoice_attachment,
+    notification_document,
+    recipient,
+    send_notification,
+    send_reactivation_notice,
+    sweep,
+)
+from billing.delivery.stripe_billing import StripeFailure, enabled_for, sync_status
+from billing.errors import BillingError, Conflict, DataError
+from billing.logs import get_logger, log_context
+from billing.records import Customer, Tenant
+from billing.runs.payments import change_status, reactivate_if_clear
+from billing.runs.pipeline import resolve_tenants
+from billing.store.firestore_store import BillingStore
+
+log = get_logger("billing.dunning")
+MAX_LISTED = 1000
+DEFAULT_REMINDER_DAYS = (1, 7, 14)
+DEFAULT_SUSPEND_AFTER_DAYS = 21
+DEFAULT_UNCOLLECTIBLE_AFTER_DAYS = 60
+
+
+def _days(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
+        raise DataError(f"{where}: dunning.{name} must be whole days 0-3650, got {value!r}",
+                        code="invalid_field")
+    return value
+
+
+@dataclass(frozen=True)
+class DunningPolicy:
+    """A tenant's dunning policy (days after the due date); ``None`` disables a step."""
+
+    reminder_days: tuple[int, ...] = DEFAULT_REMINDER_DAYS
+    suspend_after_days: int | None = DEFAULT_SUSPEND_AFTER_DAYS
+    uncollectible_after_days: int | None = DEFAULT_UNCOLLECTIBLE_AFTER_DAYS
+    enabled: bool = True
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> DunningPolicy:
+        """Parse ``tenant.raw["dunning"]`` (absent keys take the defaults).
+
+        Raises:
+            DataError: not a map, or a day count that is not an integer 0-3650.
+
+        """
+        raw = tenant.raw.get("dunning")
+        if raw is None:
+            return cls()
+        where = f"tenants/{tenant.id}"
+        if not isinstance(raw, Mapping):
+            raise DataError(f"{where}: 'dunning' must be a map", code="invalid_field")
+        days = raw.get("reminder_days", list(DEFAULT_REMINDER_DAYS))
+        if not isinstance(days, list | tuple):
+            raise DataError(f"{where}: dunning.reminder_days must be a list", code="invalid_field")
+        reminders = tuple(sorted({_days(d, where, "reminder_days") for d in days}))
+        suspend = raw.get("suspend_after_days", DEFAULT_SUSPEND_AFTER_DAYS)
+        uncollectible = raw.get("uncollectible_after_days", DEFAULT_UNCOLLECTIBLE_AFTER_DAYS)
+        return cls(
+            reminder_days=reminders,
+            suspend_after_days=None if suspend is None else _days(
+                suspend, where, "suspend_after_days"),
+            uncollectible_after_days=None if uncollectible is None else _days(
+                uncollectible, where, "uncollectible_after_days"),
+            enabled=raw.get("enabled", True) is True,
+        )
+
+    def plan(self, overdue: timedelta, done: Mapping[str, Any]) -> list[str]:
+        """The steps to take now for an invoice ``overdue`` past its due date.
+
+        ``done`` is the invoice's ``dunning`` map. Steps, in order: ``suspension``,
+        ``suspension_notice`` (a queued notice not yet sent), ``uncollectible``, and at most one
+        ``reminder_<d>`` (the latest due, unless suspension is due and that reminder is not later
+        than it, or ``uncollectible`` is due).
+        """
+        if not self.enabled:
+            return []
+
+        def reached(days: int | None) -> bool:
+            return days is not None and overdue >= timedelta(days=days)
+
+        steps: list[str] = []
+        suspension_due = reached(self.suspend_after_days)
+        uncollectible_due = reached(self.uncollectible_after_days)
+        if suspension_due and "suspension" not in done:
+            steps.append("suspension")
+        suspension = done.get("suspension")
+        if (isinstance(suspension, Mapping) and suspension.get("notice")
+                and "suspension_notice" not in done):
+            steps.append("suspension_notice")
+        if uncollectible_due:
+            steps.append("uncollectible")
+            return steps
+        due = [d for d in self.reminder_days if reached(d)]
+        if due:
+            latest = max(due)
+            beyond_suspension = (not suspension_due or self.suspend_after_days is None
+                                 or latest > self.suspend_after_days)
+            if beyond_suspension and f"reminder_{latest}" not in done:
+                steps.append(f"reminder_{latest}")
+        return steps
+
+
+@dataclass
+class DunningReport:
+    """Counters and lists of one dunning run over every tenant it covered."""
+
+    run_id: str
+    dry_run: bool
+    as_of: datetime
+    reminders_sent: int = 0
+    suspended: int = 0
+    marked_uncollectible: int = 0
+    reactivated: int = 0
+    notices_sent: int = 0
+    deliveries_retried: int = 0
+    skipped: int = 0
+    skips: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    tenants: list[dict[str, Any]] = field(default_factory=list)
+
+    def skip(self, tenant_id: str, invoice_id: str, reason: str) -> None:
+        """Count an overdue invoice left alone this run, with the reason."""
+        self.skipped += 1
+        if len(self.skips) < MAX_LISTED:
+            self.skips.append({"tenant_id": tenant_id, "invoice_id": invoice_id,
+                               "reason": reason})
+
+    def act(self, tenant_id: str, action: str, **details: Any) -> None:
+        """List one action done (or, in a dry run, that would be done)."""
+        if len(self.actions) < MAX_LISTED:
+            self.actions.append({"tenant_id": tenant_id, "action": action,
+                                 **{k: v for k, v in details.items() if v is not None}})
+
+    def error(self, tenant_id: str, error: BaseException, **ids: str | None) -> None:
+        """Record one failure (the run goes on)."""
+        entry: dict[str, Any] = {"tenant_id": tenant_id,
+                                 **{k: v for k, v in ids.items() if v is not None}}
+        if isinstance(error, BillingError):
+            entry.update(error=error.message, code=error.code)
+        else:
+            entry.update(error=f"internal error: {type(error).__name__}", code="internal")
+        self.errors.append(entry)
+        log.error("dunning failure", extra={
+            **ids, "error": entry["error"], "code": entry["code"],
+            **({} if isinstance(error, BillingError)
+               else {"stack_trace": "".join(traceback.format_exception(error))})})
+
+    def counters(self) -> dict[str, int]:
+        """The counters, by name."""
+        return {"reminders_sent": self.reminders_sent, "suspended": self.suspended,
+                "marked_uncollectible": self.marked_uncollectible,
+                "reactivated": self.reactivated, "notices_sent": self.notices_sent,
+                "deliveries_retried": self.deliveries_retried, "skipped": self.skipped,
+                "errors": len(self.errors)}
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body (JSON-ready)."""
+        return {"run_id": self.run_id, "dry_run": self.dry_run, "as_of": self.as_of.isoformat(),
+                **self.counters(), "errors": self.errors, "skips": self.skips,
+                "skips_truncated": self.skipped > len(self.skips), "actions": self.actions,
+                "tenants": self.tenants}
+
+
+@dataclass
+class DunningContext:
+    """What a run needs: identity, clocks, store, outside services."""
+
+    run_id: str
+    as_of: datetime
+    now: datetime
+    dry_run: bool
+    store: BillingStore
+    services: Services
+    principal: str | None = None
+
+
+def overdue_invoices(store: BillingStore, tenant_id: str, as_of: datetime) -> list[dict[str, Any]]:
+    """``open`` invoices with ``due_at < as_of``, oldest due first (with ``invoice_id``)."""
+    query = (store.collection(tenant_id, "invoices")
+             .where(filter=FieldFilter("status", "==", "open"))
+             .where(filter=FieldFilter("due_at", "<", as_of))
+             .order_by("due_at"))
+    out = [{"invoice_id": s.id, **(s.to_dict() or {})} for s in query.stream()]
+    store.reads += max(1, len(out))
+    return out
+
+
+def suspended_customer_ids(store: BillingStore, tenant_id: str) -> list[str]:
+    """Ids of the tenant's customers with ``status == "suspended"``."""
+    query = store.collection(tenant_id, "customers").where(
+        filter=FieldFilter("status", "==", "suspended"))
+    ids = sorted(s.id for s in query.select(["suspended_by"]).stream())
+    store.reads += max(1, len(ids))
+    return ids
+
+
+def _overdue_text(overdue: timedelta) -> str:
+    days = overdue.days
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+@dataclass
+class Suspension:
+    """Result of the suspension step: whether the customer changed, the notice's outbox id."""
+
+    customer_suspended: bool
+    subscriptions: list[str]
+    notification_id: str | None
+    reason: str = ""
+
+
+def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
+                        overdue: timedelta, as_of: datetime, now: datetime, run_id: str,
+                        notify: bool) -> Suspension | None:
+    """Record ``dunning.suspension`` on the invoice and suspend its customer, in one transaction.
+
+    Returns None when the invoice is no longer open or the step was already recorded (a
+    concurrent run did it). An ``archived`` or already suspended customer is left as is (the
+    step is still recorded, without a notice).
+    """
+    invoice_ref = store.invoice_ref(tenant.id, invoice_id)
+
+    def run(transaction: firestore.Transaction) -> Suspension | None:
+        snapshot = invoice_ref.get(transaction=transaction)
+        invoice = snapshot.to_dict() or {} if snapshot.exists else {}
+        if invoice.get("status") != "open" or "suspension" in (invoice.get("dunning") or {}):
+            return None
+        customer_id = str(invoice.get("customer_id"))
+        customer_ref = store.collection(tenant.id, "customers").document(customer_id)
+        customer_snapshot = customer_ref.get(transaction=transaction)
+        customer = customer_snapshot.to_dict() or {} if customer_snapshot.exists else {}
+        subs = list(store.collection(tenant.id, "subscriptions").where(
+            filter=FieldFilter("customer_id", "==", customer_id)).stream(transaction=transaction))
+        suspend_now = customer.get("status") == "active"
+        suspension_id = uuid.uuid4().hex[:16]
+        number = invoice.get("number") or invoice_id
+        reason = (f"Invoice {number} is unpaid {_overdue_text(overdue)} after its due date "
+                  f"({local_date(invoice.get('due_at'), tenant)})")
+        suspended_subs: list[str] = []
+        note: Notification | None = None
+        if suspend_now:
+            fields = {"suspension_reason": reason, "suspended_at": now, "suspended_by": "dunning",
+                      "suspension_id": suspension_id,
+                      # The interval the billing runs prorate fixed fees by; reactivation closes it.
+                      "suspensions": firestore.ArrayUnion([{"from": now, "to": None}])}
+            transaction.update(customer_ref, {
+                "status": "suspended", **fields, "suspension_invoice_id": invoice_id,
+                "history": firestore.ArrayUnion([history_entry(
+                    "suspended", "dunning", now, invoice_id=invoice_id, run_id=run_id,
+                    reason=reason)])})
+            for sub in subs:
+                if (sub.to_dict() or {}).get("status") == "active":
+                    transaction.update(sub.reference, {"status": "suspended", **fields})
+                    suspended_subs.append(sub.id)
+            to = recipient(invoice, Customer.parse(customer_id, customer)) if notify else None
+            if to:
+                note = Notification(id=f"{invoice_id}.suspension", kind="suspension", to=to,
+                                    customer_id=customer_id, invoice_id=invoice_id,
+                                    step="suspension")
+                transaction.set(store.collection(tenant.id, "notifications").document(note.id),
+                                notification_document(note, "pending", now, run_id))
+        record = {"at": now, "as_of": as_of, "run_id": run_id, "customer_suspended": suspend_now,
+                  "suspension_id": suspension_id if suspend_now else None,
+                  "subscriptions": suspended_subs, "notice": note.id if note else None,
+                  "reason": reason}
+        transaction.update(invoice_ref, {
+            "dunning.suspension": record,
+            "history": firestore.ArrayUnion([history_entry(
+                "dunning.suspension", "dunning", now, run_id=run_id, as_of=as_of,
+                customer_suspended=suspend_now)])})
+        return Suspension(suspend_now, suspended_subs, note.id if note else None, reason)
+
+    result = store.run_transaction(run)
+    store.reads += 1
+    if result is not None:
+        store.writes += 2 + len(result.subscriptions) + (result.notification_id is not None)
+    return result
+
+
+class _TenantRun:
+    """One tenant's pass: overdue invoices, then reactivations."""
+
+    def __init__(self, ctx: DunningContext, report: DunningReport, tenant: Tenant,
+                 policy: DunningPolicy) -> None:
+        self.ctx = ctx
+        self.report = report
+        self.tenant = tenant
+        self.policy = policy
+        self.email = email_enabled(tenant)
+        self.stripe = enabled_for(tenant)
+        self.suspended_now: set[str] = set()
+
+    # -- emails ----------------------------------------------------------------------------------
+    def _message(self, kind: str, invoice: Mapping[str, Any], customer: Customer | None, to: str,
+                 key: str, overdue: timedelta, reason: str | None = None) -> Any:
+        values = invoice_values(self.tenant, invoice, customer)
+        values["days_overdue"] = _overdue_text(overdue)
+        if reason is not None:
+            values["suspension_reason"] = reason
+        attachment = (invoice_attachment(self.tenant, invoice, self.ctx.services)
+                      if kind == "reminder" else None)
+        return build_message(kind, tenant=self.tenant, to=to, values=values,
+                             settings=self.ctx.services.mailer().settings, message_key=key,
+                             attachment=attachment)
+
+    def _send(self, kind: str, step: str, invoice: Mapping[str, Any], customer: Customer | None,
+              overdue: timedelta, record_key: str, reason: str | None = None) -> str:
+        ctx = self.ctx
+        invoice_id = str(invoice["invoice_id"])
+        to = recipient(invoice, customer) or ""
+        note = Notification(id=f"{invoice_id}.{step}", kind=kind, to=to,
+                            customer_id=str(invoice["customer_id"]), invoice_id=invoice_id,
+                            step=step)
+
+        def build() -> Any:
+            return self._message(kind, invoice, customer, to, note.id, overdue, reason)
+
+        return send_notification(
+            ctx.store, self.tenant, note, build, ctx.services, ctx.now, ctx.run_id,
+            invoice_updates={
+                f"dunning.{record_key}": {"at": ctx.now, "as_of": ctx.as_of,
+                                          "run_id": ctx.run_id, "to": to,
+                                          "notification_id": note.id},
+                "history": firestore.ArrayUnion([history_entry(
+                    f"dunning.{record_key}", "dunning", ctx.now, run_id=ctx.run_id,
+                    as_of=ctx.as_of, to=to)])})
+
+    # -- steps -----------------------------------------------------------------------------------
+    def invoice(self, invoice: dict[str, Any], customer: Customer | None) -> None:
+        """Take the due steps for one overdue invoice."""
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        invoice_id = str(invoice["invoice_id"])
+        overdue = ctx.as_of - invoice["due_at"]
+        done: Mapping[str, Any] = invoice.get("dunning") or {}
+        steps = self.policy.plan(overdue, done)
+        if not steps:
+            report.skip(tenant.id, invoice_id, "up_to_date" if self.policy.enabled
+                        else "dunning_disabled")
+            return
+        details = {"invoice_id": invoice_id, "customer_id": invoice.get("customer_id"),
+                   "days_overdue": overdue.days}
+        for step in steps:
+            if step == "suspension":
+                self._suspend(invoice, customer, overdue, details)
+            elif step == "suspension_notice":
+                self._suspension_notice(invoice, customer, overdue, details)
+            elif step == "uncollectible":
+                self._uncollectible(invoice, details)
+            else:
+                self._remind(step, invoice, customer, overdue, details)
+
+    def _deliverable(self, invoice: Mapping[str, Any], customer: Customer | None) -> str | None:
+        """Why an email cannot go out (``email_disabled``/``no_email``), or None."""
+        if not self.email:
+            return "email_disabled"
+        if not recipient(invoice, customer):
+            return "no_email"
+        return None
+
+    def _remind(self, step: str, invoice: dict[str, Any], customer: Customer | None,
+                overdue: timedelta, details: dict[str, Any]) -> None:
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        invoice_id = details["invoice_id"]
+        blocked = self._deliverable(invoice, customer)
+        if blocked:
+            report.skip(tenant.id, invoice_id, f"{step}_{blocked}")
+            return
+        if ctx.dry_run:
+            report.reminders_sent += 1
+            report.act(tenant.id, step, **details)
+            return
+        outcome = self._send("reminder", step, invoice, customer, overdue, step)
+        if outcome == "sent_now":
+            report.reminders_sent += 1
+            report.act(tenant.id, step, **details)
+        else:
+            report.skip(tenant.id, invoice_id, "in_progress" if outcome == "busy" else "done")
+
+    def _suspend(self, invoice: dict[str, Any], customer: Customer | None, overdue: timedelta,
+                 details: dict[str, Any]) -> None:
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        customer_id = str(invoice.get("customer_id"))
+        if ctx.dry_run:
+            if (customer is not None and customer.status == "active"
+                    and customer_id not in self.suspended_now):
+                self.suspended_now.add(customer_id)
+                report.suspended += 1
+                report.act(tenant.id, "suspension", **details)
+                if self._deliverable(invoice, customer) is None:
+                    report.notices_sent += 1
+            else:
+                report.act(tenant.id, "suspension_recorded", **details)
+            return
+        result = suspend_for_invoice(ctx.store, tenant, details["invoice_id"], overdue,
+                                     ctx.as_of, ctx.now, ctx.run_id,
+                                     notify=self._deliverable(invoice, customer) is None)
+        if result is None:
+            report.skip(tenant.id, details["invoice_id"], "in_progress")
+            return
+        if not result.customer_suspended:
+            report.act(tenant.id, "suspension_recorded", **details)
+            return
+        report.suspended += 1
+        report.act(tenant.id, "suspension", subscriptions=result.subscriptions, **details)
+        if result.notification_id:
+            record = {"notice": result.notification_id, "reason": result.reason}
+            refreshed = {**invoice, "dunning": {**(invoice.get("dunning") or {}),
+                                                "suspension": record}}
+            self._suspension_notice(refreshed, customer, overdue, details)
+
+    def _suspension_notice(self, invoice: dict[str, Any], customer: Customer | None,
+                           overdue: timedelta, details: dict[str, Any]) -> None:
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        if ctx.dry_run:
+            report.notices_sent += 1
+            report.act(tenant.id, "suspension_notice", **details)
+            return
+        current = ctx.store.get_customers(tenant.id, [str(details["customer_id"])]).get(
+            str(details["customer_id"]))
+        if isinstance(current, Customer) and current.status != "suspended":
+            # Reactivated since: a late suspension notice would only confuse.
+            self._cancel_notice(invoice)
+            return
+        customer = current if isinstance(current, Customer) else customer
+        suspension = (invoice.get("dunning") or {}).get("suspension") or {}
+        reason = suspension.get("reason") or ""
+        outcome = self._send("suspension", "suspension", invoice, customer, overdue,
+                             "suspension_notice", reason=str(reason))
+        if outcome == "sent_now":
+            report.notices_sent += 1
+            report.act(tenant.id, "suspension_notice", **details)
+        elif outcome == "busy":
+            report.skip(tenant.id, details["invoice_id"], "in_progress")
+
+    def _cancel_notice(self, invoice: Mapping[str, Any]) -> None:
+        store, invoice_id = self.ctx.store, str(invoice["invoice_id"])
+        batch = store.db.batch()
+        batch.update(store.collection(self.tenant.id, "notifications").document(
+            f"{invoice_id}.suspension"), {"status": "canceled", "sweep": False,
+                                          "updated_at": self.ctx.now})
+        batch.update(store.invoice_ref(self.tenant.id, invoice_id), {
+            "dunning.suspension_notice": {"at": self.ctx.now, "canceled": True,
+                                          "reason": "customer_reactivated"}})
+        batch.commit()
+        store.writes += 2
+
+    def _uncollectible(self, invoice: dict[str, Any], details: dict[str, Any]) -> None:
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        invoice_id = details["invoice_id"]
+        if ctx.dry_run:
+            report.marked_uncollectible += 1
+            report.act(tenant.id, "uncollectible", **details)
+            return
+        if invoice.get("stripe_invoice_id") and self.stripe:
+            try:
+                sync_status(tenant, invoice, "mark_uncollectible", ctx.services.stripe())
+            except StripeFailure as exc:
+                report.error(tenant.id, exc, invoice_id=invoice_id)
+                return
+        try:
+            change_status(ctx.store, tenant.id, invoice_id, "uncollectible", "dunning", ctx.now,
+                          ctx.run_id, details={"as_of": ctx.as_of,
+                                               "days_overdue": details["days_overdue"]},
+                          extra={"dunning.uncollectible": {"at": ctx.now, "as_of": ctx.as_of,
+                                                           "run_id": ctx.run_id}})
+        except Conflict:
+            report.skip(tenant.id, invoice_id, "status_changed")
+            return
+        report.marked_uncollectible += 1
+        report.act(tenant.id, "uncollectible", **details)
+
+    # -- reactivation ----------------------------------------------------------------------------
+    def reactivations(self) -> None:
+        """Reactivate every suspended customer with nothing overdue left; send the notices.
+
+        "Overdue" is judged at the real clock (``ctx.now``), or at ``as_of`` when that is later:
+        a past ``as_of`` must never reactivate a customer who is overdue today (issue 8 item 11),
+        and a run must not reactivate the customer it has just suspended for ``as_of``.
+        """
+        ctx, report, tenant = self.ctx, self.report, self.tenant
+        clock = max(ctx.as_of, ctx.now)
+        for customer_id in suspended_customer_ids(ctx.store, tenant.id):
+            try:
+                done = reactivate_if_clear(ctx.store, tenant, customer_id, clock, ctx.now,
+                                           ctx.run_id, actor="dunning", notify=self.email,
+                                           dry_run=ctx.dry_run)
+                if done is None:
+                    continue
+                report.reactivated += 1
+                report.act(tenant.id, "reactivation", customer_id=customer_id,
+                           subscriptions=done.subscriptions)
+                if done.notification_id and not ctx.dry_run:
+                    if send_reactivation_notice(ctx.store, tenant, done.customer,
+                                                done.notification_id, ctx.services, ctx.now,
+                                                ctx.run_id) == "sent_now":
+                        report.notices_sent += 1
+                elif done.notification_id:
+                    report.notices_sent += 1
+            except Exception as exc:
+                report.error(tenant.id, exc, customer_id=customer_id)
+
+
+def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> dict[str, Any]:
+    """One tenant's dunning pass; returns its summary. Failures go to ``report.errors``."""
+    started = time.monotonic()
+    before = report.counters()
+    policy = DunningPolicy.of(tenant)
+    run = _TenantRun(ctx, report, tenant, policy)
+    if not ctx.dry_run:
+        retried, failures = sweep(ctx.store, tenant, ctx.services, ctx.run_id, ctx.now)
+        report.deliveries_retried += retried
+        for object_id, message in failures:
+            report.error(tenant.id, BillingError(message, code="delivery_failed"),
+                         invoice_id=object_id)
+    invoices = overdue_invoices(ctx.store, tenant.id, ctx.as_of)
+    customers = ctx.store.get_customers(tenant.id, {str(i.get("customer_id")) for i in invoices})
+    for invoice in invoices:
+        invoice_id = invoice["invoice_id"]
+        with log_context(tenant_id=tenant.id):
+            try:
+                if not isinstance(invoice.get("due_at"), datetime):
+                    raise DataError(f"invoice {invoice_id!r} is open without a due_at",
+                                    code="missing_field")
+                customer = customers.get(str(invoice.get("customer_id")))
+                run.invoice(invoice, customer if isinstance(customer, Customer) else None)
+            except Exception as exc:
+                report.error(tenant.id, exc, invoice_id=invoice_id)
+    run.reactivations()
+    after = report.counters()
+    summary: dict[str, Any] = {"tenant_id": tenant.id, "overdue": len(invoices),
+                               **{k: after[k] - before[k] for k in after},
+                               "seconds": round(time.monotonic() - started, 3)}
+    return summary
+
+
+def run_dunning(ctx: DunningContext, tenant_id: str | None) -> DunningReport:
+    """The dunning run over one tenant (``tenant_id``) or every active tenant.
+
+    Raises:
+        NotFound: the named tenant does not exist (before anything is written).
+        PermissionDenied: the named tenant is disabled.
+
+    """
+    report = DunningReport(run_id=ctx.run_id, dry_run=ctx.dry_run, as_of=ctx.as_of)
+    for tenant in resolve_tenants(ctx.store, tenant_id):
+        if isinstance(tenant, tuple):
+            report.error(tenant[0], tenant[1])
+            continue
+        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "function": "dunning", "status": "running", "started_at": ctx.now,
+                    "as_of": ctx.as_of, "principal": ctx.principal})
+            errors_before = len(report.errors)
+            try:
+                summary = run_tenant(ctx, report, tenant)
+            except Exception as exc:
+                report.error(tenant.id, exc)
+                summary = {"tenant_id": tenant.id, "failed": True}
+            report.tenants.append(summary)
+            if not ctx.dry_run:
+                ctx.store.write_run(tenant.id, ctx.run_id, {
+                    "status": "failed" if summary.get("failed") else "succeeded",
+                    "finished_at": datetime.now(ctx.now.tzinfo),
+                    "summary": {k: v for k, v in summary.items() if k != "tenant_id"},
+                    "error_details": report.errors[errors_before:][:MAX_LISTED]})
+            log.info("dunning finished for tenant", extra={
+                k: v for k, v in summary.items() if k != "tenant_id"})
+    return report
+
+
+__all__ = ["DunningContext", "DunningPolicy", "DunningReport", "Suspension", "overdue_invoices",
+           "run_dunning", "run_tenant", "suspend_for_invoice", "suspended_customer_ids"]
