@@ -48,7 +48,7 @@ demo: setup
 serve: setup
 	$(PY) -m devtools.serve
 
-## bench: month close of Nov 2011 through the HTTP function vs the emulator floor; PDF rendering
+## bench: every benchmark in bench/ (month close 2011-11, generate_invoices 10,000, PDF rendering)
+BENCHMARKS := $(sort $(basename $(notdir $(wildcard bench/bench_*.py))))
 bench: setup
-	$(PY) -m bench.bench_month_close
-	$(PY) -m bench.bench_pdf
+	@set -e; for b in $(BENCHMARKS); do echo "== $$b"; $(PY) -m bench.$$b; done
