@@ -6,8 +6,8 @@ When a tenant sets ``stripe.enabled`` (tenant document, map ``stripe``: ``enable
 account id sent as ``Stripe-Account``), optional ``use_invoice_number`` (default true: the Stripe
 invoice carries our number)), ``push_invoice`` mirrors a finalized invoice:
 
-1. ``customer``: a Stripe customer, created once per customer; its id is stored on our customer
-   document (``stripe_customer_id``).
+1. ``customer`` (``ensure_customer``): a Stripe customer, created once per customer; its id is
+   stored on our customer document (``stripe_customer_id``).
 2. ``invoice_create``: a draft Stripe invoice (``auto_advance=false``,
    ``pending_invoice_items_behavior=exclude``) with ``metadata.tenant_id`` and
    ``metadata.invoice_id`` (the webhook finds our invoice by them), our number, currency and
@@ -19,7 +19,22 @@ invoice carries our number)), ``push_invoice`` mirrors a finalized invoice:
    before finalizing.
 4. ``finalize``: ``auto_advance`` true for ``charge_automatically`` (Stripe then charges the
    customer's default payment method, about an hour later), false for ``send_invoice``.
-5. ``send`` (``send_invoice`` only): Stripe emails the invoice with its payment page.
+5. ``send`` (``send_invoice`` only): Stripe emails the invoice with its payment page. A finalized
+   invoice with nothing due is already ``paid`` at Stripe and is not sent.
+
+Each step records itself on our invoice (``stripe.steps.<step>``) as soon as it is done.
+Status changes made on our side later (void, uncollectible, paid out of band) reach Stripe
+through ``sync_status``.
+
+Units: our amounts are integer ISO 4217 minor units. Stripe's API amounts are in Stripe's own
+units, which are the same except for a few currencies (Stripe docs, "Supported currencies",
+special cases): ISK (zero-decimal in ISO 4217) goes to Stripe as a two-decimal amount, ours x 100;
+MGA (two decimals in ISO 4217) is zero-decimal at Stripe, ours / 100, whole ariary only; the
+three-decimal currencies (BHD, JOD, KWD, OMR, TND) take only multiples of 10 minor units.
+``to_stripe_amount`` converts ours on the way out (invoice items, the total check before
+finalizing) and ``from_stripe_amount`` converts Stripe's back (payments read from Stripe's
+events). ``stripe.amount_due`` recorded on our invoice is Stripe's figure, in Stripe's units.
+Currencies go to Stripe in lower case; times (an item's ``period``) as Unix seconds.
 
 Idempotency (Stripe docs, "Idempotent requests"): every POST carries an ``Idempotency-Key``
 derived from our ids, ``{tenant}:{invoice}:{step}`` (``{tenant}:{customer}:customer_create`` for
@@ -37,6 +52,14 @@ stripe-python's own retries are off (``max_network_retries=0``) so there is one 
 
 Configuration (environment): ``STRIPE_API_KEY`` (secret; never logged), ``STRIPE_API_BASE``
 (default Stripe's ``https://api.stripe.com``; tests point it at a local fake).
+
+Errors: ``StripeFailure`` (``stripe_failed``, HTTP 502) when Stripe refuses a request or stays
+unreachable after the retries; ``DataError`` for our data: an unknown customer
+(``unknown_customer``), an amount Stripe cannot express in its currency
+(``stripe_amount_unrepresentable``), a Stripe draft total other than ours
+(``stripe_total_mismatch``; the draft is not finalized), an invalid tenant ``stripe`` map
+(``invalid_field``); ``BillingError`` (``misconfigured``) when ``STRIPE_API_KEY`` is not set.
+Steps done before an error stay recorded, and the next run continues from there.
 """
 
 from __future__ import annotations
@@ -51,6 +74,14 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import stripe
+from stripe import RequestOptions
+from stripe.params import (
+    CustomerCreateParams,
+    InvoiceCreateParams,
+    InvoiceFinalizeInvoiceParams,
+    InvoiceItemCreateParams,
+    InvoiceItemCreateParamsPeriod,
+)
 
 from billing.errors import BillingError, DataError
 from billing.logs import get_logger
@@ -181,9 +212,9 @@ class StripeGateway:
     def __init__(self, settings: StripeSettings, *, max_attempts: int = 5,
                  base_delay: float = 0.5, max_delay: float = 8.0,
                  sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0) -> None:
-        bases: Any = {"api": settings.api_base} if settings.api_base else None
         self.client = stripe.StripeClient(
-            settings.api_key, base_addresses=bases, max_network_retries=0,
+            settings.api_key, max_network_retries=0,
+            base_addresses={"api": settings.api_base} if settings.api_base else None,
             http_client=stripe.RequestsClient(timeout=timeout))
         self.max_attempts = max_attempts
         self.base_delay = base_delay
@@ -221,8 +252,8 @@ class StripeGateway:
                 self.sleep(delay)
 
 
-def _options(config: TenantStripe, key: str | None = None) -> Any:
-    options: dict[str, Any] = {}
+def _options(config: TenantStripe, key: str | None = None) -> RequestOptions:
+    options: RequestOptions = {}
     if key is not None:
         options["idempotency_key"] = key
     if config.account:
@@ -247,12 +278,48 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 # -- customer ------------------------------------------------------------------------------------
+def _customer_params(tenant_id: str, customer_id: str,
+                     data: Mapping[str, Any]) -> CustomerCreateParams:
+    """Stripe's ``POST /v1/customers`` parameters for our customer document ``data``.
+
+    The name (our id when unnamed), email and country (ISO 3166 alpha-2, upper case) when known,
+    and ``metadata`` with our ids so that a lost create can be found again.
+    """
+    email = data.get("email")
+    address = data.get("address") or {}
+    params: CustomerCreateParams = {
+        "name": str(data.get("name") or customer_id),
+        "metadata": {"tenant_id": tenant_id, "customer_id": customer_id},
+    }
+    if isinstance(email, str) and email:
+        params["email"] = email
+    if isinstance(address, Mapping) and address.get("country"):
+        params["address"] = {"country": str(address["country"]).upper()}
+    return params
+
+
+def _find_customer(gateway: StripeGateway, config: TenantStripe, tenant_id: str,
+                   customer_id: str, email: str) -> str | None:
+    """The Stripe customer an unrecorded earlier create made for ours (by ``metadata``), if any."""
+    page = gateway.call("customer lookup", lambda: gateway.client.v1.customers.list(
+        params={"email": email, "limit": LIST_LIMIT}, options=_options(config)))
+    for customer in page.data:
+        meta = _metadata(_plain(customer))
+        if meta.get("tenant_id") == tenant_id and meta.get("customer_id") == customer_id:
+            return str(customer.id)
+    return None
+
+
 def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
                     gateway: StripeGateway, config: TenantStripe, now: datetime) -> str:
-    """Return the Stripe customer id of our customer, creating the Stripe customer once.
+    """Step 1: return the Stripe customer id of our customer, creating the Stripe customer once.
+
+    The create carries the key ``{tenant}:{customer}:customer_create``; a create attempted
+    earlier without its outcome recorded is looked up by email first. Records
+    ``stripe_customer_id`` on our customer document.
 
     Raises:
-        DataError: our customer does not exist.
+        DataError: (``unknown_customer``) our customer does not exist.
         StripeFailure: Stripe refused or was unreachable.
 
     """
@@ -266,30 +333,17 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         return existing
     found: str | None = None
     email = data.get("email")
-    if data.get("stripe_customer_create_attempted_at") and isinstance(email, str) and email:
+    attempted = data.get("stripe_customer_create_attempted_at")
+    if attempted and isinstance(email, str) and email:
         # A create may have succeeded without being recorded: look before creating again.
-        page = gateway.call("customer lookup", lambda: gateway.client.v1.customers.list(
-            params={"email": email, "limit": LIST_LIMIT}, options=_options(config)))
-        for customer in page.data:
-            meta = _metadata(_plain(customer))
-            if meta.get("tenant_id") == tenant.id and meta.get("customer_id") == customer_id:
-                found = str(customer.id)
-                break
+        found = _find_customer(gateway, config, tenant.id, customer_id, email)
     if found is None:
-        if not data.get("stripe_customer_create_attempted_at"):
+        if not attempted:
             ref.update({"stripe_customer_create_attempted_at": now})
-        address = data.get("address") or {}
-        params: dict[str, Any] = {
-            "name": str(data.get("name") or customer_id),
-            "metadata": {"tenant_id": tenant.id, "customer_id": customer_id},
-        }
-        if isinstance(email, str) and email:
-            params["email"] = email
-        if isinstance(address, Mapping) and address.get("country"):
-            params["address"] = {"country": str(address["country"]).upper()}
+        params = _customer_params(tenant.id, customer_id, data)
         key = idempotency_key(tenant.id, customer_id, "customer_create")
         created = gateway.call("customer create", lambda: gateway.client.v1.customers.create(
-            params=cast(Any, params), options=_options(config, key)))
+            params=params, options=_options(config, key)))
         found = str(created.id)
     ref.update({"stripe_customer_id": found, "stripe_customer_created_at": now})
     return found
@@ -298,7 +352,12 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
 # -- invoice -------------------------------------------------------------------------------------
 @dataclass
 class PushResult:
-    """What ``push_invoice`` did: ``steps`` performed now (names), the Stripe invoice id, status."""
+    """What ``push_invoice`` did.
+
+    ``steps``: the step names performed now (``invoice_create``, ``lines``, ``finalize``,
+    ``send``; the customer step is not listed); ``stripe_invoice_id``: the Stripe twin, if any;
+    ``skipped``: why nothing was done (``already_done`` or ``invoice_<our status>``), else None.
+    """
 
     stripe_invoice_id: str | None = None
     steps: list[str] = field(default_factory=list)
@@ -314,11 +373,15 @@ _STRIPE_TENS_ONLY = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 
 
 def to_stripe_amount(currency: str, minor: int) -> int:
-    """Our ISO 4217 minor units as Stripe's API amount for ``currency``.
+    """Our ISO 4217 minor units as Stripe's API amount for ``currency`` (any case).
+
+    ISK: ours x 100; MGA: ours / 100; every other currency unchanged (the three-decimal ones
+    only when the last digit is 0).
 
     Raises:
-        DataError: the amount cannot be expressed at Stripe (e.g. 1234 fils: Stripe takes KWD
-            amounts only in multiples of 10; MGA only in whole ariary).
+        DataError: (``stripe_amount_unrepresentable``) the amount cannot be expressed at
+            Stripe (e.g. 1234 fils: Stripe takes KWD amounts only in multiples of 10; MGA only
+            in whole ariary).
 
     """
     code = currency.upper()
@@ -336,7 +399,10 @@ def to_stripe_amount(currency: str, minor: int) -> int:
 
 
 def from_stripe_amount(currency: str, amount: int) -> int:
-    """Stripe's API amount for ``currency`` as our ISO 4217 minor units (inverse of the above)."""
+    """Stripe's API amount for ``currency`` as our ISO 4217 minor units (inverse of the above).
+
+    Never raises: an ISK amount that is not a multiple of 100 is floored to whole krónur.
+    """
     code = currency.upper()
     if code in _STRIPE_TIMES_100:
         return amount // 100
@@ -345,23 +411,42 @@ def from_stripe_amount(currency: str, amount: int) -> int:
     return amount
 
 
-def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _item_period(invoice: Mapping[str, Any]) -> InvoiceItemCreateParamsPeriod | None:
+    """Our billing period as Stripe's ``{start, end}`` (Unix seconds), or None when unknown."""
+    start, end = _epoch(invoice.get("period_start")), _epoch(invoice.get("period_end"))
+    if start is None or end is None:
+        return None
+    return {"start": start, "end": end}
+
+
+def _tax_item(invoice: Mapping[str, Any], currency: str, tax: int) -> InvoiceItemCreateParams:
+    """The ``tax`` item: our tax total (minor units) in Stripe's units, labelled with its rates."""
+    rates = sorted({str(line.get("tax_rate")) for line in invoice.get("lines") or []
+                    if line.get("tax") and line.get("tax_rate") is not None})
+    label = f"Tax ({', '.join(r + '%' for r in rates)})" if rates else "Tax"
+    return {"amount": to_stripe_amount(currency, tax), "currency": currency,
+            "description": label,
+            "metadata": {"invoice_id": str(invoice["invoice_id"]), "line": "tax"}}
+
+
+def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, InvoiceItemCreateParams]]:
     """The Stripe invoice items mirroring ``invoice``: ``[(line key, params)]``.
 
     Line keys are ``"0"``, ``"1"``... in our line order, and ``"tax"`` for the tax item (only when
-    prices exclude tax and the tax is not zero). Amounts are Stripe's units
-    (``to_stripe_amount``), which are our minor units for all but a few currencies.
+    prices exclude tax and the tax is not zero). ``amount`` is in Stripe's units
+    (``to_stripe_amount`` of our minor units), which are our minor units for all but a few
+    currencies; ``period`` is in Unix seconds. ``customer`` and ``invoice`` are left to the caller.
 
     Raises:
-        DataError: an amount Stripe cannot express in this currency.
+        DataError: (``stripe_amount_unrepresentable``) an amount Stripe cannot express in this
+            currency.
 
     """
     currency = str(invoice["currency"]).lower()
-    period = {"start": _epoch(invoice.get("period_start")),
-              "end": _epoch(invoice.get("period_end"))}
-    out: list[tuple[str, dict[str, Any]]] = []
+    period = _item_period(invoice)
+    out: list[tuple[str, InvoiceItemCreateParams]] = []
     for index, line in enumerate(invoice.get("lines") or []):
-        params: dict[str, Any] = {
+        params: InvoiceItemCreateParams = {
             "amount": to_stripe_amount(currency, int(line["amount"])),
             "currency": currency,
             "description": str(line.get("description") or f"Line {index + 1}")[:500],
@@ -369,18 +454,12 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]
                          "quantity": str(line.get("quantity", "")),
                          "unit_amount_decimal": str(line.get("unit_amount_decimal", ""))},
         }
-        if period["start"] is not None and period["end"] is not None:
+        if period is not None:
             params["period"] = period
         out.append((str(index), params))
     tax = int(invoice.get("tax") or 0)
     if tax and not invoice.get("tax_inclusive"):
-        rates = sorted({str(line.get("tax_rate")) for line in invoice.get("lines") or []
-                        if line.get("tax") and line.get("tax_rate") is not None})
-        label = f"Tax ({', '.join(r + '%' for r in rates)})" if rates else "Tax"
-        out.append(("tax", {"amount": to_stripe_amount(currency, tax), "currency": currency,
-                            "description": label,
-                            "metadata": {"invoice_id": str(invoice["invoice_id"]),
-                                         "line": "tax"}}))
+        out.append(("tax", _tax_item(invoice, currency, tax)))
     return out
 
 
@@ -390,136 +469,248 @@ def _record(store: BillingStore, tenant_id: str, invoice_id: str,
     store.writes += 1
 
 
+@dataclass(frozen=True)
+class _Push:
+    """One invoice's push in progress: how its steps call Stripe and record themselves on ours."""
+
+    store: BillingStore
+    tenant_id: str
+    invoice_id: str
+    gateway: StripeGateway
+    config: TenantStripe
+    now: datetime
+
+    def options(self, step: str | None = None) -> RequestOptions:
+        """The connected account, and the step's key ``{tenant}:{invoice}:{step}`` (POSTs only)."""
+        key = None if step is None else idempotency_key(self.tenant_id, self.invoice_id, step)
+        return _options(self.config, key)
+
+    def record(self, updates: Mapping[str, Any]) -> None:
+        """Write ``updates`` (Firestore field paths such as ``stripe.steps.lines``) on our invoice."""
+        _record(self.store, self.tenant_id, self.invoice_id, updates)
+
+
+def _skip_reason(invoice: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """Why ``push_invoice`` has nothing to do: already completed, or not open and never pushed."""
+    if state.get("completed_at"):
+        return "already_done"
+    if invoice.get("status") != "open" and not invoice.get("stripe_invoice_id"):
+        return f"invoice_{invoice.get('status')}"
+    return None
+
+
+def _draft_params(push: _Push, invoice: Mapping[str, Any],
+                  stripe_customer: str) -> InvoiceCreateParams:
+    """Stripe's ``POST /v1/invoices`` parameters for ours: a draft that takes no pending items.
+
+    ``days_until_due`` goes with ``send_invoice`` only; our number is Stripe's number when the
+    tenant wants it and it fits Stripe's 26 characters (else Stripe numbers the invoice).
+    """
+    config = push.config
+    number = str(invoice.get("number") or "")
+    params: InvoiceCreateParams = {
+        "customer": stripe_customer,
+        "currency": str(invoice["currency"]).lower(),
+        "collection_method": config.collection_method,
+        "auto_advance": False,
+        "pending_invoice_items_behavior": "exclude",
+        "metadata": {"tenant_id": push.tenant_id, "invoice_id": push.invoice_id, "number": number},
+        "description": f"Invoice {invoice.get('number') or push.invoice_id}",
+    }
+    if config.collection_method == "send_invoice":
+        params["days_until_due"] = config.days_until_due
+    if config.use_invoice_number and 0 < len(number) <= MAX_NUMBER_LENGTH:
+        params["number"] = number
+    return params
+
+
+def _find_draft(push: _Push, stripe_customer: str) -> str | None:
+    """The Stripe invoice an unrecorded earlier create made for ours (by ``metadata``), if any."""
+    gateway = push.gateway
+    page = gateway.call("invoice lookup", lambda: gateway.client.v1.invoices.list(
+        params={"customer": stripe_customer, "limit": LIST_LIMIT}, options=push.options()))
+    for candidate in page.data:
+        meta = _metadata(_plain(candidate))
+        if meta.get("tenant_id") == push.tenant_id and meta.get("invoice_id") == push.invoice_id:
+            return str(candidate.id)
+    return None
+
+
+def _create_draft_invoice(push: _Push, invoice: Mapping[str, Any], state: Mapping[str, Any],
+                          stripe_customer: str) -> str:
+    """Step 2: create the draft Stripe invoice once (key ``invoice_create``); its Stripe id.
+
+    A create attempted earlier without its outcome recorded is looked up first. Records
+    ``stripe_invoice_id``, the Stripe customer and ``stripe.steps.invoice_create``.
+
+    Raises:
+        StripeFailure: Stripe refused or stayed unreachable.
+
+    """
+    stripe_id: str | None = None
+    if state.get("invoice_create_attempted_at"):
+        stripe_id = _find_draft(push, stripe_customer)
+    else:
+        push.record({"stripe.invoice_create_attempted_at": push.now})
+    if not stripe_id:
+        params = _draft_params(push, invoice, stripe_customer)
+        gateway = push.gateway
+        created = gateway.call("invoice create", lambda: gateway.client.v1.invoices.create(
+            params=params, options=push.options("invoice_create")))
+        stripe_id = str(created.id)
+    push.record({
+        "stripe_invoice_id": stripe_id, "stripe.invoice_id": stripe_id,
+        "stripe.customer_id": stripe_customer, "stripe.steps.invoice_create": push.now,
+        "stripe.collection_method": push.config.collection_method})
+    return stripe_id
+
+
+def _items_present(push: _Push, sid: str) -> set[str]:
+    """The line keys (``metadata.line``) already on Stripe invoice ``sid``."""
+    gateway = push.gateway
+    lines = gateway.call("lines lookup", lambda: gateway.client.v1.invoices.line_items.list(
+        sid, params={"limit": LIST_LIMIT}, options=push.options()))
+    present: set[str] = set()
+    for item in lines.auto_paging_iter():
+        line_key = _metadata(_plain(item)).get("line")
+        if line_key is not None:
+            present.add(str(line_key))
+    return present
+
+
+def _create_item(push: _Push, line_key: str, params: InvoiceItemCreateParams) -> None:
+    """One ``POST /v1/invoiceitems`` with the line's key ``line_{line key}``."""
+    gateway = push.gateway
+    gateway.call(f"invoice item {line_key}", lambda: gateway.client.v1.invoice_items.create(
+        params=params, options=push.options(f"line_{line_key}")))
+
+
+def _add_invoice_items(push: _Push, invoice: Mapping[str, Any], state: Mapping[str, Any],
+                       sid: str, stripe_customer: str) -> None:
+    """Step 3: add our lines (and tax) to the draft as invoice items (``invoice_items``).
+
+    Items already there from an unrecorded earlier attempt are skipped. Records
+    ``stripe.steps.lines``.
+
+    Raises:
+        DataError: an amount Stripe cannot express in the invoice's currency.
+        StripeFailure: Stripe refused or stayed unreachable.
+
+    """
+    present: set[str] = set()
+    if state.get("lines_attempted_at"):
+        present = _items_present(push, sid)
+    else:
+        push.record({"stripe.lines_attempted_at": push.now})
+    for line_key, item in invoice_items(invoice):
+        if line_key in present:
+            continue
+        params = item.copy()
+        params["customer"] = stripe_customer
+        params["invoice"] = sid
+        _create_item(push, line_key, params)
+    push.record({"stripe.steps.lines": push.now})
+
+
+def _finalize_invoice(push: _Push, invoice: Mapping[str, Any], sid: str) -> str | None:
+    """Step 4: finalize the draft (key ``invoice_finalize``) once its total equals ours.
+
+    ``auto_advance`` is true for ``charge_automatically`` (Stripe then charges the customer)
+    and false for ``send_invoice``. An invoice already past draft is only recorded. Records
+    ``stripe.steps.finalize`` with Stripe's status, number, payment page and amount due (Stripe's
+    units). Returns Stripe's status afterwards.
+
+    Raises:
+        DataError: (``stripe_total_mismatch``) Stripe's draft total, in Stripe's units, is not
+            ``to_stripe_amount`` of our total; the draft stays a draft.
+        StripeFailure: Stripe refused or stayed unreachable.
+
+    """
+    gateway = push.gateway
+    current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
+        sid, options=push.options()))
+    if current.status == "draft":
+        expected = to_stripe_amount(str(invoice["currency"]), int(invoice.get("total") or 0))
+        if int(current.total or 0) != expected:
+            raise DataError(f"Stripe invoice {sid} totals {current.total} but ours is "
+                            f"{expected}; not finalized", code="stripe_total_mismatch")
+        params: InvoiceFinalizeInvoiceParams = {
+            "auto_advance": push.config.collection_method == "charge_automatically"}
+        current = gateway.call("invoice finalize", lambda: gateway.client.v1.invoices
+                               .finalize_invoice(sid, params=params,
+                                                 options=push.options("invoice_finalize")))
+    push.record({
+        "stripe.steps.finalize": push.now, "stripe.status": current.status,
+        "stripe.number": current.number,
+        "stripe.hosted_invoice_url": getattr(current, "hosted_invoice_url", None),
+        "stripe.amount_due": current.amount_due})
+    return current.status
+
+
+def _send_invoice(push: _Push, sid: str, stripe_status: str | None) -> bool:
+    """Step 5 (``send_invoice`` only): Stripe emails the open invoice (key ``invoice_send``).
+
+    A finalized invoice with nothing due is already ``paid``: nothing is sent. Records
+    ``stripe.steps.send`` and ``stripe.sent``; returns whether it was sent.
+
+    Raises:
+        StripeFailure: Stripe refused or stayed unreachable.
+
+    """
+    sent = stripe_status == "open"
+    if sent:
+        gateway = push.gateway
+        gateway.call("invoice send", lambda: gateway.client.v1.invoices.send_invoice(
+            sid, options=push.options("invoice_send")))
+    push.record({"stripe.steps.send": push.now, "stripe.sent": sent})
+    return sent
+
+
 def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any],
                  gateway: StripeGateway, now: datetime,
                  config: TenantStripe | None = None) -> PushResult:
     """Mirror one finalized invoice (a fresh stored document with ``invoice_id``) in Stripe.
 
-    Steps already recorded in ``invoice["stripe"]["steps"]`` are skipped, so a re-run is a
-    no-op; see the module docstring for the steps, keys and recovery.
+    The five steps of the module docstring, each skipped when already recorded in
+    ``invoice["stripe"]["steps"]``, so a re-run is a no-op: ensure the Stripe customer, create
+    the draft, add the invoice items, finalize, send (``send_invoice`` only). Amounts reach
+    Stripe in Stripe's units (``to_stripe_amount`` of our minor units).
 
     Raises:
         StripeFailure: Stripe refused a request or stayed unreachable (steps done so far are
             recorded; the next run continues from there).
-        DataError: the customer is missing, or Stripe's draft total differs from ours.
+        DataError: the tenant's ``stripe`` map is invalid (``config`` not given), the customer
+            is missing, an amount cannot be expressed at Stripe, or Stripe's draft total
+            differs from ours.
 
     """
     config = config or TenantStripe.of(tenant)
-    invoice_id = str(invoice["invoice_id"])
+    push = _Push(store, tenant.id, str(invoice["invoice_id"]), gateway, config, now)
     state: Mapping[str, Any] = invoice.get("stripe") or {}
-    steps: Mapping[str, Any] = state.get("steps") or {}
+    done: Mapping[str, Any] = state.get("steps") or {}
     result = PushResult(stripe_invoice_id=cast(str | None, invoice.get("stripe_invoice_id")))
-    if state.get("completed_at"):
-        result.skipped = "already_done"
+    result.skipped = _skip_reason(invoice, state)
+    if result.skipped:
         return result
-    if invoice.get("status") != "open" and not result.stripe_invoice_id:
-        result.skipped = f"invoice_{invoice.get('status')}"
-        return result
-
-    customer_id = str(invoice["customer_id"])
-    stripe_customer = ensure_customer(store, tenant, customer_id, gateway, config, now)
-    key = idempotency_key
-
-    # 2. The draft invoice.
-    stripe_id = result.stripe_invoice_id
-    if not stripe_id:
-        if state.get("invoice_create_attempted_at"):
-            page = gateway.call("invoice lookup", lambda: gateway.client.v1.invoices.list(
-                params={"customer": stripe_customer, "limit": LIST_LIMIT},
-                options=_options(config)))
-            for candidate in page.data:
-                meta = _metadata(_plain(candidate))
-                if meta.get("tenant_id") == tenant.id and meta.get("invoice_id") == invoice_id:
-                    stripe_id = str(candidate.id)
-                    break
-        else:
-            _record(store, tenant.id, invoice_id, {"stripe.invoice_create_attempted_at": now})
-        if not stripe_id:
-            params: dict[str, Any] = {
-                "customer": stripe_customer,
-                "currency": str(invoice["currency"]).lower(),
-                "collection_method": config.collection_method,
-                "auto_advance": False,
-                "pending_invoice_items_behavior": "exclude",
-                "metadata": {"tenant_id": tenant.id, "invoice_id": invoice_id,
-                             "number": str(invoice.get("number") or "")},
-                "description": f"Invoice {invoice.get('number') or invoice_id}",
-            }
-            if config.collection_method == "send_invoice":
-                params["days_until_due"] = config.days_until_due
-            number = str(invoice.get("number") or "")
-            if config.use_invoice_number and 0 < len(number) <= MAX_NUMBER_LENGTH:
-                params["number"] = number
-            created = gateway.call("invoice create", lambda: gateway.client.v1.invoices.create(
-                params=cast(Any, params),
-                options=_options(config, key(tenant.id, invoice_id, "invoice_create"))))
-            stripe_id = str(created.id)
-        _record(store, tenant.id, invoice_id, {
-            "stripe_invoice_id": stripe_id, "stripe.invoice_id": stripe_id,
-            "stripe.customer_id": stripe_customer, "stripe.steps.invoice_create": now,
-            "stripe.collection_method": config.collection_method})
+    stripe_customer = ensure_customer(store, tenant, str(invoice["customer_id"]), gateway,
+                                      config, now)
+    sid = result.stripe_invoice_id
+    if not sid:
+        sid = _create_draft_invoice(push, invoice, state, stripe_customer)
         result.steps.append("invoice_create")
-    result.stripe_invoice_id = stripe_id
-    sid: str = stripe_id
-
-    # 3. The lines.
-    if "lines" not in steps:
-        present: set[str] = set()
-        if state.get("lines_attempted_at"):
-            lines = gateway.call("lines lookup", lambda: gateway.client.v1.invoices.line_items.list(
-                sid, params={"limit": LIST_LIMIT}, options=_options(config)))
-            for item in lines.auto_paging_iter():
-                line_key = _metadata(_plain(item)).get("line")
-                if line_key is not None:
-                    present.add(str(line_key))
-        else:
-            _record(store, tenant.id, invoice_id, {"stripe.lines_attempted_at": now})
-        for line_key, item_params in invoice_items(invoice):
-            if line_key in present:
-                continue
-            item_params = {**item_params, "customer": stripe_customer, "invoice": sid}
-            gateway.call(f"invoice item {line_key}", lambda p=item_params, k=line_key:  # type: ignore[misc]
-                         gateway.client.v1.invoice_items.create(
-                             params=cast(Any, p),
-                             options=_options(config, key(tenant.id, invoice_id, f"line_{k}"))))
-        _record(store, tenant.id, invoice_id, {"stripe.steps.lines": now})
+    result.stripe_invoice_id = sid
+    if "lines" not in done:
+        _add_invoice_items(push, invoice, state, sid, stripe_customer)
         result.steps.append("lines")
-
-    # 4. Finalize, after checking the total.
-    stripe_status = state.get("status")
-    if "finalize" not in steps:
-        current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
-            sid, options=_options(config)))
-        if current.status == "draft":
-            expected = to_stripe_amount(str(invoice["currency"]), int(invoice.get("total") or 0))
-            if int(current.total or 0) != expected:
-                raise DataError(f"Stripe invoice {sid} totals {current.total} but ours is "
-                                f"{expected}; not finalized", code="stripe_total_mismatch")
-            current = gateway.call("invoice finalize", lambda: gateway.client.v1.invoices
-                                   .finalize_invoice(sid, params={
-                                       "auto_advance":
-                                           config.collection_method == "charge_automatically"},
-                                   options=_options(config, key(tenant.id, invoice_id,
-                                                                "invoice_finalize"))))
-        _record(store, tenant.id, invoice_id, {
-            "stripe.steps.finalize": now, "stripe.status": current.status,
-            "stripe.number": current.number,
-            "stripe.hosted_invoice_url": getattr(current, "hosted_invoice_url", None),
-            "stripe.amount_due": current.amount_due})
-        stripe_status = current.status
+    stripe_status: str | None = state.get("status")
+    if "finalize" not in done:
+        stripe_status = _finalize_invoice(push, invoice, sid)
         result.steps.append("finalize")
-
-    # 5. Send (send_invoice) -- charge_automatically is charged by Stripe itself (auto_advance).
-    # A finalized invoice with nothing due is already paid: there is nothing to send.
-    if config.collection_method == "send_invoice" and "send" not in steps:
-        if stripe_status == "open":
-            gateway.call("invoice send", lambda: gateway.client.v1.invoices.send_invoice(
-                sid, options=_options(config, key(tenant.id, invoice_id, "invoice_send"))))
-            result.steps.append("send")
-        _record(store, tenant.id, invoice_id, {"stripe.steps.send": now,
-                                               "stripe.sent": stripe_status == "open"})
-    _record(store, tenant.id, invoice_id, {"stripe.completed_at": now})
-    log.info("stripe invoice pushed", extra={"invoice_id": invoice_id,
+    if (config.collection_method == "send_invoice" and "send" not in done
+            and _send_invoice(push, sid, stripe_status)):
+        result.steps.append("send")
+    push.record({"stripe.completed_at": now})
+    log.info("stripe invoice pushed", extra={"invoice_id": push.invoice_id,
                                              "stripe_invoice_id": sid, "steps": result.steps})
     return result
 
@@ -538,7 +729,9 @@ def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
     A twin already in the target status is accepted (a retried admin action).
 
     Raises:
-        StripeFailure: Stripe refused the change.
+        StripeFailure: Stripe refused the change or stayed unreachable.
+        DataError: the tenant's ``stripe`` map is invalid (``config`` not given).
+        KeyError: ``action`` is not a key of ``STATUS_ACTIONS`` (a caller's bug).
 
     """
     sid = invoice.get("stripe_invoice_id")
