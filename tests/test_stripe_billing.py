@@ -330,3 +330,18 @@ def test_stripe_amount_units_differ_from_iso_for_a_few_currencies() -> None:
     with pytest.raises(DataError):
         to_stripe_amount("KWD", 1234)
     assert to_stripe_amount("GBP", 1234) == 1234 and to_stripe_amount("JPY", 1234) == 1234
+
+
+def test_an_amount_stripe_cannot_express_is_refused_before_any_request(
+        db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    # KWD has three decimals, but Stripe wants the last digit 0: 1.234 KWD cannot be sent. The
+    # invoice is refused before the Stripe customer or draft exists (validate before calling out).
+    store, tenant = setup(db)
+    line = {"description": "Pro plan", "quantity": "1", "unit_amount_decimal": "1234",
+            "amount": 1234, "tax_rate": "0", "tax": 0, "kind": "fixed"}
+    gp.seed_invoice(db, "inv-kwd", "alice", lines=[line], tax=0, currency="KWD")
+    with pytest.raises(DataError) as raised:
+        push(store, tenant, db, "inv-kwd", fake_stripe)
+    assert raised.value.code == "stripe_amount_unrepresentable"
+    assert fake_stripe.requests == []
+    assert "stripe" not in gp.invoice(db, "inv-kwd")

@@ -585,15 +585,14 @@ def _create_item(push: _Push, line_key: str, params: InvoiceItemCreateParams) ->
         params=params, options=push.options(f"line_{line_key}")))
 
 
-def _add_invoice_items(push: _Push, invoice: Mapping[str, Any], state: Mapping[str, Any],
-                       sid: str, stripe_customer: str) -> None:
-    """Step 3: add our lines (and tax) to the draft as invoice items (``invoice_items``).
+def _add_invoice_items(push: _Push, items: list[tuple[str, InvoiceItemCreateParams]],
+                       state: Mapping[str, Any], sid: str, stripe_customer: str) -> None:
+    """Step 3: add our lines (and tax) to the draft as invoice items.
 
-    Items already there from an unrecorded earlier attempt are skipped. Records
+    ``items`` come from ``invoice_items``, converted before the first request. Items already there from an unrecorded earlier attempt are skipped. Records
     ``stripe.steps.lines``.
 
     Raises:
-        DataError: an amount Stripe cannot express in the invoice's currency.
         StripeFailure: Stripe refused or stayed unreachable.
 
     """
@@ -602,7 +601,7 @@ def _add_invoice_items(push: _Push, invoice: Mapping[str, Any], state: Mapping[s
         present = _items_present(push, sid)
     else:
         push.record({"stripe.lines_attempted_at": push.now})
-    for line_key, item in invoice_items(invoice):
+    for line_key, item in items:
         if line_key in present:
             continue
         params = item.copy()
@@ -692,6 +691,9 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
     result.skipped = _skip_reason(invoice, state)
     if result.skipped:
         return result
+    # Every amount is converted to Stripe's units before the first request, so an invoice
+    # Stripe cannot express leaves no customer or draft behind there.
+    items = invoice_items(invoice)
     stripe_customer = ensure_customer(store, tenant, str(invoice["customer_id"]), gateway,
                                       config, now)
     sid = result.stripe_invoice_id
@@ -700,7 +702,7 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
         result.steps.append("invoice_create")
     result.stripe_invoice_id = sid
     if "lines" not in done:
-        _add_invoice_items(push, invoice, state, sid, stripe_customer)
+        _add_invoice_items(push, items, state, sid, stripe_customer)
         result.steps.append("lines")
     stripe_status: str | None = state.get("status")
     if "finalize" not in done:
