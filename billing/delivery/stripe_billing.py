@@ -589,8 +589,8 @@ def _add_invoice_items(push: _Push, items: list[tuple[str, InvoiceItemCreatePara
                        state: Mapping[str, Any], sid: str, stripe_customer: str) -> None:
     """Step 3: add our lines (and tax) to the draft as invoice items.
 
-    ``items`` come from ``invoice_items``, converted before the first request. Items already there from an unrecorded earlier attempt are skipped. Records
-    ``stripe.steps.lines``.
+    ``items`` come from ``invoice_items``, converted before the first request. Items already
+    there from an unrecorded earlier attempt are skipped. Records ``stripe.steps.lines``.
 
     Raises:
         StripeFailure: Stripe refused or stayed unreachable.
