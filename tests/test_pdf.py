@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fontTools.ttLib import TTFont
 
-from billing.delivery import pdf
-from billing.delivery.pdf import format_percent, format_quantity, render_invoice_pdf
+from billing.delivery.pdf import fonts, format_percent, format_quantity, render_invoice_pdf
 from billing.errors import DataError
 from billing.pricing.money import format_money
 
@@ -390,10 +389,10 @@ def test_bad_input_raises_data_error(change: Any) -> None:
 def test_font_subsets_keep_outlines_and_advances() -> None:
     """The byte-level TrueType subsetter keeps each glyph's outline and advance width."""
     for name in ("DejaVuSans.ttf", "DroidSansFallbackFull.ttf"):
-        source = pdf._font(name)
+        source = fonts._font(name)
         chars = sorted(source.cmap)[::37][:150] + [ord(c) for c in "Åé€Ж株"]
         subset = TTFont(io.BytesIO(source.subset(chars)))
-        original = TTFont(str(pdf.FONT_DIR / name), lazy=True)
+        original = TTFont(str(fonts.FONT_DIR / name), lazy=True)
         sub_cmap, orig_cmap = subset.getBestCmap(), original.getBestCmap()
         sub_glyf, orig_glyf = subset["glyf"], original["glyf"]
         for char in chars:
