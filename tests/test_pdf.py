@@ -387,9 +387,9 @@ def test_bad_input_raises_data_error(change: Any) -> None:
 
 
 def test_font_subsets_keep_outlines_and_advances() -> None:
-    """The byte-level TrueType subsetter keeps each glyph's outline and advance width."""
+    """The subsetter keeps each glyph's outline and advance width."""
     for name in ("DejaVuSans.ttf", "DroidSansFallbackFull.ttf"):
-        source = fonts._font(name)
+        source = fonts.source_font(name)
         chars = sorted(source.cmap)[::37][:150] + [ord(c) for c in "Åé€Ж株"]
         subset = TTFont(io.BytesIO(source.subset(chars)))
         original = TTFont(str(fonts.FONT_DIR / name), lazy=True)
