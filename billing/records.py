@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from email.headerregistry import Address
+from email.utils import parseaddr
 from typing import Any
 
 from billing.errors import DataError
@@ -256,14 +257,18 @@ class Tenant:
         )
 
     def seller(self) -> dict[str, Any]:
-        """The seller block for documents: legal name, address lines, email, tax id.
+        """The seller block of every PDF and email: legal name, address lines, email, tax id.
 
-        The email is the seller's contact address: the contract's ``email`` settings map gives
-        it as ``reply_to`` (else ``from``); a plain string there is taken as the address itself.
+        The only source of the seller's lines and contact address (PDFs of the month close,
+        of ``render_pdf`` and of the outbox; the emails' Reply-To, support line and footer).
+        The email: the contract's ``email`` settings map gives it as ``reply_to``, else
+        ``from``, each reduced to its bare address (``"Acme <a@x.io>"`` -> ``"a@x.io"``) and
+        skipped unless it holds an ``@``; a plain string there is the address itself.
         """
         email = self.raw.get("email")
         if isinstance(email, Mapping):
-            email = next((str(email[k]) for k in ("reply_to", "from") if email.get(k)), None)
+            addresses = (parseaddr(str(email.get(key) or ""))[1] for key in ("reply_to", "from"))
+            email = next((address for address in addresses if "@" in address), None)
         return {
             "name": self.raw.get("legal_name") or self.name,
             "address_lines": list(self.raw.get("address_lines") or []),

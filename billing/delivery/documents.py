@@ -31,7 +31,12 @@ def pdf_object_name(tenant_id: str, invoice: Mapping[str, Any], timezone: str) -
 
 
 def pdf_input(tenant: Tenant, invoice: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``render_invoice_pdf`` input for a stored invoice document (with ``invoice_id``)."""
+    """The ``render_invoice_pdf`` input for a stored invoice document (with ``invoice_id``).
+
+    Every PDF (month close, anniversary run, ``render_pdf`` admin action, outbox attachment) is
+    rendered from this input, and its seller block from ``Tenant.seller()`` only, so that the
+    same invoice always prints the same seller lines.
+    """
     return {
         "invoice_id": invoice["invoice_id"],
         "number": invoice.get("number"),

@@ -34,7 +34,7 @@ import os
 import smtplib
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
@@ -226,35 +226,6 @@ def render(kind: str, values: Mapping[str, str]) -> RenderedEmail:
     return RenderedEmail(subject=subject, text=text, html=page)
 
 
-def seller_email(tenant: Tenant) -> str | None:
-    """The seller's contact address for Reply-To, documents and the support line.
-
-    The contract makes the tenant's ``email`` a settings map (``enabled``, ``from``; extension:
-    ``reply_to``); older documents hold the seller's address as a plain string there. Both
-    are understood: the map's ``reply_to``, else its ``from`` address; or the string.
-    """
-    value = tenant.raw.get("email")
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, Mapping):
-        for key in ("reply_to", "from"):
-            address = parseaddr(str(value.get(key) or ""))[1]
-            if "@" in address:
-                return address
-    return None
-
-
-def document_tenant(tenant: Tenant) -> Tenant:
-    """``tenant`` as the PDF renderer expects it: ``raw["email"]`` the seller's address string.
-
-    ``Tenant.seller()`` passes ``raw["email"]`` to documents; when it is the contract's settings
-    map, the renderer would refuse it. Returns ``tenant`` itself when there is nothing to fix.
-    """
-    if not isinstance(tenant.raw.get("email"), Mapping):
-        return tenant
-    return replace(tenant, raw={**tenant.raw, "email": seller_email(tenant)})
-
-
 def local_date(value: datetime | None, tenant: Tenant) -> str:
     """A date in the tenant's timezone and locale (``"15 November 2026"``); ``""`` for None."""
     if value is None:
@@ -282,7 +253,7 @@ def invoice_values(tenant: Tenant, invoice: Mapping[str, Any],
     stripe_state = invoice.get("stripe") or {}
     pay_url = str(stripe_state.get("hosted_invoice_url") or "")
     seller = tenant.seller()
-    support = seller_email(tenant) or ""
+    support = seller["email"] or ""
     values = {
         "tenant_name": str(seller.get("name") or tenant.name),
         "customer_name": str(customer_name),
@@ -311,7 +282,7 @@ def invoice_values(tenant: Tenant, invoice: Mapping[str, Any],
 def customer_values(tenant: Tenant, customer: Customer) -> dict[str, str]:
     """Template values for a message about a customer rather than one invoice (reactivation)."""
     seller = tenant.seller()
-    support = seller_email(tenant) or ""
+    support = seller["email"] or ""
     return {
         "tenant_name": str(seller.get("name") or tenant.name),
         "customer_name": customer.name,
@@ -369,7 +340,7 @@ def build_message(kind: str, *, tenant: Tenant, to: str, values: Mapping[str, st
     message["Subject"] = rendered.subject
     message["From"] = sender_for(tenant, settings)
     message["To"] = to
-    reply_to = seller_email(tenant)
+    reply_to = tenant.seller()["email"]
     if reply_to:
         message["Reply-To"] = reply_to
     message["Date"] = formatdate(localtime=False, usegmt=True)

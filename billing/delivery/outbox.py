@@ -48,7 +48,6 @@ from billing.delivery.mailer import (
     Mailer,
     build_message,
     customer_values,
-    document_tenant,
     invoice_values,
 )
 from billing.delivery.stripe_billing import StripeGateway, TenantStripe, enabled_for, push_invoice
@@ -114,7 +113,7 @@ def _render_pdf(tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
     from billing.delivery.documents import pdf_input
     from billing.delivery.pdf import render_invoice_pdf
 
-    return render_invoice_pdf(pdf_input(document_tenant(tenant), invoice))
+    return render_invoice_pdf(pdf_input(tenant, invoice))
 
 
 def email_enabled(tenant: Tenant) -> bool:

@@ -44,7 +44,6 @@ from typing import Any
 
 from google.cloud import firestore
 
-from billing.delivery.mailer import document_tenant
 from billing.delivery.outbox import (
     Services,
     email_enabled,
@@ -301,7 +300,7 @@ def _render(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
     if invoice.get("status") == "draft":
         raise Conflict("a draft has no number yet: its PDF is rendered when it is finalized",
                        code="invoice_is_draft")
-    outcome = render_and_upload(document_tenant(tenant), [invoice], storage_client(),
+    outcome = render_and_upload(tenant, [invoice], storage_client(),
                                 invoices_bucket())
     if outcome.failures or not outcome.uris:
         message = outcome.failures[0][1] if outcome.failures else "no PDF produced"
