@@ -5,7 +5,7 @@ Run with ``.venv/bin/python -m bench.bench_pdf [--count N]``. Renders N one-page
 (embedded DejaVu Sans subsets), then N with a Japanese name (DejaVu plus the CJK fallback),
 then a few 10-page invoices, and prints one line per case: wall-clock median and p95, and the
 median CPU time of the process (steadier when other work shares the machine). Not a pytest
-test. The target is at most 15 ms per one-page invoice on the core-font path.
+test. The target is at most 8 ms per one-page invoice on the core-font path.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from billing.delivery.pdf import render_invoice_pdf
 
 LONDON = ZoneInfo("Europe/London")
-TARGET_MS = 15.0
+TARGET_MS = 8.0
 
 
 def make_invoice(index: int, lines: int = 8, customer_name: str | None = None) -> dict[str, Any]:
