@@ -46,8 +46,8 @@ service accounts and Google accounts alike, and an unverified email proves no ma
 
 Errors: :class:`~billing.errors.Unauthenticated` (401) for any missing or invalid token,
 :class:`~billing.errors.PermissionDenied` (403) for a valid token whose principal is not allowed,
-:class:`CertificatesUnavailableError` (503) when the signing certificates cannot be fetched at all.
-No message ever contains the token.
+:class:`~billing.errors.CertificatesUnavailableError` (503) when the signing certificates cannot
+be fetched at all. No message ever contains the token.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ import google.auth.transport.requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from billing.errors import BillingError, PermissionDenied, Unauthenticated
+from billing.errors import CertificatesUnavailableError, PermissionDenied, Unauthenticated
 
 __all__ = [
     "DEFAULT_CERTS_URL",
@@ -115,16 +115,6 @@ _MAX_STALE_AGE = 86_400.0  # when refetches fail, keep using old keys for a day 
 _MIN_REFETCH_INTERVAL = 10.0  # unknown kid / failed fetch: at most one fetch per interval
 _MAX_CLAIM_ECHO = 120  # claim values quoted in error messages are cut to this length
 _MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant we can represent
-
-
-class CertificatesUnavailableError(BillingError):
-    """503: the signing certificates could not be fetched and none are cached.
-
-    This is an outage (of ``AUTH_CERTS_URL`` or the network), not a client error.
-    """
-
-    status = 503
-    code = "auth_certificates_unavailable"
 
 
 @dataclass(frozen=True)

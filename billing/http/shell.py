@@ -35,13 +35,13 @@ from billing.errors import (
     MAX_ECHO,
     BadRequest,
     BillingError,
+    CertificatesUnavailableError,
     MethodNotAllowed,
     Unauthenticated,
     echo,
 )
 from billing.http.auth import (
     AuthSettings,
-    CertificatesUnavailableError,
     FirestoreTenantDirectory,
     Principal,
     authorize,
