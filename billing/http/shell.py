@@ -44,6 +44,7 @@ from billing.http.auth import (
     AuthSettings,
     FirestoreTenantDirectory,
     Principal,
+    TenantDirectory,
     authorize,
     verify_headers,
 )
@@ -276,6 +277,14 @@ class _ProcessTenantDirectory:
         return FirestoreTenantDirectory(firestore_client()).administers_any(email)
 
 
+def tenant_directory() -> TenantDirectory:
+    """The tenant-admin lookup (``tenants/{t}.admins``) that :func:`handle` authorizes with.
+
+    The one place the shell chooses where tenant admins are read from.
+    """
+    return _ProcessTenantDirectory()
+
+
 def json_response(body: Mapping[str, Any], status: int = 200,
                   headers: Mapping[str, str] | None = None) -> flask.Response:
     """A JSON response with ``Cache-Control: no-store``."""
@@ -354,7 +363,7 @@ def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator
     tenant_id = request_tenant(dict(request.headers), data)
     if principal is not None:
         # Before anything is read but the tenant document, and before any field is checked.
-        principal = authorize(principal, settings, tenant_id, _ProcessTenantDirectory())
+        principal = authorize(principal, settings, tenant_id, tenant_directory())
     if request.method == "GET":
         return json_response({"status": "ok", "function": function, "run_id": run_id})
     body = validate_fields(data, fields)
