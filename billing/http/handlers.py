@@ -34,7 +34,7 @@ def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> R
         run_id=call.run_id, now=now or utc_now(), dry_run=dry_run,
         store=BillingStore(firestore_client()),
         publish_pdfs=None if dry_run else publish_to_bucket,
-        principal=call.principal.email if call.principal else None,
+        principal=call.principal.email,
     )
 
 
