@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing.delivery.outbox import Services
-from billing.http.shell import Call, boolean, check_as_of, rfc3339
-from billing.pricing.periods import utc_now
+from billing.http.shell import Call, boolean, check_as_of, clock, rfc3339
 from billing.runs.admin_actions import BILLING_ADMIN_FIELDS, run_admin_action
 from billing.runs.dunning import DunningContext, run_dunning
 from billing.store.clients import firestore_client
@@ -30,7 +29,7 @@ def dunning(call: Call) -> dict[str, Any]:
             suspend customers who are not yet due. Checked before anything is read or written.
 
     """
-    now = utc_now()
+    now = clock.now()
     check_as_of(call.body.get("as_of"), now)
     ctx = DunningContext(run_id=call.run_id, as_of=call.body.get("as_of") or now, now=now,
                          dry_run=bool(call.body.get("dry_run", False)),
@@ -41,6 +40,6 @@ def dunning(call: Call) -> dict[str, Any]:
 
 def billing_admin(call: Call) -> dict[str, Any]:
     """One admin action (``billing.runs.admin_actions.run_admin_action``)."""
-    return run_admin_action(BillingStore(firestore_client()), call, utc_now())
+    return run_admin_action(BillingStore(firestore_client()), call, clock.now())
 
 

@@ -51,6 +51,7 @@ from billing.http.auth import (
     verify_headers,
 )
 from billing.logs import get_logger, log_context
+from billing.pricing.periods import require_aware, utc_now
 from billing.store.clients import firestore_client
 
 Validator = Callable[[Any], Any]
@@ -140,6 +141,38 @@ def rfc3339(value: Any) -> datetime:
         raise BadRequest(f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got "
                          f"{echo(value)}", code="invalid_field")
     return parsed
+
+
+class Clock:
+    """The instant the HTTP functions take as "now": the real time unless a test sets one.
+
+    The one clock seam at the HTTP boundary (issue 9): each handler reads :meth:`now` once per
+    request and passes it down (``RunContext.now``, ``DunningContext.now``, the webhook's payment
+    time), and checks ``as_of`` against it. A test that runs a function "on" another day calls
+    :meth:`set` (the ``clock`` fixture of ``tests/conftest.py`` resets it after the test), so no
+    test depends on today's date. Token ``exp``/``iat`` and Stripe signature timestamps keep the
+    real time: they are compared with instants other clocks minted.
+    """
+
+    def __init__(self) -> None:
+        self._fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        """The set instant, else ``billing.pricing.periods.utc_now()`` (aware, UTC)."""
+        return self._fixed if self._fixed is not None else utc_now()
+
+    def set(self, instant: datetime | None) -> None:
+        """Make :meth:`now` answer ``instant`` (aware); ``None`` goes back to the real time.
+
+        Raises:
+            ValueError: ``instant`` is naive.
+
+        """
+        self._fixed = None if instant is None else require_aware(instant, "instant")
+
+
+clock = Clock()
+"""The process's HTTP clock (one per process, like the function instance)."""
 
 
 AS_OF_SKEW = timedelta(minutes=5)

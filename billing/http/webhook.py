@@ -29,7 +29,6 @@ from billing.delivery.outbox import Services, email_enabled, send_reactivation_n
 from billing.errors import BadRequest, BillingError, MethodNotAllowed, Misconfigured, PayloadTooLarge
 from billing.http import shell
 from billing.logs import get_logger
-from billing.pricing.periods import utc_now
 from billing.runs.payments import EventOutcome, apply_stripe_event, reactivate_if_clear
 from billing.store.clients import firestore_client
 from billing.store.firestore_store import BillingStore
@@ -114,7 +113,7 @@ def read_capped(request: flask.Request, cap: int) -> bytes:
 def process_event(store: BillingStore, event: dict[str, Any], run_id: str,
                   services: Services | None = None) -> dict[str, Any]:
     """Apply a verified event, reactivate the customer if it cleared their debt; response body."""
-    now = utc_now()
+    now = shell.clock.now()
     outcome: EventOutcome = apply_stripe_event(store, event, now, run_id)
     body: dict[str, Any] = {"received": True, "run_id": run_id, "event_id": event.get("id"),
                             "type": event.get("type"), **outcome.to_json(),
