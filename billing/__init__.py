@@ -5,7 +5,7 @@ The package is laid out along the flow of a billing run:
 - ``billing.http``: the request shell. ``shell.handle`` (method, OIDC token, tenant
   authorization, JSON body, field validators, errors -> JSON responses), ``auth`` (OIDC checks
   and the signing-certificate cache), and the handlers each function calls once its request is
-  accepted (``handlers``, ``payment_handlers``).
+  accepted (``handlers``, ``payment_handlers``, ``webhook``).
 - ``billing.records``: typed, frozen records parsed once from Firestore documents (tenant,
   customer, meter, plan, subscription, usage event); a broken document is a ``DataError``.
 - ``billing.pricing``: the rules this product exists for, free of I/O: money in integer minor

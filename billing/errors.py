@@ -4,7 +4,27 @@ Client errors (4xx) mean bad input and are raised *before* anything is written, 
 that receives one knows nothing changed. ``DataError`` marks a problem in one tenant's stored
 billing data (a plan naming a missing meter, a currency mismatch...): a run reports it in its
 ``errors`` list for that subscription and carries on with the others. Shapes follow the contract:
-``{"error": {"code": ..., "message": ...}}``.
+``{"error": {"code": ..., "message": ...}}`` (produced by ``billing.http.shell.error_response``).
+
+The family (status, default code)::
+
+    BillingError                  500 internal
+    +-- BadRequest                400 bad_request
+    +-- Unauthenticated           401 unauthenticated
+    +-- PermissionDenied          403 permission_denied
+    +-- NotFound                  404 not_found
+    +-- MethodNotAllowed          405 method_not_allowed
+    +-- Conflict                  409 conflict
+    +-- PayloadTooLarge           413 body_too_large
+    +-- DataError                 422 invalid_billing_data
+    +-- Misconfigured             500 misconfigured
+    +-- UpstreamFailure           502 upstream_failed
+    |   +-- EmailError            502 email_failed
+    |   +-- StripeFailure         502 stripe_failed
+    +-- CertificatesUnavailableError  503 auth_certificates_unavailable
+
+Every class is defined here and nowhere else; a raise may pass another ``code`` (e.g.
+``BadRequest(..., code="invalid_field")``), never another status.
 """
 
 from __future__ import annotations
@@ -112,3 +132,54 @@ class DataError(BillingError):
 
     status = 422
     code = "invalid_billing_data"
+
+
+class Misconfigured(BillingError):
+    """500: a required setting is missing or invalid in the environment (a deployment mistake).
+
+    Raised by ``billing.delivery.mailer.SmtpSettings.from_env`` (``SMTP_*``).
+    """
+
+    code = "misconfigured"
+
+
+class UpstreamFailure(BillingError):
+    """502: an outside service (SMTP, Cloud Storage) failed; nothing was recorded.
+
+    Raised by ``billing.runs.admin_actions`` (``render_pdf``: ``pdf_failed``).
+    """
+
+    status = 502
+    code = "upstream_failed"
+
+
+class EmailError(UpstreamFailure):
+    """502: an email could not be sent (SMTP refused it, or the server could not be reached).
+
+    ``status`` is 502 for the admin action that sends synchronously; runs report it in their
+    ``errors`` list and retry on the next run. Raised by ``billing.delivery.mailer`` and
+    ``billing.delivery.outbox``.
+    """
+
+    code = "email_failed"
+
+
+class StripeFailure(UpstreamFailure):
+    """502: Stripe refused a request or could not be reached after the retries.
+
+    Raised by ``billing.delivery.stripe_billing``; runs report it in their ``errors`` list.
+    """
+
+    code = "stripe_failed"
+
+
+class CertificatesUnavailableError(BillingError):
+    """503: the signing certificates could not be fetched and none are cached.
+
+    This is an outage (of ``AUTH_CERTS_URL`` or the network), not a client error. Raised by
+    ``billing.http.auth``; ``billing.http.shell`` answers it with a generic 503 and
+    ``Retry-After``.
+    """
+
+    status = 503
+    code = "auth_certificates_unavailable"

@@ -151,16 +151,6 @@ def start_storage(log_dir: Path, default_bucket: str | None, timeout: float = 30
     return _spawn("storage", argv, port, log_dir, timeout)
 
 
-def reset_firestore(host: str, project: str) -> None:
-    """Delete every document of ``project`` in the emulator (its documented reset endpoint)."""
-    request = urllib.request.Request(
-        f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents",
-        method="DELETE",
-    )
-    with urllib.request.urlopen(request, timeout=30):  # noqa: S310
-        pass
-
-
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.emulators")
     parser.add_argument("command", choices=["start", "stop"])

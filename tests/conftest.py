@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from google.cloud import firestore, storage
 
 from devtools.emulators import Emulator, start_firestore, start_storage
+
+if TYPE_CHECKING:
+    from billing.http.shell import Clock
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -70,6 +75,29 @@ def gcs(project_id: str) -> storage.Client:
     return storage.Client(project=project_id)
 
 
+TODAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+"""The instant the HTTP functions take as "now" in every test that calls them (``clock``).
+
+After every date in the tests' data (the last month they close is 2026-10, the last ``as_of``
+2026-11-20), so no test depends on the real date: on the machine's clock, a month close of
+2026-10 was refused before 2026-11-01, and invoice numbers carried the year of the run.
+"""
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The HTTP functions' clock (``billing.http.shell.clock``) set to :data:`TODAY`.
+
+    ``clock.set(instant)`` runs the functions "on" another instant (``as_of`` is checked against
+    it, the run's ``now`` is it); the clock goes back to the real time after the test.
+    """
+    from billing.http.shell import clock as http_clock
+
+    http_clock.set(TODAY)
+    yield http_clock
+    http_clock.set(None)
+
+
 # -- authentication: a local issuer whose certificates are served on loopback ---------------------
 AUDIENCE = "https://billing.test/fn"
 ALLOWED = "scheduler@dev.local"
@@ -113,10 +141,13 @@ def token(issuer: tuple[object, str]) -> Callable[..., str]:
 
 
 @pytest.fixture
-def call_function(project_id: str, auth_env: None,
-                  token: Callable[..., str]) -> Callable[..., tuple[int, dict[str, object]]]:
+def call_function(project_id: str, auth_env: None, token: Callable[..., str],
+                  clock: Clock) -> Callable[..., tuple[int, dict[str, object]]]:
     """``call_function(name, body=None, tenant=None, method="POST", headers=None)`` through
-    ``functions_framework.create_app(...).test_client()``; returns ``(status, json)``."""
+    ``functions_framework.create_app(...).test_client()``; returns ``(status, json)``.
+
+    The functions run on :data:`TODAY` (the ``clock`` fixture) unless the test sets the clock.
+    """
     import json
 
     import functions_framework

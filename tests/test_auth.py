@@ -23,13 +23,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from billing.errors import PermissionDenied, Unauthenticated
+from billing.errors import CertificatesUnavailableError, PermissionDenied, Unauthenticated
 from billing.http.auth import (
     DEFAULT_CERTS_URL,
     DEFAULT_ISSUERS,
     AuthSettings,
     CertCache,
-    CertificatesUnavailableError,
     Principal,
     authenticate,
     authenticate_headers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from google.cloud import firestore
 
 from devtools.dev_issuer import generate_key, mint_token
 from tests import factories as f
-from tests.conftest import AUDIENCE
+from tests.conftest import AUDIENCE, TODAY
 from tests.test_monthly_billing import MONTH, T, seed_acme
 
 
@@ -53,7 +54,7 @@ def test_bad_body_is_400(seeded: dict[str, Any], db: firestore.Client, call_func
 
 def test_month_in_progress_is_400(seeded: dict[str, Any], db: firestore.Client,
                                   call_function: Any) -> None:
-    current = time.strftime("%Y-%m", time.gmtime())
+    current = TODAY.strftime("%Y-%m")  # the functions' clock, not the machine's
     status, body = call_function("monthly_billing", {"month": current}, tenant=T)
     assert status == 400 and body["error"]["code"] == "month_not_closed"
     assert_unchanged(db, seeded)
@@ -247,3 +248,20 @@ def test_dunning_as_of_in_the_future_is_400(seeded: dict[str, Any], db: firestor
     status, body = call_function("dunning", {"as_of": "2099-01-01T00:00:00Z"})
     assert status == 400 and body["error"]["code"] == "as_of_in_future", body
     assert f.all_documents(db, T) == before
+
+
+@pytest.mark.parametrize(("function", "body", "code"), [
+    ("monthly_billing", {"month": MONTH}, "month_not_closed"),
+    ("generate_invoices", {"as_of": "2026-06-01T00:00:00Z"}, "as_of_in_future"),
+    ("dunning", {"as_of": "2026-06-01T00:00:00Z"}, "as_of_in_future"),
+])
+def test_the_functions_read_now_from_the_clock_seam(seeded: dict[str, Any], db: firestore.Client,
+                                                    call_function: Any, clock: Any,
+                                                    function: str, body: dict[str, Any],
+                                                    code: str) -> None:
+    # Issue 9 item 7: "now" is billing.http.shell.clock, not the machine's clock. On 1 May 2026
+    # the month 2026-10 has not ended and 1 June is in the future, whatever the real date.
+    clock.set(datetime(2026, 5, 1, tzinfo=UTC))
+    status, answer = call_function(function, body, tenant=T)
+    assert status == 400 and answer["error"]["code"] == code, answer
+    assert_unchanged(db, seeded)

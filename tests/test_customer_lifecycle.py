@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from google.cloud import firestore, storage
 
+from billing.http.shell import Clock
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import TEST_BUCKET
@@ -46,15 +47,13 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
                                                    call_function: Any, token: Any,
                                                    smtp: SmtpServer,
                                                    fake_stripe: FakeStripe,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from billing.http import payment_handlers
-
+                                                   clock: Clock) -> None:
     seed(db)
 
     def dunning(as_of: Any) -> dict[str, Any]:
         # The daily run on a day to come: the function's clock is that day (a future as_of
         # is refused as as_of_in_future).
-        monkeypatch.setattr(payment_handlers, "utc_now", lambda: as_of)
+        clock.set(as_of)
         status, body = call_function("dunning", {"as_of": as_of.isoformat()}, tenant=T)
         assert status == 200 and body["errors"] == [], body
         result: dict[str, Any] = body

@@ -10,10 +10,12 @@ import pytest
 from google.cloud import firestore
 
 from billing.errors import DataError
+from billing.http.shell import clock as http_clock
 from billing.records import Tenant
 from billing.runs.dunning import DunningPolicy
 from tests import factories as f
 from tests import getting_paid as gp
+from tests.conftest import TODAY
 from tests.smtp_server import SmtpServer
 
 T = gp.T
@@ -25,27 +27,14 @@ def day(n: float) -> str:
     return (DUE + timedelta(days=n)).isoformat()
 
 
-_TODAY: list[datetime | None] = [None]
-
-
-@pytest.fixture(autouse=True)
-def simulated_today(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The runs below simulate days to come: ``run`` makes the function's clock its ``as_of``.
-
-    ``as_of`` more than 5 minutes ahead of the real clock is refused (``as_of_in_future``), so a
-    day-by-day simulation moves the clock with it, as the daily schedule would.
-    """
-    from billing.http import payment_handlers
-    from billing.pricing.periods import utc_now
-
-    monkeypatch.setattr(payment_handlers, "utc_now", lambda: _TODAY[0] or utc_now())
-    yield
-    _TODAY[0] = None
-
-
 def run(call_function: Any, as_of: str, *, move_clock: bool = True, **body: Any) -> dict[str, Any]:
-    """Call dunning at ``as_of``; ``move_clock``: the simulated day is ``as_of`` (else today)."""
-    _TODAY[0] = datetime.fromisoformat(as_of) if move_clock else None
+    """Call dunning at ``as_of``; ``move_clock``: the function's day is ``as_of`` (else TODAY).
+
+    The runs below simulate days to come: ``as_of`` more than 5 minutes ahead of the function's
+    clock is refused (``as_of_in_future``), so a day-by-day simulation moves the clock with it,
+    as the daily schedule would (``call_function``'s ``clock`` fixture resets it after the test).
+    """
+    http_clock.set(datetime.fromisoformat(as_of) if move_clock else TODAY)
     status, answer = call_function("dunning", {"as_of": as_of, **body}, tenant=T)
     assert status == 200, answer
     result: dict[str, Any] = answer
@@ -335,14 +324,12 @@ def test_reactivation_uses_the_real_clock_not_a_past_as_of(db: firestore.Client,
                                                            call_function: Any,
                                                            smtp: SmtpServer) -> None:
     # Issue 8 item 11: a past as_of must not reactivate a customer who is overdue today.
-    from billing.pricing.periods import utc_now
-
     gp.seed_tenant(db)
     f.customer(db, T, "alice", "GB", status="suspended", suspended_by="dunning",
-               suspension_id="s1", suspended_at=utc_now() - timedelta(days=9))
+               suspension_id="s1", suspended_at=TODAY - timedelta(days=9))
     f.subscription(db, T, "sub-alice", "alice", "pro", status="suspended",
                    suspended_by="dunning", suspension_id="s1")
-    gp.seed_invoice(db, "inv-1", "alice", due_at=utc_now() - timedelta(days=30),
+    gp.seed_invoice(db, "inv-1", "alice", due_at=TODAY - timedelta(days=30),
                     subscription_id="sub-alice")
     body = run(call_function, "2000-01-01T00:00:00Z", move_clock=False)
     assert (body["reactivated"], body["errors"]) == (0, []), body

@@ -9,16 +9,14 @@ import pytest
 from google.cloud import firestore, storage
 
 from billing.delivery.mailer import (
-    EmailError,
     Mailer,
-    Misconfigured,
     SmtpSettings,
     build_message,
     invoice_values,
     render,
 )
 from billing.delivery.outbox import Services, deliver_finalized_invoices
-from billing.errors import DataError
+from billing.errors import DataError, EmailError, Misconfigured
 from billing.pricing.periods import utc_now
 from billing.records import Customer, Tenant
 from billing.store.firestore_store import BillingStore

@@ -10,7 +10,6 @@ from google.cloud import firestore
 
 from billing.delivery.outbox import Services, deliver_finalized_invoices
 from billing.delivery.stripe_billing import (
-    StripeFailure,
     StripeGateway,
     StripeSettings,
     TenantStripe,
@@ -18,7 +17,7 @@ from billing.delivery.stripe_billing import (
     push_invoice,
     sync_status,
 )
-from billing.errors import DataError
+from billing.errors import DataError, StripeFailure
 from billing.pricing.periods import utc_now
 from billing.store.firestore_store import BillingStore
 from tests import factories as f

@@ -13,7 +13,7 @@ import pytest
 from google.cloud import firestore
 
 from billing.delivery.stripe_billing import StripeGateway, StripeSettings, push_invoice
-from billing.http.payment_handlers import MAX_WEBHOOK_BYTES
+from billing.http.webhook import MAX_WEBHOOK_BYTES
 from billing.pricing.periods import utc_now
 from billing.store.firestore_store import BillingStore
 from tests import factories as f

@@ -45,7 +45,7 @@ from typing import Any
 
 from babel.dates import format_date
 
-from billing.errors import BillingError, DataError
+from billing.errors import DataError, EmailError, Misconfigured
 from billing.pricing.money import format_money
 from billing.pricing.periods import zone
 from billing.records import Customer, Tenant, parse_email
@@ -54,23 +54,6 @@ TEMPLATE_DIR = Path(__file__).resolve().with_name("templates")
 KINDS = ("invoice", "reminder", "suspension", "reactivation")
 DEFAULT_PORT = 587
 DEFAULT_TIMEOUT = 30.0
-
-
-class EmailError(BillingError):
-    """An email could not be sent (SMTP refused it, or the server could not be reached).
-
-    ``status`` is 502 for the admin action that sends synchronously; runs report it in their
-    ``errors`` list and retry on the next run.
-    """
-
-    status = 502
-    code = "email_failed"
-
-
-class Misconfigured(BillingError):
-    """A required setting is missing or invalid in the environment (a deployment mistake)."""
-
-    code = "misconfigured"
 
 
 def _flag(value: str | None, name: str, default: bool) -> bool:

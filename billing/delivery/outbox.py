@@ -44,14 +44,13 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from billing.delivery.mailer import (
-    EmailError,
     Mailer,
     build_message,
     customer_values,
     invoice_values,
 )
 from billing.delivery.stripe_billing import StripeGateway, TenantStripe, enabled_for, push_invoice
-from billing.errors import BillingError, DataError
+from billing.errors import BillingError, DataError, EmailError
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
 from billing.records import Customer, Tenant

@@ -83,7 +83,7 @@ from stripe.params import (
     InvoiceItemCreateParamsPeriod,
 )
 
-from billing.errors import BillingError, DataError
+from billing.errors import BillingError, DataError, StripeFailure
 from billing.logs import get_logger
 from billing.records import Tenant
 from billing.store.firestore_store import BillingStore
@@ -94,13 +94,6 @@ COLLECTION_METHODS = ("send_invoice", "charge_automatically")
 MAX_KEY_LENGTH = 255
 LIST_LIMIT = 100
 MAX_NUMBER_LENGTH = 26  # Stripe's limit for a custom invoice number
-
-
-class StripeFailure(BillingError):
-    """Stripe refused a request or could not be reached after the retries (HTTP 502 when shown)."""
-
-    status = 502
-    code = "stripe_failed"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from billing.delivery.documents import render_and_upload
-from billing.http.shell import Call, boolean, check_as_of, identifier, rfc3339, text
-from billing.pricing.periods import parse_month, utc_now
+from billing.http.shell import Call, boolean, check_as_of, clock, identifier, rfc3339, text
+from billing.pricing.periods import parse_month
 from billing.records import Tenant
 from billing.runs.anniversary import run_generate_invoices
 from billing.runs.pipeline import RunContext, run_month_close
@@ -31,10 +31,10 @@ def publish_to_bucket(tenant: Tenant, invoices: Sequence[Mapping[str, Any]],
 def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> RunContext:
     """A run context for ``call`` on the configured Firestore and bucket."""
     return RunContext(
-        run_id=call.run_id, now=now or utc_now(), dry_run=dry_run,
+        run_id=call.run_id, now=now or clock.now(), dry_run=dry_run,
         store=BillingStore(firestore_client()),
         publish_pdfs=None if dry_run else publish_to_bucket,
-        principal=call.principal.email if call.principal else None,
+        principal=call.principal.email,
     )
 
 
@@ -79,8 +79,9 @@ def generate_invoices(call: Call) -> dict[str, Any]:
     """
     dry_run = bool(call.body.get("dry_run", False))
     as_of = call.body.get("as_of")
-    check_as_of(as_of, utc_now())
-    ctx = make_context(call, dry_run=dry_run, now=as_of)
+    now = clock.now()
+    check_as_of(as_of, now)
+    ctx = make_context(call, dry_run=dry_run, now=as_of or now)
     if not dry_run:
         invoices_bucket()
     report = run_generate_invoices(ctx, call.tenant_id, call.body.get("subscription_id"))

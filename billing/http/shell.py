@@ -15,8 +15,10 @@ Order of checks, each answering before anything is written:
    the tenant document has been read at this point.
 6. The fields: all known to the function and valid, 400 otherwise. Then the function runs.
 
-Client errors are ``{"error": {"code", "message"}}`` with the status of the ``BillingError``
-subclass; anything unexpected is logged with its stack trace and answered 500 with the run id.
+Errors (:func:`error_response`, the only producer of the envelope, also used by
+``billing.http.webhook``): ``{"error": {"code", "message"}, "run_id"}`` with the status of the
+``BillingError`` subclass; anything unexpected is logged with its stack trace and answered 500
+with the run id.
 """
 
 from __future__ import annotations
@@ -35,19 +37,21 @@ from billing.errors import (
     MAX_ECHO,
     BadRequest,
     BillingError,
+    CertificatesUnavailableError,
     MethodNotAllowed,
     Unauthenticated,
     echo,
 )
 from billing.http.auth import (
     AuthSettings,
-    CertificatesUnavailableError,
     FirestoreTenantDirectory,
     Principal,
+    TenantDirectory,
     authorize,
     verify_headers,
 )
 from billing.logs import get_logger, log_context
+from billing.pricing.periods import require_aware, utc_now
 from billing.store.clients import firestore_client
 
 Validator = Callable[[Any], Any]
@@ -67,15 +71,13 @@ class Call:
         tenant_id: from ``X-Tenant-ID`` or ``tenant_id``; ``None`` means every active tenant.
         principal: the authenticated caller.
         run_id: this request's id (hex), in every log line and the response.
-        headers: the request headers (e.g. ``Stripe-Signature``).
 
     """
 
     body: Mapping[str, Any]
     tenant_id: str | None
-    principal: Principal | None
+    principal: Principal
     run_id: str
-    headers: Mapping[str, str]
 
 
 def boolean(value: Any) -> bool:
@@ -139,6 +141,38 @@ def rfc3339(value: Any) -> datetime:
         raise BadRequest(f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got "
                          f"{echo(value)}", code="invalid_field")
     return parsed
+
+
+class Clock:
+    """The instant the HTTP functions take as "now": the real time unless a test sets one.
+
+    The one clock seam at the HTTP boundary (issue 9): each handler reads :meth:`now` once per
+    request and passes it down (``RunContext.now``, ``DunningContext.now``, the webhook's payment
+    time), and checks ``as_of`` against it. A test that runs a function "on" another day calls
+    :meth:`set` (the ``clock`` fixture of ``tests/conftest.py`` resets it after the test), so no
+    test depends on today's date. Token ``exp``/``iat`` and Stripe signature timestamps keep the
+    real time: they are compared with instants other clocks minted.
+    """
+
+    def __init__(self) -> None:
+        self._fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        """The set instant, else ``billing.pricing.periods.utc_now()`` (aware, UTC)."""
+        return self._fixed if self._fixed is not None else utc_now()
+
+    def set(self, instant: datetime | None) -> None:
+        """Make :meth:`now` answer ``instant`` (aware); ``None`` goes back to the real time.
+
+        Raises:
+            ValueError: ``instant`` is naive.
+
+        """
+        self._fixed = None if instant is None else require_aware(instant, "instant")
+
+
+clock = Clock()
+"""The process's HTTP clock (one per process, like the function instance)."""
 
 
 AS_OF_SKEW = timedelta(minutes=5)
@@ -276,6 +310,14 @@ class _ProcessTenantDirectory:
         return FirestoreTenantDirectory(firestore_client()).administers_any(email)
 
 
+def tenant_directory() -> TenantDirectory:
+    """The tenant-admin lookup (``tenants/{t}.admins``) that :func:`handle` authorizes with.
+
+    The one place the shell chooses where tenant admins are read from.
+    """
+    return _ProcessTenantDirectory()
+
+
 def json_response(body: Mapping[str, Any], status: int = 200,
                   headers: Mapping[str, str] | None = None) -> flask.Response:
     """A JSON response with ``Cache-Control: no-store``."""
@@ -293,78 +335,96 @@ AUTH_RETRY_AFTER_SECONDS = 10
 
 
 def handle(request: flask.Request, *, function: str, fields: Mapping[str, Validator],
-           run: Callable[[Call], Mapping[str, Any]], authenticate: bool = True) -> flask.Response:
+           run: Callable[[Call], Mapping[str, Any]]) -> flask.Response:
     """Serve one request of ``function``: checks, then ``run(call)`` for a POST.
 
-    ``authenticate=False`` is only for ``stripe_webhook``, whose caller proves itself with the
-    Stripe signature instead of an OIDC token.
+    Every failure is answered by :func:`error_response` (through :func:`respond`).
+    """
+    return respond(function, lambda run_id: _serve(request, function, fields, run, run_id))
 
-    A caller who is not authenticated learns nothing about why: every 401 says
-    :data:`GENERIC_401` (with ``WWW-Authenticate: Bearer``, RFC 6750) and every 503 from the
-    signing-certificate fetch says :data:`GENERIC_503` (with ``Retry-After``). The reason
-    (expired, wrong audience, which certificate URL failed...) is logged with the run id.
+
+def respond(function: str, serve: Callable[[str], flask.Response]) -> flask.Response:
+    """Call ``serve(run_id)`` with a new run id in the log context; answer any error it raises.
+
+    The one wrapper of every HTTP function, OIDC ones (:func:`handle`) and ``stripe_webhook``
+    (``billing.http.webhook``) alike, so that all share :func:`error_response`.
     """
     run_id = uuid.uuid4().hex
     with log_context(run_id=run_id):
         try:
-            return _serve(request, function, fields, run, authenticate, run_id)
-        except Unauthenticated as exc:
-            log.warning("request unauthenticated", extra={
-                "function": function, "status": 401, "code": exc.code, "error": exc.message})
-            return json_response(
-                {"error": {"code": exc.code, "message": GENERIC_401}, "run_id": run_id}, 401,
-                {"WWW-Authenticate": 'Bearer realm="billing"'})
-        except CertificatesUnavailableError as exc:
-            log.error("authentication unavailable", extra={
-                "function": function, "status": 503, "code": exc.code, "error": exc.message})
-            return json_response(
-                {"error": {"code": "auth_unavailable", "message": GENERIC_503},
-                 "run_id": run_id}, 503, {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
-        except BillingError as exc:
-            if exc.status >= 500:
-                log.exception("request failed", extra={"function": function, "code": exc.code})
-            else:
-                log.warning("request refused", extra={
-                    "function": function, "status": exc.status, "code": exc.code,
-                    "error": exc.message})
-            headers = {"Allow": "GET, POST"} if exc.status == 405 else None
-            body = exc.to_json()
-            body["run_id"] = run_id
-            return json_response(body, exc.status, headers)
-        except Exception:
-            log.exception("unexpected failure", extra={"function": function})
-            return json_response({"error": {"code": "internal",
-                                            "message": f"internal error (run_id {run_id})"},
-                                  "run_id": run_id}, 500)
+            return serve(run_id)
+        except Exception as exc:  # every failure gets the contract's envelope, never a traceback
+            return error_response(exc, run_id, function)
+
+
+def error_response(exc: Exception, run_id: str, function: str) -> flask.Response:
+    """The contract's error answer ``{"error": {"code", "message"}, "run_id"}`` for ``exc``, logged.
+
+    The only producer of that envelope. The status is the ``BillingError`` subclass's
+    (``billing.errors``); 405 carries ``Allow: GET, POST``. A caller who is not authenticated
+    learns nothing about why: every 401 says :data:`GENERIC_401` (with ``WWW-Authenticate:
+    Bearer``, RFC 6750) and every 503 from the signing-certificate fetch says
+    :data:`GENERIC_503` (with ``Retry-After``); the reason (expired, wrong audience, which
+    certificate URL failed...) is logged with the run id. Anything that is not a
+    ``BillingError`` is logged with its stack trace and answered 500 ``internal``.
+    """
+    if isinstance(exc, Unauthenticated):
+        log.warning("request unauthenticated", extra={
+            "function": function, "status": 401, "code": exc.code, "error": exc.message})
+        return _envelope(run_id, 401, exc.code, GENERIC_401,
+                         {"WWW-Authenticate": 'Bearer realm="billing"'})
+    if isinstance(exc, CertificatesUnavailableError):
+        log.error("authentication unavailable", extra={
+            "function": function, "status": 503, "code": exc.code, "error": exc.message})
+        return _envelope(run_id, 503, "auth_unavailable", GENERIC_503,
+                         {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
+    if not isinstance(exc, BillingError):
+        log.error("unexpected failure", exc_info=exc, extra={"function": function})
+        return _envelope(run_id, 500, "internal", f"internal error (run_id {run_id})")
+    extra = {"function": function, "status": exc.status, "code": exc.code, "error": exc.message}
+    if exc.status >= 500:
+        log.error("request failed", exc_info=exc, extra=extra)
+    else:
+        log.warning("request refused", extra=extra)
+    headers = {"Allow": "GET, POST"} if exc.status == 405 else None
+    return _envelope(run_id, exc.status, exc.code, exc.message, headers)
+
+
+def _envelope(run_id: str, status: int, code: str, message: str,
+              headers: Mapping[str, str] | None = None) -> flask.Response:
+    return json_response({"error": {"code": code, "message": message}, "run_id": run_id},
+                         status, headers)
+
+
+def health_response(function: str, run_id: str) -> flask.Response:
+    """The answer to a ``GET`` (health check): ``{"status": "ok", "function", "run_id"}``."""
+    return json_response({"status": "ok", "function": function, "run_id": run_id})
 
 
 def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator],
-           run: Callable[[Call], Mapping[str, Any]], authenticate: bool,
-           run_id: str) -> flask.Response:
+           run: Callable[[Call], Mapping[str, Any]], run_id: str) -> flask.Response:
     """The checks of :func:`handle` in order, then the function; raises ``BillingError``."""
     if request.method not in ("GET", "POST"):
         raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET "
                                "for health)")
     settings = AuthSettings.from_env()
-    principal = verify_headers(dict(request.headers), settings) if authenticate else None
+    principal = verify_headers(dict(request.headers), settings)
     raw = request.get_data(cache=True)
     if request.method == "GET" and raw:
         raise BadRequest("GET takes no body; POST the request", code="invalid_body")
     data = decode_body(raw)
     tenant_id = request_tenant(dict(request.headers), data)
-    if principal is not None:
-        # Before anything is read but the tenant document, and before any field is checked.
-        principal = authorize(principal, settings, tenant_id, _ProcessTenantDirectory())
+    # Before anything is read but the tenant document, and before any field is checked.
+    principal = authorize(principal, settings, tenant_id, tenant_directory())
     if request.method == "GET":
-        return json_response({"status": "ok", "function": function, "run_id": run_id})
+        return health_response(function, run_id)
     body = validate_fields(data, fields)
     body.pop("tenant_id", None)
-    call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id,
-                headers=dict(request.headers))
+    call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id)
     with log_context(tenant_id=tenant_id):
         log.info("request accepted", extra={
-            "function": function, "principal": principal.email if principal else None,
-            "tenant_admin": bool(principal and not principal.platform),
+            "function": function, "principal": principal.email,
+            "tenant_admin": not principal.platform,
             "fields": sorted(body)})
         result = run(call)
     return json_response(result)

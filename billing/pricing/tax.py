@@ -52,10 +52,3 @@ def line_tax(amount: int, rate_percent: Decimal, *, inclusive: bool) -> int:
     with localcontext(prec=60):
         divisor = _HUNDRED + rate_percent if inclusive else _HUNDRED
         return round_minor(Decimal(amount) * rate_percent / divisor)
-
-
-def line_net(amount: int, rate_percent: Decimal, *, inclusive: bool) -> int:
-    """Return the line's amount without tax: ``amount - tax`` when inclusive, else ``amount``."""
-    if not inclusive:
-        return amount
-    return amount - line_tax(amount, rate_percent, inclusive=True)

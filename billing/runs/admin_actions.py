@@ -60,6 +60,7 @@ from billing.errors import (
     DataError,
     NotFound,
     PermissionDenied,
+    UpstreamFailure,
     echo,
 )
 from billing.http.shell import Call, identifier, rfc3339, text
@@ -73,13 +74,6 @@ ACTIONS = ("mark_paid", "void", "mark_uncollectible", "resend_email", "render_pd
 MAX_AMOUNT = 10**15
 MAX_TEXT = 500
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-class UpstreamFailure(BillingError):
-    """502: an outside service (SMTP, Cloud Storage) failed; nothing was recorded."""
-
-    status = 502
-    code = "upstream_failed"
 
 
 def minor_units(value: Any) -> int:

@@ -73,8 +73,8 @@ from billing.delivery.outbox import (
     send_reactivation_notice,
     sweep,
 )
-from billing.delivery.stripe_billing import StripeFailure, enabled_for, sync_status
-from billing.errors import BillingError, Conflict, DataError
+from billing.delivery.stripe_billing import enabled_for, sync_status
+from billing.errors import BillingError, Conflict, DataError, StripeFailure
 from billing.logs import get_logger, log_context
 from billing.records import Customer, Tenant
 from billing.runs.payments import change_status, reactivate_if_clear

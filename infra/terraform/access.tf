@@ -13,8 +13,8 @@ locals {
   #   paid/void/uncollectible (admin_actions.sync_status). The webhook never calls Stripe: it
   #   verifies the Stripe-Signature locally.
   # - SMTP_PASSWORD (billing.delivery.mailer.SmtpSettings): every function sends email, the webhook too (the
-  #   reactivation notice when a payment clears a suspended customer, payment_handlers.process_event).
-  # - STRIPE_WEBHOOK_SECRET (billing.http.payment_handlers.webhook_secret): the webhook only.
+  #   reactivation notice when a payment clears a suspended customer, webhook.process_event).
+  # - STRIPE_WEBHOOK_SECRET (billing.http.webhook.webhook_secret): the webhook only.
   function_secrets = {
     monthly_billing   = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     generate_invoices = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
