@@ -256,11 +256,9 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         StripeFailure: Stripe refused or was unreachable.
 
     """
-    ref = store.collection(tenant.id, "customers").document(customer_id)
-    snapshot = ref.get()
-    if not snapshot.exists:
+    data = store.customer_document(tenant.id, customer_id)
+    if data is None:
         raise DataError(f"customer {customer_id!r} does not exist", code="unknown_customer")
-    data = snapshot.to_dict() or {}
     existing = data.get("stripe_customer_id")
     if isinstance(existing, str) and existing:
         return existing
@@ -277,7 +275,8 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
                 break
     if found is None:
         if not data.get("stripe_customer_create_attempted_at"):
-            ref.update({"stripe_customer_create_attempted_at": now})
+            store.update_customer(tenant.id, customer_id,
+                                  {"stripe_customer_create_attempted_at": now})
         address = data.get("address") or {}
         params: dict[str, Any] = {
             "name": str(data.get("name") or customer_id),
@@ -291,7 +290,8 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         created = gateway.call("customer create", lambda: gateway.client.v1.customers.create(
             params=cast(Any, params), options=_options(config, key)))
         found = str(created.id)
-    ref.update({"stripe_customer_id": found, "stripe_customer_created_at": now})
+    store.update_customer(tenant.id, customer_id,
+                          {"stripe_customer_id": found, "stripe_customer_created_at": now})
     return found
 
 
@@ -386,8 +386,7 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 def _record(store: BillingStore, tenant_id: str, invoice_id: str,
             updates: Mapping[str, Any]) -> None:
-    store.invoice_ref(tenant_id, invoice_id).update(dict(updates))
-    store.writes += 1
+    store.update_invoice_fields(tenant_id, invoice_id, updates)
 
 
 def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any],
