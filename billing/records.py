@@ -478,3 +478,301 @@ class UsageEvent:
     properties: Mapping[str, Any]
     created_at: datetime | None = None
     subscription_id: str | None = None
+
+
+# -- invoices (issue 9 item 2) ---------------------------------------------------------------------
+INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible", "deleted")
+"""Every status an invoice document takes: Stripe's lifecycle plus ``deleted`` (a draft re-priced
+to nothing, kept so that its period is never invoiced again)."""
+
+_INVOICE_DATES = (
+    "issued_at", "finalized_at", "due_at", "finalize_at", "created_at", "pdf_rendered_at",
+    "delivered_at", "delivery_failed_at", "email_sent_at", "email_resent_at", "paid_at",
+    "voided_at", "marked_uncollectible_at", "deleted_at")
+_INVOICE_TEXTS = (
+    "tenant_id", "plan_id", "billing_time", "number", "run_id", "finalized_by_run", "pdf_uri",
+    "email_to", "email_notification_id", "stripe_invoice_id", "deleted_reason", "deleted_by_run")
+
+
+def _optional_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DataError(f"{where}: {key!r} must be a string", code="invalid_field")
+    return value
+
+
+def _optional_int(data: Mapping[str, Any], key: str, where: str) -> int | None:
+    return None if data.get(key) is None else _int(data, key, where)
+
+
+def _decimal(data: Mapping[str, Any], key: str, where: str) -> Decimal:
+    try:
+        return to_decimal(_require(data, key, where))
+    except ValueError:
+        raise DataError(f"{where}: {key!r} must be a decimal number", code="invalid_field") from None
+
+
+def _map(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DataError(f"{where}: {key!r} must be a map", code="invalid_field")
+    return value
+
+
+def _maps(data: Mapping[str, Any], key: str, where: str) -> tuple[Mapping[str, Any], ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise DataError(f"{where}: {key!r} must be a list of maps", code="invalid_field")
+    return tuple(value)
+
+
+def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DataError(f"{where}: {key!r} must be a list of strings", code="invalid_field")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One stored invoice line (``invoices/{id}.lines[]``): the contract's fields and extensions.
+
+    ``quantity`` and ``unit_amount_decimal`` are stored as decimal text (the contract) and read
+    as ``Decimal``; ``amount`` and ``tax`` are minor units of the invoice's currency;
+    ``tax_rate`` is a percent (``None`` on a line stored without it). ``kind`` is ``fixed``,
+    ``usage`` or ``flat`` (a tier's flat fee, Lago's name); ``meter`` and ``group`` identify a
+    usage line. The line as computed before it is stored is ``billing.pricing.invoicing.InvoiceLine``.
+    """
+
+    description: str
+    quantity: Decimal
+    unit_amount_decimal: Decimal
+    amount: int
+    tax_rate: Decimal | None = None
+    tax: int = 0
+    kind: str | None = None
+    meter: str | None = None
+    group: tuple[str, ...] = ()
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], where: str) -> InvoiceLine:
+        """Parse one stored line; raise ``DataError`` (naming ``where``) on an invalid field."""
+        return cls(
+            description=str(data.get("description") or ""),
+            quantity=_decimal(data, "quantity", where),
+            unit_amount_decimal=_decimal(data, "unit_amount_decimal", where),
+            amount=_int(data, "amount", where),
+            tax_rate=None if data.get("tax_rate") is None else _decimal(data, "tax_rate", where),
+            tax=_int(data, "tax", where, 0),
+            kind=_optional_str(data, "kind", where),
+            meter=_optional_str(data, "meter", where),
+            group=tuple(str(g) for g in data.get("group") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class CustomerSnapshot:
+    """The customer as the invoice was issued to (``invoices/{id}.customer``), for documents.
+
+    Copied from the customer document when the invoice is built; the PDF and the emails print
+    it, so that a later change of the customer does not rewrite an issued invoice. ``email`` is
+    the address the invoice was issued to (not re-validated here: it was when it was copied).
+    """
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    address: Mapping[str, Any] = field(default_factory=dict)
+    tax_id: str | None = None
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], where: str, customer_id: str) -> CustomerSnapshot:
+        """Parse the snapshot map; its ``id`` defaults to the invoice's ``customer_id``."""
+        email = data.get("email")
+        return cls(id=str(data.get("id") or customer_id),
+                   name=None if data.get("name") is None else str(data["name"]),
+                   email=email if isinstance(email, str) and email else None,
+                   address=_map(data, "address", where),
+                   tax_id=None if data.get("tax_id") is None else str(data["tax_id"]))
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One payment recorded on an invoice (``invoices/{id}.payments[]``).
+
+    ``amount`` is minor units of the invoice's currency; ``source`` is ``admin`` or ``stripe``;
+    ``reference`` the admin's reference or the Stripe event id (a retried request with the same
+    reference records nothing); ``by`` and ``at``: who recorded it, when. Stripe's name for the
+    same thing is a payment on an invoice ("Accept partial payments").
+    """
+
+    amount: int
+    paid_at: datetime | None
+    source: str | None
+    reference: str | None
+    by: str | None
+    at: datetime | None
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], where: str) -> Payment:
+        """Parse one stored payment; raise ``DataError`` on an invalid field."""
+        reference = data.get("reference")
+        return cls(amount=_int(data, "amount", where, 0),
+                   paid_at=_optional_datetime(data, "paid_at", where),
+                   source=_optional_str(data, "source", where),
+                   reference=None if reference is None else str(reference),
+                   by=_optional_str(data, "by", where),
+                   at=_optional_datetime(data, "at", where))
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """``tenants/{t}/invoices/{id}``: a stored invoice, every field the code reads, typed.
+
+    Parsed by ``billing.store`` only (``from_document``); everything else reads these attributes.
+    Amounts are ``int`` minor units of ``currency``; datetimes are aware. The contract's fields
+    come first; the others are the README's "Firestore layout beyond the contract": the
+    builder's extensions (``tenant_id``, ``plan_id``, ``billing_time``, ``customer`` snapshot,
+    ``tax_inclusive``), numbering (``sequence``, ``sequence_year``, ``issued_at``,
+    ``finalized_at``, ``finalize_at`` for drafts), the run that wrote it, the PDF, delivery
+    (``delivery_*``, ``email_*``), payments and status times (Stripe's names), the Stripe twin
+    (``stripe_invoice_id``, the push state ``stripe``, ``stripe_event_ids`` applied), the
+    ``dunning`` steps done (step -> record), ``history`` entries (``{action, actor, at, ...}``)
+    and a deleted draft's ``deleted_*``. ``amount_due`` of a document without it is ``total``.
+
+    ``raw`` is the document as stored, unknown fields included: writes are field updates made
+    by the store, so nothing in it is ever lost; ``as_document()`` hands it to the renderers
+    that take a mapping (PDF, email values, Stripe).
+    """
+
+    id: str
+    customer_id: str
+    subscription_id: str
+    period_start: datetime
+    period_end: datetime
+    status: str
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    subtotal: int
+    tax: int
+    total: int
+    number: str | None = None
+    tenant_id: str | None = None
+    plan_id: str | None = None
+    billing_time: str | None = None
+    customer: CustomerSnapshot | None = None
+    tax_inclusive: bool = False
+    amount_paid: int = 0
+    amount_due: int = 0
+    sequence: int | None = None
+    sequence_year: int | None = None
+    issued_at: datetime | None = None
+    finalized_at: datetime | None = None
+    due_at: datetime | None = None
+    finalize_at: datetime | None = None
+    created_at: datetime | None = None
+    run_id: str | None = None
+    finalized_by_run: str | None = None
+    pdf_uri: str | None = None
+    pdf_rendered_at: datetime | None = None
+    delivery_pending: bool = False
+    delivered_at: datetime | None = None
+    delivery_errors: tuple[str, ...] = ()
+    delivery_attempts: int = 0
+    delivery_failed_at: datetime | None = None
+    email_sent_at: datetime | None = None
+    email_to: str | None = None
+    email_notification_id: str | None = None
+    email_resent_at: datetime | None = None
+    payments: tuple[Payment, ...] = ()
+    paid_at: datetime | None = None
+    voided_at: datetime | None = None
+    marked_uncollectible_at: datetime | None = None
+    payment_failures: int = 0
+    last_payment_failure: Mapping[str, Any] | None = None
+    stripe_invoice_id: str | None = None
+    stripe: Mapping[str, Any] = field(default_factory=dict)
+    stripe_event_ids: tuple[str, ...] = ()
+    dunning: Mapping[str, Any] = field(default_factory=dict)
+    history: tuple[Mapping[str, Any], ...] = ()
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
+    deleted_by_run: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_document(cls, invoice_id: str, data: Mapping[str, Any]) -> Invoice:
+        """Parse an invoice document (without its id, which is ``invoice_id``).
+
+        Absent optional fields take their defaults; the contract's fields are required.
+
+        Raises:
+            DataError: a required field is missing, or a field has the wrong type
+                (``missing_field``/``invalid_field``, naming ``invoices/{id}`` and the field).
+
+        """
+        where = f"invoices/{invoice_id}"
+        customer_id = _str(data, "customer_id", where)
+        total = _int(data, "total", where)
+        snapshot = data.get("customer")
+        if snapshot is not None and not isinstance(snapshot, Mapping):
+            raise DataError(f"{where}: 'customer' must be a map", code="invalid_field")
+        optional: dict[str, Any] = {key: _optional_datetime(data, key, where)
+                                    for key in _INVOICE_DATES}
+        optional.update({key: _optional_str(data, key, where) for key in _INVOICE_TEXTS})
+        return cls(
+            id=invoice_id, customer_id=customer_id,
+            subscription_id=_str(data, "subscription_id", where),
+            period_start=_datetime(data, "period_start", where),
+            period_end=_datetime(data, "period_end", where),
+            status=_str(data, "status", where), currency=_str(data, "currency", where),
+            lines=tuple(InvoiceLine.from_document(line, f"{where} line {n}")
+                        for n, line in enumerate(_maps(data, "lines", where))),
+            subtotal=_int(data, "subtotal", where), tax=_int(data, "tax", where), total=total,
+            customer=None if snapshot is None else CustomerSnapshot.from_document(
+                snapshot, f"{where} customer", customer_id),
+            tax_inclusive=_flag(data, "tax_inclusive", where, False),
+            amount_paid=_int(data, "amount_paid", where, 0),
+            amount_due=total if data.get("amount_due") is None
+            else _int(data, "amount_due", where),
+            sequence=_optional_int(data, "sequence", where),
+            sequence_year=_optional_int(data, "sequence_year", where),
+            delivery_pending=_flag(data, "delivery_pending", where, False),
+            delivery_errors=_strings(data, "delivery_errors", where),
+            delivery_attempts=_int(data, "delivery_attempts", where, 0),
+            payments=tuple(Payment.from_document(p, f"{where} payment")
+                           for p in _maps(data, "payments", where)),
+            payment_failures=_int(data, "payment_failures", where, 0),
+            last_payment_failure=_map(data, "last_payment_failure", where) or None,
+            stripe=_map(data, "stripe", where),
+            stripe_event_ids=_strings(data, "stripe_event_ids", where),
+            dunning=_map(data, "dunning", where), history=_maps(data, "history", where),
+            raw=dict(data), **optional,
+        )
+
+    @property
+    def label(self) -> str:
+        """How documents name the invoice: its number, or its id while it has none (a draft)."""
+        return self.number or self.id
+
+    def as_document(self) -> dict[str, Any]:
+        """The stored document with ``invoice_id``: the input of the mapping-based renderers.
+
+        ``billing.delivery.documents.pdf_input``, ``billing.delivery.mailer.invoice_values`` and
+        ``billing.delivery.stripe_billing`` take this shape (unchanged by issue 9).
+        """
+        return {"invoice_id": self.id, **self.raw}
+
+    def paid_by(self, reference: str | None) -> bool:
+        """True when a payment with ``reference`` is recorded already (a retried request)."""
+        return bool(reference) and any(p.reference == reference for p in self.payments)
+
+    def stripe_paid(self) -> int:
+        """The Stripe payments recorded on the invoice, in minor units (``source == "stripe"``)."""
+        return sum(p.amount for p in self.payments if p.source == "stripe")

@@ -216,9 +216,7 @@ def test_actions_on_a_stripe_invoice_change_stripe_first(
     gp.seed_invoice(db, "inv-2", "alice", number="ACME-2026-000002")
     store = BillingStore(db)
     tenant = store.get_tenant(T)
-    assert deliver_finalized_invoices(store, tenant, [{"invoice_id": "inv-1"},
-                                                      {"invoice_id": "inv-2"}],
-                                      utc_now(), "r") == []
+    assert deliver_finalized_invoices(store, tenant, ["inv-1", "inv-2"], utc_now(), "r") == []
     one, two = (gp.invoice(db, i)["stripe_invoice_id"] for i in ("inv-1", "inv-2"))
 
     before = f.all_documents(db, T)
@@ -291,7 +289,7 @@ def test_bad_text_or_instant_never_reaches_stripe(
 
     seed(db, email=False, stripe=True)
     store = BillingStore(db)
-    assert deliver_finalized_invoices(store, store.get_tenant(T), [{"invoice_id": "inv-1"}],
+    assert deliver_finalized_invoices(store, store.get_tenant(T), ["inv-1"],
                                       utc_now(), "r") == []
     twin = gp.invoice(db, "inv-1")["stripe_invoice_id"]
     calls = len(fake_stripe.requests)

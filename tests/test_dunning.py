@@ -280,7 +280,7 @@ def test_sweep_retries_pending_invoice_deliveries_and_notices(db: firestore.Clie
     seed(db)
     store = BillingStore(db)
     smtp.fail_next(1)
-    failures = deliver_finalized_invoices(store, store.get_tenant(T), [{"invoice_id": "inv-1"}],
+    failures = deliver_finalized_invoices(store, store.get_tenant(T), ["inv-1"],
                                           utc_now(), "close")
     assert len(failures) == 1
     body = run(call_function, day(-3))  # not overdue: only the sweep has work

@@ -63,7 +63,7 @@ def test_an_oversized_invoice_is_rejected_and_the_batch_is_numbered_gaplessly(
         db: firestore.Client) -> None:
     drafts = [draft("c1"), draft("c2", groups=3000), draft("c3")]
     result = BillingStore(db).create_invoices(TENANT, drafts, now=NOW, run_id="r", finalize=True)
-    assert [d["invoice_id"] for d in result.created] == ["s-c1-20261001", "s-c3-20261001"]
+    assert [invoice.id for invoice in result.created] == ["s-c1-20261001", "s-c3-20261001"]
     assert [(d.invoice_id, e.code) for d, e in result.rejected] == [
         ("s-c2-20261001", "invoice_too_large")]
     stored = {s.id: s.to_dict() or {} for s in db.collection("tenants/t1/invoices").stream()}

@@ -154,7 +154,7 @@ def test_new_invoice_email_with_stored_pdf_once(db: firestore.Client, gcs: stora
     gp.seed_invoice(db, "inv-b", "bob", number="A-2")  # no PDF yet: rendered on the fly
     gp.seed_invoice(db, "inv-d", "bob", status="draft")
     now = utc_now()
-    ids = [{"invoice_id": i} for i in ("inv-a", "inv-b", "inv-d", "missing")]
+    ids = ["inv-a", "inv-b", "inv-d", "missing"]
     assert deliver_finalized_invoices(store, t, ids, now, "run-1") == []
     by_to = {m.rcpt_tos[0]: m for m in smtp.messages}
     assert sorted(by_to) == ["alice@example.com", "bob@example.com"]
@@ -184,16 +184,16 @@ def test_failed_email_is_reported_then_retried_once(db: firestore.Client,
     store, t = seed(db)
     gp.seed_invoice(db, "inv-a", "alice")
     smtp.fail_next(1)
-    failures = deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r1")
+    failures = deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "r1")
     assert len(failures) == 1 and failures[0][0] == "inv-a" and "451" in failures[0][1]
     doc = gp.invoice(db, "inv-a")
     assert doc["delivery_pending"] is True and "email_sent_at" not in doc
     note = db.document(f"tenants/{T}/notifications/inv-a.invoice").get().to_dict() or {}
     assert note["status"] == "failed" and "451" in note["last_error"]
     assert smtp.messages == []
-    assert deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r2") == []
+    assert deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "r2") == []
     assert len(smtp.messages) == 1
-    assert deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r3") == []
+    assert deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "r3") == []
     assert len(smtp.messages) == 1
     note = db.document(f"tenants/{T}/notifications/inv-a.invoice").get().to_dict() or {}
     assert note["status"] == "sent" and note["attempts"] == 2
@@ -203,11 +203,11 @@ def test_concurrent_deliveries_send_one_email(db: firestore.Client, smtp: SmtpSe
     store, t = seed(db)
     gp.seed_invoice(db, "inv-a", "alice")
     results = f.concurrently(6, lambda: deliver_finalized_invoices(
-        BillingStore(db), t, [{"invoice_id": "inv-a"}], utc_now(), "concurrent"))
+        BillingStore(db), t, ["inv-a"], utc_now(), "concurrent"))
     assert len(smtp.messages) == 1
     # A run that found the email in flight reports it and leaves the invoice pending for later.
     assert all(not r or "another run" in r[0][1] for r in results)
-    deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "after")
+    deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "after")
     assert len(smtp.messages) == 1
     assert gp.invoice(db, "inv-a")["delivery_pending"] is False
 
@@ -216,11 +216,11 @@ def test_email_disabled_and_missing_configuration(db: firestore.Client,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     store, t = seed(db, email=False)
     gp.seed_invoice(db, "inv-a", "alice")
-    assert deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r") == []
+    assert deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "r") == []
     assert "delivery_pending" not in gp.invoice(db, "inv-a")
     store, t = seed(db, email=True)
     monkeypatch.delenv("SMTP_HOST", raising=False)
-    failures = deliver_finalized_invoices(store, t, [{"invoice_id": "inv-a"}], utc_now(), "r",
+    failures = deliver_finalized_invoices(store, t, ["inv-a"], utc_now(), "r",
                                           services=Services())
     assert failures == [("inv-a", "email: SMTP_HOST is not set: email cannot be sent")]
 
@@ -276,7 +276,7 @@ def test_a_stored_snapshot_with_a_bad_address_is_not_sent(db: firestore.Client, 
     f.customer(db, T, "carol", "GB", email=None)
     gp.seed_invoice(db, "inv-c", "carol", customer={"id": "carol", "name": "Carol",
                                                     "email": bad, "address": {}, "tax_id": None})
-    failures = deliver_finalized_invoices(store, t, [{"invoice_id": "inv-c"}], utc_now(), "r1")
+    failures = deliver_finalized_invoices(store, t, ["inv-c"], utc_now(), "r1")
     assert [invoice_id for invoice_id, _ in failures] == ["inv-c"]
     assert "not one email address" in failures[0][1]
     assert smtp.messages == []

@@ -43,7 +43,7 @@ def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(
     def create() -> None:
         result = BillingStore(db).create_invoices(TENANT, batch, now=NOW, run_id="r",
                                                   finalize=True, batch_size=10)
-        created.extend(doc["invoice_id"] for doc in result.created)
+        created.extend(invoice.id for invoice in result.created)
 
     f.concurrently(4, create)
     assert sorted(created) == sorted(d.invoice_id for d in batch)
@@ -65,7 +65,7 @@ def test_concurrent_finalizations_number_each_draft_once(db: firestore.Client) -
 
     def finalize() -> None:
         done = BillingStore(db).finalize_drafts(TENANT, batch, now=NOW, run_id="f", batch_size=5)
-        finalized.extend(doc["invoice_id"] for doc in done)
+        finalized.extend(invoice.id for invoice in done)
 
     f.concurrently(3, finalize)
     assert sorted(finalized) == sorted(d.invoice_id for d in batch)

@@ -287,14 +287,14 @@ def test_delivery_reports_a_missing_key_and_retries_later(db: firestore.Client,
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     monkeypatch.delenv("STRIPE_API_KEY")
-    failures = deliver_finalized_invoices(store, tenant, [{"invoice_id": "inv-1"}], utc_now(),
+    failures = deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(),
                                           "run-1")
     assert failures == [("inv-1", "stripe: STRIPE_API_KEY is not set: Stripe is enabled for "
                                   "the tenant but cannot be called")]
     assert gp.invoice(db, "inv-1")["delivery_pending"] is True
     assert fake_stripe.requests == []
     monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
-    assert deliver_finalized_invoices(store, tenant, [{"invoice_id": "inv-1"}], utc_now(),
+    assert deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(),
                                       "run-2", services=Services()) == []
     ours = gp.invoice(db, "inv-1")
     assert ours["delivery_pending"] is False and ours["delivered_at"]

@@ -7,41 +7,32 @@ it does is recorded, so calling it again for the same invoices is a no-op.
 Sending an email exactly once: the notification outbox
 -------------------------------------------------------
 SMTP has no idempotency key, so every email we send is first *claimed* in
-``tenants/{t}/notifications/{notification_id}`` (an extension of the contract's layout) with a
-create-if-absent write, or an update guarded by the document's ``update_time`` (compare-and-set,
-no transaction locks to contend for); the id is deterministic (``{invoice_id}.invoice``,
-``{invoice_id}.reminder_7``, ``{invoice_id}.suspension``, ``{customer_id}.reactivation.{n}``).
-The claim succeeds only when the notification is absent, ``pending``, ``failed``, or ``sending``
-with an expired lease (``LEASE``); concurrent runs therefore never send the same notification
-twice. After the SMTP server accepted the message, the notification becomes ``sent`` (in one
-batch with the record on the invoice); after a failure it becomes ``failed`` with the error and
-is retried by the next run. Only a crash between the SMTP server's acceptance and our write can
-cause a second send, after the lease expires; the message then carries the same
-``Message-ID``, so mail clients can drop the duplicate.
+``tenants/{t}/notifications/{notification_id}`` (an extension of the contract's layout;
+``billing.store.outbox``) with a create-if-absent write, or an update guarded by the document's
+``update_time`` (compare-and-set, no transaction locks to contend for); the id is deterministic
+(``{invoice_id}.invoice``, ``{invoice_id}.reminder_7``, ``{invoice_id}.suspension``,
+``{customer_id}.reactivation.{n}``). The claim succeeds only when the notification is absent,
+``pending``, ``failed``, or ``sending`` with an expired lease (``LEASE``); concurrent runs
+therefore never send the same notification twice. After the SMTP server accepted the message,
+the notification becomes ``sent`` (in one batch with the record on the invoice); after a failure
+it becomes ``failed`` with the error and is retried by the next run. Only a crash between the
+SMTP server's acceptance and our write can cause a second send, after the lease expires; the
+message then carries the same ``Message-ID``, so mail clients can drop the duplicate.
 
-Notification fields: ``kind``, ``invoice_id``, ``customer_id``, ``step``, ``to``, ``status``
-(``pending``/``sending``/``sent``/``failed``/``canceled``), ``attempts``, ``lease_until``,
-``created_at``, ``updated_at``, ``sent_at``, ``message_id``, ``last_error``, ``run_id`` and
-``sweep`` (true while a notification not tied to a dunning step still has to be sent: the
-dunning run's sweep picks those up).
-
-Invoice fields written here: ``delivery_pending`` (true until email and Stripe are both done;
-the dunning run retries invoices where it is true), ``delivered_at``, ``delivery_errors``,
-``delivery_attempts``, ``email_sent_at``, ``email_message_id``, ``email_to``, and ``history``
-entries ``{action: "email_sent", actor: "system", at, ...}``; the Stripe steps are recorded by
+Invoice fields written here (through ``billing.store``'s ``InvoiceChange``): ``delivery_pending``
+(true until email and Stripe are both done; the dunning run retries invoices where it is true),
+``delivered_at``, ``delivery_errors``, ``delivery_attempts``, ``delivery_failed_at``,
+``email_sent_at``, ``email_to``, ``email_notification_id``, and ``history`` entries
+``{action: "email_sent", actor: "system", at, ...}``; the Stripe steps are recorded by
 ``billing.delivery.stripe_billing``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition
-from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from billing.delivery.mailer import (
     Mailer,
@@ -53,8 +44,8 @@ from billing.delivery.stripe_billing import StripeGateway, TenantStripe, enabled
 from billing.errors import BillingError, DataError, EmailError
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
-from billing.records import Customer, Tenant
-from billing.store.firestore_store import BillingStore
+from billing.records import Customer, Invoice, Tenant
+from billing.store.firestore_store import BillingStore, InvoiceChange, Notification, history_entry
 
 log = get_logger("billing.delivery")
 LEASE = timedelta(minutes=10)
@@ -90,14 +81,14 @@ class Services:
             self._stripe = self.stripe_factory()
         return self._stripe
 
-    def pdf_bytes(self, tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
+    def pdf_bytes(self, tenant: Tenant, invoice: Invoice) -> bytes:
         """The invoice's PDF: downloaded from ``pdf_uri`` when set, else rendered afresh."""
-        uri = invoice.get("pdf_uri")
-        if isinstance(uri, str) and uri.startswith("gs://"):
+        uri = invoice.pdf_uri
+        if uri is not None and uri.startswith("gs://"):
             fetch = self.fetch_pdf or _download_gcs
             return fetch(uri)
         render = self.render_pdf or _render_pdf
-        return render(tenant, invoice)
+        return render(tenant, invoice.as_document())
 
 
 def _download_gcs(uri: str) -> bytes:
@@ -121,126 +112,23 @@ def email_enabled(tenant: Tenant) -> bool:
     return isinstance(raw, Mapping) and raw.get("enabled") is True
 
 
-def history_entry(action: str, actor: str, at: datetime, **details: Any) -> dict[str, Any]:
-    """One ``history`` entry: ``{action, actor, at, ...details}`` (``None`` details dropped)."""
-    entry = {"action": action, "actor": actor, "at": at}
-    entry.update({k: v for k, v in details.items() if v is not None})
-    return entry
-
-
 # -- the outbox ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Notification:
-    """An email to send once: its outbox id, kind, recipient and what it is about."""
-
-    id: str
-    kind: str
-    to: str
-    customer_id: str
-    invoice_id: str | None = None
-    step: str | None = None
-    sweep: bool = False
-
-
-def notification_ref(store: BillingStore, tenant_id: str,
-                     notification_id: str) -> firestore.DocumentReference:
-    """``tenants/{t}/notifications/{id}``."""
-    return store.collection(tenant_id, "notifications").document(notification_id)
-
-
-def notification_document(notification: Notification, status: str, now: datetime,
-                          run_id: str) -> dict[str, Any]:
-    """A new outbox document for ``notification`` in ``status`` (``pending`` or ``sending``)."""
-    return {
-        "kind": notification.kind, "to": notification.to,
-        "customer_id": notification.customer_id, "invoice_id": notification.invoice_id,
-        "step": notification.step, "status": status, "attempts": 0, "created_at": now,
-        "updated_at": now, "run_id": run_id, "sweep": notification.sweep,
-        "lease_until": None, "last_error": None,
-    }
-
-
-def claim(store: BillingStore, tenant_id: str, notification: Notification, now: datetime,
-          run_id: str) -> str:
-    """Claim ``notification`` for sending; return ``"claimed"``, ``"sent"`` or ``"busy"``.
-
-    ``sent``: it went out before (or was canceled); ``busy``: another run holds a live lease or
-    won the race. No transaction (no lock to contend for): the first claim is a ``create``
-    (fails if the document exists), a later one an ``update`` guarded by the document's
-    ``update_time`` (fails if anybody wrote it since we read it). ``now`` is the real clock
-    (leases are wall-clock times, whatever ``as_of`` a run uses).
-    """
-    ref = notification_ref(store, tenant_id, notification.id)
-    for _ in range(3):
-        snapshot = ref.get()
-        store.reads += 1
-        if not snapshot.exists:
-            document = notification_document(notification, "sending", now, run_id)
-            document.update({"attempts": 1, "lease_until": now + LEASE})
-            try:
-                ref.create(document)
-            except AlreadyExists:
-                continue  # somebody created it first: look again
-            store.writes += 1
-            return "claimed"
-        data = snapshot.to_dict() or {}
-        status = data.get("status")
-        if status in ("sent", "canceled"):
-            return "sent"
-        lease = data.get("lease_until")
-        if status == "sending" and isinstance(lease, datetime) and lease > now:
-            return "busy"
-        try:
-            ref.update({"status": "sending", "attempts": int(data.get("attempts") or 0) + 1,
-                        "lease_until": now + LEASE, "updated_at": now, "run_id": run_id,
-                        "to": notification.to},
-                       option=store.db.write_option(last_update_time=snapshot.update_time))
-        except FailedPrecondition:
-            return "busy"
-        store.writes += 1
-        return "claimed"
-    return "busy"
-
-
-def complete(store: BillingStore, tenant_id: str, notification: Notification, now: datetime,
-             message_id: str, invoice_updates: Mapping[str, Any] | None = None,
-             customer_updates: Mapping[str, Any] | None = None) -> None:
-    """Mark ``notification`` sent and, in the same batch, record it on its invoice/customer."""
-    batch = store.db.batch()
-    batch.update(notification_ref(store, tenant_id, notification.id), {
-        "status": "sent", "sent_at": now, "updated_at": now, "message_id": message_id,
-        "lease_until": None, "sweep": False})
-    if invoice_updates and notification.invoice_id:
-        batch.update(store.invoice_ref(tenant_id, notification.invoice_id), dict(invoice_updates))
-    if customer_updates:
-        batch.update(store.collection(tenant_id, "customers").document(notification.customer_id),
-                     dict(customer_updates))
-    batch.commit()
-    store.writes += 1 + bool(invoice_updates) + bool(customer_updates)
-
-
-def fail(store: BillingStore, tenant_id: str, notification: Notification, now: datetime,
-         error: str) -> None:
-    """Mark ``notification`` failed (lease released): the next run retries it."""
-    notification_ref(store, tenant_id, notification.id).update({
-        "status": "failed", "last_error": error, "updated_at": now, "lease_until": None})
-    store.writes += 1
-
-
 def send_notification(store: BillingStore, tenant: Tenant, notification: Notification,
                       build: Callable[[], Any], services: Services, now: datetime, run_id: str,
-                      invoice_updates: Mapping[str, Any] | None = None,
-                      customer_updates: Mapping[str, Any] | None = None) -> str:
+                      invoice_change: InvoiceChange | None = None,
+                      reactivation_notice_sent_at: datetime | None = None) -> str:
     """Claim, build, send and record one notification; return ``sent_now``, ``sent`` or ``busy``.
 
-    ``build()`` returns the ``EmailMessage`` (called only after a successful claim).
+    ``build()`` returns the ``EmailMessage`` (called only after a successful claim). Once
+    sent, ``invoice_change`` is written on the notification's invoice and
+    ``reactivation_notice_sent_at`` on its customer, in the batch that marks it ``sent``.
 
     Raises:
         EmailError: sending failed (the notification is marked ``failed`` first).
         BillingError: email is misconfigured (``SMTP_*``); the notification is marked failed.
 
     """
-    state = claim(store, tenant.id, notification, now, run_id)
+    state = store.claim_notification(tenant.id, notification, now, run_id, LEASE)
     if state != "claimed":
         return state
     try:
@@ -249,158 +137,178 @@ def send_notification(store: BillingStore, tenant: Tenant, notification: Notific
         message_id = mailer.send(message)
     except Exception as exc:
         text = exc.message if isinstance(exc, BillingError) else f"{type(exc).__name__}: {exc}"
-        fail(store, tenant.id, notification, now, text)
+        store.fail_notification(tenant.id, notification, now, text)
         if isinstance(exc, BillingError):
             raise
         raise EmailError(f"building or sending {notification.kind} email failed: {text}") from exc
-    complete(store, tenant.id, notification, now, message_id, invoice_updates, customer_updates)
+    store.complete_notification(tenant.id, notification, now, message_id, invoice_change,
+                                reactivation_notice_sent_at)
     log.info("email sent", extra={"notification_id": notification.id, "kind": notification.kind,
                                   "invoice_id": notification.invoice_id})
     return "sent_now"
 
 
-def invoice_attachment(tenant: Tenant, invoice: Mapping[str, Any],
-                       services: Services) -> tuple[str, bytes]:
-    """``(filename, pdf bytes)`` of an invoice, for attaching."""
-    name = f"{invoice.get('number') or invoice['invoice_id']}.pdf"
-    return name, services.pdf_bytes(tenant, invoice)
+def invoice_attachment(tenant: Tenant, invoice: Invoice, services: Services) -> tuple[str, bytes]:
+    """``(filename, pdf bytes)`` of an invoice, for attaching: ``{number or id}.pdf``."""
+    return f"{invoice.label}.pdf", services.pdf_bytes(tenant, invoice)
 
 
-def invoice_email(tenant: Tenant, invoice: Mapping[str, Any], to: str, services: Services,
+def invoice_email(tenant: Tenant, invoice: Invoice, to: str, services: Services,
                   message_key: str, customer: Customer | None = None) -> Any:
     """The new-invoice email (PDF attached) for a stored invoice."""
     return build_message("invoice", tenant=tenant, to=to,
-                         values=invoice_values(tenant, invoice, customer),
+                         values=invoice_values(tenant, invoice.as_document(), customer),
                          settings=services.mailer().settings, message_key=message_key,
                          attachment=invoice_attachment(tenant, invoice, services))
 
 
-def recipient(invoice: Mapping[str, Any], customer: Customer | None) -> str | None:
+def recipient(invoice: Invoice, customer: Customer | None) -> str | None:
     """The address to write to: the customer's current email, else the invoice's snapshot."""
     if customer is not None and customer.email:
         return customer.email
-    snapshot = invoice.get("customer") or {}
-    email = snapshot.get("email") if isinstance(snapshot, Mapping) else None
-    return str(email) if email else None
+    return invoice.customer.email if invoice.customer is not None else None
 
 
 # -- delivery of finalized invoices --------------------------------------------------------------
-def _fresh_invoices(store: BillingStore, tenant_id: str,
-                    invoice_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(invoice_ids), 300):
-        refs = [store.invoice_ref(tenant_id, i) for i in invoice_ids[start:start + 300]]
-        for snapshot in store.db.get_all(refs):
-            store.reads += 1
-            if snapshot.exists:
-                out[snapshot.id] = {"invoice_id": snapshot.id, **(snapshot.to_dict() or {})}
-    return out
+def needs_delivery(invoice: Invoice) -> bool:
+    """True for a finalized invoice (not draft or void) whose delivery is not done yet."""
+    if invoice.status in ("draft", "void"):
+        return False
+    return invoice.delivery_pending or invoice.delivered_at is None
 
 
-def deliver_finalized_invoices(store: BillingStore, tenant: Tenant,
-                               invoices: Sequence[Mapping[str, Any]], now: datetime, run_id: str,
-                               *, services: Services | None = None) -> list[tuple[str, str]]:
+_FAILURE_LOGS = {"email": "invoice email failed", "stripe": "stripe push failed"}
+
+
+class _Delivery:
+    """Delivers the invoices of one tenant in one call of ``deliver_finalized_invoices``."""
+
+    def __init__(self, store: BillingStore, tenant: Tenant, services: Services, now: datetime,
+                 run_id: str) -> None:
+        self.store, self.tenant, self.services = store, tenant, services
+        self.now, self.run_id = now, run_id
+        self.email, self.stripe = email_enabled(tenant), enabled_for(tenant)
+        self.customers: Mapping[str, Customer | DataError] = {}
+        self._stripe_config: TenantStripe | None = None
+
+    def load_customers(self, invoices: Iterable[Invoice | DataError]) -> None:
+        """Read the customers of ``invoices`` (their current email addresses), at once."""
+        self.customers = self.store.get_customers(self.tenant.id, {
+            i.customer_id for i in invoices if isinstance(i, Invoice)})
+
+    def deliver(self, invoice: Invoice) -> list[str]:
+        """Email and push one invoice as the tenant enables them; return the errors."""
+        if not invoice.delivery_pending:
+            self.store.update_invoice(self.tenant.id, invoice.id,
+                                      InvoiceChange(delivery_pending=True))
+        found = self.customers.get(invoice.customer_id)
+        customer = found if isinstance(found, Customer) else None
+        errors: list[str] = []
+        if self.email and invoice.email_sent_at is None:
+            errors += self._attempt("email", invoice.id, lambda: _send_invoice_email(
+                self.store, self.tenant, invoice, customer, self.services, self.now,
+                self.run_id))
+        if self.stripe:
+            errors += self._attempt("stripe", invoice.id, lambda: self._push(invoice))
+        self._record(invoice.id, errors)
+        return errors
+
+    def _push(self, invoice: Invoice) -> None:
+        self._stripe_config = self._stripe_config or TenantStripe.of(self.tenant)
+        push_invoice(self.store, self.tenant, invoice.as_document(), self.services.stripe(),
+                     self.now, self._stripe_config)
+
+    def _attempt(self, kind: str, invoice_id: str, action: Callable[[], Any]) -> list[str]:
+        """Run one delivery step; its failure becomes an error message, never an exception."""
+        try:
+            action()
+        except BillingError as exc:
+            return [f"{kind}: {exc.message}"]
+        except Exception as exc:  # one invoice's failure must not stop the others
+            log.exception(_FAILURE_LOGS[kind], extra={"invoice_id": invoice_id})
+            return [f"{kind}: internal error {type(exc).__name__}"]
+        return []
+
+    def _record(self, invoice_id: str, errors: list[str]) -> None:
+        """Record the outcome: delivered, or the errors (``delivery_pending`` stays true)."""
+        if errors:
+            self.store.update_invoice(self.tenant.id, invoice_id, InvoiceChange(
+                delivery_errors=tuple(errors), delivery_attempt=True,
+                delivery_failed_at=self.now))
+            log.warning("invoice delivery failed", extra={"invoice_id": invoice_id,
+                                                          "errors": errors})
+        else:
+            self.store.update_invoice(self.tenant.id, invoice_id, InvoiceChange(
+                delivery_pending=False, delivered_at=self.now, delivery_errors=()))
+
+
+def deliver_finalized_invoices(store: BillingStore, tenant: Tenant, invoice_ids: Sequence[str],
+                               now: datetime, run_id: str, *,
+                               services: Services | None = None) -> list[tuple[str, str]]:
     """Email each finalized invoice (PDF attached) and mirror it in Stripe, once.
 
     Args:
         store: the Firestore store.
         tenant: the invoices' tenant; ``email.enabled`` and ``stripe.enabled`` on it decide what
             is done (both default to off).
-        invoices: invoice documents or mappings holding at least ``invoice_id`` (the current
-            documents are re-read, so ``pdf_uri`` written after they were built is seen).
-            Drafts, void invoices and unknown ids are skipped.
+        invoice_ids: the invoices to deliver (their current documents are read, so ``pdf_uri``
+            written after they were built is seen). Drafts, void invoices, invoices already
+            delivered and unknown ids are skipped.
         now: the run's clock (aware UTC); recorded as the time of each step.
         run_id: recorded on notifications and history entries.
         services: outside services (default: from the environment).
 
     Returns:
         ``[(invoice_id, error message)]`` for each failed invoice (email or Stripe; both are
-        attempted). The invoice keeps ``delivery_pending = true`` and is retried by the next
-        ``dunning`` run, or by calling this function again; done steps are never repeated.
-        Nothing is raised for one invoice's failure.
+        attempted; an invoice document that cannot be read fails too). The invoice keeps
+        ``delivery_pending = true`` and is retried by the next ``dunning`` run, or by calling
+        this function again; done steps are never repeated. Nothing is raised for one
+        invoice's failure.
 
     """
-    services = services or Services()
+    delivery = _Delivery(store, tenant, services or Services(), now, run_id)
+    if not invoice_ids or not (delivery.email or delivery.stripe):
+        return []
+    ids = list(dict.fromkeys(invoice_ids))
+    fresh = store.get_invoices(tenant.id, ids)
+    delivery.load_customers(fresh.values())
     failures: list[tuple[str, str]] = []
-    wants_email = email_enabled(tenant)
-    wants_stripe = enabled_for(tenant)
-    if not invoices or not (wants_email or wants_stripe):
-        return failures
-    ids = list(dict.fromkeys(str(i["invoice_id"]) for i in invoices))
-    fresh = _fresh_invoices(store, tenant.id, ids)
-    customers = store.get_customers(tenant.id, {str(d["customer_id"]) for d in fresh.values()
-                                                if d.get("customer_id")})
-    stripe_config: TenantStripe | None = None
     with log_context(run_id=run_id, tenant_id=tenant.id):
         for invoice_id in ids:
             invoice = fresh.get(invoice_id)
-            if invoice is None or invoice.get("status") in ("draft", "void", None):
-                continue
-            if invoice.get("delivered_at") and not invoice.get("delivery_pending"):
-                continue
-            errors: list[str] = []
-            if not invoice.get("delivery_pending"):
-                store.invoice_ref(tenant.id, invoice_id).update({"delivery_pending": True})
-                store.writes += 1
-            customer_or_error = customers.get(str(invoice.get("customer_id")))
-            customer = customer_or_error if isinstance(customer_or_error, Customer) else None
-            if wants_email and not invoice.get("email_sent_at"):
-                try:
-                    _send_invoice_email(store, tenant, invoice, customer, services, now, run_id)
-                except BillingError as exc:
-                    errors.append(f"email: {exc.message}")
-                except Exception as exc:
-                    log.exception("invoice email failed", extra={"invoice_id": invoice_id})
-                    errors.append(f"email: internal error {type(exc).__name__}")
-            if wants_stripe:
-                try:
-                    stripe_config = stripe_config or TenantStripe.of(tenant)
-                    push_invoice(store, tenant, invoice, services.stripe(), now, stripe_config)
-                except BillingError as exc:
-                    errors.append(f"stripe: {exc.message}")
-                except Exception as exc:
-                    log.exception("stripe push failed", extra={"invoice_id": invoice_id})
-                    errors.append(f"stripe: internal error {type(exc).__name__}")
-            ref = store.invoice_ref(tenant.id, invoice_id)
-            if errors:
-                ref.update({"delivery_errors": errors, "delivery_attempts": firestore.Increment(1),
-                            "delivery_failed_at": now})
-                failures.append((invoice_id, "; ".join(errors)))
-                log.warning("invoice delivery failed", extra={"invoice_id": invoice_id,
-                                                              "errors": errors})
-            else:
-                ref.update({"delivery_pending": False, "delivered_at": now,
-                            "delivery_errors": []})
-            store.writes += 1
+            if isinstance(invoice, DataError):
+                failures.append((invoice_id, invoice.message))
+            elif invoice is not None and needs_delivery(invoice):
+                errors = delivery.deliver(invoice)
+                if errors:
+                    failures.append((invoice_id, "; ".join(errors)))
     return failures
 
 
-def _send_invoice_email(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any],
+def _send_invoice_email(store: BillingStore, tenant: Tenant, invoice: Invoice,
                         customer: Customer | None, services: Services, now: datetime,
                         run_id: str) -> str:
-    invoice_id = str(invoice["invoice_id"])
     to = recipient(invoice, customer)
     if not to:
-        raise DataError(f"customer {invoice.get('customer_id')!r} has no email address",
+        raise DataError(f"customer {invoice.customer_id!r} has no email address",
                         code="no_email")
-    notification = Notification(id=f"{invoice_id}.invoice", kind="invoice", to=to,
-                                customer_id=str(invoice["customer_id"]), invoice_id=invoice_id)
+    notification = Notification(id=f"{invoice.id}.invoice", kind="invoice", to=to,
+                                customer_id=invoice.customer_id, invoice_id=invoice.id)
 
     def build() -> Any:
         return invoice_email(tenant, invoice, to, services, notification.id, customer)
 
     outcome = send_notification(
         store, tenant, notification, build, services, now, run_id,
-        invoice_updates={"email_sent_at": now, "email_to": to,
-                         "email_notification_id": notification.id,
-                         "history": firestore.ArrayUnion([history_entry(
-                             "email_sent", "system", now, kind="invoice", to=to,
-                             run_id=run_id)])})
+        invoice_change=InvoiceChange(
+            email_sent_at=now, email_to=to, email_notification_id=notification.id,
+            history=(history_entry("email_sent", "system", now, kind="invoice", to=to,
+                                   run_id=run_id),)))
     if outcome == "busy":
         raise EmailError("the invoice email is being sent by another run", code="email_in_progress")
-    if outcome == "sent" and not invoice.get("email_sent_at"):
+    if outcome == "sent" and invoice.email_sent_at is None:
         # Sent before but not recorded on the invoice (should not happen: same batch).
-        store.invoice_ref(tenant.id, invoice_id).update({"email_sent_at": now})
+        store.update_invoice(tenant.id, invoice.id, InvoiceChange(email_sent_at=now))
     return outcome
 
 
@@ -408,24 +316,6 @@ def _send_invoice_email(store: BillingStore, tenant: Tenant, invoice: Mapping[st
 def delivery_enabled(tenant: Tenant) -> bool:
     """True when the tenant has invoices emailed or mirrored in Stripe (something to deliver)."""
     return email_enabled(tenant) or enabled_for(tenant)
-
-
-def pending_deliveries(store: BillingStore, tenant_id: str) -> list[dict[str, Any]]:
-    """Invoices whose delivery is not finished (``delivery_pending == true``)."""
-    query = store.collection(tenant_id, "invoices").where(
-        filter=FieldFilter("delivery_pending", "==", True))
-    out = [{"invoice_id": s.id, **(s.to_dict() or {})} for s in query.stream()]
-    store.reads += max(1, len(out))
-    return out
-
-
-def pending_notifications(store: BillingStore, tenant_id: str) -> list[dict[str, Any]]:
-    """Notifications left to send by the sweep (``sweep == true``), e.g. reactivation notices."""
-    query = store.collection(tenant_id, "notifications").where(
-        filter=FieldFilter("sweep", "==", True))
-    out = [{"notification_id": s.id, **(s.to_dict() or {})} for s in query.stream()]
-    store.reads += max(1, len(out))
-    return out
 
 
 def reactivation_notification(customer: Customer, suspension_id: str) -> Notification | None:
@@ -456,7 +346,7 @@ def send_reactivation_notice(store: BillingStore, tenant: Tenant, customer: Cust
                              settings=services.mailer().settings, message_key=notification_id)
 
     return send_notification(store, tenant, notification, build, services, now, run_id,
-                             customer_updates={"reactivation_notice_sent_at": now})
+                             reactivation_notice_sent_at=now)
 
 
 def sweep(store: BillingStore, tenant: Tenant, services: Services, run_id: str,
@@ -468,24 +358,43 @@ def sweep(store: BillingStore, tenant: Tenant, services: Services, run_id: str,
     now = now or utc_now()
     done = 0
     errors: list[tuple[str, str]] = []
-    pending = pending_deliveries(store, tenant.id)
+    pending = [p[0] if isinstance(p, tuple) else p.id
+               for p in store.pending_deliveries(tenant.id)]
     if pending:
         failures = deliver_finalized_invoices(store, tenant, pending, now, run_id,
                                               services=services)
         failed = {i for i, _ in failures}
-        done += sum(1 for p in pending if p["invoice_id"] not in failed)
+        done += sum(1 for invoice_id in pending if invoice_id not in failed)
         errors.extend(failures)
-    notes = pending_notifications(store, tenant.id)
+    notes = store.pending_notifications(tenant.id)
     if notes and email_enabled(tenant):
-        customers = store.get_customers(tenant.id, {str(n.get("customer_id")) for n in notes})
-        for note in notes:
-            customer = customers.get(str(note.get("customer_id")))
-            if note.get("kind") != "reactivation" or not isinstance(customer, Customer):
-                continue
-            try:
-                if send_reactivation_notice(store, tenant, customer, note["notification_id"],
-                                            services, now, run_id) == "sent_now":
-                    done += 1
-            except BillingError as exc:
-                errors.append((customer.id, exc.message))
+        sent, failures = _sweep_notices(store, tenant, notes, services, now, run_id)
+        done += sent
+        errors.extend(failures)
     return done, errors
+
+
+def _sweep_notices(store: BillingStore, tenant: Tenant, notes: Sequence[Notification],
+                   services: Services, now: datetime,
+                   run_id: str) -> tuple[int, list[tuple[str, str]]]:
+    """Send the pending reactivation notices; return how many went and the failures."""
+    customers = store.get_customers(tenant.id, {note.customer_id for note in notes})
+    sent = 0
+    errors: list[tuple[str, str]] = []
+    for note in notes:
+        customer = customers.get(note.customer_id)
+        if note.kind != "reactivation" or not isinstance(customer, Customer):
+            continue
+        try:
+            if send_reactivation_notice(store, tenant, customer, note.id, services, now,
+                                        run_id) == "sent_now":
+                sent += 1
+        except BillingError as exc:
+            errors.append((customer.id, exc.message))
+    return sent, errors
+
+
+__all__ = ["LEASE", "Notification", "Services", "deliver_finalized_invoices", "delivery_enabled",
+           "email_enabled", "history_entry", "invoice_attachment", "invoice_email",
+           "needs_delivery", "reactivation_notification", "recipient", "send_notification",
+           "send_reactivation_notice", "sweep"]

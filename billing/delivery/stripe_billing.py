@@ -316,11 +316,9 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         StripeFailure: Stripe refused or was unreachable.
 
     """
-    ref = store.collection(tenant.id, "customers").document(customer_id)
-    snapshot = ref.get()
-    if not snapshot.exists:
+    data = store.customer_document(tenant.id, customer_id)
+    if data is None:
         raise DataError(f"customer {customer_id!r} does not exist", code="unknown_customer")
-    data = snapshot.to_dict() or {}
     existing = data.get("stripe_customer_id")
     if isinstance(existing, str) and existing:
         return existing
@@ -332,13 +330,15 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         found = _find_customer(gateway, config, tenant.id, customer_id, email)
     if found is None:
         if not attempted:
-            ref.update({"stripe_customer_create_attempted_at": now})
+            store.update_customer(tenant.id, customer_id,
+                                  {"stripe_customer_create_attempted_at": now})
         params = _customer_params(tenant.id, customer_id, data)
         key = idempotency_key(tenant.id, customer_id, "customer_create")
         created = gateway.call("customer create", lambda: gateway.client.v1.customers.create(
             params=params, options=_options(config, key)))
         found = str(created.id)
-    ref.update({"stripe_customer_id": found, "stripe_customer_created_at": now})
+    store.update_customer(tenant.id, customer_id,
+                          {"stripe_customer_id": found, "stripe_customer_created_at": now})
     return found
 
 
@@ -458,8 +458,7 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, InvoiceItemCrea
 
 def _record(store: BillingStore, tenant_id: str, invoice_id: str,
             updates: Mapping[str, Any]) -> None:
-    store.invoice_ref(tenant_id, invoice_id).update(dict(updates))
-    store.writes += 1
+    store.update_invoice_fields(tenant_id, invoice_id, updates)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ from billing.errors import (
 )
 from billing.http.auth import (
     AuthSettings,
-    FirestoreTenantDirectory,
     Principal,
     TenantDirectory,
     authorize,
@@ -53,6 +52,7 @@ from billing.http.auth import (
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import require_aware, utc_now
 from billing.store.clients import firestore_client
+from billing.store.firestore_store import BillingStore
 
 Validator = Callable[[Any], Any]
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}")
@@ -298,16 +298,17 @@ def request_tenant(headers: Mapping[str, str], data: Mapping[str, Any]) -> str |
 
 
 class _ProcessTenantDirectory:
-    """``FirestoreTenantDirectory`` on this process's Firestore client, built on first use.
+    """The tenant directory of ``billing.http.auth`` on this process's Firestore (the store's).
 
-    A platform principal's request never touches Firestore for authorization.
+    The client is built on first use: a platform principal's request never touches Firestore
+    for authorization.
     """
 
     def admins(self, tenant_id: str) -> frozenset[str]:
-        return FirestoreTenantDirectory(firestore_client()).admins(tenant_id)
+        return BillingStore(firestore_client()).tenant_admins(tenant_id)
 
     def administers_any(self, email: str) -> bool:
-        return FirestoreTenantDirectory(firestore_client()).administers_any(email)
+        return BillingStore(firestore_client()).administers_any(email)
 
 
 def tenant_directory() -> TenantDirectory:

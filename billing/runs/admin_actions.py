@@ -37,17 +37,13 @@ the one Firestore write. A bad field can therefore never leave Stripe changed an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.cloud import firestore
-
 from billing.delivery.outbox import (
     Services,
     email_enabled,
-    history_entry,
     invoice_email,
     recipient,
     send_reactivation_notice,
@@ -65,9 +61,15 @@ from billing.errors import (
 )
 from billing.http.shell import Call, identifier, rfc3339, text
 from billing.logs import get_logger
-from billing.records import Customer, Tenant, parse_email
-from billing.runs.payments import can_move, change_status, reactivate_if_clear
-from billing.store.firestore_store import BillingStore
+from billing.records import Customer, Invoice, Tenant, parse_email
+from billing.runs.payments import (
+    ManualPayment,
+    StatusChange,
+    can_move,
+    change_status,
+    reactivate_if_clear,
+)
+from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 
 log = get_logger("billing.admin")
 ACTIONS = ("mark_paid", "void", "mark_uncollectible", "resend_email", "render_pdf")
@@ -156,18 +158,26 @@ def parse_request(call: Call, now: datetime) -> AdminRequest:
                         reference=body.get("reference"), reason=body.get("reason"))
 
 
-def _invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> dict[str, Any]:
-    snapshot = store.invoice_ref(tenant_id, invoice_id).get()
-    store.reads += 1
-    if not snapshot.exists:
+def _invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> Invoice:
+    invoice = store.get_invoice(tenant_id, invoice_id)
+    if invoice is None:
         raise NotFound(f"unknown invoice {echo(invoice_id)} in tenant {echo(tenant_id)}",
                        code="unknown_invoice")
-    return {"invoice_id": invoice_id, **(snapshot.to_dict() or {})}
+    return invoice
 
 
-def _conflict(invoice: Mapping[str, Any], action: str) -> Conflict:
-    return Conflict(f"invoice {echo(invoice['invoice_id'])} is {invoice.get('status')}; "
-                    f"{action} is not allowed", code="invalid_transition")
+def _conflict(invoice: Invoice, action: str) -> Conflict:
+    return Conflict(f"invoice {echo(invoice.id)} is {invoice.status}; {action} is not allowed",
+                    code="invalid_transition")
+
+
+def _shown(invoice: Invoice) -> dict[str, Any]:
+    """The invoice's fields in the response: status and amounts, ``paid_at`` once paid, PDF."""
+    shown: dict[str, Any] = {"status": invoice.status, "amount_paid": invoice.amount_paid,
+                             "amount_due": invoice.amount_due, "pdf_uri": invoice.pdf_uri}
+    if invoice.paid_at is not None:
+        shown["paid_at"] = invoice.paid_at
+    return shown
 
 
 def run_admin_action(store: BillingStore, call: Call, now: datetime,
@@ -191,50 +201,48 @@ def run_admin_action(store: BillingStore, call: Call, now: datetime,
         "reactivated": False, "skipped": 0, "errors": []}
     details = {"reason": request.reason}
     if request.action in ("mark_paid", "void", "mark_uncollectible"):
-        after = _status_action(store, tenant, invoice, request, now, call.run_id, services,
-                               details)
-        response["changed"] = bool(after.get("changed"))
-        if after.get("status") in ("paid", "void") and response["changed"]:
-            _reactivate(store, tenant, str(invoice.get("customer_id")), now, call.run_id,
-                        request.actor, services, response)
+        outcome = _status_action(store, tenant, invoice, request, now, call.run_id, services,
+                                 details)
+        response.update(_shown(outcome.invoice), changed=outcome.changed)
+        if outcome.invoice.status in ("paid", "void") and outcome.changed:
+            _reactivate(store, tenant, invoice.customer_id, now, call.run_id, request.actor,
+                        services, response)
     elif request.action == "resend_email":
-        after = _resend(store, tenant, invoice, request, now, call.run_id, services, details)
+        _resend(store, tenant, invoice, request, now, call.run_id, services, details)
+        response.update(_shown(invoice))
     else:
-        after = _render(store, tenant, invoice, request, now, call.run_id, details)
-    response.update({k: after.get(k) for k in ("status", "amount_paid", "amount_due",
-                                               "paid_at", "pdf_uri") if k in after})
+        uri = _render(store, tenant, invoice, request, now, call.run_id, details)
+        response.update(_shown(invoice), pdf_uri=uri)
     log.info("admin action done", extra={"action": request.action,
                                          "invoice_id": request.invoice_id,
                                          "actor": request.actor, "changed": response["changed"]})
     return response
 
 
-def _status_action(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
+def _status_action(store: BillingStore, tenant: Tenant, invoice: Invoice,
                    request: AdminRequest, now: datetime, run_id: str, services: Services,
-                   details: dict[str, Any]) -> dict[str, Any]:
+                   details: dict[str, Any]) -> StatusChange:
     target = {"mark_paid": "paid", "void": "void", "mark_uncollectible": "uncollectible"}[
         request.action]
     payment = None
     if request.action == "mark_paid":
         assert request.amount is not None and request.paid_at is not None
-        if request.reference and any(p.get("reference") == request.reference
-                                     for p in invoice.get("payments") or []):
-            return {**invoice, "changed": False}
-        payment = {"amount": request.amount, "paid_at": request.paid_at,
-                   "reference": request.reference}
-    if not can_move(invoice.get("status"), target):
+        if invoice.paid_by(request.reference):
+            return StatusChange(invoice, changed=False)
+        payment = ManualPayment(request.amount, request.paid_at, request.reference)
+    if not can_move(invoice.status, target):
         raise _conflict(invoice, request.action)
-    due = int(invoice.get("amount_due", invoice.get("total", 0)) or 0)
+    due = invoice.amount_due
     if request.amount is not None and request.amount > due:
         raise Conflict(f"amount {request.amount} exceeds the amount due {due}",
                        code="amount_exceeds_due")
-    stripe_twin = bool(invoice.get("stripe_invoice_id")) and enabled_for(tenant)
-    if stripe_twin:
+    if invoice.stripe_invoice_id and enabled_for(tenant):
         if request.amount is not None and request.amount != due:
             raise Conflict("a partial payment of an invoice mirrored in Stripe must be "
                            "recorded in Stripe", code="partial_payment_in_stripe")
         action = "pay" if target == "paid" else request.action
-        details["stripe_status"] = sync_status(tenant, invoice, action, services.stripe())
+        details["stripe_status"] = sync_status(tenant, invoice.as_document(), action,
+                                               services.stripe())
     return change_status(store, tenant.id, request.invoice_id, target, request.actor, now,
                          run_id, payment=payment, details=details)
 
@@ -256,53 +264,46 @@ def _reactivate(store: BillingStore, tenant: Tenant, customer_id: str, now: date
                                    "error": exc.message, "code": exc.code})
 
 
-def _resend(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
-            request: AdminRequest, now: datetime, run_id: str, services: Services,
-            details: dict[str, Any]) -> dict[str, Any]:
-    if invoice.get("status") in ("draft", "void", None):
+def _resend(store: BillingStore, tenant: Tenant, invoice: Invoice, request: AdminRequest,
+            now: datetime, run_id: str, services: Services, details: dict[str, Any]) -> None:
+    if invoice.status in ("draft", "void"):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
         raise Conflict(f"email is disabled for tenant {echo(tenant.id)}", code="email_disabled")
-    customers = store.get_customers(tenant.id, [str(invoice.get("customer_id"))])
-    found = customers.get(str(invoice.get("customer_id")))
+    found = store.get_customers(tenant.id, [invoice.customer_id]).get(invoice.customer_id)
     if isinstance(found, DataError) and found.code == "invalid_email":
         raise found  # 422: the customer's address is not one address; nothing is sent
     customer = found if isinstance(found, Customer) else None
     to = recipient(invoice, customer)
     if not to:
-        raise Conflict(f"customer {invoice.get('customer_id')!r} has no email address",
+        raise Conflict(f"customer {invoice.customer_id!r} has no email address",
                        code="no_email")
     parse_email(to, f"invoices/{request.invoice_id} (customer snapshot)")
     key = f"{request.invoice_id}.resend.{run_id}"
     message = invoice_email(tenant, invoice, to, services, key, customer)
     message_id = services.mailer().send(message)
-    store.invoice_ref(tenant.id, request.invoice_id).update({
-        "email_resent_at": now,
-        "history": firestore.ArrayUnion([history_entry(
+    store.update_invoice(tenant.id, invoice.id, InvoiceChange(
+        email_resent_at=now, history=(history_entry(
             "resend_email", request.actor, now, run_id=run_id, to=to, message_id=message_id,
-            **details)])})
-    store.writes += 1
-    return {**invoice, "changed": True}
+            **details),)))
 
 
-def _render(store: BillingStore, tenant: Tenant, invoice: dict[str, Any],
-            request: AdminRequest, now: datetime, run_id: str,
-            details: dict[str, Any]) -> dict[str, Any]:
+def _render(store: BillingStore, tenant: Tenant, invoice: Invoice, request: AdminRequest,
+            now: datetime, run_id: str, details: dict[str, Any]) -> str:
+    """Render and store the invoice's PDF again; return its ``gs://`` URI."""
     from billing.delivery.documents import render_and_upload
     from billing.store.clients import invoices_bucket, storage_client
 
-    if invoice.get("status") == "draft":
+    if invoice.status == "draft":
         raise Conflict("a draft has no number yet: its PDF is rendered when it is finalized",
                        code="invoice_is_draft")
-    outcome = render_and_upload(tenant, [invoice], storage_client(),
+    outcome = render_and_upload(tenant, [invoice.as_document()], storage_client(),
                                 invoices_bucket())
     if outcome.failures or not outcome.uris:
         message = outcome.failures[0][1] if outcome.failures else "no PDF produced"
         raise UpstreamFailure(message, code="pdf_failed")
     uri = outcome.uris[0][1]
-    store.invoice_ref(tenant.id, request.invoice_id).update({
-        "pdf_uri": uri, "pdf_rendered_at": now,
-        "history": firestore.ArrayUnion([history_entry(
-            "render_pdf", request.actor, now, run_id=run_id, pdf_uri=uri, **details)])})
-    store.writes += 1
-    return {**invoice, "pdf_uri": uri, "changed": True}
+    store.update_invoice(tenant.id, invoice.id, InvoiceChange(
+        pdf_uri=uri, pdf_rendered_at=now, history=(history_entry(
+            "render_pdf", request.actor, now, run_id=run_id, pdf_uri=uri, **details),)))
+    return uri

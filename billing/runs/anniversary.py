@@ -39,7 +39,7 @@ from billing.delivery.outbox import delivery_enabled
 from billing.errors import BadRequest, DataError, echo
 from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.periods import BillingPeriod, add_interval, anniversary_period, zone
-from billing.records import Subscription, Tenant
+from billing.records import Invoice, Subscription, Tenant
 from billing.runs.pipeline import (
     Catalog,
     RunContext,
@@ -52,7 +52,7 @@ from billing.runs.pipeline import (
     resolve_tenants,
     run_per_tenant,
 )
-from billing.store.firestore_store import SubscriptionMove
+from billing.store.firestore_store import StoredInvoice, SubscriptionMove
 
 MAX_PERIODS_PER_RUN = 400
 
@@ -141,9 +141,9 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
     return candidates, advances
 
 
-def _age(since: Any, now: datetime) -> str:
+def _age(since: datetime | None, now: datetime) -> str:
     """``"2 days 6 hours"``: how long a draft has waited (``since`` its creation)."""
-    if not isinstance(since, datetime):
+    if since is None:
         return "an unknown time"
     hours = max(0, int((now - since).total_seconds() // 3600))
     days, hours = divmod(hours, 24)
@@ -151,7 +151,7 @@ def _age(since: Any, now: datetime) -> str:
 
 
 def warn_blocked_drafts(ctx: RunContext, report: RunReport, tenant: Tenant,
-                        blocked: Sequence[dict[str, Any]], skips: Sequence[dict[str, Any]],
+                        blocked: Sequence[Invoice], skips: Sequence[dict[str, Any]],
                         errors: Sequence[dict[str, Any]]) -> None:
     """Put each due draft that could not be finalized in ``warnings``, with its age and why.
 
@@ -164,43 +164,45 @@ def warn_blocked_drafts(ctx: RunContext, report: RunReport, tenant: Tenant,
         key = str(entry.get("subscription_id") or entry.get("invoice_id"))
         why.setdefault(key, str(entry.get("reason") or entry.get("code")))
     for invoice in blocked:
-        invoice_id = str(invoice["invoice_id"])
-        reason = why.get(str(invoice.get("subscription_id"))) or why.get(invoice_id) or "unknown"
+        reason = why.get(invoice.subscription_id) or why.get(invoice.id) or "unknown"
         report.warnings_count += 1
         report.warnings.append(
-            f"{tenant.id}/{invoice_id}: draft waiting {_age(invoice.get('created_at'), ctx.now)}"
+            f"{tenant.id}/{invoice.id}: draft waiting {_age(invoice.created_at, ctx.now)}"
             f" cannot be finalized: {reason}")
 
 
 def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
-                        drafts: Sequence[dict[str, Any]]) -> int:
+                        stored: Sequence[StoredInvoice]) -> int:
     """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized.
 
     A draft whose re-pricing gives nothing (``no_usage``/``nothing_to_bill``, also its skip
     reason) is set ``deleted`` with that ``deleted_reason`` (``BillingStore.discard_drafts``):
     it would never finalize, and its period is not invoiced again. A draft held by something
     else (an ``archived`` customer, bad data) stays a draft and is reported in ``warnings`` with
-    its age. A suspended customer's draft finalizes like any other (issue 8 item 5).
+    its age. A suspended customer's draft finalizes like any other (issue 8 item 5). A draft
+    document that cannot be read is reported in ``errors``.
     """
-    if not drafts:
+    if not stored:
         return 0
-    subs = ctx.store.get_subscriptions(tenant.id, (str(d["subscription_id"]) for d in drafts))
-    candidates: list[tuple[Subscription, BillingPeriod]] = []
     skips_before, errors_before = len(report.skips), len(report.errors)
+    drafts = [d for d in stored if not isinstance(d, tuple)]
+    for unreadable in (d for d in stored if isinstance(d, tuple)):
+        report.error(tenant.id, unreadable[1], invoice_id=unreadable[0])
+    subs = ctx.store.get_subscriptions(tenant.id, (d.subscription_id for d in drafts))
+    candidates: list[tuple[Subscription, BillingPeriod]] = []
     for invoice in drafts:
-        sub = subs[str(invoice["subscription_id"])]
+        sub = subs[invoice.subscription_id]
         try:
             if isinstance(sub, DataError):
                 raise sub
-            candidates.append((sub, BillingPeriod(invoice["period_start"], invoice["period_end"],
+            candidates.append((sub, BillingPeriod(invoice.period_start, invoice.period_end,
                                                   tenant.timezone)))
         except Exception as exc:  # a malformed draft fails alone
-            report.error(tenant.id, exc, invoice_id=str(invoice["invoice_id"]))
+            report.error(tenant.id, exc, invoice_id=invoice.id)
     empty: list[InvoiceDraft] = []
     priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty)
     handled = {d.invoice_id for d in (*priced, *empty)}
-    warn_blocked_drafts(ctx, report, tenant,
-                        [d for d in drafts if str(d["invoice_id"]) not in handled],
+    warn_blocked_drafts(ctx, report, tenant, [d for d in drafts if d.id not in handled],
                         report.skips[skips_before:], report.errors[errors_before:])
     if ctx.dry_run:
         for draft in priced:
@@ -211,9 +213,8 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
                              now=ctx.now, run_id=ctx.run_id)
     finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id,
                                           delivery_pending=delivery_enabled(tenant))
-    for document in finalized:
-        currency = document["currency"]
-        report.totals[currency] = report.totals.get(currency, 0) + int(document["total"])
+    for invoice in finalized:
+        report.totals[invoice.currency] = report.totals.get(invoice.currency, 0) + invoice.total
     report.finalized += len(finalized)
     publish(ctx, report, tenant, finalized)
     return len(finalized)

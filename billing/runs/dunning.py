@@ -57,17 +57,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
-
 from billing.delivery.mailer import build_message, invoice_values, local_date
 from billing.delivery.outbox import (
-    Notification,
     Services,
     email_enabled,
-    history_entry,
     invoice_attachment,
-    notification_document,
     recipient,
     send_notification,
     send_reactivation_notice,
@@ -76,10 +70,17 @@ from billing.delivery.outbox import (
 from billing.delivery.stripe_billing import enabled_for, sync_status
 from billing.errors import BillingError, Conflict, DataError, StripeFailure
 from billing.logs import get_logger, log_context
-from billing.records import Customer, Tenant
+from billing.records import Customer, Invoice, Tenant
 from billing.runs.payments import change_status, reactivate_if_clear
 from billing.runs.pipeline import resolve_tenants
-from billing.store.firestore_store import BillingStore
+from billing.store.firestore_store import (
+    Account,
+    BillingStore,
+    InvoiceChange,
+    Notification,
+    SuspensionPlan,
+    history_entry,
+)
 
 log = get_logger("billing.dunning")
 MAX_LISTED = 1000
@@ -244,26 +245,6 @@ class DunningContext:
     principal: str | None = None
 
 
-def overdue_invoices(store: BillingStore, tenant_id: str, as_of: datetime) -> list[dict[str, Any]]:
-    """``open`` invoices with ``due_at < as_of``, oldest due first (with ``invoice_id``)."""
-    query = (store.collection(tenant_id, "invoices")
-             .where(filter=FieldFilter("status", "==", "open"))
-             .where(filter=FieldFilter("due_at", "<", as_of))
-             .order_by("due_at"))
-    out = [{"invoice_id": s.id, **(s.to_dict() or {})} for s in query.stream()]
-    store.reads += max(1, len(out))
-    return out
-
-
-def suspended_customer_ids(store: BillingStore, tenant_id: str) -> list[str]:
-    """Ids of the tenant's customers with ``status == "suspended"``."""
-    query = store.collection(tenant_id, "customers").where(
-        filter=FieldFilter("status", "==", "suspended"))
-    ids = sorted(s.id for s in query.select(["suspended_by"]).stream())
-    store.reads += max(1, len(ids))
-    return ids
-
-
 def _overdue_text(overdue: timedelta) -> str:
     days = overdue.days
     return f"{days} day{'s' if days != 1 else ''}"
@@ -279,6 +260,33 @@ class Suspension:
     reason: str = ""
 
 
+def suspension_plan(tenant: Tenant, invoice: Invoice, account: Account, overdue: timedelta,
+                    notify: bool) -> SuspensionPlan:
+    """What the suspension step does for ``invoice``'s customer (read in the same transaction).
+
+    An ``active`` customer is suspended with their ``active`` subscriptions, for a new
+    suspension id and the reason (invoice number, days overdue, due date in the tenant's
+    timezone); with ``notify`` and an address, the notice is queued. Any other customer
+    (already suspended, archived, missing) is left as is: only the step is recorded.
+
+    Raises:
+        DataError: the customer document is invalid (when its address is needed).
+
+    """
+    reason = (f"Invoice {invoice.label} is unpaid {_overdue_text(overdue)} after its due date "
+              f"({local_date(invoice.due_at, tenant)})")
+    customer = account.customer or {}
+    if customer.get("status") != "active":
+        return SuspensionPlan(reason, None)
+    subscriptions = tuple(sub_id for sub_id, sub in account.subscriptions
+                          if sub.get("status") == "active")
+    to = recipient(invoice, Customer.parse(account.customer_id, customer)) if notify else None
+    note = Notification(id=f"{invoice.id}.suspension", kind="suspension", to=to,
+                        customer_id=account.customer_id, invoice_id=invoice.id,
+                        step="suspension") if to else None
+    return SuspensionPlan(reason, uuid.uuid4().hex[:16], subscriptions, note)
+
+
 def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
                         overdue: timedelta, as_of: datetime, now: datetime, run_id: str,
                         notify: bool) -> Suspension | None:
@@ -286,65 +294,17 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
 
     Returns None when the invoice is no longer open or the step was already recorded (a
     concurrent run did it). An ``archived`` or already suspended customer is left as is (the
-    step is still recorded, without a notice).
+    step is still recorded, without a notice). See ``suspension_plan`` and
+    ``BillingStore.suspend_for_invoice``.
     """
-    invoice_ref = store.invoice_ref(tenant.id, invoice_id)
-
-    def run(transaction: firestore.Transaction) -> Suspension | None:
-        snapshot = invoice_ref.get(transaction=transaction)
-        invoice = snapshot.to_dict() or {} if snapshot.exists else {}
-        if invoice.get("status") != "open" or "suspension" in (invoice.get("dunning") or {}):
-            return None
-        customer_id = str(invoice.get("customer_id"))
-        customer_ref = store.collection(tenant.id, "customers").document(customer_id)
-        customer_snapshot = customer_ref.get(transaction=transaction)
-        customer = customer_snapshot.to_dict() or {} if customer_snapshot.exists else {}
-        subs = list(store.collection(tenant.id, "subscriptions").where(
-            filter=FieldFilter("customer_id", "==", customer_id)).stream(transaction=transaction))
-        suspend_now = customer.get("status") == "active"
-        suspension_id = uuid.uuid4().hex[:16]
-        number = invoice.get("number") or invoice_id
-        reason = (f"Invoice {number} is unpaid {_overdue_text(overdue)} after its due date "
-                  f"({local_date(invoice.get('due_at'), tenant)})")
-        suspended_subs: list[str] = []
-        note: Notification | None = None
-        if suspend_now:
-            fields = {"suspension_reason": reason, "suspended_at": now, "suspended_by": "dunning",
-                      "suspension_id": suspension_id,
-                      # The interval the billing runs prorate fixed fees by; reactivation closes it.
-                      "suspensions": firestore.ArrayUnion([{"from": now, "to": None}])}
-            transaction.update(customer_ref, {
-                "status": "suspended", **fields, "suspension_invoice_id": invoice_id,
-                "history": firestore.ArrayUnion([history_entry(
-                    "suspended", "dunning", now, invoice_id=invoice_id, run_id=run_id,
-                    reason=reason)])})
-            for sub in subs:
-                if (sub.to_dict() or {}).get("status") == "active":
-                    transaction.update(sub.reference, {"status": "suspended", **fields})
-                    suspended_subs.append(sub.id)
-            to = recipient(invoice, Customer.parse(customer_id, customer)) if notify else None
-            if to:
-                note = Notification(id=f"{invoice_id}.suspension", kind="suspension", to=to,
-                                    customer_id=customer_id, invoice_id=invoice_id,
-                                    step="suspension")
-                transaction.set(store.collection(tenant.id, "notifications").document(note.id),
-                                notification_document(note, "pending", now, run_id))
-        record = {"at": now, "as_of": as_of, "run_id": run_id, "customer_suspended": suspend_now,
-                  "suspension_id": suspension_id if suspend_now else None,
-                  "subscriptions": suspended_subs, "notice": note.id if note else None,
-                  "reason": reason}
-        transaction.update(invoice_ref, {
-            "dunning.suspension": record,
-            "history": firestore.ArrayUnion([history_entry(
-                "dunning.suspension", "dunning", now, run_id=run_id, as_of=as_of,
-                customer_suspended=suspend_now)])})
-        return Suspension(suspend_now, suspended_subs, note.id if note else None, reason)
-
-    result = store.run_transaction(run)
-    store.reads += 1
-    if result is not None:
-        store.writes += 2 + len(result.subscriptions) + (result.notification_id is not None)
-    return result
+    plan = store.suspend_for_invoice(
+        tenant.id, invoice_id,
+        lambda invoice, account: suspension_plan(tenant, invoice, account, overdue, notify),
+        now=now, as_of=as_of, run_id=run_id)
+    if plan is None:
+        return None
+    return Suspension(plan.suspension_id is not None, list(plan.subscriptions),
+                      plan.notice.id if plan.notice else None, plan.reason)
 
 
 class _TenantRun:
@@ -361,9 +321,9 @@ class _TenantRun:
         self.suspended_now: set[str] = set()
 
     # -- emails ----------------------------------------------------------------------------------
-    def _message(self, kind: str, invoice: Mapping[str, Any], customer: Customer | None, to: str,
+    def _message(self, kind: str, invoice: Invoice, customer: Customer | None, to: str,
                  key: str, overdue: timedelta, reason: str | None = None) -> Any:
-        values = invoice_values(self.tenant, invoice, customer)
+        values = invoice_values(self.tenant, invoice.as_document(), customer)
         values["days_overdue"] = _overdue_text(overdue)
         if reason is not None:
             values["suspension_reason"] = reason
@@ -373,41 +333,43 @@ class _TenantRun:
                              settings=self.ctx.services.mailer().settings, message_key=key,
                              attachment=attachment)
 
-    def _send(self, kind: str, step: str, invoice: Mapping[str, Any], customer: Customer | None,
+    def _send(self, kind: str, step: str, invoice: Invoice, customer: Customer | None,
               overdue: timedelta, record_key: str, reason: str | None = None) -> str:
         ctx = self.ctx
-        invoice_id = str(invoice["invoice_id"])
         to = recipient(invoice, customer) or ""
-        note = Notification(id=f"{invoice_id}.{step}", kind=kind, to=to,
-                            customer_id=str(invoice["customer_id"]), invoice_id=invoice_id,
-                            step=step)
+        note = Notification(id=f"{invoice.id}.{step}", kind=kind, to=to,
+                            customer_id=invoice.customer_id, invoice_id=invoice.id, step=step)
 
         def build() -> Any:
             return self._message(kind, invoice, customer, to, note.id, overdue, reason)
 
         return send_notification(
             ctx.store, self.tenant, note, build, ctx.services, ctx.now, ctx.run_id,
-            invoice_updates={
-                f"dunning.{record_key}": {"at": ctx.now, "as_of": ctx.as_of,
-                                          "run_id": ctx.run_id, "to": to,
-                                          "notification_id": note.id},
-                "history": firestore.ArrayUnion([history_entry(
-                    f"dunning.{record_key}", "dunning", ctx.now, run_id=ctx.run_id,
-                    as_of=ctx.as_of, to=to)])})
+            invoice_change=InvoiceChange(
+                dunning={record_key: {"at": ctx.now, "as_of": ctx.as_of, "run_id": ctx.run_id,
+                                      "to": to, "notification_id": note.id}},
+                history=(history_entry(f"dunning.{record_key}", "dunning", ctx.now,
+                                       run_id=ctx.run_id, as_of=ctx.as_of, to=to),)))
 
     # -- steps -----------------------------------------------------------------------------------
-    def invoice(self, invoice: dict[str, Any], customer: Customer | None) -> None:
-        """Take the due steps for one overdue invoice."""
+    def invoice(self, invoice: Invoice, customer: Customer | None) -> None:
+        """Take the due steps for one overdue invoice.
+
+        Raises:
+            DataError: the invoice is open without a ``due_at``.
+
+        """
+        if invoice.due_at is None:
+            raise DataError(f"invoice {invoice.id!r} is open without a due_at",
+                            code="missing_field")
         ctx, report, tenant = self.ctx, self.report, self.tenant
-        invoice_id = str(invoice["invoice_id"])
-        overdue = ctx.as_of - invoice["due_at"]
-        done: Mapping[str, Any] = invoice.get("dunning") or {}
-        steps = self.policy.plan(overdue, done)
+        overdue = ctx.as_of - invoice.due_at
+        steps = self.policy.plan(overdue, invoice.dunning)
         if not steps:
-            report.skip(tenant.id, invoice_id, "up_to_date" if self.policy.enabled
+            report.skip(tenant.id, invoice.id, "up_to_date" if self.policy.enabled
                         else "dunning_disabled")
             return
-        details = {"invoice_id": invoice_id, "customer_id": invoice.get("customer_id"),
+        details = {"invoice_id": invoice.id, "customer_id": invoice.customer_id,
                    "days_overdue": overdue.days}
         for step in steps:
             if step == "suspension":
@@ -419,7 +381,7 @@ class _TenantRun:
             else:
                 self._remind(step, invoice, customer, overdue, details)
 
-    def _deliverable(self, invoice: Mapping[str, Any], customer: Customer | None) -> str | None:
+    def _deliverable(self, invoice: Invoice, customer: Customer | None) -> str | None:
         """Why an email cannot go out (``email_disabled``/``no_email``), or None."""
         if not self.email:
             return "email_disabled"
@@ -427,13 +389,12 @@ class _TenantRun:
             return "no_email"
         return None
 
-    def _remind(self, step: str, invoice: dict[str, Any], customer: Customer | None,
+    def _remind(self, step: str, invoice: Invoice, customer: Customer | None,
                 overdue: timedelta, details: dict[str, Any]) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
-        invoice_id = details["invoice_id"]
         blocked = self._deliverable(invoice, customer)
         if blocked:
-            report.skip(tenant.id, invoice_id, f"{step}_{blocked}")
+            report.skip(tenant.id, invoice.id, f"{step}_{blocked}")
             return
         if ctx.dry_run:
             report.reminders_sent += 1
@@ -444,16 +405,15 @@ class _TenantRun:
             report.reminders_sent += 1
             report.act(tenant.id, step, **details)
         else:
-            report.skip(tenant.id, invoice_id, "in_progress" if outcome == "busy" else "done")
+            report.skip(tenant.id, invoice.id, "in_progress" if outcome == "busy" else "done")
 
-    def _suspend(self, invoice: dict[str, Any], customer: Customer | None, overdue: timedelta,
+    def _suspend(self, invoice: Invoice, customer: Customer | None, overdue: timedelta,
                  details: dict[str, Any]) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
-        customer_id = str(invoice.get("customer_id"))
         if ctx.dry_run:
             if (customer is not None and customer.status == "active"
-                    and customer_id not in self.suspended_now):
-                self.suspended_now.add(customer_id)
+                    and invoice.customer_id not in self.suspended_now):
+                self.suspended_now.add(invoice.customer_id)
                 report.suspended += 1
                 report.act(tenant.id, "suspension", **details)
                 if self._deliverable(invoice, customer) is None:
@@ -461,11 +421,11 @@ class _TenantRun:
             else:
                 report.act(tenant.id, "suspension_recorded", **details)
             return
-        result = suspend_for_invoice(ctx.store, tenant, details["invoice_id"], overdue,
-                                     ctx.as_of, ctx.now, ctx.run_id,
+        result = suspend_for_invoice(ctx.store, tenant, invoice.id, overdue, ctx.as_of, ctx.now,
+                                     ctx.run_id,
                                      notify=self._deliverable(invoice, customer) is None)
         if result is None:
-            report.skip(tenant.id, details["invoice_id"], "in_progress")
+            report.skip(tenant.id, invoice.id, "in_progress")
             return
         if not result.customer_suspended:
             report.act(tenant.id, "suspension_recorded", **details)
@@ -473,68 +433,56 @@ class _TenantRun:
         report.suspended += 1
         report.act(tenant.id, "suspension", subscriptions=result.subscriptions, **details)
         if result.notification_id:
-            record = {"notice": result.notification_id, "reason": result.reason}
-            refreshed = {**invoice, "dunning": {**(invoice.get("dunning") or {}),
-                                                "suspension": record}}
-            self._suspension_notice(refreshed, customer, overdue, details)
+            self._suspension_notice(invoice, customer, overdue, details, result.reason)
 
-    def _suspension_notice(self, invoice: dict[str, Any], customer: Customer | None,
-                           overdue: timedelta, details: dict[str, Any]) -> None:
+    def _suspension_notice(self, invoice: Invoice, customer: Customer | None,
+                           overdue: timedelta, details: dict[str, Any],
+                           reason: str | None = None) -> None:
+        """Send the suspension notice (``reason``: the suspension's, else its recorded one)."""
         ctx, report, tenant = self.ctx, self.report, self.tenant
         if ctx.dry_run:
             report.notices_sent += 1
             report.act(tenant.id, "suspension_notice", **details)
             return
-        current = ctx.store.get_customers(tenant.id, [str(details["customer_id"])]).get(
-            str(details["customer_id"]))
+        current = ctx.store.get_customers(tenant.id, [invoice.customer_id]).get(
+            invoice.customer_id)
         if isinstance(current, Customer) and current.status != "suspended":
             # Reactivated since: a late suspension notice would only confuse.
-            self._cancel_notice(invoice)
+            ctx.store.cancel_suspension_notice(tenant.id, invoice.id, ctx.now)
             return
         customer = current if isinstance(current, Customer) else customer
-        suspension = (invoice.get("dunning") or {}).get("suspension") or {}
-        reason = suspension.get("reason") or ""
+        if reason is None:
+            recorded = invoice.dunning.get("suspension")
+            reason = str((recorded.get("reason") if isinstance(recorded, Mapping) else "") or "")
         outcome = self._send("suspension", "suspension", invoice, customer, overdue,
-                             "suspension_notice", reason=str(reason))
+                             "suspension_notice", reason=reason)
         if outcome == "sent_now":
             report.notices_sent += 1
             report.act(tenant.id, "suspension_notice", **details)
         elif outcome == "busy":
-            report.skip(tenant.id, details["invoice_id"], "in_progress")
+            report.skip(tenant.id, invoice.id, "in_progress")
 
-    def _cancel_notice(self, invoice: Mapping[str, Any]) -> None:
-        store, invoice_id = self.ctx.store, str(invoice["invoice_id"])
-        batch = store.db.batch()
-        batch.update(store.collection(self.tenant.id, "notifications").document(
-            f"{invoice_id}.suspension"), {"status": "canceled", "sweep": False,
-                                          "updated_at": self.ctx.now})
-        batch.update(store.invoice_ref(self.tenant.id, invoice_id), {
-            "dunning.suspension_notice": {"at": self.ctx.now, "canceled": True,
-                                          "reason": "customer_reactivated"}})
-        batch.commit()
-        store.writes += 2
-
-    def _uncollectible(self, invoice: dict[str, Any], details: dict[str, Any]) -> None:
+    def _uncollectible(self, invoice: Invoice, details: dict[str, Any]) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
-        invoice_id = details["invoice_id"]
         if ctx.dry_run:
             report.marked_uncollectible += 1
             report.act(tenant.id, "uncollectible", **details)
             return
-        if invoice.get("stripe_invoice_id") and self.stripe:
+        if invoice.stripe_invoice_id and self.stripe:
             try:
-                sync_status(tenant, invoice, "mark_uncollectible", ctx.services.stripe())
+                sync_status(tenant, invoice.as_document(), "mark_uncollectible",
+                            ctx.services.stripe())
             except StripeFailure as exc:
-                report.error(tenant.id, exc, invoice_id=invoice_id)
+                report.error(tenant.id, exc, invoice_id=invoice.id)
                 return
         try:
-            change_status(ctx.store, tenant.id, invoice_id, "uncollectible", "dunning", ctx.now,
+            change_status(ctx.store, tenant.id, invoice.id, "uncollectible", "dunning", ctx.now,
                           ctx.run_id, details={"as_of": ctx.as_of,
                                                "days_overdue": details["days_overdue"]},
-                          extra={"dunning.uncollectible": {"at": ctx.now, "as_of": ctx.as_of,
-                                                           "run_id": ctx.run_id}})
+                          dunning={"uncollectible": {"at": ctx.now, "as_of": ctx.as_of,
+                                                     "run_id": ctx.run_id}})
         except Conflict:
-            report.skip(tenant.id, invoice_id, "status_changed")
+            report.skip(tenant.id, invoice.id, "status_changed")
             return
         report.marked_uncollectible += 1
         report.act(tenant.id, "uncollectible", **details)
@@ -549,7 +497,7 @@ class _TenantRun:
         """
         ctx, report, tenant = self.ctx, self.report, self.tenant
         clock = max(ctx.as_of, ctx.now)
-        for customer_id in suspended_customer_ids(ctx.store, tenant.id):
+        for customer_id in ctx.store.suspended_customer_ids(tenant.id):
             try:
                 done = reactivate_if_clear(ctx.store, tenant, customer_id, clock, ctx.now,
                                            ctx.run_id, actor="dunning", notify=self.email,
@@ -582,19 +530,19 @@ def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> di
         for object_id, message in failures:
             report.error(tenant.id, BillingError(message, code="delivery_failed"),
                          invoice_id=object_id)
-    invoices = overdue_invoices(ctx.store, tenant.id, ctx.as_of)
-    customers = ctx.store.get_customers(tenant.id, {str(i.get("customer_id")) for i in invoices})
+    invoices = ctx.store.overdue_invoices(tenant.id, ctx.as_of)
+    customers = ctx.store.get_customers(tenant.id, {
+        i.customer_id for i in invoices if isinstance(i, Invoice)})
     for invoice in invoices:
-        invoice_id = invoice["invoice_id"]
         with log_context(tenant_id=tenant.id):
+            if isinstance(invoice, tuple):
+                report.error(tenant.id, invoice[1], invoice_id=invoice[0])
+                continue
             try:
-                if not isinstance(invoice.get("due_at"), datetime):
-                    raise DataError(f"invoice {invoice_id!r} is open without a due_at",
-                                    code="missing_field")
-                customer = customers.get(str(invoice.get("customer_id")))
+                customer = customers.get(invoice.customer_id)
                 run.invoice(invoice, customer if isinstance(customer, Customer) else None)
             except Exception as exc:
-                report.error(tenant.id, exc, invoice_id=invoice_id)
+                report.error(tenant.id, exc, invoice_id=invoice.id)
     run.reactivations()
     after = report.counters()
     summary: dict[str, Any] = {"tenant_id": tenant.id, "overdue": len(invoices),
@@ -639,5 +587,5 @@ def run_dunning(ctx: DunningContext, tenant_id: str | None) -> DunningReport:
     return report
 
 
-__all__ = ["DunningContext", "DunningPolicy", "DunningReport", "Suspension", "overdue_invoices",
-           "run_dunning", "run_tenant", "suspend_for_invoice", "suspended_customer_ids"]
+__all__ = ["DunningContext", "DunningPolicy", "DunningReport", "Suspension", "run_dunning",
+           "run_tenant", "suspend_for_invoice", "suspension_plan"]

@@ -30,7 +30,7 @@ from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from billing.pricing.proration import suspended_during
 from billing.pricing.usage import UsageRouter, charged_meter_codes, meters_of_plan
-from billing.records import Customer, Meter, Plan, Subscription, Tenant
+from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
 from billing.store.firestore_store import BillingStore, invoice_size
 
 MAX_LISTED = 1000
@@ -351,15 +351,15 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
     report.generated += len(result.created)
     summary["generated"] = len(result.created)
     if finalize:
-        for document in result.created:
-            _add_total(report.totals, document["currency"], int(document["total"]))
+        for invoice in result.created:
+            _add_total(report.totals, invoice.currency, invoice.total)
         publish(ctx, report, tenant, result.created)
         if result.existing:
             # A retried or concurrent run: finish what an earlier delivery may have left.
             republish_missing_pdfs(ctx, report, tenant)
     else:
-        for document in result.created:
-            _add_total(report.draft_totals, document["currency"], int(document["total"]))
+        for invoice in result.created:
+            _add_total(report.draft_totals, invoice.currency, invoice.total)
     return summary
 
 
@@ -372,11 +372,17 @@ def republish_missing_pdfs(ctx: RunContext, report: RunReport, tenant: Tenant) -
     """
     if ctx.dry_run or ctx.publish_pdfs is None:
         return
-    publish(ctx, report, tenant, ctx.store.open_invoices_without_pdf(tenant.id))
+    readable = []
+    for invoice in ctx.store.open_invoices_without_pdf(tenant.id):
+        if isinstance(invoice, tuple):
+            report.error(tenant.id, invoice[1], invoice_id=invoice[0])
+        else:
+            readable.append(invoice)
+    publish(ctx, report, tenant, readable)
 
 
 def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
-            invoices: Sequence[Mapping[str, Any]]) -> None:
+            invoices: Sequence[Invoice]) -> None:
     """Publish finalized ``invoices``: PDFs stored and recorded, then delivered.
 
     Delivery (``billing.delivery.outbox``: the email with the PDF, the Stripe invoice, each as the tenant
@@ -385,14 +391,14 @@ def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
     """
     if ctx.publish_pdfs is None or not invoices:
         return
-    uris, failures, seconds = ctx.publish_pdfs(tenant, invoices)
+    uris, failures, seconds = ctx.publish_pdfs(tenant, [i.as_document() for i in invoices])
     report.pdf_render_seconds += seconds
     report.pdfs_rendered += len(uris) + len(failures)
     ctx.store.record_pdfs(tenant.id, uris, ctx.now)
     for invoice_id, message in failures:
         report.error(tenant.id, BillingError(message, code="pdf_failed"), invoice_id=invoice_id)
-    for invoice_id, message in deliver_finalized_invoices(ctx.store, tenant, invoices, ctx.now,
-                                                          ctx.run_id):
+    for invoice_id, message in deliver_finalized_invoices(
+            ctx.store, tenant, [i.id for i in invoices], ctx.now, ctx.run_id):
         report.error(tenant.id, BillingError(message, code="delivery_failed"),
                      invoice_id=invoice_id)
 

@@ -57,14 +57,14 @@ The package, by concern:
 * :mod:`billing.http.auth.tokens`: the bearer header, JWT parsing, signature and claims
   (:func:`verify_token`), the :class:`Principal`, and :func:`authorize`;
 * :mod:`billing.http.auth.tenants`: the tenant-admin lookup :func:`authorize` consults
-  (:class:`TenantDirectory`, :class:`FirestoreTenantDirectory`).
+  (:class:`TenantDirectory`; the real one reads the store).
 """
 
 from __future__ import annotations
 
 from billing.http.auth.certs import DEFAULT_CERT_CACHE, CertCache
 from billing.http.auth.settings import DEFAULT_CERTS_URL, DEFAULT_ISSUERS, AuthMode, AuthSettings
-from billing.http.auth.tenants import FirestoreTenantDirectory, TenantDirectory
+from billing.http.auth.tenants import TenantDirectory
 from billing.http.auth.tokens import (
     SIGNATURE_REMOVED,
     Principal,
@@ -84,7 +84,6 @@ __all__ = [
     "AuthMode",
     "AuthSettings",
     "CertCache",
-    "FirestoreTenantDirectory",
     "Principal",
     "TenantDirectory",
     "authenticate",
