@@ -18,6 +18,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from billing.errors import DataError
+from billing.pricing.charges import Charge, UsageCharge, parse_charge
 from billing.pricing.money import to_decimal, validate_currency
 from billing.pricing.periods import add_interval, zone
 
@@ -349,26 +350,70 @@ class Meter:
         )
 
 
+class PlanChargeError(DataError):
+    """A plan with a malformed charge (``DataError``), knowing the meters its charges name.
+
+    ``meter_codes``: every charge map's ``meter`` that is a string, valid charge or not; the
+    plan's subscriptions still claim those meters' events (``billing.pricing.usage``), as they
+    did when charges were checked at pricing, so a sibling subscription is billed without them.
+    """
+
+    def __init__(self, message: str, *, code: str, meter_codes: frozenset[str]) -> None:
+        """``message`` and ``code`` as ``DataError``; ``meter_codes`` the meters named."""
+        super().__init__(message, code=code)
+        self.meter_codes = meter_codes
+
+
+def parse_charges(plan_id: str, raw: list[Mapping[str, Any]]) -> tuple[Charge, ...]:
+    """Parse a plan's charge maps (``billing.pricing.charges.parse_charge``), in order.
+
+    Raises:
+        PlanChargeError: the first malformed charge, as ``plan '<id>' charge <n>: <problem>``
+            with the charge's code (``invalid_charge``, ``invalid_price``, ``unknown_meter``).
+
+    """
+    charges: list[Charge] = []
+    for index, item in enumerate(raw):
+        try:
+            charges.append(parse_charge(item))
+        except DataError as exc:
+            codes = frozenset(c["meter"] for c in raw if isinstance(c.get("meter"), str))
+            raise PlanChargeError(f"plan {plan_id!r} charge {index + 1}: {exc.message}",
+                                  code=exc.code, meter_codes=codes) from None
+    return tuple(charges)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """``tenants/{t}/plans/{id}``: currency, billing interval and charges (raw maps, priced later)."""
+    """``tenants/{t}/plans/{id}``: currency, billing interval and typed charges.
+
+    ``charges``: ``billing.pricing.charges`` records (``FixedCharge`` and one class per usage
+    model), checked when the plan is parsed.
+    """
 
     id: str
     name: str
     currency: str
     interval: str
     interval_count: int
-    charges: tuple[Mapping[str, Any], ...]
+    charges: tuple[Charge, ...]
+
+    @property
+    def meter_codes(self) -> frozenset[str]:
+        """The meter codes the plan's usage charges price."""
+        return frozenset(c.meter for c in self.charges if isinstance(c, UsageCharge))
 
     @classmethod
     def parse(cls, plan_id: str, data: Mapping[str, Any]) -> Plan:
-        """Parse a plan; charges are validated by ``billing.pricing.charges`` when priced.
+        """Parse a plan and its charges.
 
         ``interval_count`` must be 1..365 for ``day``, 1..104 for ``week``, 1..120 for
         ``month`` and 1..10 for ``year`` (``MAX_INTERVAL_COUNT``): 120 months in total at most.
+        The plan's own fields are checked first, then each charge (``parse_charges``).
 
         Raises:
             DataError: a missing or invalid field, or an ``interval_count`` out of bounds.
+            PlanChargeError: a malformed charge.
 
         """
         where = f"plans/{plan_id}"
@@ -386,7 +431,7 @@ class Plan:
             currency=validate_currency(_str(data, "currency", where)),
             interval=interval,
             interval_count=count,
-            charges=tuple(dict(c) for c in charges),
+            charges=parse_charges(plan_id, charges),
         )
 
 
