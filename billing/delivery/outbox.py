@@ -118,8 +118,7 @@ def _render_pdf(tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
 
 def email_enabled(tenant: Tenant) -> bool:
     """True when the tenant's ``email.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
-    raw = tenant.raw.get("email")
-    return isinstance(raw, Mapping) and raw.get("enabled") is True
+    return tenant.email.enabled
 
 
 def history_entry(action: str, actor: str, at: datetime, **details: Any) -> dict[str, Any]:
@@ -355,7 +354,7 @@ def deliver_finalized_invoices(store: BillingStore, tenant: Tenant,
                     errors.append(f"email: internal error {type(exc).__name__}")
             if wants_stripe:
                 try:
-                    stripe_config = stripe_config or TenantStripe.of(tenant)
+                    stripe_config = stripe_config or tenant.stripe
                     push_invoice(store, tenant, invoice, services.stripe(), now, stripe_config)
                 except BillingError as exc:
                     errors.append(f"stripe: {exc.message}")
