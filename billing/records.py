@@ -3,21 +3,24 @@
 Each ``parse`` classmethod takes a document id and its data (the contract's layout) and returns
 the record, or raises ``DataError`` naming the document and field. Amounts are ``int`` minor units
 of the tenant's currency; rates and prices are ``Decimal``; datetimes are aware (Firestore returns
-UTC). Unknown extra fields are allowed (the contract invites extensions) and kept in ``raw``.
+UTC). Unknown extra fields are allowed (the contract invites extensions) and ignored: every field
+the code reads is parsed here, once (a tenant's settings and a plan's charges included), so no
+other module reads a document's raw map.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
 from billing.errors import DataError
+from billing.pricing.charges import Charge, UsageCharge, parse_charge
 from billing.pricing.money import to_decimal, validate_currency
 from billing.pricing.periods import add_interval, zone
 
@@ -30,6 +33,13 @@ MAX_GRACE_PERIOD_HOURS = 72
 # days or two years of weeks. Stripe caps a price's recurring interval at one year; we allow
 # longer contracts but nothing a schedule cannot compute within the datetime range.
 MAX_INTERVAL_COUNT = {"day": 365, "week": 104, "month": 120, "year": 10}
+# Dunning defaults: Stripe Billing's usual cadence (reminders, then suspension, then write-off).
+DEFAULT_REMINDER_DAYS = (1, 7, 14)
+DEFAULT_SUSPEND_AFTER_DAYS = 21
+DEFAULT_UNCOLLECTIBLE_AFTER_DAYS = 60
+COLLECTION_METHODS = ("send_invoice", "charge_automatically")  # Stripe's invoice field
+RUN_OUTCOMES = ("completed", "failed", "errors")  # contract, "Operator visibility"
+DEFAULT_NOTIFY_ON = ("failed", "errors")
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -191,12 +201,322 @@ def parse_suspensions(data: Mapping[str, Any], where: str) -> tuple[SuspensionIn
     return tuple(out)
 
 
+T = TypeVar("T")
+
+
+def _deferred(parse: Callable[[], T]) -> T | DataError:
+    """``parse()``, or the ``DataError`` it raised (kept for the setting's first use)."""
+    try:
+        return parse()
+    except DataError as exc:
+        return exc
+
+
+def _checked(value: T | DataError) -> T:
+    """The parsed setting; raise a fresh copy of its ``DataError`` when it was invalid."""
+    if isinstance(value, DataError):
+        raise DataError(value.message, code=value.code)
+    return value
+
+
+def _text(value: object) -> str | None:
+    """A free-text setting as text, ``None`` when absent or empty (how the code always read it)."""
+    return str(value) if value else None
+
+
+def _days(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
+        raise DataError(f"{where}: dunning.{name} must be whole days 0-3650, got {value!r}",
+                        code="invalid_field")
+    return value
+
+
+@dataclass(frozen=True)
+class DunningPolicy:
+    """A tenant's dunning policy (days after the due date); ``None`` disables a step.
+
+    The defaults (reminders on days 1, 7 and 14, suspension after 21 days, write-off after 60)
+    are Stripe Billing's usual cadence; ``billing.runs.dunning`` applies the policy.
+    """
+
+    reminder_days: tuple[int, ...] = DEFAULT_REMINDER_DAYS
+    suspend_after_days: int | None = DEFAULT_SUSPEND_AFTER_DAYS
+    uncollectible_after_days: int | None = DEFAULT_UNCOLLECTIBLE_AFTER_DAYS
+    enabled: bool = True
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> DunningPolicy:
+        """Parse the tenant's ``dunning`` map (``None``: the defaults; absent keys too).
+
+        ``reminder_days`` (list of whole days 0-3650, sorted and deduplicated),
+        ``suspend_after_days`` and ``uncollectible_after_days`` (whole days 0-3650, or ``null``
+        for no such step), ``enabled`` (exactly ``true`` or absent: on).
+
+        Raises:
+            DataError: (``invalid_field``) not a map, or a day count that is not an integer
+                0-3650.
+
+        """
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise DataError(f"{where}: 'dunning' must be a map", code="invalid_field")
+        days = raw.get("reminder_days", list(DEFAULT_REMINDER_DAYS))
+        if not isinstance(days, list | tuple):
+            raise DataError(f"{where}: dunning.reminder_days must be a list", code="invalid_field")
+        reminders = tuple(sorted({_days(d, where, "reminder_days") for d in days}))
+        suspend = raw.get("suspend_after_days", DEFAULT_SUSPEND_AFTER_DAYS)
+        uncollectible = raw.get("uncollectible_after_days", DEFAULT_UNCOLLECTIBLE_AFTER_DAYS)
+        return cls(
+            reminder_days=reminders,
+            suspend_after_days=None if suspend is None else _days(
+                suspend, where, "suspend_after_days"),
+            uncollectible_after_days=None if uncollectible is None else _days(
+                uncollectible, where, "uncollectible_after_days"),
+            enabled=raw.get("enabled", True) is True,
+        )
+
+    def plan(self, overdue: timedelta, done: Mapping[str, Any]) -> list[str]:
+        """The steps to take now for an invoice ``overdue`` past its due date.
+
+        ``done`` is the invoice's ``dunning`` map. Steps, in order: ``suspension``,
+        ``suspension_notice`` (a queued notice not yet sent), ``uncollectible``, and at most one
+        ``reminder_<d>`` (the latest due, unless suspension is due and that reminder is not later
+        than it, or ``uncollectible`` is due).
+        """
+        if not self.enabled:
+            return []
+
+        def reached(days: int | None) -> bool:
+            return days is not None and overdue >= timedelta(days=days)
+
+        steps: list[str] = []
+        suspension_due = reached(self.suspend_after_days)
+        uncollectible_due = reached(self.uncollectible_after_days)
+        if suspension_due and "suspension" not in done:
+            steps.append("suspension")
+        suspension = done.get("suspension")
+        if (isinstance(suspension, Mapping) and suspension.get("notice")
+                and "suspension_notice" not in done):
+            steps.append("suspension_notice")
+        if uncollectible_due:
+            steps.append("uncollectible")
+            return steps
+        due = [d for d in self.reminder_days if reached(d)]
+        if due:
+            latest = max(due)
+            beyond_suspension = (not suspension_due or self.suspend_after_days is None
+                                 or latest > self.suspend_after_days)
+            if beyond_suspension and f"reminder_{latest}" not in done:
+                steps.append(f"reminder_{latest}")
+        return steps
+
+
+def stripe_enabled(raw: object) -> bool:
+    """The contract's ``stripe.enabled``: exactly ``true`` in a map (anything else: off)."""
+    return isinstance(raw, Mapping) and raw.get("enabled") is True
+
+
+@dataclass(frozen=True)
+class TenantStripe:
+    """A tenant's ``stripe`` map, validated (``billing.delivery.stripe_billing`` uses it).
+
+    ``collection_method`` is Stripe's (``send_invoice`` or ``charge_automatically``);
+    ``days_until_due`` applies to ``send_invoice`` only (default: the tenant's
+    ``payment_terms_days``); ``account`` is the tenant's Stripe Connect account id.
+    """
+
+    enabled: bool
+    collection_method: str = "send_invoice"
+    days_until_due: int = 30
+    account: str | None = None
+    use_invoice_number: bool = True
+
+    @classmethod
+    def parse(cls, raw: object, where: str, payment_terms_days: int) -> TenantStripe:
+        """Parse the tenant's ``stripe`` setting (absent or empty: disabled).
+
+        Raises:
+            DataError: (``invalid_field``) not a map, an unknown collection method or a
+                ``days_until_due`` that is not an integer >= 0.
+
+        """
+        raw = raw or {}
+        if not isinstance(raw, Mapping):
+            raise DataError(f"{where}: 'stripe' must be a map", code="invalid_field")
+        method = raw.get("collection_method") or "send_invoice"
+        if method not in COLLECTION_METHODS:
+            raise DataError(f"{where}: stripe.collection_method must be one of "
+                            f"{', '.join(COLLECTION_METHODS)}, got {method!r}",
+                            code="invalid_field")
+        days = raw.get("days_until_due", payment_terms_days)
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise DataError(f"{where}: stripe.days_until_due must be an integer >= 0",
+                            code="invalid_field")
+        account = raw.get("account")
+        return cls(enabled=stripe_enabled(raw), collection_method=str(method),
+                   days_until_due=days, account=str(account) if account else None,
+                   use_invoice_number=raw.get("use_invoice_number", True) is True)
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """A tenant's ``email`` setting, read as leniently as the mailer always did (never an error).
+
+    The contract's map: ``enabled`` (exactly ``true``: invoices and notices are emailed),
+    ``from`` (``sender``: the ``From`` header, possibly with a display name); extension
+    ``reply_to``. Older documents hold the seller's contact address as a plain string there
+    (``address``; email then stays off). Texts are as written: ``billing.delivery.mailer``
+    extracts addresses from them.
+    """
+
+    enabled: bool = False
+    sender: str | None = None
+    reply_to: str | None = None
+    address: str | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> EmailSettings:
+        """Parse the ``email`` setting: a map, a plain address string, or anything (off)."""
+        if isinstance(raw, str):
+            return cls(address=raw or None)
+        if not isinstance(raw, Mapping):
+            return cls()
+        return cls(enabled=raw.get("enabled") is True, sender=_text(raw.get("from")),
+                   reply_to=_text(raw.get("reply_to")))
+
+    @property
+    def seller_address(self) -> str | None:
+        """The seller's contact address on every PDF and email (the one seller rule).
+
+        The map's ``reply_to``, else its ``from``, each reduced to its bare address
+        (``"Acme <a@x.io>"`` -> ``"a@x.io"``) and skipped unless it holds an ``@``; the plain
+        string form as it is.
+        """
+        if self.address is not None:
+            return self.address
+        addresses = (parseaddr(text or "")[1] for text in (self.reply_to, self.sender))
+        return next((address for address in addresses if "@" in address), None)
+
+
+def _email_list(raw: object, where: str, name: str) -> tuple[str, ...]:
+    """A list of plain email addresses (``parse_email``), stripped; ``None``: empty."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise DataError(f"{where}: {name!r} must be a list of email addresses",
+                        code="invalid_field")
+    out: list[str] = []
+    for index, item in enumerate(raw):
+        address = parse_email(item.strip(), f"{where}: {name}[{index}]")
+        if address is None:
+            raise DataError(f"{where}: {name}[{index}] is empty", code="invalid_field")
+        out.append(address)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """A tenant's ``notifications`` map (contract, "Operator visibility").
+
+    ``run_summary_to``: who gets a run's summary email; ``on``: the run outcomes that send it,
+    among ``completed``, ``failed`` and ``errors`` (default ``failed`` and ``errors``).
+    """
+
+    run_summary_to: tuple[str, ...] = ()
+    on: tuple[str, ...] = DEFAULT_NOTIFY_ON
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> NotificationSettings:
+        """Parse ``notifications`` (``None``: nobody is notified).
+
+        Raises:
+            DataError: (``invalid_field``, ``invalid_email``) not a map, ``run_summary_to`` not a
+                list of plain addresses, ``on`` not a list of the outcomes above.
+
+        """
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise DataError(f"{where}: 'notifications' must be a map", code="invalid_field")
+        on = raw.get("on")
+        if on is None:
+            on = list(DEFAULT_NOTIFY_ON)
+        if not isinstance(on, list) or not all(item in RUN_OUTCOMES for item in on):
+            raise DataError(f"{where}: notifications.on must be a list of "
+                            f"{', '.join(RUN_OUTCOMES)}", code="invalid_field")
+        return cls(run_summary_to=_email_list(raw.get("run_summary_to"), where,
+                                              "notifications.run_summary_to"),
+                   on=tuple(dict.fromkeys(on)))
+
+
+@dataclass(frozen=True)
+class SellerBlock:
+    """The seller as documents print it: legal name, address lines, contact email, tax id.
+
+    ``name``: the tenant's ``legal_name``, else its ``name``; ``email``: the ``email`` setting's
+    ``reply_to``, else its ``from``, else its plain string (``EmailSettings.seller_address``).
+    """
+
+    name: str
+    address_lines: tuple[str, ...] = ()
+    email: str | None = None
+    tax_id: str | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], where: str, name: str,
+              email: EmailSettings) -> SellerBlock:
+        """Read ``legal_name``, ``address_lines`` and ``tax_id`` of a tenant document.
+
+        Raises:
+            DataError: (``invalid_field``) ``legal_name`` or ``tax_id`` is not a string, or
+                ``address_lines`` is not a list of strings.
+
+        """
+        for key in ("legal_name", "tax_id"):
+            if data.get(key) and not isinstance(data[key], str):
+                raise DataError(f"{where}: {key!r} must be a string", code="invalid_field")
+        lines = data.get("address_lines") or []
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise DataError(f"{where}: 'address_lines' must be a list of strings",
+                            code="invalid_field")
+        return cls(name=data.get("legal_name") or name, address_lines=tuple(lines),
+                   email=email.seller_address, tax_id=data.get("tax_id") or None)
+
+    def to_document(self) -> dict[str, Any]:
+        """``{name, address_lines (list), email, tax_id}``: the PDF input's ``seller`` map."""
+        return {"name": self.name, "address_lines": list(self.address_lines),
+                "email": self.email, "tax_id": self.tax_id}
+
+
+def _memo(raw: object, where: str) -> str | None:
+    """``invoice_memo``: text printed on invoices; absent or empty: ``None``."""
+    if raw and not isinstance(raw, str):
+        raise DataError(f"{where}: 'invoice_memo' must be a string", code="invalid_field")
+    return raw if isinstance(raw, str) and raw else None
+
+
+def _admins(raw: object, where: str) -> frozenset[str]:
+    """``admins``: plain addresses, compared lowercased (as ``billing.http.auth`` does)."""
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        raw = [item.strip().lower() for item in raw if item.strip()]
+    return frozenset(_email_list(raw, where, "admins"))
+
+
 @dataclass(frozen=True)
 class Tenant:
-    """``tenants/{id}``: the seller, its timezone, currency, numbering and tax settings.
+    """``tenants/{id}``: the seller, its timezone, currency, numbering, tax and other settings.
 
     ``tax_rates`` maps an ISO 3166 alpha-2 country to a percent (``Decimal("20")`` = 20 %).
     ``grace_period_hours`` (0-72, default 1) delays finalization of anniversary drafts.
+
+    Settings of one feature are parsed here, once, into typed values: ``dunning``, ``stripe``
+    (and ``stripe_enabled``), ``email``, ``notifications``, ``seller_block``, ``locale``,
+    ``invoice_memo``, ``month_close_review`` and ``admins``. An invalid one does not fail the
+    tenant: its ``DataError`` is kept and raised when that setting is read, so a bad ``dunning``
+    map fails the dunning run of that tenant (``invalid_field``), not its month close, and a bad
+    ``stripe`` map fails each Stripe push. ``email``, ``stripe_enabled`` and ``locale`` are read
+    leniently and never fail.
     """
 
     id: str
@@ -210,40 +530,37 @@ class Tenant:
     tax_inclusive: bool = False
     grace_period_hours: Decimal = Decimal(1)
     locale: str = "en_GB"
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    stripe_enabled: bool = False
+    _dunning: DunningPolicy | DataError = field(default_factory=DunningPolicy, repr=False)
+    _stripe: TenantStripe | DataError = field(
+        default_factory=lambda: TenantStripe(enabled=False), repr=False)
+    _notifications: NotificationSettings | DataError = field(
+        default_factory=NotificationSettings, repr=False)
+    _seller: SellerBlock | DataError | None = field(default=None, repr=False)
+    _invoice_memo: str | DataError | None = field(default=None, repr=False)
+    _month_close_review: bool | DataError = field(default=False, repr=False)
+    _admins: frozenset[str] | DataError = field(default=frozenset(), repr=False)
 
     @classmethod
     def parse(cls, tenant_id: str, data: Mapping[str, Any]) -> Tenant:
-        """Parse a tenant document; raise ``DataError`` on a missing or invalid field."""
+        """Parse a tenant document; raise ``DataError`` on a missing or invalid required field.
+
+        The optional settings never raise here (see the class docstring).
+        """
         where = f"tenants/{tenant_id}"
         timezone = _str(data, "timezone", where)
         zone(timezone)
-        rates_raw = data.get("tax_rates") or {}
-        if not isinstance(rates_raw, Mapping):
-            raise DataError(f"{where}: 'tax_rates' must be a map", code="invalid_field")
-        rates: dict[str, Decimal] = {}
-        for country, percent in rates_raw.items():
-            try:
-                rates[str(country).upper()] = to_decimal(percent)
-            except ValueError:
-                raise DataError(f"{where}: tax rate for {country!r} is not a number",
-                                code="invalid_field") from None
-            if not Decimal(0) <= rates[str(country).upper()] <= Decimal(100):
-                raise DataError(f"{where}: tax rate for {country!r} must be 0-100",
-                                code="invalid_field")
-        try:
-            grace = to_decimal(data.get("grace_period_hours", 1))
-        except ValueError:
-            raise DataError(f"{where}: 'grace_period_hours' must be a number",
-                            code="invalid_field") from None
-        if not Decimal(0) <= grace <= MAX_GRACE_PERIOD_HOURS:
-            raise DataError(f"{where}: 'grace_period_hours' must be 0-72", code="invalid_field")
+        rates = _tax_rates(data, where)
+        grace = _grace_period_hours(data, where)
         terms = _int(data, "payment_terms_days", where)
         if terms < 0:
             raise DataError(f"{where}: 'payment_terms_days' must be >= 0", code="invalid_field")
+        name = _str(data, "name", where)
+        email = EmailSettings.parse(data.get("email"))
         return cls(
             id=tenant_id,
-            name=_str(data, "name", where),
+            name=name,
             status=_choice(data, "status", ("active", "disabled"), where),
             timezone=timezone,
             currency=validate_currency(_str(data, "currency", where)),
@@ -253,28 +570,98 @@ class Tenant:
             tax_inclusive=_flag(data, "tax_inclusive", where, False),
             grace_period_hours=grace,
             locale=str(data.get("locale") or "en_GB"),
-            raw=dict(data),
+            email=email,
+            stripe_enabled=stripe_enabled(data.get("stripe")),
+            _dunning=_deferred(lambda: DunningPolicy.parse(data.get("dunning"), where)),
+            _stripe=_deferred(lambda: TenantStripe.parse(data.get("stripe"), where, terms)),
+            _notifications=_deferred(
+                lambda: NotificationSettings.parse(data.get("notifications"), where)),
+            _seller=_deferred(lambda: SellerBlock.parse(data, where, name, email)),
+            _invoice_memo=_deferred(lambda: _memo(data.get("invoice_memo"), where)),
+            _month_close_review=_deferred(
+                lambda: _flag(data, "month_close_review", where, False)),
+            _admins=_deferred(lambda: _admins(data.get("admins"), where)),
         )
+
+    @property
+    def dunning(self) -> DunningPolicy:
+        """The ``dunning`` policy; ``DataError`` (``invalid_field``) when the map is invalid."""
+        return _checked(self._dunning)
+
+    @property
+    def stripe(self) -> TenantStripe:
+        """The ``stripe`` settings; ``DataError`` (``invalid_field``) when they are invalid."""
+        return _checked(self._stripe)
+
+    @property
+    def notifications(self) -> NotificationSettings:
+        """The ``notifications`` map; ``DataError`` when it is invalid."""
+        return _checked(self._notifications)
+
+    @property
+    def seller_block(self) -> SellerBlock:
+        """The seller block of documents; ``DataError`` (``invalid_field``) when invalid."""
+        seller = _checked(self._seller)
+        return seller if seller is not None else SellerBlock(self.name)
+
+    @property
+    def invoice_memo(self) -> str | None:
+        """The memo printed on invoices (``None``: the payment terms); ``DataError`` if invalid."""
+        return _checked(self._invoice_memo)
+
+    @property
+    def month_close_review(self) -> bool:
+        """Whether the month close makes drafts for review (contract, "Review and correction")."""
+        return _checked(self._month_close_review)
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """``admins``: lowercased emails of the tenant's administrators; ``DataError`` if invalid."""
+        return _checked(self._admins)
 
     def seller(self) -> dict[str, Any]:
         """The seller block of every PDF and email: legal name, address lines, email, tax id.
 
         The only source of the seller's lines and contact address (PDFs of the month close,
-        of ``render_pdf`` and of the outbox; the emails' Reply-To, support line and footer).
-        The email: the contract's ``email`` settings map gives it as ``reply_to``, else
-        ``from``, each reduced to its bare address (``"Acme <a@x.io>"`` -> ``"a@x.io"``) and
-        skipped unless it holds an ``@``; a plain string there is the address itself.
+        of ``render_pdf`` and of the outbox; the emails' Reply-To, support line and footer):
+        ``seller_block`` as a map (``SellerBlock.to_document``); its email follows
+        ``EmailSettings.seller_address``.
+
+        Raises:
+            DataError: (``invalid_field``) the tenant's seller fields are invalid.
+
         """
-        email = self.raw.get("email")
-        if isinstance(email, Mapping):
-            addresses = (parseaddr(str(email.get(key) or ""))[1] for key in ("reply_to", "from"))
-            email = next((address for address in addresses if "@" in address), None)
-        return {
-            "name": self.raw.get("legal_name") or self.name,
-            "address_lines": list(self.raw.get("address_lines") or []),
-            "email": email if isinstance(email, str) and email else None,
-            "tax_id": self.raw.get("tax_id"),
-        }
+        return self.seller_block.to_document()
+
+
+def _tax_rates(data: Mapping[str, Any], where: str) -> dict[str, Decimal]:
+    """``tax_rates``: ISO 3166 country (upper-cased) -> percent 0-100."""
+    rates_raw = data.get("tax_rates") or {}
+    if not isinstance(rates_raw, Mapping):
+        raise DataError(f"{where}: 'tax_rates' must be a map", code="invalid_field")
+    rates: dict[str, Decimal] = {}
+    for country, percent in rates_raw.items():
+        try:
+            rates[str(country).upper()] = to_decimal(percent)
+        except ValueError:
+            raise DataError(f"{where}: tax rate for {country!r} is not a number",
+                            code="invalid_field") from None
+        if not Decimal(0) <= rates[str(country).upper()] <= Decimal(100):
+            raise DataError(f"{where}: tax rate for {country!r} must be 0-100",
+                            code="invalid_field")
+    return rates
+
+
+def _grace_period_hours(data: Mapping[str, Any], where: str) -> Decimal:
+    """``grace_period_hours``: a number 0-72, default 1."""
+    try:
+        grace = to_decimal(data.get("grace_period_hours", 1))
+    except ValueError:
+        raise DataError(f"{where}: 'grace_period_hours' must be a number",
+                        code="invalid_field") from None
+    if not Decimal(0) <= grace <= MAX_GRACE_PERIOD_HOURS:
+        raise DataError(f"{where}: 'grace_period_hours' must be 0-72", code="invalid_field")
+    return grace
 
 
 @dataclass(frozen=True)
@@ -349,26 +736,70 @@ class Meter:
         )
 
 
+class PlanChargeError(DataError):
+    """A plan with a malformed charge (``DataError``), knowing the meters its charges name.
+
+    ``meter_codes``: every charge map's ``meter`` that is a string, valid charge or not; the
+    plan's subscriptions still claim those meters' events (``billing.pricing.usage``), as they
+    did when charges were checked at pricing, so a sibling subscription is billed without them.
+    """
+
+    def __init__(self, message: str, *, code: str, meter_codes: frozenset[str]) -> None:
+        """``message`` and ``code`` as ``DataError``; ``meter_codes`` the meters named."""
+        super().__init__(message, code=code)
+        self.meter_codes = meter_codes
+
+
+def parse_charges(plan_id: str, raw: list[Mapping[str, Any]]) -> tuple[Charge, ...]:
+    """Parse a plan's charge maps (``billing.pricing.charges.parse_charge``), in order.
+
+    Raises:
+        PlanChargeError: the first malformed charge, as ``plan '<id>' charge <n>: <problem>``
+            with the charge's code (``invalid_charge``, ``invalid_price``, ``unknown_meter``).
+
+    """
+    charges: list[Charge] = []
+    for index, item in enumerate(raw):
+        try:
+            charges.append(parse_charge(item))
+        except DataError as exc:
+            codes = frozenset(c["meter"] for c in raw if isinstance(c.get("meter"), str))
+            raise PlanChargeError(f"plan {plan_id!r} charge {index + 1}: {exc.message}",
+                                  code=exc.code, meter_codes=codes) from None
+    return tuple(charges)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """``tenants/{t}/plans/{id}``: currency, billing interval and charges (raw maps, priced later)."""
+    """``tenants/{t}/plans/{id}``: currency, billing interval and typed charges.
+
+    ``charges``: ``billing.pricing.charges`` records (``FixedCharge`` and one class per usage
+    model), checked when the plan is parsed.
+    """
 
     id: str
     name: str
     currency: str
     interval: str
     interval_count: int
-    charges: tuple[Mapping[str, Any], ...]
+    charges: tuple[Charge, ...]
+
+    @property
+    def meter_codes(self) -> frozenset[str]:
+        """The meter codes the plan's usage charges price."""
+        return frozenset(c.meter for c in self.charges if isinstance(c, UsageCharge))
 
     @classmethod
     def parse(cls, plan_id: str, data: Mapping[str, Any]) -> Plan:
-        """Parse a plan; charges are validated by ``billing.pricing.charges`` when priced.
+        """Parse a plan and its charges.
 
         ``interval_count`` must be 1..365 for ``day``, 1..104 for ``week``, 1..120 for
         ``month`` and 1..10 for ``year`` (``MAX_INTERVAL_COUNT``): 120 months in total at most.
+        The plan's own fields are checked first, then each charge (``parse_charges``).
 
         Raises:
             DataError: a missing or invalid field, or an ``interval_count`` out of bounds.
+            PlanChargeError: a malformed charge.
 
         """
         where = f"plans/{plan_id}"
@@ -386,7 +817,7 @@ class Plan:
             currency=validate_currency(_str(data, "currency", where)),
             interval=interval,
             interval_count=count,
-            charges=tuple(dict(c) for c in charges),
+            charges=parse_charges(plan_id, charges),
         )
 
 

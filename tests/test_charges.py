@@ -1,5 +1,8 @@
 """Every charge model with worked numbers (pure: no emulator needed).
 
+Charges are parsed into their typed records (``parse_charge``, as ``Plan.parse`` does), then
+priced (``UsageCharge.price``); a malformed charge fails when it is parsed.
+
 Prices are in minor units, as in the contract: "700" is GBP 7.00. Each part becomes one invoice
 line whose amount is quantity x unit price rounded once (ROUND_HALF_UP), so a charge's total is
 the sum of its rounded lines.
@@ -13,8 +16,19 @@ from typing import Any
 import pytest
 
 from billing.errors import DataError
-from billing.pricing.charges import Part, charge_type, fixed_parts, price_usage
+from billing.pricing.charges import (
+    FixedCharge,
+    GraduatedCharge,
+    PackageCharge,
+    Part,
+    StandardCharge,
+    Tier,
+    UsageCharge,
+    VolumeCharge,
+    parse_charge,
+)
 from billing.pricing.money import line_amount
+from billing.records import Plan, PlanChargeError
 
 # Stripe's documented tiers: 1-5 at 7.00, 6-10 at 6.50, 11+ at 6.00.
 STRIPE_TIERS = [
@@ -32,6 +46,13 @@ FLAT_TIERS = [
 
 def charge(model: str, **fields: Any) -> dict[str, Any]:
     return {"type": "usage", "meter": "m", "model": model, **fields}
+
+
+def price_usage(data: dict[str, Any], quantity: Decimal) -> list[Part]:
+    """Parse a usage charge map, then price ``quantity`` with it."""
+    parsed = parse_charge(data)
+    assert isinstance(parsed, UsageCharge)
+    return parsed.price(quantity)
 
 
 def amounts(parts: list[Part]) -> list[int]:
@@ -252,11 +273,25 @@ def test_quantities_beyond_28_significant_digits_are_priced_exactly() -> None:
 # -- fixed and types ---------------------------------------------------------------------------------
 
 def test_fixed_parts() -> None:
-    assert fixed_parts({"type": "fixed", "unit_amount_decimal": "1000"}) == (Decimal(1), Decimal(1000))
-    assert fixed_parts({"type": "fixed", "unit_amount_decimal": "2500", "quantity": 3}) == (
-        Decimal(3), Decimal(2500))
-    assert charge_type({"type": "fixed"}) == "fixed"
-    assert charge_type({"type": "usage"}) == "usage"
+    assert parse_charge({"type": "fixed", "unit_amount_decimal": "1000"}) == FixedCharge(
+        description=None, unit_amount=Decimal(1000), quantity=Decimal(1))
+    assert parse_charge({"type": "fixed", "unit_amount_decimal": "2500", "quantity": 3,
+                         "description": "Seats"}) == FixedCharge(
+        description="Seats", unit_amount=Decimal(2500), quantity=Decimal(3))
+
+
+def test_each_model_parses_into_its_own_class() -> None:
+    assert parse_charge(charge("standard", unit_amount_decimal="2", free_units="0.5",
+                               description="API")) == StandardCharge(
+        meter="m", description="API", free_units=Decimal("0.5"), unit_amount=Decimal(2))
+    assert parse_charge(charge("graduated", tiers=STRIPE_TIERS)) == GraduatedCharge(
+        meter="m", tiers=(Tier(Decimal(5), Decimal(700), Decimal(0)),
+                          Tier(Decimal(10), Decimal(650), Decimal(0)),
+                          Tier(None, Decimal(600), Decimal(0))))
+    volume = parse_charge(charge("volume", tiers=FLAT_TIERS))
+    assert isinstance(volume, VolumeCharge) and volume.tiers[0].flat_amount == Decimal(200)
+    assert parse_charge(charge("package", package_size=10, unit_amount_decimal="500")) == (
+        PackageCharge(meter="m", package_size=Decimal(10), unit_amount=Decimal(500)))
 
 
 # -- errors ----------------------------------------------------------------------------------------------
@@ -289,14 +324,60 @@ def test_fixed_parts() -> None:
 ])
 def test_malformed_charges_raise_data_error(bad: dict[str, Any], message: str) -> None:
     with pytest.raises(DataError, match=message) as info:
-        price_usage(bad, Decimal(1))
+        parse_charge(bad)
     assert info.value.code in ("invalid_charge", "invalid_price")
 
 
 def test_malformed_fixed_and_type() -> None:
     with pytest.raises(DataError, match="quantity must not be negative"):
-        fixed_parts({"type": "fixed", "unit_amount_decimal": "1", "quantity": -1})
+        parse_charge({"type": "fixed", "unit_amount_decimal": "1", "quantity": -1})
     with pytest.raises(DataError, match="quantity must be a number"):
-        fixed_parts({"type": "fixed", "unit_amount_decimal": "1", "quantity": "two"})
+        parse_charge({"type": "fixed", "unit_amount_decimal": "1", "quantity": "two"})
     with pytest.raises(DataError, match="unknown charge type"):
-        charge_type({"type": "credit"})
+        parse_charge({"type": "credit"})
+    with pytest.raises(DataError, match="charges meter None") as info:
+        parse_charge({"type": "usage", "model": "standard", "unit_amount_decimal": "1"})
+    assert info.value.code == "unknown_meter"
+
+
+# -- plans: charges are checked when the plan is parsed --------------------------------------------
+
+def plan_data(*charges: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"currency": "GBP", "interval": "month", "interval_count": 1,
+            "charges": list(charges), **fields}
+
+
+def test_a_plan_holds_typed_charges() -> None:
+    plan = Plan.parse("pro", plan_data(
+        {"type": "fixed", "description": "Pro", "unit_amount_decimal": "3100"},
+        charge("graduated", tiers=STRIPE_TIERS),
+        {**charge("package", package_size=10, unit_amount_decimal="500"), "meter": "seats"}))
+    assert [type(c) for c in plan.charges] == [FixedCharge, GraduatedCharge, PackageCharge]
+    assert plan.meter_codes == {"m", "seats"}
+    (_, graduated, _) = plan.charges
+    assert isinstance(graduated, GraduatedCharge)
+    assert sum(amounts(graduated.price(Decimal(6)))) == 4150  # Stripe's example
+
+
+def test_a_malformed_charge_fails_the_plan_when_it_is_parsed() -> None:
+    # The run reports this error for each subscription of the plan, as the invoice builder
+    # used to when it priced the charge: same message, same code.
+    data = plan_data({"type": "fixed", "unit_amount_decimal": "3100"},
+                     charge("graduated", tiers=[{"up_to": 5, "unit_amount_decimal": "1"}]),
+                     {"type": "usage", "meter": "other", "model": "median"})
+    with pytest.raises(PlanChargeError) as info:
+        Plan.parse("pro", data)
+    assert info.value.message == ("plan 'pro' charge 2: the last tier must have up_to null "
+                                  "(no upper limit)")
+    assert info.value.code == "invalid_charge"
+    # the meters its charges name, valid or not: its subscriptions still claim their events
+    assert info.value.meter_codes == {"m", "other"}
+    with pytest.raises(PlanChargeError, match="plan 'pro' charge 1: unit_amount_decimal") as bad:
+        Plan.parse("pro", plan_data({"type": "fixed", "unit_amount_decimal": "-1"}))
+    assert bad.value.code == "invalid_price"
+
+
+def test_the_plan_fields_are_checked_before_its_charges() -> None:
+    with pytest.raises(DataError, match="interval") as info:
+        Plan.parse("pro", plan_data(charge("median"), interval="fortnight"))
+    assert info.value.code == "invalid_field" and not isinstance(info.value, PlanChargeError)

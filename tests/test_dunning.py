@@ -12,7 +12,6 @@ from google.cloud import firestore
 from billing.errors import DataError
 from billing.http.shell import clock as http_clock
 from billing.records import Tenant
-from billing.runs.dunning import DunningPolicy
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import TODAY
@@ -61,7 +60,7 @@ def tenant(dunning: Any = None) -> Tenant:
 
 
 def test_policy_defaults_configuration_and_plan() -> None:
-    policy = DunningPolicy.of(tenant())
+    policy = tenant().dunning
     assert (policy.reminder_days, policy.suspend_after_days,
             policy.uncollectible_after_days) == ((1, 7, 14), 21, 60)
     d = timedelta(days=1)
@@ -80,17 +79,17 @@ def test_policy_defaults_configuration_and_plan() -> None:
     assert plan(60, "suspension") == ["uncollectible"]
     assert plan(70) == ["suspension", "uncollectible"]
 
-    custom = DunningPolicy.of(tenant({"reminder_days": [30, 3], "suspend_after_days": 10,
-                                      "uncollectible_after_days": None}))
+    custom = tenant({"reminder_days": [30, 3], "suspend_after_days": 10,
+                     "uncollectible_after_days": None}).dunning
     assert custom.reminder_days == (3, 30)
     assert custom.plan(d * 12, {}) == ["suspension"]
     assert custom.plan(d * 31, {"suspension": {}}) == ["reminder_30"]
     assert custom.plan(d * 999, {"suspension": {}, "reminder_30": {}}) == []
-    assert DunningPolicy.of(tenant({"enabled": False})).plan(d * 99, {}) == []
+    assert tenant({"enabled": False}).dunning.plan(d * 99, {}) == []
     for bad in ({"reminder_days": "1,7"}, {"reminder_days": [1.5]}, {"suspend_after_days": -1},
                 {"uncollectible_after_days": True}, "weekly"):
         with pytest.raises(DataError):
-            DunningPolicy.of(tenant(bad))
+            tenant(bad).dunning  # noqa: B018 (the property raises)
 
 
 # -- day by day ---------------------------------------------------------------------------------------

@@ -253,3 +253,30 @@ def test_weighted_sum_of_a_mid_period_start_averages_over_the_period(
     close_october(call_function, T)
     # 10 GB during the second half only: 10 x 1,341,000 / 2,682,000 = 5 GB-months x 0.40 = 2.00
     assert rows(f.invoices(db, T)["sub-late-20261001"]) == [("storage", "5", "40", 200, 40)]
+
+
+def test_a_malformed_charge_is_reported_for_its_subscriptions_and_keeps_its_events(
+        db: firestore.Client, call_function: Any) -> None:
+    # Charges are checked when the plan is read (issue 9): the error is the one the pricing
+    # used to raise, for each subscription on the plan. The plan still claims its meter, so
+    # cleo's newer subscription owns the event of the 15th and her older one is billed
+    # without it (not held back as ambiguous).
+    seed_catalogue(db)
+    f.plan(db, T, "broken", [
+        {"type": "usage", "meter": "calls", "model": "graduated",
+         "tiers": [{"up_to": 5, "unit_amount_decimal": "700"}]}])
+    f.customer(db, T, "cleo", "GB")
+    f.subscription(db, T, "sub-old", "cleo", "basic")
+    f.subscription(db, T, "sub-new", "cleo", "broken", started_at=utc(2026, 10, 10))
+    f.event(db, T, "c1", "cleo", "calls", utc(2026, 10, 5))
+    f.event(db, T, "c2", "cleo", "calls", utc(2026, 10, 15))
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    assert status == 200, body
+    assert [(e["subscription_id"], e["code"], e["error"]) for e in body["errors"]] == [
+        ("sub-new", "invalid_charge",
+         "plan 'broken' charge 1: the last tier must have up_to null (no upper limit)")]
+    invoices = f.invoices(db, T)
+    assert sorted(invoices) == ["sub-old-20261001"]
+    # the Basic fee (31.00) and 1 call at 0.10
+    assert rows(invoices["sub-old-20261001"]) == [("fixed", "1", "3100", 3100, 620),
+                                                  ("calls", "1", "10", 10, 2)]

@@ -12,7 +12,6 @@ from billing.delivery.outbox import Services, deliver_finalized_invoices
 from billing.delivery.stripe_billing import (
     StripeGateway,
     StripeSettings,
-    TenantStripe,
     idempotency_key,
     push_invoice,
     sync_status,
@@ -268,13 +267,13 @@ def test_tenant_settings_are_validated() -> None:
 
     base = {"name": "A", "status": "active", "timezone": "UTC", "currency": "GBP",
             "invoice_prefix": "A", "payment_terms_days": 10, "tax_rates": {}}
-    assert TenantStripe.of(Tenant.parse("a", base)).enabled is False
-    config = TenantStripe.of(Tenant.parse("a", {**base, "stripe": {"enabled": True}}))
+    assert Tenant.parse("a", base).stripe.enabled is False
+    config = Tenant.parse("a", {**base, "stripe": {"enabled": True}}).stripe
     assert (config.collection_method, config.days_until_due) == ("send_invoice", 10)
     with pytest.raises(DataError, match="collection_method"):
-        TenantStripe.of(Tenant.parse("a", {**base, "stripe": {"collection_method": "cash"}}))
+        Tenant.parse("a", {**base, "stripe": {"collection_method": "cash"}}).stripe  # noqa: B018
     with pytest.raises(DataError, match="days_until_due"):
-        TenantStripe.of(Tenant.parse("a", {**base, "stripe": {"days_until_due": -1}}))
+        Tenant.parse("a", {**base, "stripe": {"days_until_due": -1}}).stripe  # noqa: B018
     assert idempotency_key("t", "i", "invoice_create") == "t:i:invoice_create"
     long = idempotency_key("t" * 200, "i" * 200, "invoice_create")
     assert len(long) <= 255 and long.endswith(":invoice_create")

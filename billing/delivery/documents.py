@@ -58,7 +58,7 @@ def pdf_input(tenant: Tenant, invoice: Mapping[str, Any]) -> dict[str, Any]:
         "tax_inclusive": bool(invoice.get("tax_inclusive", False)),
         "amount_paid": invoice.get("amount_paid", 0),
         "amount_due": invoice.get("amount_due", invoice["total"]),
-        "memo": tenant.raw.get("invoice_memo")
+        "memo": tenant.invoice_memo
         or f"Payment due within {tenant.payment_terms_days} days of the issue date.",
     }
 

@@ -291,9 +291,7 @@ def sender_for(tenant: Tenant, settings: SmtpSettings) -> str:
 
     An address that already has a display name is used as it is.
     """
-    email_map = tenant.raw.get("email") or {}
-    configured = str(email_map.get("from") or "") if isinstance(email_map, Mapping) else ""
-    address = configured or settings.sender
+    address = tenant.email.sender or settings.sender
     name, addr = parseaddr(address)
     return address if name else formataddr((str(tenant.seller().get("name") or tenant.name),
                                             addr))

@@ -108,8 +108,7 @@ def _render_pdf(tenant: Tenant, invoice: Mapping[str, Any]) -> bytes:
 
 def email_enabled(tenant: Tenant) -> bool:
     """True when the tenant's ``email.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
-    raw = tenant.raw.get("email")
-    return isinstance(raw, Mapping) and raw.get("enabled") is True
+    return tenant.email.enabled
 
 
 # -- the outbox ----------------------------------------------------------------------------------
@@ -214,7 +213,7 @@ class _Delivery:
         return errors
 
     def _push(self, invoice: Invoice) -> None:
-        self._stripe_config = self._stripe_config or TenantStripe.of(self.tenant)
+        self._stripe_config = self._stripe_config or self.tenant.stripe
         push_invoice(self.store, self.tenant, invoice.as_document(), self.services.stripe(),
                      self.now, self._stripe_config)
 

@@ -85,12 +85,11 @@ from stripe.params import (
 
 from billing.errors import BillingError, DataError, StripeFailure
 from billing.logs import get_logger
-from billing.records import Tenant
+from billing.records import COLLECTION_METHODS, Tenant, TenantStripe
 from billing.store.firestore_store import BillingStore
 
 log = get_logger("billing.stripe")
 T = TypeVar("T")
-COLLECTION_METHODS = ("send_invoice", "charge_automatically")
 MAX_KEY_LENGTH = 255
 LIST_LIMIT = 100
 MAX_NUMBER_LENGTH = 26  # Stripe's limit for a custom invoice number
@@ -116,45 +115,6 @@ class StripeSettings:
             raise BillingError("STRIPE_API_KEY is not set: Stripe is enabled for the tenant "
                                "but cannot be called", code="misconfigured")
         return cls(api_key=key, api_base=(environ.get("STRIPE_API_BASE") or "").strip() or None)
-
-
-@dataclass(frozen=True)
-class TenantStripe:
-    """A tenant's ``stripe`` map, validated.
-
-    ``days_until_due`` applies to ``send_invoice`` only.
-    """
-
-    enabled: bool
-    collection_method: str = "send_invoice"
-    days_until_due: int = 30
-    account: str | None = None
-    use_invoice_number: bool = True
-
-    @classmethod
-    def of(cls, tenant: Tenant) -> TenantStripe:
-        """Parse ``tenant.raw["stripe"]`` (absent: disabled).
-
-        Raises:
-            DataError: an unknown collection method or a bad ``days_until_due``.
-
-        """
-        raw = tenant.raw.get("stripe") or {}
-        if not isinstance(raw, Mapping):
-            raise DataError(f"tenants/{tenant.id}: 'stripe' must be a map", code="invalid_field")
-        method = raw.get("collection_method") or "send_invoice"
-        if method not in COLLECTION_METHODS:
-            raise DataError(f"tenants/{tenant.id}: stripe.collection_method must be one of "
-                            f"{', '.join(COLLECTION_METHODS)}, got {method!r}",
-                            code="invalid_field")
-        days = raw.get("days_until_due", tenant.payment_terms_days)
-        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-            raise DataError(f"tenants/{tenant.id}: stripe.days_until_due must be an integer >= 0",
-                            code="invalid_field")
-        account = raw.get("account")
-        return cls(enabled=raw.get("enabled") is True, collection_method=str(method),
-                   days_until_due=days, account=str(account) if account else None,
-                   use_invoice_number=raw.get("use_invoice_number", True) is True)
 
 
 def idempotency_key(tenant_id: str, object_id: str, step: str) -> str:
@@ -675,7 +635,7 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
             differs from ours.
 
     """
-    config = config or TenantStripe.of(tenant)
+    config = config or tenant.stripe
     push = _Push(store, tenant.id, str(invoice["invoice_id"]), gateway, config, now)
     state: Mapping[str, Any] = invoice.get("stripe") or {}
     done: Mapping[str, Any] = state.get("steps") or {}
@@ -731,7 +691,7 @@ def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
     sid = invoice.get("stripe_invoice_id")
     if not isinstance(sid, str) or not sid:
         return None
-    config = config or TenantStripe.of(tenant)
+    config = config or tenant.stripe
     invoice_id = str(invoice["invoice_id"])
     target = STATUS_ACTIONS[action]
     current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
@@ -757,8 +717,7 @@ def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
 
 def enabled_for(tenant: Tenant) -> bool:
     """True when the tenant's ``stripe.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
-    raw = tenant.raw.get("stripe")
-    return isinstance(raw, Mapping) and raw.get("enabled") is True
+    return tenant.stripe_enabled
 
 
 __all__ = ["COLLECTION_METHODS", "PushResult", "StripeFailure", "StripeGateway", "StripeSettings",

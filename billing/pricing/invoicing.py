@@ -13,22 +13,23 @@ enforceable by a create-if-absent write.
 Fixed charges are prorated by active calendar days (``proration_days``); usage is never prorated
 (only events inside the subscription's active window are counted, by ``billing.pricing.usage``).
 
-Errors: ``DataError`` for a plan in another currency, a charge naming a missing or invalid meter,
-a malformed charge, or an amount Firestore cannot store (``amount_too_large``: above a signed
-64-bit integer of minor units); the run reports it for this subscription and goes on.
+Charges come typed and checked from ``Plan.parse`` (``billing.pricing.charges``). Errors:
+``DataError`` for a plan in another currency, a charge naming a missing or invalid meter, or an
+amount Firestore cannot store (``amount_too_large``: above a signed 64-bit integer of minor
+units); the run reports it for this subscription and goes on.
 Quantities are kept exactly (``billing.pricing.money.EXACT``) and stored as plain decimal text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from billing.errors import DataError
 from billing.pricing.aggregation import GroupKey
-from billing.pricing.charges import Part, charge_type, fixed_parts, price_usage
+from billing.pricing.charges import FixedCharge, Part, UsageCharge
 from billing.pricing.money import (
     MAX_STORED_INTEGER,
     TWELVE_PLACES,
@@ -166,6 +167,95 @@ def _check_storable(amount: int, what: str) -> None:
                         f"({MAX_STORED_INTEGER})", code="amount_too_large")
 
 
+@dataclass(frozen=True)
+class LineTax:
+    """The tax step: one rate for every line of an invoice, applied to each line as it is made.
+
+    ``rate`` is the customer's percent (``billing.pricing.tax.tax_rate_for``); ``inclusive``:
+    line amounts include the tax (``Tenant.tax_inclusive``).
+    """
+
+    rate: Decimal
+    inclusive: bool
+
+    def line(self, description: str, quantity: Decimal, unit_amount: Decimal, kind: str,
+             meter: str | None = None, group: GroupKey = ()) -> InvoiceLine:
+        """One line: ``amount = quantity x unit_amount`` rounded once, and its tax.
+
+        Raises:
+            DataError: (``amount_too_large``) an amount Firestore cannot store.
+
+        """
+        amount = line_amount(quantity, unit_amount)
+        _check_storable(amount, description)
+        return InvoiceLine(
+            description=description, quantity=quantity, unit_amount_decimal=unit_amount,
+            amount=amount, tax_rate=self.rate,
+            tax=line_tax(amount, self.rate, inclusive=self.inclusive),
+            kind=kind, meter=meter, group=group,
+        )
+
+
+def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> InvoiceLine | None:
+    """The line of a fixed fee prorated to ``days`` = ``(active, period)``; ``None`` if 0 active.
+
+    A partial period prorates the unit price, ``unit x active / period`` at 60 digits, rounded
+    half up to 12 decimals, and says so in the description (``"Pro (10 of 31 days)"``).
+    """
+    active, total_days = days
+    if active == 0:
+        return None
+    unit = charge.unit_amount
+    label = charge.description or "Subscription fee"
+    if active < total_days:
+        with localcontext(prec=60):
+            unit = (unit * active / total_days).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
+        label = f"{label} ({active} of {total_days} days)"
+    return tax.line(label, charge.quantity, unit, "fixed")
+
+
+def usage_lines(charge: UsageCharge, meters: Mapping[str, Meter | DataError],
+                usage: Mapping[str, Mapping[GroupKey, Decimal]], tax: LineTax,
+                currency: str, locale: str) -> list[InvoiceLine]:
+    """The lines of a usage charge: each group of its meter priced by the charge's model.
+
+    A meter without usage prices a zero quantity (one zero line shows the charge), unless it
+    groups (no group, no line).
+
+    Raises:
+        DataError: the meter does not exist (``unknown_meter``) or failed to parse (its own
+            error), or an amount is too large.
+
+    """
+    meter = meters.get(charge.meter)
+    if meter is None:
+        raise DataError(f"charges meter {charge.meter!r}, which does not exist",
+                        code="unknown_meter")
+    if isinstance(meter, DataError):
+        raise meter
+    label = charge.description or meter.name
+    groups = usage.get(meter.code)
+    if groups is None:
+        groups = {} if meter.group_by else {(): Decimal(0)}
+    return [tax.line(_usage_description(label, meter, group, part, currency, locale),
+                     part.quantity, part.unit_amount, "flat" if part.flat else "usage",
+                     meter.code, group)
+            for group, quantity in sorted(groups.items()) for part in charge.price(quantity)]
+
+
+def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int]:
+    """``(subtotal, tax, total)`` of ``lines``; tax inclusive: ``total == subtotal``.
+
+    Raises:
+        DataError: (``amount_too_large``) ``subtotal + tax`` is more than Firestore can store.
+
+    """
+    subtotal = sum(line.amount for line in lines)
+    tax = sum(line.tax for line in lines)
+    _check_storable(subtotal + tax, "the invoice total")
+    return subtotal, tax, subtotal if inclusive else subtotal + tax
+
+
 def build_invoice(
     *,
     tenant: Tenant,
@@ -180,6 +270,10 @@ def build_invoice(
 ) -> InvoiceDraft:
     """Price one subscription for one period.
 
+    Steps: fixed lines (``fixed_line``, prorated), usage lines (``usage_lines``), each line
+    taxed as it is made (``LineTax``), then ``totals``. A failure in a charge is reported as
+    ``plan '<id>' charge <n>: <problem>`` with the problem's code.
+
     Args:
         meters: the tenant's meters by code; a value that is a ``DataError`` is a meter that failed
             to parse and fails the subscriptions that charge it.
@@ -188,70 +282,34 @@ def build_invoice(
             charge -> ``is_empty``).
 
     Raises:
-        DataError: currency mismatch, unknown or invalid meter, malformed charge, or an amount
-            beyond Firestore's 64-bit integers (``amount_too_large``).
+        DataError: currency mismatch, unknown or invalid meter, or an amount beyond
+            Firestore's 64-bit integers (``amount_too_large``). Charges were checked when the
+            plan was parsed.
 
     """
     if plan.currency != tenant.currency:
         raise DataError(
             f"plan {plan.id!r} is in {plan.currency} but tenant {tenant.id!r} bills in "
             f"{tenant.currency}", code="currency_mismatch")
-    rate = tax_rate_for(tenant, customer)
-    currency = tenant.currency
+    tax = LineTax(tax_rate_for(tenant, customer), tenant.tax_inclusive)
     lines: list[InvoiceLine] = []
     has_fixed = False
-
-    def add(description: str, quantity: Decimal, unit_amount: Decimal, kind: str,
-            meter: str | None = None, group: GroupKey = ()) -> None:
-        amount = line_amount(quantity, unit_amount)
-        _check_storable(amount, description)
-        lines.append(InvoiceLine(
-            description=description, quantity=quantity, unit_amount_decimal=unit_amount,
-            amount=amount, tax_rate=rate,
-            tax=line_tax(amount, rate, inclusive=tenant.tax_inclusive),
-            kind=kind, meter=meter, group=group,
-        ))
-
+    days: tuple[int, int] | None = None
     for index, charge in enumerate(plan.charges):
-        where = f"plan {plan.id!r} charge {index + 1}"
         try:
-            kind = charge_type(charge)
-            if kind == "fixed":
-                active, total_days = proration_days(subscription, period, plan, customer)
-                if active == 0:
-                    continue
-                quantity, unit = fixed_parts(charge)
-                label = str(charge.get("description") or "Subscription fee")
-                if active < total_days:
-                    with localcontext(prec=60):
-                        unit = (unit * active / total_days).quantize(
-                            TWELVE_PLACES, rounding=ROUND_HALF_UP)
-                    label = f"{label} ({active} of {total_days} days)"
-                has_fixed = True
-                add(label, quantity, unit, "fixed")
-                continue
-            code = charge.get("meter")
-            meter = meters.get(code) if isinstance(code, str) else None
-            if meter is None:
-                raise DataError(f"charges meter {code!r}, which does not exist",
-                                code="unknown_meter")
-            if isinstance(meter, DataError):
-                raise meter
-            label = str(charge.get("description") or meter.name)
-            groups = usage.get(meter.code)
-            if groups is None:
-                groups = {} if meter.group_by else {(): Decimal(0)}
-            for group, quantity in sorted(groups.items()):
-                for part in price_usage(charge, quantity):
-                    add(_usage_description(label, meter, group, part, currency, tenant.locale),
-                        part.quantity, part.unit_amount, "flat" if part.flat else "usage",
-                        meter.code, group)
+            if isinstance(charge, FixedCharge):
+                days = days or proration_days(subscription, period, plan, customer)
+                line = fixed_line(charge, days, tax)
+                if line is not None:
+                    has_fixed = True
+                    lines.append(line)
+            else:
+                lines.extend(usage_lines(charge, meters, usage, tax, tenant.currency,
+                                         tenant.locale))
         except DataError as exc:
-            raise DataError(f"{where}: {exc.message}", code=exc.code) from None
-
-    subtotal = sum(line.amount for line in lines)
-    tax = sum(line.tax for line in lines)
-    _check_storable(subtotal + tax, "the invoice total")
+            raise DataError(f"plan {plan.id!r} charge {index + 1}: {exc.message}",
+                            code=exc.code) from None
+    subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)
     return InvoiceDraft(
         invoice_id=invoice_id_for(subscription.id, period),
         tenant_id=tenant.id,
@@ -260,11 +318,11 @@ def build_invoice(
         plan_id=plan.id,
         billing_time=subscription.billing_time,
         period=period,
-        currency=currency,
+        currency=tenant.currency,
         lines=tuple(lines),
         subtotal=subtotal,
-        tax=tax,
-        total=subtotal if tenant.tax_inclusive else subtotal + tax,
+        tax=tax_total,
+        total=total,
         tax_inclusive=tenant.tax_inclusive,
         usage_events=usage_events,
         has_fixed_charges=has_fixed,

@@ -32,8 +32,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from billing.errors import DataError
 from billing.pricing.aggregation import Accumulator, GroupKey, make_accumulator
-from billing.records import Meter, UsageEvent
+from billing.pricing.charges import Charge, UsageCharge
+from billing.records import Meter, Plan, PlanChargeError, UsageEvent
 
 _FOREVER = datetime.max.replace(tzinfo=UTC)
 
@@ -237,12 +239,21 @@ def _fold(owner: _Claim, event: UsageEvent) -> bool:
     return False
 
 
-def charged_meter_codes(charges: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The meter codes a plan's charges name (valid or not): the meters its subscriptions claim."""
-    return {code for charge in charges if isinstance(code := charge.get("meter"), str)}
+def plan_meter_codes(plan: Plan | DataError | None) -> frozenset[str] | None:
+    """The meter codes a subscription on ``plan`` claims (``UsageRouter.claim``).
+
+    A parsed plan: its usage charges' meters. A plan with a malformed charge
+    (``billing.records.PlanChargeError``): the meters its charge maps name, valid or not. A
+    missing or otherwise unreadable plan: ``None`` (unknown meters).
+    """
+    if isinstance(plan, Plan):
+        return plan.meter_codes
+    if isinstance(plan, PlanChargeError):
+        return plan.meter_codes
+    return None
 
 
-def meters_of_plan(charges: Iterable[Mapping[str, Any]],
+def meters_of_plan(charges: Iterable[Charge],
                    meters: Mapping[str, Meter | Exception]) -> list[Meter]:
     """Return the parsed meters a plan's usage charges name.
 
@@ -250,8 +261,7 @@ def meters_of_plan(charges: Iterable[Mapping[str, Any]],
     """
     found: dict[str, Meter] = {}
     for charge in charges:
-        code = charge.get("meter")
-        meter = meters.get(code) if isinstance(code, str) else None
+        meter = meters.get(charge.meter) if isinstance(charge, UsageCharge) else None
         if isinstance(meter, Meter):
             found[meter.code] = meter
     return list(found.values())

@@ -70,7 +70,7 @@ from billing.delivery.outbox import (
 from billing.delivery.stripe_billing import enabled_for, sync_status
 from billing.errors import BillingError, Conflict, DataError, StripeFailure
 from billing.logs import get_logger, log_context
-from billing.records import Customer, Invoice, Tenant
+from billing.records import Customer, DunningPolicy, Invoice, Tenant
 from billing.runs.payments import change_status, reactivate_if_clear
 from billing.runs.pipeline import resolve_tenants
 from billing.store.firestore_store import (
@@ -84,90 +84,6 @@ from billing.store.firestore_store import (
 
 log = get_logger("billing.dunning")
 MAX_LISTED = 1000
-DEFAULT_REMINDER_DAYS = (1, 7, 14)
-DEFAULT_SUSPEND_AFTER_DAYS = 21
-DEFAULT_UNCOLLECTIBLE_AFTER_DAYS = 60
-
-
-def _days(value: Any, where: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
-        raise DataError(f"{where}: dunning.{name} must be whole days 0-3650, got {value!r}",
-                        code="invalid_field")
-    return value
-
-
-@dataclass(frozen=True)
-class DunningPolicy:
-    """A tenant's dunning policy (days after the due date); ``None`` disables a step."""
-
-    reminder_days: tuple[int, ...] = DEFAULT_REMINDER_DAYS
-    suspend_after_days: int | None = DEFAULT_SUSPEND_AFTER_DAYS
-    uncollectible_after_days: int | None = DEFAULT_UNCOLLECTIBLE_AFTER_DAYS
-    enabled: bool = True
-
-    @classmethod
-    def of(cls, tenant: Tenant) -> DunningPolicy:
-        """Parse ``tenant.raw["dunning"]`` (absent keys take the defaults).
-
-        Raises:
-            DataError: not a map, or a day count that is not an integer 0-3650.
-
-        """
-        raw = tenant.raw.get("dunning")
-        if raw is None:
-            return cls()
-        where = f"tenants/{tenant.id}"
-        if not isinstance(raw, Mapping):
-            raise DataError(f"{where}: 'dunning' must be a map", code="invalid_field")
-        days = raw.get("reminder_days", list(DEFAULT_REMINDER_DAYS))
-        if not isinstance(days, list | tuple):
-            raise DataError(f"{where}: dunning.reminder_days must be a list", code="invalid_field")
-        reminders = tuple(sorted({_days(d, where, "reminder_days") for d in days}))
-        suspend = raw.get("suspend_after_days", DEFAULT_SUSPEND_AFTER_DAYS)
-        uncollectible = raw.get("uncollectible_after_days", DEFAULT_UNCOLLECTIBLE_AFTER_DAYS)
-        return cls(
-            reminder_days=reminders,
-            suspend_after_days=None if suspend is None else _days(
-                suspend, where, "suspend_after_days"),
-            uncollectible_after_days=None if uncollectible is None else _days(
-                uncollectible, where, "uncollectible_after_days"),
-            enabled=raw.get("enabled", True) is True,
-        )
-
-    def plan(self, overdue: timedelta, done: Mapping[str, Any]) -> list[str]:
-        """The steps to take now for an invoice ``overdue`` past its due date.
-
-        ``done`` is the invoice's ``dunning`` map. Steps, in order: ``suspension``,
-        ``suspension_notice`` (a queued notice not yet sent), ``uncollectible``, and at most one
-        ``reminder_<d>`` (the latest due, unless suspension is due and that reminder is not later
-        than it, or ``uncollectible`` is due).
-        """
-        if not self.enabled:
-            return []
-
-        def reached(days: int | None) -> bool:
-            return days is not None and overdue >= timedelta(days=days)
-
-        steps: list[str] = []
-        suspension_due = reached(self.suspend_after_days)
-        uncollectible_due = reached(self.uncollectible_after_days)
-        if suspension_due and "suspension" not in done:
-            steps.append("suspension")
-        suspension = done.get("suspension")
-        if (isinstance(suspension, Mapping) and suspension.get("notice")
-                and "suspension_notice" not in done):
-            steps.append("suspension_notice")
-        if uncollectible_due:
-            steps.append("uncollectible")
-            return steps
-        due = [d for d in self.reminder_days if reached(d)]
-        if due:
-            latest = max(due)
-            beyond_suspension = (not suspension_due or self.suspend_after_days is None
-                                 or latest > self.suspend_after_days)
-            if beyond_suspension and f"reminder_{latest}" not in done:
-                steps.append(f"reminder_{latest}")
-        return steps
 
 
 @dataclass
@@ -522,7 +438,7 @@ def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> di
     """One tenant's dunning pass; returns its summary. Failures go to ``report.errors``."""
     started = time.monotonic()
     before = report.counters()
-    policy = DunningPolicy.of(tenant)
+    policy = tenant.dunning
     run = _TenantRun(ctx, report, tenant, policy)
     if not ctx.dry_run:
         retried, failures = sweep(ctx.store, tenant, ctx.services, ctx.run_id, ctx.now)

@@ -29,7 +29,7 @@ from billing.logs import get_logger, log_context
 from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
 from billing.pricing.proration import suspended_during
-from billing.pricing.usage import UsageRouter, charged_meter_codes, meters_of_plan
+from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
 from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
 from billing.store.firestore_store import BillingStore, invoice_size
 
@@ -256,8 +256,7 @@ def claim_usage(store: BillingStore, tenant: Tenant, router: UsageRouter, catalo
     for sub in (*known, *read, *(sub for sub, _ in candidates)):
         if isinstance(sub, tuple) or sub.customer_id not in customer_ids:
             continue
-        plan = catalog.plans.get(sub.plan_id)
-        codes = charged_meter_codes(plan.charges) if isinstance(plan, Plan) else None
+        codes = plan_meter_codes(catalog.plans.get(sub.plan_id))
         router.claim(sub.id, sub.customer_id, codes, sub.started_at, sub.canceled_at)
 
 
