@@ -27,6 +27,7 @@ setup: $(STAMP)
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -34,6 +35,7 @@ typecheck: setup
 ## test: lint, types and the whole suite against real emulators (started and stopped by the tests)
 test: setup $(TEST_DEPS)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 

@@ -89,45 +89,59 @@ class AdminError(RuntimeError):
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``python -m admin`` argument parser (subcommand ``call``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m admin", description="Call a billing function with an OIDC ID token.",
+        prog="python -m admin",
+        description="Call a billing function with an OIDC ID token.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     call = sub.add_parser(
-        "call", help="POST a JSON body to a function and print its answer",
+        "call",
+        help="POST a JSON body to a function and print its answer",
         description="POST a JSON body to a billing function and print its JSON answer.",
     )
-    call.add_argument("function", metavar="FUNCTION_NAME",
-                      help="monthly_billing, generate_invoices, dunning, billing_admin, ...")
+    call.add_argument(
+        "function",
+        metavar="FUNCTION_NAME",
+        help="monthly_billing, generate_invoices, dunning, billing_admin, ...",
+    )
     call.add_argument("--url", help="the function's URL (default $ADMIN_URL_<FUNCTION_NAME>)")
     call.add_argument("--audience", help="the token's audience (default: the URL)")
     call.add_argument("--tenant", help="restrict to one tenant (sent as X-Tenant-ID)")
     body = call.add_argument_group("body fields (laid over --data)")
     body.add_argument("--month", type=_month, help="YYYY-MM (monthly_billing)")
-    body.add_argument("--as-of", dest="as_of", type=_rfc3339,
-                      help="RFC 3339 instant (generate_invoices, dunning)")
+    body.add_argument(
+        "--as-of", dest="as_of", type=_rfc3339, help="RFC 3339 instant (generate_invoices, dunning)"
+    )
     body.add_argument("--subscription-id", dest="subscription_id")
     body.add_argument("--action", help="billing_admin action, e.g. mark_paid, void")
     body.add_argument("--invoice-id", dest="invoice_id")
     body.add_argument("--amount", type=_amount, help="minor units (billing_admin mark_paid)")
     body.add_argument("--paid-at", dest="paid_at", type=_rfc3339, help="RFC 3339 instant")
-    body.add_argument("--dry-run", dest="dry_run", action="store_true",
-                      help="send dry_run: true (nothing is written)")
-    body.add_argument("--data", type=_json_object,
-                      help="a JSON object, or @FILE holding one, used as the base body")
+    body.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="send dry_run: true (nothing is written)"
+    )
+    body.add_argument(
+        "--data", type=_json_object, help="a JSON object, or @FILE holding one, used as the base body"
+    )
     auth = call.add_argument_group("token")
-    auth.add_argument("--token-source", choices=TOKEN_SOURCES,
-                      help="default $ADMIN_TOKEN_SOURCE, else google")
-    auth.add_argument("--local", action="store_true",
-                      help="same as --token-source local (dev issuer key)")
-    auth.add_argument("--issuer-dir", type=Path, default=Path(".dev/issuer"),
-                      help="dev issuer key directory for --local (default .dev/issuer)")
-    auth.add_argument("--email", help="the principal of a --local token "
-                                      "(default scheduler@dev.local)")
-    auth.add_argument("--impersonate-service-account", dest="impersonate",
-                      help="for --token-source gcloud "
-                           "(default $ADMIN_IMPERSONATE_SERVICE_ACCOUNT)")
-    call.add_argument("--method", choices=("POST", "GET"), default="POST",
-                      help="GET fetches the health document (no body)")
+    auth.add_argument(
+        "--token-source", choices=TOKEN_SOURCES, help="default $ADMIN_TOKEN_SOURCE, else google"
+    )
+    auth.add_argument("--local", action="store_true", help="same as --token-source local (dev issuer key)")
+    auth.add_argument(
+        "--issuer-dir",
+        type=Path,
+        default=Path(".dev/issuer"),
+        help="dev issuer key directory for --local (default .dev/issuer)",
+    )
+    auth.add_argument("--email", help="the principal of a --local token (default scheduler@dev.local)")
+    auth.add_argument(
+        "--impersonate-service-account",
+        dest="impersonate",
+        help="for --token-source gcloud (default $ADMIN_IMPERSONATE_SERVICE_ACCOUNT)",
+    )
+    call.add_argument(
+        "--method", choices=("POST", "GET"), default="POST", help="GET fetches the health document (no body)"
+    )
     call.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
     return parser
 
@@ -135,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_body(args: argparse.Namespace) -> dict[str, Any]:
     """Return ``--data`` with every given body flag laid over it (see the module docstring)."""
     body: dict[str, Any] = dict(args.data or {})
-    for name in ("month", "as_of", "subscription_id", "action", "invoice_id", "amount",
-                 "paid_at"):
+    for name in ("month", "as_of", "subscription_id", "action", "invoice_id", "amount", "paid_at"):
         value = getattr(args, name)
         if value is not None:
             body[name] = value
@@ -146,8 +159,12 @@ def build_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def obtain_token(
-    source: str, audience: str, *, issuer_dir: Path = Path(".dev/issuer"),
-    email: str | None = None, impersonate: str | None = None,
+    source: str,
+    audience: str,
+    *,
+    issuer_dir: Path = Path(".dev/issuer"),
+    email: str | None = None,
+    impersonate: str | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> str:
     """Return an ID token for ``audience`` from ``source`` (one of :data:`TOKEN_SOURCES`).
@@ -163,24 +180,30 @@ def obtain_token(
         key = load_or_create_key(issuer_dir)
         return mint_token(key, audience=audience, email=email or DEV_PRINCIPAL)
     if email:
-        raise AdminError("--email only applies to --local tokens; other sources mint a token "
-                         "for the identity of their credentials")
+        raise AdminError(
+            "--email only applies to --local tokens; other sources mint a token "
+            "for the identity of their credentials"
+        )
     if source == "env":
         token = environ.get("ADMIN_ID_TOKEN", "").strip()
         if not token:
             raise AdminError("ADMIN_ID_TOKEN is empty (token source 'env')")
         return token
     if source == "gcloud":
-        return _gcloud_token(audience, impersonate or environ.get(
-            "ADMIN_IMPERSONATE_SERVICE_ACCOUNT"))
+        return _gcloud_token(audience, impersonate or environ.get("ADMIN_IMPERSONATE_SERVICE_ACCOUNT"))
     if source == "google":
         return _google_token(audience)
     raise AdminError(f"unknown token source {source!r}; use one of {', '.join(TOKEN_SOURCES)}")
 
 
 def call_function(
-    url: str, token: str, body: Mapping[str, Any] | None, *, tenant: str | None = None,
-    method: str = "POST", timeout: float = 600.0,
+    url: str,
+    token: str,
+    body: Mapping[str, Any] | None,
+    *,
+    tenant: str | None = None,
+    method: str = "POST",
+    timeout: float = 600.0,
 ) -> requests.Response:
     """Send the request with ``Authorization: Bearer <token>`` (and ``X-Tenant-ID``).
 
@@ -213,8 +236,10 @@ def transport_problem(url: str) -> str | None:
         return None
     if scheme == "http" and host and _is_loopback(host):
         return None
-    return (f"refusing to send a token to {url!r}: use https://, or plain HTTP only to "
-            "localhost, 127.0.0.0/8 or [::1]")
+    return (
+        f"refusing to send a token to {url!r}: use https://, or plain HTTP only to "
+        "localhost, 127.0.0.0/8 or [::1]"
+    )
 
 
 def audience_warning(url: str, token: str, audience: str) -> str | None:
@@ -229,14 +254,19 @@ def audience_warning(url: str, token: str, audience: str) -> str | None:
     if any(_origin(aud) == target for aud in audiences):
         return None
     shown = ", ".join(_origin_text(aud) for aud in audiences)
-    return (f"the token's audience ({shown}) is not on the origin of {_origin_text(url)}; "
-            "the function will probably refuse it, and that server receives a token meant "
-            "for another")
+    return (
+        f"the token's audience ({shown}) is not on the origin of {_origin_text(url)}; "
+        "the function will probably refuse it, and that server receives a token meant "
+        "for another"
+    )
 
 
 def main(
-    argv: Sequence[str] | None = None, *, environ: Mapping[str, str] = os.environ,
-    stdout: TextIO | None = None, stderr: TextIO | None = None,
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Run the command line; return the exit status (see the module docstring)."""
     out = stdout or sys.stdout
@@ -260,14 +290,24 @@ def main(
     body = build_body(args)
     try:
         token = obtain_token(
-            source, args.audience or url, issuer_dir=args.issuer_dir, email=args.email,
-            impersonate=args.impersonate, environ=environ,
+            source,
+            args.audience or url,
+            issuer_dir=args.issuer_dir,
+            email=args.email,
+            impersonate=args.impersonate,
+            environ=environ,
         )
         warning = audience_warning(url, token, args.audience or url)
         if warning:
             print(f"warning: {warning}", file=err)
-        response = call_function(url, token, None if args.method == "GET" else body,
-                                 tenant=args.tenant, method=args.method, timeout=args.timeout)
+        response = call_function(
+            url,
+            token,
+            None if args.method == "GET" else body,
+            tenant=args.tenant,
+            method=args.method,
+            timeout=args.timeout,
+        )
     except AdminError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_NO_CONNECTION
@@ -339,7 +379,8 @@ def _google_token(audience: str) -> str:
 
     try:
         token: str = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
-            google.auth.transport.requests.Request(), audience,
+            google.auth.transport.requests.Request(),
+            audience,
         )
     except google.auth.exceptions.GoogleAuthError as exc:
         raise AdminError(
@@ -354,8 +395,7 @@ def _gcloud_token(audience: str, impersonate: str | None) -> str:
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         raise AdminError("gcloud not found (token source 'gcloud')")
-    argv = [gcloud, "auth", "print-identity-token", f"--audiences={audience}",
-            "--include-email"]
+    argv = [gcloud, "auth", "print-identity-token", f"--audiences={audience}", "--include-email"]
     if impersonate:
         argv.append(f"--impersonate-service-account={impersonate}")
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
@@ -379,8 +419,7 @@ def _rfc3339(value: str) -> str:
         parsed = None
     if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
         raise argparse.ArgumentTypeError(
-            f"expected an RFC 3339 instant with an offset, e.g. 2026-11-01T00:00:00Z, "
-            f"got {value!r}"
+            f"expected an RFC 3339 instant with an offset, e.g. 2026-11-01T00:00:00Z, got {value!r}"
         )
     return value
 
@@ -391,8 +430,7 @@ def _amount(value: str) -> int:
     except ValueError:
         amount = -1
     if amount < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer in minor units, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer in minor units, got {value!r}")
     return amount
 
 

@@ -59,6 +59,7 @@ def read_cdnow(customers: int) -> dict[str, list[tuple[datetime, int, str]]]:
 
 def commit_all(db: firestore.Client, writes: list[tuple[Any, dict[str, Any]]]) -> None:
     """Write ``(reference, data)`` pairs in batches of 500, eight batches at a time."""
+
     def commit(chunk: list[tuple[Any, dict[str, Any]]]) -> None:
         batch = db.batch()
         for ref, data in chunk:
@@ -66,30 +67,48 @@ def commit_all(db: firestore.Client, writes: list[tuple[Any, dict[str, Any]]]) -
         batch.commit()
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(commit, [writes[i:i + 500] for i in range(0, len(writes), 500)]))
+        list(pool.map(commit, [writes[i : i + 500] for i in range(0, len(writes), 500)]))
 
 
 def seed(db: firestore.Client, purchases: dict[str, list[tuple[datetime, int, str]]]) -> int:
     """Write tenant, meters, plan, customers, subscriptions and events; return event count."""
     root = db.collection("tenants").document(TENANT)
-    root.set({"name": "CDNOW", "status": "active", "timezone": TZ, "currency": "USD",
-              "invoice_prefix": "CD", "payment_terms_days": 14, "tax_rates": {},
-              "grace_period_hours": 0})
+    root.set(
+        {
+            "name": "CDNOW",
+            "status": "active",
+            "timezone": TZ,
+            "currency": "USD",
+            "invoice_prefix": "CD",
+            "payment_terms_days": 14,
+            "tax_rates": {},
+            "grace_period_hours": 0,
+        }
+    )
     root.collection("meters").document("purchases").set({"aggregation": "count"})
-    root.collection("meters").document("cds").set({"aggregation": "sum", "field": "cds",
-                                                   "unit": "CDs"})
-    root.collection("meters").document("spend").set({"aggregation": "sum", "field": "usd",
-                                                     "unit": "USD"})
-    root.collection("plans").document("club").set({
-        "currency": "USD", "interval": "month", "interval_count": 1, "charges": [
-            {"type": "fixed", "description": "Club membership", "unit_amount_decimal": "499"},
-            {"type": "usage", "meter": "purchases", "model": "standard",
-             "unit_amount_decimal": "25"},
-            {"type": "usage", "meter": "cds", "model": "graduated", "tiers": [
-                {"up_to": 2, "unit_amount_decimal": "0"},
-                {"up_to": None, "unit_amount_decimal": "50"}]},
-            {"type": "usage", "meter": "spend", "model": "standard", "unit_amount_decimal": "2"},
-        ]})
+    root.collection("meters").document("cds").set({"aggregation": "sum", "field": "cds", "unit": "CDs"})
+    root.collection("meters").document("spend").set({"aggregation": "sum", "field": "usd", "unit": "USD"})
+    root.collection("plans").document("club").set(
+        {
+            "currency": "USD",
+            "interval": "month",
+            "interval_count": 1,
+            "charges": [
+                {"type": "fixed", "description": "Club membership", "unit_amount_decimal": "499"},
+                {"type": "usage", "meter": "purchases", "model": "standard", "unit_amount_decimal": "25"},
+                {
+                    "type": "usage",
+                    "meter": "cds",
+                    "model": "graduated",
+                    "tiers": [
+                        {"up_to": 2, "unit_amount_decimal": "0"},
+                        {"up_to": None, "unit_amount_decimal": "50"},
+                    ],
+                },
+                {"type": "usage", "meter": "spend", "model": "standard", "unit_amount_decimal": "2"},
+            ],
+        }
+    )
     writes: list[tuple[Any, dict[str, Any]]] = []
     events = 0
     zone = ZoneInfo(TZ)
@@ -99,20 +118,45 @@ def seed(db: firestore.Client, purchases: dict[str, list[tuple[datetime, int, st
         months = (1998 - first.year) * 12 + 5 - first.month  # period starting in May 1998
         start = add_interval(anchor, "month", months, TZ)
         end = add_interval(anchor, "month", months + 1, TZ)
-        writes.append((root.collection("customers").document(customer_id), {
-            "name": f"Customer {customer_id}", "email": f"c{customer_id}@example.com",
-            "address": {"country": "US"}, "status": "active"}))
-        writes.append((root.collection("subscriptions").document(f"sub-{customer_id}"), {
-            "customer_id": customer_id, "plan_id": "club", "status": "active",
-            "billing_time": "anniversary", "started_at": anchor, "billing_cycle_anchor": anchor,
-            "current_period_start": start, "current_period_end": end}))
+        writes.append(
+            (
+                root.collection("customers").document(customer_id),
+                {
+                    "name": f"Customer {customer_id}",
+                    "email": f"c{customer_id}@example.com",
+                    "address": {"country": "US"},
+                    "status": "active",
+                },
+            )
+        )
+        writes.append(
+            (
+                root.collection("subscriptions").document(f"sub-{customer_id}"),
+                {
+                    "customer_id": customer_id,
+                    "plan_id": "club",
+                    "status": "active",
+                    "billing_time": "anniversary",
+                    "started_at": anchor,
+                    "billing_cycle_anchor": anchor,
+                    "current_period_start": start,
+                    "current_period_end": end,
+                },
+            )
+        )
         for n, (at, cds, usd) in enumerate(rows):
-            for meter, properties in (("purchases", {}), ("cds", {"cds": cds}),
-                                      ("spend", {"usd": usd})):
-                writes.append((root.collection("usage_events").document(
-                    f"cd-{customer_id}-{n}-{meter}"), {
-                    "customer_id": customer_id, "meter": meter, "timestamp": at,
-                    "properties": properties}))
+            for meter, properties in (("purchases", {}), ("cds", {"cds": cds}), ("spend", {"usd": usd})):
+                writes.append(
+                    (
+                        root.collection("usage_events").document(f"cd-{customer_id}-{n}-{meter}"),
+                        {
+                            "customer_id": customer_id,
+                            "meter": meter,
+                            "timestamp": at,
+                            "properties": properties,
+                        },
+                    )
+                )
                 events += 1
     commit_all(db, writes)
     return events
@@ -133,19 +177,23 @@ def _run(customers: int, key: Any) -> int:
     purchases = read_cdnow(customers)
     started = time.perf_counter()
     events = seed(db, purchases)
-    print(f"seeded {len(purchases)} subscriptions and {events} events in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"seeded {len(purchases)} subscriptions and {events} events in {time.perf_counter() - started:.1f} s"
+    )
 
     import billing.http.handlers as handlers
 
     handlers.publish_to_bucket = None  # type: ignore[assignment]
     app = functions_framework.create_app(  # type: ignore[no-untyped-call]
-        target="generate_invoices", source=str(REPO / "functions/generate_invoices/main.py"))
+        target="generate_invoices", source=str(REPO / "functions/generate_invoices/main.py")
+    )
     token = mint_token(key, audience=AUDIENCE)
     started = time.perf_counter()
     response = app.test_client().post(
-        "/", json={"as_of": AS_OF.isoformat()},
-        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT})
+        "/",
+        json={"as_of": AS_OF.isoformat()},
+        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT},
+    )
     run_seconds = time.perf_counter() - started
     body = response.get_json()
     assert response.status_code == 200 and not body["errors"], body
@@ -154,35 +202,46 @@ def _run(customers: int, key: Any) -> int:
 
     window = (min(s["period_start"] for s in _subs(db)), AS_OF)
     started = time.perf_counter()
-    query = (db.collection(f"tenants/{TENANT}/usage_events")
-             .where(filter=FieldFilter("timestamp", ">=", window[0]))
-             .where(filter=FieldFilter("timestamp", "<", window[1])))
+    query = (
+        db.collection(f"tenants/{TENANT}/usage_events")
+        .where(filter=FieldFilter("timestamp", ">=", window[0]))
+        .where(filter=FieldFilter("timestamp", "<", window[1]))
+    )
     window_events = sum(1 for s in query.stream() if s.to_dict() is not None)
     read_s = time.perf_counter() - started
     sample = db.collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict() or {}
     started = time.perf_counter()
-    commit_all(db, [(db.collection(f"tenants/{TENANT}/floor").document(str(i)), sample)
-                    for i in range(invoices)])
+    commit_all(
+        db, [(db.collection(f"tenants/{TENANT}/floor").document(str(i)), sample) for i in range(invoices)]
+    )
     write_s = time.perf_counter() - started
     floor_s = read_s + write_s
     stats = body["stats"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} invoices created, "
-          f"{invoices} finalized, {body['advanced']} subscriptions advanced; "
-          f"{window_events} events in the billing window")
+    print(
+        f"generate_invoices as_of {AS_OF:%Y-%m-%d}: {body['generated']} invoices created, "
+        f"{invoices} finalized, {body['advanced']} subscriptions advanced; "
+        f"{window_events} events in the billing window"
+    )
     print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
-    print(f"run: {run_seconds:.2f} s = {run_seconds / floor_s:.2f}x floor; "
-          f"{invoices / run_seconds:.0f} invoices/s")
-    print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.2f} reads, "
-          f"{stats['firestore_writes'] / invoices:.2f} writes")
+    print(
+        f"run: {run_seconds:.2f} s = {run_seconds / floor_s:.2f}x floor; "
+        f"{invoices / run_seconds:.0f} invoices/s"
+    )
+    print(
+        f"Firestore per invoice: {stats['firestore_reads'] / invoices:.2f} reads, "
+        f"{stats['firestore_writes'] / invoices:.2f} writes"
+    )
     print(f"peak memory: {rss_mb:.0f} MB resident (whole process, seeding included)")
     print(f"totals: {body['totals']}")
     return 0
 
 
 def _subs(db: firestore.Client) -> list[dict[str, Any]]:
-    return [{"period_start": (s.to_dict() or {})["period_start"]}
-            for s in db.collection(f"tenants/{TENANT}/invoices").select(["period_start"]).stream()]
+    return [
+        {"period_start": (s.to_dict() or {})["period_start"]}
+        for s in db.collection(f"tenants/{TENANT}/invoices").select(["period_start"]).stream()
+    ]
 
 
 if __name__ == "__main__":

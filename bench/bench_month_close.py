@@ -44,19 +44,34 @@ END = datetime(2011, 12, 1, tzinfo=UTC)
 
 def load(project: str, csv: Path) -> None:
     """Load the month in a separate process, so this process's memory is the run's."""
-    subprocess.run([sys.executable, "-m", "devtools.online_retail", "--csv", str(csv),
-                    "--month", "2011-11", "--project", project],
-                   check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devtools.online_retail",
+            "--csv",
+            str(csv),
+            "--month",
+            "2011-11",
+            "--project",
+            project,
+        ],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def floor(project: str, documents: int, sample: dict[str, Any]) -> tuple[float, float, int]:
     """Seconds for one streamed read of the month's events and one batched write of N docs."""
     db = firestore.Client(project=project)
     started = time.perf_counter()
-    query = (db.collection(f"tenants/{TENANT}/usage_events")
-             .where(filter=FieldFilter("timestamp", ">=", START))
-             .where(filter=FieldFilter("timestamp", "<", END)))
+    query = (
+        db.collection(f"tenants/{TENANT}/usage_events")
+        .where(filter=FieldFilter("timestamp", ">=", START))
+        .where(filter=FieldFilter("timestamp", "<", END))
+    )
     count = sum(1 for snapshot in query.stream() if snapshot.to_dict() is not None)
     read = time.perf_counter() - started
     started = time.perf_counter()
@@ -82,8 +97,10 @@ def close_month(app: Any, key: Any, project: str, *, pdfs: bool) -> tuple[float,
         token = mint_token(key, audience=AUDIENCE)
         started = time.perf_counter()
         response = app.test_client().post(
-            "/", json={"month": "2011-11"},
-            headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT})
+            "/",
+            json={"month": "2011-11"},
+            headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT},
+        )
         seconds = time.perf_counter() - started
     finally:
         handlers.publish_to_bucket = original
@@ -107,12 +124,18 @@ def _run(csv: Path, key: Any) -> int:
     for project in projects:
         load(project, csv)
     app = functions_framework.create_app(  # type: ignore[no-untyped-call]
-        target="monthly_billing", source=str(REPO / "functions/monthly_billing/main.py"))
+        target="monthly_billing", source=str(REPO / "functions/monthly_billing/main.py")
+    )
 
     bare_seconds, bare = close_month(app, key, projects[0], pdfs=False)
     invoices = bare["generated"]
-    sample = (firestore.Client(project=projects[0])
-              .collection(f"tenants/{TENANT}/invoices").limit(1).get()[0].to_dict())
+    sample = (
+        firestore.Client(project=projects[0])
+        .collection(f"tenants/{TENANT}/invoices")
+        .limit(1)
+        .get()[0]
+        .to_dict()
+    )
     read_s, write_s, events = floor(projects[0], invoices, sample or {})
     full_seconds, full = close_month(app, key, projects[1], pdfs=True)
     floor_s = read_s + write_s
@@ -121,16 +144,24 @@ def _run(csv: Path, key: Any) -> int:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"month close 2011-11: {invoices} invoices, {events} events")
     print(f"emulator floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s")
-    print(f"run without PDFs: {bare_seconds:.2f} s = {bare_seconds / floor_s:.2f}x floor "
-          f"(target <= 2x); {invoices / bare_seconds:.0f} invoices/s, "
-          f"{events / bare_seconds:.0f} events/s")
-    print(f"Firestore per invoice: {stats['firestore_reads'] / invoices:.1f} reads "
-          f"(of which {events / invoices:.1f} events), "
-          f"{stats['firestore_writes'] / invoices:.2f} writes")
-    print(f"run with PDFs: {full_seconds:.2f} s; PDF render {pdf_ms:.1f} ms/invoice "
-          f"(target <= 15 ms); {full['stats']['firestore_writes'] / invoices:.2f} writes/invoice")
-    print(f"peak memory: {rss_mb:.0f} MB resident (the whole benchmark process: both runs, "
-          "the floor, the clients)")
+    print(
+        f"run without PDFs: {bare_seconds:.2f} s = {bare_seconds / floor_s:.2f}x floor "
+        f"(target <= 2x); {invoices / bare_seconds:.0f} invoices/s, "
+        f"{events / bare_seconds:.0f} events/s"
+    )
+    print(
+        f"Firestore per invoice: {stats['firestore_reads'] / invoices:.1f} reads "
+        f"(of which {events / invoices:.1f} events), "
+        f"{stats['firestore_writes'] / invoices:.2f} writes"
+    )
+    print(
+        f"run with PDFs: {full_seconds:.2f} s; PDF render {pdf_ms:.1f} ms/invoice "
+        f"(target <= 15 ms); {full['stats']['firestore_writes'] / invoices:.2f} writes/invoice"
+    )
+    print(
+        f"peak memory: {rss_mb:.0f} MB resident (the whole benchmark process: both runs, "
+        "the floor, the clients)"
+    )
     return 0
 
 

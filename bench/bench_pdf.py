@@ -31,14 +31,16 @@ def make_invoice(index: int, lines: int = 8, customer_name: str | None = None) -
         quantity = 1 + (index * 7 + i * 13) % 500
         unit = 25 + (i * 1000 + index) % 9000
         amount = quantity * unit
-        items.append({
-            "description": f"Usage charge {i + 1}: API requests, storage and egress (tier {i % 3})",
-            "quantity": f"{quantity}.000",
-            "unit_amount_decimal": str(unit),
-            "amount": amount,
-            "tax_rate": "20",
-            "tax": amount // 5,
-        })
+        items.append(
+            {
+                "description": f"Usage charge {i + 1}: API requests, storage and egress (tier {i % 3})",
+                "quantity": f"{quantity}.000",
+                "unit_amount_decimal": str(unit),
+                "amount": amount,
+                "tax_rate": "20",
+                "tax": amount // 5,
+            }
+        )
     subtotal = sum(item["amount"] for item in items)
     tax = sum(item["tax"] for item in items)
     return {
@@ -52,22 +54,31 @@ def make_invoice(index: int, lines: int = 8, customer_name: str | None = None) -
         "period_end": datetime(2011, 12, 1, tzinfo=LONDON),
         "issued_at": datetime(2011, 12, 1, 9, tzinfo=LONDON),
         "due_at": datetime(2011, 12, 31, tzinfo=LONDON),
-        "seller": {"name": "Acme Cloud Services Ltd",
-                   "address_lines": ["1 Infinite Loop", "London EC1A 1BB", "United Kingdom"],
-                   "email": "billing@acme.example", "tax_id": "GB123456789"},
-        "customer": {"id": f"cus_{index:05d}",
-                     "name": customer_name or f"Customer {index} Limited",
-                     "email": f"ap{index}@customer.example",
-                     "address": {"line1": f"{index} High Street", "city": "Manchester",
-                                 "postal_code": "M1 1AA", "country": "GB"},
-                     "tax_id": None},
+        "seller": {
+            "name": "Acme Cloud Services Ltd",
+            "address_lines": ["1 Infinite Loop", "London EC1A 1BB", "United Kingdom"],
+            "email": "billing@acme.example",
+            "tax_id": "GB123456789",
+        },
+        "customer": {
+            "id": f"cus_{index:05d}",
+            "name": customer_name or f"Customer {index} Limited",
+            "email": f"ap{index}@customer.example",
+            "address": {
+                "line1": f"{index} High Street",
+                "city": "Manchester",
+                "postal_code": "M1 1AA",
+                "country": "GB",
+            },
+            "tax_id": None,
+        },
         "lines": items,
         "subtotal": subtotal,
         "tax": tax,
         "total": subtotal + tax,
         "tax_inclusive": False,
         "memo": "Pay by bank transfer to Acme Cloud Services Ltd, sort code 12-34-56, "
-                "account 12345678, quoting the invoice number.",
+        "account 12345678, quoting the invoice number.",
     }
 
 
@@ -87,8 +98,10 @@ def measure(name: str, count: int, build: Callable[[int], dict[str, Any]]) -> fl
     times.sort()
     median = statistics.median(times)
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-    print(f"{name:<34} n={count:<4} median {median:6.2f} ms  p95 {p95:6.2f} ms  "
-          f"(CPU median {statistics.median(cpu):6.2f} ms)  avg size {size // count // 1024} KiB")
+    print(
+        f"{name:<34} n={count:<4} median {median:6.2f} ms  p95 {p95:6.2f} ms  "
+        f"(CPU median {statistics.median(cpu):6.2f} ms)  avg size {size // count // 1024} KiB"
+    )
     return median
 
 
@@ -99,12 +112,17 @@ def main() -> None:
     args = parser.parse_args()
     count = args.count
     core = measure("one page, core fonts (Helvetica)", count, make_invoice)
-    measure("one page, Cyrillic (DejaVu TTF)", count,
-            lambda i: make_invoice(i, customer_name=f"ООО «Ромашка-{i}»"))
-    measure("one page, Japanese (DejaVu + CJK)", max(count // 5, 20),
-            lambda i: make_invoice(i, customer_name=f"株式会社テスト{i}"))
-    measure("10 pages (200 lines), core fonts", max(count // 25, 10),
-            lambda i: make_invoice(i, lines=200))
+    measure(
+        "one page, Cyrillic (DejaVu TTF)",
+        count,
+        lambda i: make_invoice(i, customer_name=f"ООО «Ромашка-{i}»"),
+    )
+    measure(
+        "one page, Japanese (DejaVu + CJK)",
+        max(count // 5, 20),
+        lambda i: make_invoice(i, customer_name=f"株式会社テスト{i}"),
+    )
+    measure("10 pages (200 lines), core fonts", max(count // 25, 10), lambda i: make_invoice(i, lines=200))
     verdict = "OK" if core <= TARGET_MS else "SLOWER THAN TARGET"
     print(f"target <= {TARGET_MS:.0f} ms per one-page invoice (core fonts): {verdict}")
 

@@ -29,12 +29,19 @@ def bench_environment(audience: str, project: str | None = None) -> Iterator[Dev
     storage = start_storage(logs, BUCKET)
     key = generate_key()
     certs, certs_url = serve_certs(key)
-    os.environ.update({
-        "FIRESTORE_EMULATOR_HOST": firestore.host, "STORAGE_EMULATOR_HOST": f"http://{storage.host}",
-        "INVOICES_BUCKET": BUCKET, "AUTH_MODE": "verify", "AUTH_AUDIENCE": audience,
-        "AUTH_CERTS_URL": certs_url, "AUTH_ISSUERS": DEV_ISSUER,
-        "AUTH_ALLOWED_PRINCIPALS": "scheduler@dev.local",
-        **({"GOOGLE_CLOUD_PROJECT": project} if project else {})})
+    os.environ.update(
+        {
+            "FIRESTORE_EMULATOR_HOST": firestore.host,
+            "STORAGE_EMULATOR_HOST": f"http://{storage.host}",
+            "INVOICES_BUCKET": BUCKET,
+            "AUTH_MODE": "verify",
+            "AUTH_AUDIENCE": audience,
+            "AUTH_CERTS_URL": certs_url,
+            "AUTH_ISSUERS": DEV_ISSUER,
+            "AUTH_ALLOWED_PRINCIPALS": "scheduler@dev.local",
+            **({"GOOGLE_CLOUD_PROJECT": project} if project else {}),
+        }
+    )
     for name in ("billing", "billing.http", "billing.runs"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:

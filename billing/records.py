@@ -58,8 +58,9 @@ def _str(data: Mapping[str, Any], key: str, where: str) -> str:
 def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...], where: str) -> str:
     value = _str(data, key, where)
     if value not in choices:
-        raise DataError(f"{where}: {key!r} is {value!r}, expected one of {', '.join(choices)}",
-                        code="invalid_field")
+        raise DataError(
+            f"{where}: {key!r} is {value!r}, expected one of {', '.join(choices)}", code="invalid_field"
+        )
     return value
 
 
@@ -84,8 +85,7 @@ def _flag(data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise DataError(f"{where}: {key!r} must be true or false, got {value!r}",
-                        code="invalid_field")
+        raise DataError(f"{where}: {key!r} must be true or false, got {value!r}", code="invalid_field")
     return value
 
 
@@ -124,8 +124,7 @@ def _email_problem(value: str) -> str | None:
     if len(local) > MAX_LOCAL_LENGTH or not _LOCAL_RE.fullmatch(local):
         return "its local part (before the @) is not a plain dot-atom"
     labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels) \
-            or labels[-1].isdigit():
+    if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels) or labels[-1].isdigit():
         return "its domain must be a host name with a dot, like example.com"
     return None
 
@@ -149,8 +148,7 @@ def parse_email(value: Any, where: str) -> str | None:
         return None
     problem = "it is not a string" if not isinstance(value, str) else _email_problem(value)
     if problem is not None:
-        raise DataError(f"{where}: 'email' is not one email address: {problem}",
-                        code="invalid_email")
+        raise DataError(f"{where}: 'email' is not one email address: {problem}", code="invalid_email")
     return str(value)
 
 
@@ -184,10 +182,11 @@ def parse_suspensions(data: Mapping[str, Any], where: str) -> tuple[SuspensionIn
     """
     raw = data.get("suspensions") or []
     if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
-        raise DataError(f"{where}: 'suspensions' must be a list of {{from, to}} maps",
-                        code="invalid_field")
-    out = [SuspensionInterval(_optional_datetime(item, "from", where),
-                              _optional_datetime(item, "to", where)) for item in raw]
+        raise DataError(f"{where}: 'suspensions' must be a list of {{from, to}} maps", code="invalid_field")
+    out = [
+        SuspensionInterval(_optional_datetime(item, "from", where), _optional_datetime(item, "to", where))
+        for item in raw
+    ]
     if any(i.start is not None and i.end is not None and i.end < i.start for i in out):
         raise DataError(f"{where}: a suspension ends before it starts", code="invalid_field")
     is_open = any(i.end is None for i in out)
@@ -196,8 +195,11 @@ def parse_suspensions(data: Mapping[str, Any], where: str) -> tuple[SuspensionIn
         out.append(SuspensionInterval(_optional_datetime(data, "suspended_at", where), None))
     elif status == "active" and is_open:
         back = _optional_datetime(data, "reactivated_at", where)
-        out = [i if i.end is not None else SuspensionInterval(i.start, back) for i in out
-               if i.end is not None or (back is not None and (i.start is None or back > i.start))]
+        out = [
+            i if i.end is not None else SuspensionInterval(i.start, back)
+            for i in out
+            if i.end is not None or (back is not None and (i.start is None or back > i.start))
+        ]
     return tuple(out)
 
 
@@ -226,8 +228,9 @@ def _text(value: object) -> str | None:
 
 def _days(value: Any, where: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
-        raise DataError(f"{where}: dunning.{name} must be whole days 0-3650, got {value!r}",
-                        code="invalid_field")
+        raise DataError(
+            f"{where}: dunning.{name} must be whole days 0-3650, got {value!r}", code="invalid_field"
+        )
     return value
 
 
@@ -269,10 +272,10 @@ class DunningPolicy:
         uncollectible = raw.get("uncollectible_after_days", DEFAULT_UNCOLLECTIBLE_AFTER_DAYS)
         return cls(
             reminder_days=reminders,
-            suspend_after_days=None if suspend is None else _days(
-                suspend, where, "suspend_after_days"),
-            uncollectible_after_days=None if uncollectible is None else _days(
-                uncollectible, where, "uncollectible_after_days"),
+            suspend_after_days=None if suspend is None else _days(suspend, where, "suspend_after_days"),
+            uncollectible_after_days=None
+            if uncollectible is None
+            else _days(uncollectible, where, "uncollectible_after_days"),
             enabled=raw.get("enabled", True) is True,
         )
 
@@ -296,8 +299,7 @@ class DunningPolicy:
         if suspension_due and "suspension" not in done:
             steps.append("suspension")
         suspension = done.get("suspension")
-        if (isinstance(suspension, Mapping) and suspension.get("notice")
-                and "suspension_notice" not in done):
+        if isinstance(suspension, Mapping) and suspension.get("notice") and "suspension_notice" not in done:
             steps.append("suspension_notice")
         if uncollectible_due:
             steps.append("uncollectible")
@@ -305,8 +307,9 @@ class DunningPolicy:
         due = [d for d in self.reminder_days if reached(d)]
         if due:
             latest = max(due)
-            beyond_suspension = (not suspension_due or self.suspend_after_days is None
-                                 or latest > self.suspend_after_days)
+            beyond_suspension = (
+                not suspension_due or self.suspend_after_days is None or latest > self.suspend_after_days
+            )
             if beyond_suspension and f"reminder_{latest}" not in done:
                 steps.append(f"reminder_{latest}")
         return steps
@@ -346,17 +349,22 @@ class TenantStripe:
             raise DataError(f"{where}: 'stripe' must be a map", code="invalid_field")
         method = raw.get("collection_method") or "send_invoice"
         if method not in COLLECTION_METHODS:
-            raise DataError(f"{where}: stripe.collection_method must be one of "
-                            f"{', '.join(COLLECTION_METHODS)}, got {method!r}",
-                            code="invalid_field")
+            raise DataError(
+                f"{where}: stripe.collection_method must be one of "
+                f"{', '.join(COLLECTION_METHODS)}, got {method!r}",
+                code="invalid_field",
+            )
         days = raw.get("days_until_due", payment_terms_days)
         if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-            raise DataError(f"{where}: stripe.days_until_due must be an integer >= 0",
-                            code="invalid_field")
+            raise DataError(f"{where}: stripe.days_until_due must be an integer >= 0", code="invalid_field")
         account = raw.get("account")
-        return cls(enabled=stripe_enabled(raw), collection_method=str(method),
-                   days_until_due=days, account=str(account) if account else None,
-                   use_invoice_number=raw.get("use_invoice_number", True) is True)
+        return cls(
+            enabled=stripe_enabled(raw),
+            collection_method=str(method),
+            days_until_due=days,
+            account=str(account) if account else None,
+            use_invoice_number=raw.get("use_invoice_number", True) is True,
+        )
 
 
 @dataclass(frozen=True)
@@ -382,8 +390,11 @@ class EmailSettings:
             return cls(address=raw or None)
         if not isinstance(raw, Mapping):
             return cls()
-        return cls(enabled=raw.get("enabled") is True, sender=_text(raw.get("from")),
-                   reply_to=_text(raw.get("reply_to")))
+        return cls(
+            enabled=raw.get("enabled") is True,
+            sender=_text(raw.get("from")),
+            reply_to=_text(raw.get("reply_to")),
+        )
 
     @property
     def seller_address(self) -> str | None:
@@ -404,8 +415,7 @@ def _email_list(raw: object, where: str, name: str) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
-        raise DataError(f"{where}: {name!r} must be a list of email addresses",
-                        code="invalid_field")
+        raise DataError(f"{where}: {name!r} must be a list of email addresses", code="invalid_field")
     out: list[str] = []
     for index, item in enumerate(raw):
         address = parse_email(item.strip(), f"{where}: {name}[{index}]")
@@ -443,11 +453,13 @@ class NotificationSettings:
         if on is None:
             on = list(DEFAULT_NOTIFY_ON)
         if not isinstance(on, list) or not all(item in RUN_OUTCOMES for item in on):
-            raise DataError(f"{where}: notifications.on must be a list of "
-                            f"{', '.join(RUN_OUTCOMES)}", code="invalid_field")
-        return cls(run_summary_to=_email_list(raw.get("run_summary_to"), where,
-                                              "notifications.run_summary_to"),
-                   on=tuple(dict.fromkeys(on)))
+            raise DataError(
+                f"{where}: notifications.on must be a list of {', '.join(RUN_OUTCOMES)}", code="invalid_field"
+            )
+        return cls(
+            run_summary_to=_email_list(raw.get("run_summary_to"), where, "notifications.run_summary_to"),
+            on=tuple(dict.fromkeys(on)),
+        )
 
 
 @dataclass(frozen=True)
@@ -464,8 +476,7 @@ class SellerBlock:
     tax_id: str | None = None
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any], where: str, name: str,
-              email: EmailSettings) -> SellerBlock:
+    def parse(cls, data: Mapping[str, Any], where: str, name: str, email: EmailSettings) -> SellerBlock:
         """Read ``legal_name``, ``address_lines`` and ``tax_id`` of a tenant document.
 
         Raises:
@@ -478,15 +489,22 @@ class SellerBlock:
                 raise DataError(f"{where}: {key!r} must be a string", code="invalid_field")
         lines = data.get("address_lines") or []
         if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-            raise DataError(f"{where}: 'address_lines' must be a list of strings",
-                            code="invalid_field")
-        return cls(name=data.get("legal_name") or name, address_lines=tuple(lines),
-                   email=email.seller_address, tax_id=data.get("tax_id") or None)
+            raise DataError(f"{where}: 'address_lines' must be a list of strings", code="invalid_field")
+        return cls(
+            name=data.get("legal_name") or name,
+            address_lines=tuple(lines),
+            email=email.seller_address,
+            tax_id=data.get("tax_id") or None,
+        )
 
     def to_document(self) -> dict[str, Any]:
         """``{name, address_lines (list), email, tax_id}``: the PDF input's ``seller`` map."""
-        return {"name": self.name, "address_lines": list(self.address_lines),
-                "email": self.email, "tax_id": self.tax_id}
+        return {
+            "name": self.name,
+            "address_lines": list(self.address_lines),
+            "email": self.email,
+            "tax_id": self.tax_id,
+        }
 
 
 def _memo(raw: object, where: str) -> str | None:
@@ -533,10 +551,8 @@ class Tenant:
     email: EmailSettings = field(default_factory=EmailSettings)
     stripe_enabled: bool = False
     _dunning: DunningPolicy | DataError = field(default_factory=DunningPolicy, repr=False)
-    _stripe: TenantStripe | DataError = field(
-        default_factory=lambda: TenantStripe(enabled=False), repr=False)
-    _notifications: NotificationSettings | DataError = field(
-        default_factory=NotificationSettings, repr=False)
+    _stripe: TenantStripe | DataError = field(default_factory=lambda: TenantStripe(enabled=False), repr=False)
+    _notifications: NotificationSettings | DataError = field(default_factory=NotificationSettings, repr=False)
     _seller: SellerBlock | DataError | None = field(default=None, repr=False)
     _invoice_memo: str | DataError | None = field(default=None, repr=False)
     _month_close_review: bool | DataError = field(default=False, repr=False)
@@ -574,12 +590,10 @@ class Tenant:
             stripe_enabled=stripe_enabled(data.get("stripe")),
             _dunning=_deferred(lambda: DunningPolicy.parse(data.get("dunning"), where)),
             _stripe=_deferred(lambda: TenantStripe.parse(data.get("stripe"), where, terms)),
-            _notifications=_deferred(
-                lambda: NotificationSettings.parse(data.get("notifications"), where)),
+            _notifications=_deferred(lambda: NotificationSettings.parse(data.get("notifications"), where)),
             _seller=_deferred(lambda: SellerBlock.parse(data, where, name, email)),
             _invoice_memo=_deferred(lambda: _memo(data.get("invoice_memo"), where)),
-            _month_close_review=_deferred(
-                lambda: _flag(data, "month_close_review", where, False)),
+            _month_close_review=_deferred(lambda: _flag(data, "month_close_review", where, False)),
             _admins=_deferred(lambda: _admins(data.get("admins"), where)),
         )
 
@@ -644,11 +658,11 @@ def _tax_rates(data: Mapping[str, Any], where: str) -> dict[str, Decimal]:
         try:
             rates[str(country).upper()] = to_decimal(percent)
         except ValueError:
-            raise DataError(f"{where}: tax rate for {country!r} is not a number",
-                            code="invalid_field") from None
+            raise DataError(
+                f"{where}: tax rate for {country!r} is not a number", code="invalid_field"
+            ) from None
         if not Decimal(0) <= rates[str(country).upper()] <= Decimal(100):
-            raise DataError(f"{where}: tax rate for {country!r} must be 0-100",
-                            code="invalid_field")
+            raise DataError(f"{where}: tax rate for {country!r} must be 0-100", code="invalid_field")
     return rates
 
 
@@ -657,8 +671,7 @@ def _grace_period_hours(data: Mapping[str, Any], where: str) -> Decimal:
     try:
         grace = to_decimal(data.get("grace_period_hours", 1))
     except ValueError:
-        raise DataError(f"{where}: 'grace_period_hours' must be a number",
-                        code="invalid_field") from None
+        raise DataError(f"{where}: 'grace_period_hours' must be a number", code="invalid_field") from None
     if not Decimal(0) <= grace <= MAX_GRACE_PERIOD_HOURS:
         raise DataError(f"{where}: 'grace_period_hours' must be 0-72", code="invalid_field")
     return grace
@@ -720,12 +733,10 @@ class Meter:
         aggregation = _choice(data, "aggregation", AGGREGATIONS, where)
         field_name = data.get("field")
         if aggregation != "count" and not (isinstance(field_name, str) and field_name):
-            raise DataError(f"{where}: aggregation {aggregation!r} needs a 'field'",
-                            code="missing_field")
+            raise DataError(f"{where}: aggregation {aggregation!r} needs a 'field'", code="missing_field")
         group_by = data.get("group_by") or []
         if not isinstance(group_by, list) or not all(isinstance(g, str) and g for g in group_by):
-            raise DataError(f"{where}: 'group_by' must be a list of property names",
-                            code="invalid_field")
+            raise DataError(f"{where}: 'group_by' must be a list of property names", code="invalid_field")
         return cls(
             code=code,
             aggregation=aggregation,
@@ -764,8 +775,9 @@ def parse_charges(plan_id: str, raw: list[Mapping[str, Any]]) -> tuple[Charge, .
             charges.append(parse_charge(item))
         except DataError as exc:
             codes = frozenset(c["meter"] for c in raw if isinstance(c.get("meter"), str))
-            raise PlanChargeError(f"plan {plan_id!r} charge {index + 1}: {exc.message}",
-                                  code=exc.code, meter_codes=codes) from None
+            raise PlanChargeError(
+                f"plan {plan_id!r} charge {index + 1}: {exc.message}", code=exc.code, meter_codes=codes
+            ) from None
     return tuple(charges)
 
 
@@ -809,8 +821,11 @@ class Plan:
         interval = _choice(data, "interval", INTERVALS, where)
         count = _int(data, "interval_count", where, default=1)
         if not 1 <= count <= MAX_INTERVAL_COUNT[interval]:
-            raise DataError(f"{where}: 'interval_count' must be 1-{MAX_INTERVAL_COUNT[interval]} "
-                            f"for interval {interval!r}, got {count}", code="invalid_field")
+            raise DataError(
+                f"{where}: 'interval_count' must be 1-{MAX_INTERVAL_COUNT[interval]} "
+                f"for interval {interval!r}, got {count}",
+                code="invalid_field",
+            )
         return cls(
             id=plan_id,
             name=str(data.get("name") or plan_id),
@@ -863,15 +878,20 @@ class Subscription:
         if billing_time == "anniversary" and (
             sub.current_period_start is None or sub.current_period_end is None
         ):
-            raise DataError(f"{where}: anniversary subscriptions need current_period_start "
-                            "and current_period_end", code="missing_field")
+            raise DataError(
+                f"{where}: anniversary subscriptions need current_period_start and current_period_end",
+                code="missing_field",
+            )
         if sub.status == "canceled" and sub.canceled_at is None:
-            raise DataError(f"{where}: a canceled subscription needs canceled_at",
-                            code="missing_field")
-        if (sub.current_period_start is not None and sub.current_period_end is not None
-                and sub.current_period_start >= sub.current_period_end):
-            raise DataError(f"{where}: current_period_start must be before current_period_end",
-                            code="invalid_field")
+            raise DataError(f"{where}: a canceled subscription needs canceled_at", code="missing_field")
+        if (
+            sub.current_period_start is not None
+            and sub.current_period_end is not None
+            and sub.current_period_start >= sub.current_period_end
+        ):
+            raise DataError(
+                f"{where}: current_period_start must be before current_period_end", code="invalid_field"
+            )
         return sub
 
     def cycle_anchor(self, interval: str, interval_count: int, tz: str) -> datetime:
@@ -917,12 +937,35 @@ INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible", "deleted")
 to nothing, kept so that its period is never invoiced again)."""
 
 _INVOICE_DATES = (
-    "issued_at", "finalized_at", "due_at", "finalize_at", "created_at", "pdf_rendered_at",
-    "delivered_at", "delivery_failed_at", "email_sent_at", "email_resent_at", "paid_at",
-    "voided_at", "marked_uncollectible_at", "deleted_at")
+    "issued_at",
+    "finalized_at",
+    "due_at",
+    "finalize_at",
+    "created_at",
+    "pdf_rendered_at",
+    "delivered_at",
+    "delivery_failed_at",
+    "email_sent_at",
+    "email_resent_at",
+    "paid_at",
+    "voided_at",
+    "marked_uncollectible_at",
+    "deleted_at",
+)
 _INVOICE_TEXTS = (
-    "tenant_id", "plan_id", "billing_time", "number", "run_id", "finalized_by_run", "pdf_uri",
-    "email_to", "email_notification_id", "stripe_invoice_id", "deleted_reason", "deleted_by_run")
+    "tenant_id",
+    "plan_id",
+    "billing_time",
+    "number",
+    "run_id",
+    "finalized_by_run",
+    "pdf_uri",
+    "email_to",
+    "email_notification_id",
+    "stripe_invoice_id",
+    "deleted_reason",
+    "deleted_by_run",
+)
 
 
 def _optional_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -1026,11 +1069,13 @@ class CustomerSnapshot:
     def from_document(cls, data: Mapping[str, Any], where: str, customer_id: str) -> CustomerSnapshot:
         """Parse the snapshot map; its ``id`` defaults to the invoice's ``customer_id``."""
         email = data.get("email")
-        return cls(id=str(data.get("id") or customer_id),
-                   name=None if data.get("name") is None else str(data["name"]),
-                   email=email if isinstance(email, str) and email else None,
-                   address=_map(data, "address", where),
-                   tax_id=None if data.get("tax_id") is None else str(data["tax_id"]))
+        return cls(
+            id=str(data.get("id") or customer_id),
+            name=None if data.get("name") is None else str(data["name"]),
+            email=email if isinstance(email, str) and email else None,
+            address=_map(data, "address", where),
+            tax_id=None if data.get("tax_id") is None else str(data["tax_id"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -1054,12 +1099,14 @@ class Payment:
     def from_document(cls, data: Mapping[str, Any], where: str) -> Payment:
         """Parse one stored payment; raise ``DataError`` on an invalid field."""
         reference = data.get("reference")
-        return cls(amount=_int(data, "amount", where, 0),
-                   paid_at=_optional_datetime(data, "paid_at", where),
-                   source=_optional_str(data, "source", where),
-                   reference=None if reference is None else str(reference),
-                   by=_optional_str(data, "by", where),
-                   at=_optional_datetime(data, "at", where))
+        return cls(
+            amount=_int(data, "amount", where, 0),
+            paid_at=_optional_datetime(data, "paid_at", where),
+            source=_optional_str(data, "source", where),
+            reference=None if reference is None else str(reference),
+            by=_optional_str(data, "by", where),
+            at=_optional_datetime(data, "at", where),
+        )
 
 
 @dataclass(frozen=True)
@@ -1154,37 +1201,45 @@ class Invoice:
         snapshot = data.get("customer")
         if snapshot is not None and not isinstance(snapshot, Mapping):
             raise DataError(f"{where}: 'customer' must be a map", code="invalid_field")
-        optional: dict[str, Any] = {key: _optional_datetime(data, key, where)
-                                    for key in _INVOICE_DATES}
+        optional: dict[str, Any] = {key: _optional_datetime(data, key, where) for key in _INVOICE_DATES}
         optional.update({key: _optional_str(data, key, where) for key in _INVOICE_TEXTS})
         return cls(
-            id=invoice_id, customer_id=customer_id,
+            id=invoice_id,
+            customer_id=customer_id,
             subscription_id=_str(data, "subscription_id", where),
             period_start=_datetime(data, "period_start", where),
             period_end=_datetime(data, "period_end", where),
-            status=_str(data, "status", where), currency=_str(data, "currency", where),
-            lines=tuple(InvoiceLine.from_document(line, f"{where} line {n}")
-                        for n, line in enumerate(_maps(data, "lines", where))),
-            subtotal=_int(data, "subtotal", where), tax=_int(data, "tax", where), total=total,
-            customer=None if snapshot is None else CustomerSnapshot.from_document(
-                snapshot, f"{where} customer", customer_id),
+            status=_str(data, "status", where),
+            currency=_str(data, "currency", where),
+            lines=tuple(
+                InvoiceLine.from_document(line, f"{where} line {n}")
+                for n, line in enumerate(_maps(data, "lines", where))
+            ),
+            subtotal=_int(data, "subtotal", where),
+            tax=_int(data, "tax", where),
+            total=total,
+            customer=None
+            if snapshot is None
+            else CustomerSnapshot.from_document(snapshot, f"{where} customer", customer_id),
             tax_inclusive=_flag(data, "tax_inclusive", where, False),
             amount_paid=_int(data, "amount_paid", where, 0),
-            amount_due=total if data.get("amount_due") is None
-            else _int(data, "amount_due", where),
+            amount_due=total if data.get("amount_due") is None else _int(data, "amount_due", where),
             sequence=_optional_int(data, "sequence", where),
             sequence_year=_optional_int(data, "sequence_year", where),
             delivery_pending=_flag(data, "delivery_pending", where, False),
             delivery_errors=_strings(data, "delivery_errors", where),
             delivery_attempts=_int(data, "delivery_attempts", where, 0),
-            payments=tuple(Payment.from_document(p, f"{where} payment")
-                           for p in _maps(data, "payments", where)),
+            payments=tuple(
+                Payment.from_document(p, f"{where} payment") for p in _maps(data, "payments", where)
+            ),
             payment_failures=_int(data, "payment_failures", where, 0),
             last_payment_failure=_map(data, "last_payment_failure", where) or None,
             stripe=_map(data, "stripe", where),
             stripe_event_ids=_strings(data, "stripe_event_ids", where),
-            dunning=_map(data, "dunning", where), history=_maps(data, "history", where),
-            raw=dict(data), **optional,
+            dunning=_map(data, "dunning", where),
+            history=_maps(data, "history", where),
+            raw=dict(data),
+            **optional,
         )
 
     @property

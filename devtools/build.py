@@ -91,9 +91,7 @@ def _tree(directory: Path, prefix: str) -> dict[str, Path]:
     """Map zip entry names (``prefix`` + relative POSIX path) to the packaged files of a tree."""
     entries: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(
-            d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith(".")
-        )
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith("."))
         for filename in filenames:
             path = Path(dirpath) / filename
             relative = path.relative_to(directory)

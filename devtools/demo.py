@@ -32,12 +32,32 @@ MONTH = "2011-11"
 def admin_call(url: str, *extra: str) -> dict[str, Any]:
     """Run ``python -m admin call monthly_billing`` with a locally minted token; return its JSON."""
     completed = subprocess.run(
-        [sys.executable, "-m", "admin", "call", "monthly_billing", "--url", url, "--local",
-         "--issuer-dir", str(REPO / ".dev" / "issuer"), "--tenant", TENANT, "--month", MONTH,
-         *extra], capture_output=True, text=True, cwd=REPO, check=False)
+        [
+            sys.executable,
+            "-m",
+            "admin",
+            "call",
+            "monthly_billing",
+            "--url",
+            url,
+            "--local",
+            "--issuer-dir",
+            str(REPO / ".dev" / "issuer"),
+            "--tenant",
+            TENANT,
+            "--month",
+            MONTH,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     if completed.returncode != 0:
-        raise SystemExit(f"admin call failed ({completed.returncode}):\n{completed.stdout}"
-                         f"\n{completed.stderr}")
+        raise SystemExit(
+            f"admin call failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+        )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
 
@@ -51,31 +71,42 @@ def main(argv: list[str] | None = None) -> int:
         db = firestore.Client(project=stack.project)
         print(f"Loading {args.csv.name} ({MONTH}) into the Firestore emulator ...")
         loaded = online_retail.load(db, args.csv, MONTH, tenant_id=TENANT)
-        print(f"  {loaded.events_written} usage events, {loaded.customers} customers; "
-              f"rows skipped: {dict(loaded.read.skipped)}")
+        print(
+            f"  {loaded.events_written} usage events, {loaded.customers} customers; "
+            f"rows skipped: {dict(loaded.read.skipped)}"
+        )
         url = stack.start_function("monthly_billing")
         print(f"monthly_billing serving at {url}\n")
 
         dry = admin_call(url, "--dry-run")
-        print(f"Dry run: would create {dry['generated']} invoices, totals "
-              f"{_totals(dry['totals'])}; nothing written.")
+        print(
+            f"Dry run: would create {dry['generated']} invoices, totals "
+            f"{_totals(dry['totals'])}; nothing written."
+        )
         close = admin_call(url)
-        print(f"Month close {MONTH} (run {close['run_id']}): {close['generated']} invoices, "
-              f"{close['skipped']} skipped, {len(close['errors'])} errors, totals "
-              f"{_totals(close['totals'])}")
+        print(
+            f"Month close {MONTH} (run {close['run_id']}): {close['generated']} invoices, "
+            f"{close['skipped']} skipped, {len(close['errors'])} errors, totals "
+            f"{_totals(close['totals'])}"
+        )
         again = admin_call(url)
         reasons = sorted({s["reason"] for s in again["skips"]})
-        print(f"Repeat of the same month: {again['generated']} new invoices "
-              f"({again['skipped']} skipped: {', '.join(reasons) or 'none'})\n")
+        print(
+            f"Repeat of the same month: {again['generated']} new invoices "
+            f"({again['skipped']} skipped: {', '.join(reasons) or 'none'})\n"
+        )
 
-        invoices = sorted((s.to_dict() or {} for s in
-                           db.collection(f"tenants/{TENANT}/invoices").stream()),
-                          key=lambda inv: str(inv["number"]))
+        invoices = sorted(
+            (s.to_dict() or {} for s in db.collection(f"tenants/{TENANT}/invoices").stream()),
+            key=lambda inv: str(inv["number"]),
+        )
         print(f"{'number':<18}{'customer':<10}{'lines':>6}{'subtotal':>14}{'VAT':>12}{'total':>14}")
         for inv in invoices[:8]:
-            print(f"{inv['number']:<18}{inv['customer_id']:<10}{len(inv['lines']):>6}"
-                  f"{format_money(inv['subtotal'], 'GBP'):>14}{format_money(inv['tax'], 'GBP'):>12}"
-                  f"{format_money(inv['total'], 'GBP'):>14}")
+            print(
+                f"{inv['number']:<18}{inv['customer_id']:<10}{len(inv['lines']):>6}"
+                f"{format_money(inv['subtotal'], 'GBP'):>14}{format_money(inv['tax'], 'GBP'):>12}"
+                f"{format_money(inv['total'], 'GBP'):>14}"
+            )
         if len(invoices) > 8:
             print(f"... and {len(invoices) - 8} more")
 
@@ -85,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         for inv in invoices:
             name = str(inv["pdf_uri"]).split("/", 3)[3]
             (out / Path(name).name).write_bytes(bucket.blob(name).download_as_bytes())
-        print(f"\nPDFs: gs://{stack.bucket}/{TENANT}/{MONTH}/ in the Storage emulator "
-              f"({len(invoices)} files), copied to {out.relative_to(REPO)}/")
+        print(
+            f"\nPDFs: gs://{stack.bucket}/{TENANT}/{MONTH}/ in the Storage emulator "
+            f"({len(invoices)} files), copied to {out.relative_to(REPO)}/"
+        )
         if invoices:
             print(f"  e.g. {out.relative_to(REPO)}/{invoices[0]['number']}.pdf")
         return 1 if close["errors"] else 0

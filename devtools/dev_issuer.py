@@ -94,8 +94,12 @@ class DevKey:
         assert isinstance(public, rsa.RSAPublicKey)
         numbers = public.public_numbers()
         return {
-            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
-            "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e),
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.kid,
+            "n": _b64url_uint(numbers.n),
+            "e": _b64url_uint(numbers.e),
         }
 
 
@@ -115,7 +119,8 @@ def generate_key(common_name: str = "dev-issuer.local") -> DevKey:
         .sign(private_key, hashes.SHA256())
     )
     key_pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return _dev_key(key_pem, cert)
@@ -150,8 +155,13 @@ def load_or_create_key(directory: Path = DEFAULT_DIR) -> DevKey:
 
 
 def mint_token(
-    key: DevKey, *, audience: str, email: str = DEV_PRINCIPAL, lifetime: int = 3600,
-    now: float | None = None, issuer: str = DEV_ISSUER,
+    key: DevKey,
+    *,
+    audience: str,
+    email: str = DEV_PRINCIPAL,
+    lifetime: int = 3600,
+    now: float | None = None,
+    issuer: str = DEV_ISSUER,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> str:
     """Return an RS256 ID token signed by ``key``, shaped like a Google service-account token.
@@ -165,9 +175,14 @@ def mint_token(
     issued_at = int(time.time() if now is None else now)
     subject = str(int(hashlib.sha256(email.encode()).hexdigest()[:15], 16))
     claims: dict[str, Any] = {
-        "iss": issuer, "aud": audience, "sub": subject, "azp": subject,
-        "email": email, "email_verified": True,
-        "iat": issued_at, "exp": issued_at + lifetime,
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "azp": subject,
+        "email": email,
+        "email_verified": True,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
     }
     for name, value in (extra_claims or {}).items():
         if value is None:
@@ -243,7 +258,10 @@ class _CertsHandler(BaseHTTPRequestHandler):
 
 
 def serve_certs(
-    key: DevKey | Sequence[DevKey], port: int = 0, *, max_age: int | None = 300,
+    key: DevKey | Sequence[DevKey],
+    port: int = 0,
+    *,
+    max_age: int | None = 300,
 ) -> tuple[CertsServer, str]:
     """Serve ``key`` (or several) on ``127.0.0.1:port`` from a background daemon thread.
 
@@ -255,7 +273,9 @@ def serve_certs(
     keys = [key] if isinstance(key, DevKey) else list(key)
     server = CertsServer(port, keys, max_age=max_age)
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dev-issuer",
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="dev-issuer",
         daemon=True,
     )
     thread.start()
@@ -266,7 +286,8 @@ def serve_certs(
 def _signer(private_key_pem: bytes, kid: str) -> google.auth.crypt.Signer:
     # Loading an RSA key checks it (about 0.1 s); tests mint many tokens from one key.
     signer: google.auth.crypt.Signer = google.auth.crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-        private_key_pem, key_id=kid,
+        private_key_pem,
+        key_id=kid,
     )
     return signer
 
@@ -299,7 +320,8 @@ def _parse_key_file(data: bytes) -> DevKey:
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.dev_issuer", description=__doc__.splitlines()[0],
+        prog="python -m devtools.dev_issuer",
+        description=__doc__.splitlines()[0],
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the certificates until killed")
@@ -311,18 +333,24 @@ def _main(argv: list[str] | None = None) -> int:
     token.add_argument("--lifetime", type=int, default=3600, help="seconds")
     token.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     token.add_argument("--issuer", default=DEV_ISSUER)
-    token.add_argument("--platform", action="store_true",
-                       help="strip the signature as Cloud Run IAM does (for AUTH_MODE=platform)")
+    token.add_argument(
+        "--platform",
+        action="store_true",
+        help="strip the signature as Cloud Run IAM does (for AUTH_MODE=platform)",
+    )
     args = parser.parse_args(argv)
     key = load_or_create_key(args.dir)
     if args.command == "token":
-        minted = mint_token(key, audience=args.audience, email=args.email,
-                            lifetime=args.lifetime, issuer=args.issuer)
+        minted = mint_token(
+            key, audience=args.audience, email=args.email, lifetime=args.lifetime, issuer=args.issuer
+        )
         print(strip_signature(minted) if args.platform else minted)
         return 0
     server = CertsServer(args.port, [key])
-    print(f"dev issuer {DEV_ISSUER} (kid {key.kid}) serving {server.base_url}/certs "
-          f"and {server.base_url}/jwks", flush=True)
+    print(
+        f"dev issuer {DEV_ISSUER} (kid {key.kid}) serving {server.base_url}/certs and {server.base_url}/jwks",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

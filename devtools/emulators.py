@@ -102,7 +102,10 @@ def _spawn(name: str, argv: list[str], port: int, log_dir: Path, timeout: float)
     log_path = log_dir / f"{name}-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     emulator = Emulator(name=name, pid=process.pid, port=port, log=str(log_path))
@@ -119,12 +122,16 @@ def start_firestore(log_dir: Path, timeout: float = 60.0) -> Emulator:
     """Start Google's Firestore emulator on a free loopback port and wait until it answers."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
-        raise EmulatorError("gcloud not found: install the Google Cloud SDK with the "
-                            "cloud-firestore-emulator component")
+        raise EmulatorError(
+            "gcloud not found: install the Google Cloud SDK with the cloud-firestore-emulator component"
+        )
     port = free_port()
     emulator = _spawn(
-        "firestore", [gcloud, "emulators", "firestore", "start", f"--host-port={LOOPBACK}:{port}"],
-        port, log_dir, timeout,
+        "firestore",
+        [gcloud, "emulators", "firestore", "start", f"--host-port={LOOPBACK}:{port}"],
+        port,
+        log_dir,
+        timeout,
     )
     # The port opens slightly before the HTTP layer answers; poll the root until it does.
     deadline = time.monotonic() + timeout

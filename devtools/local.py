@@ -33,8 +33,9 @@ class LocalStack:
 
     """
 
-    def __init__(self, dev_dir: Path = REPO / ".dev", project: str = "demo-billing",
-                 bucket: str = "local-invoices") -> None:
+    def __init__(
+        self, dev_dir: Path = REPO / ".dev", project: str = "demo-billing", bucket: str = "local-invoices"
+    ) -> None:
         self.dev_dir = dev_dir
         self.project = project
         self.bucket = bucket
@@ -75,14 +76,32 @@ class LocalStack:
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         log = open(self.dev_dir / "logs" / f"{name}-{port}.log", "wb")
-        env = {**os.environ, **self.env, "AUTH_AUDIENCE": url, "PYTHONPATH": str(REPO),
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.env,
+            "AUTH_AUDIENCE": url,
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+        }
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("functions-framework")),
-             "--source", str(REPO / "functions" / name / "main.py"), "--target", name,
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
-            start_new_session=True)
+            [
+                str(Path(sys.executable).with_name("functions-framework")),
+                "--source",
+                str(REPO / "functions" / name / "main.py"),
+                "--target",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
         self.functions[name] = (process, url)
         wait_for_port(port, process, timeout=60)
         return url
@@ -100,7 +119,8 @@ class LocalStack:
             emulator.stop()
         self.emulators.clear()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         """Stop everything."""
         self.close()

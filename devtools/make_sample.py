@@ -52,8 +52,7 @@ def _qualifies(row: list[str]) -> bool:
     return bool(row[_CUSTOMER].strip()) and _is_sale(row)
 
 
-def select_rows(rows: Sequence[list[str]], month: str = MONTH,
-                per_group: int = PER_GROUP) -> list[list[str]]:
+def select_rows(rows: Sequence[list[str]], month: str = MONTH, per_group: int = PER_GROUP) -> list[list[str]]:
     """Return the sample's rows (see the module docstring), in their order in ``rows``.
 
     ``rows`` are the data rows of the full file (header excluded), as the csv module reads them.
@@ -67,16 +66,14 @@ def select_rows(rows: Sequence[list[str]], month: str = MONTH,
         if row[_CUSTOMER]:
             first_country.setdefault(row[_CUSTOMER], row[_COUNTRY])
     in_month = [row for row in rows if row[_DATE].startswith(month)]
-    buyers = sorted({row[_CUSTOMER] for row in in_month if _qualifies(row)},
-                    key=lambda cid: int(float(cid)))
+    buyers = sorted({row[_CUSTOMER] for row in in_month if _qualifies(row)}, key=lambda cid: int(float(cid)))
     home = [cid for cid in buyers if first_country[cid] == HOME_COUNTRY][:per_group]
     abroad = [cid for cid in buyers if first_country[cid] != HOME_COUNTRY][:per_group]
     chosen = set(home) | set(abroad)
-    no_customer = next(
-        (id(row) for row in in_month if not row[_CUSTOMER] and _is_sale(row)), None)
+    no_customer = next((id(row) for row in in_month if not row[_CUSTOMER] and _is_sale(row)), None)
     negative = next(
-        (id(row) for row in in_month
-         if not row[_INVOICE].startswith("C") and int(row[_QUANTITY]) < 0), None)
+        (id(row) for row in in_month if not row[_INVOICE].startswith("C") and int(row[_QUANTITY]) < 0), None
+    )
     if no_customer is None or negative is None:
         raise ValueError(f"{month} lacks a row without customer id or a negative-quantity sale")
     extra = {no_customer, negative}
@@ -103,15 +100,18 @@ def write_sample(source: Path, out: Path) -> int:
     writer.writerow(header)
     writer.writerows(sample)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz,
+    ):
         gz.write(text.getvalue().encode("utf-8"))
     return len(sample)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.make_sample",
-                                     description="Cut the 2011-11 demo sample from the full file.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.make_sample", description="Cut the 2011-11 demo sample from the full file."
+    )
     parser.add_argument("--csv", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

@@ -73,8 +73,14 @@ METER_CODE = "retail_amount"
 PLAN_ID = "retail-passthrough"
 EVENT_ID_PREFIX = "ort"
 HEADER = (
-    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-    "CustomerID", "Country",
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
 )
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: Subscriptions start at the first day of the data set, midnight UK time (GMT then: 00:00Z).
@@ -345,9 +351,7 @@ def open_csv(csv_path: str | Path) -> IO[str]:
     return open(path, encoding="utf-8", newline="")
 
 
-def iter_usage_events(
-    csv_path: str | Path, month: str | None, report: SkipReport
-) -> Iterator[UsageEventRow]:
+def iter_usage_events(csv_path: str | Path, month: str | None, report: SkipReport) -> Iterator[UsageEventRow]:
     """Yield the qualifying rows of the CSV as events, in file order, filling ``report``.
 
     ``month`` (``"YYYY-MM"``, UK local time) keeps only rows of that calendar month; ``None`` keeps
@@ -375,8 +379,7 @@ def iter_usage_events(
             if len(row) != len(HEADER):
                 skipped["malformed_row"] += 1
                 continue
-            invoice_no, stock_code, description, qty_text, date_text, price_text, cid_text, \
-                country = row
+            invoice_no, stock_code, description, qty_text, date_text, price_text, cid_text, country = row
             invoice_no = invoice_no.strip()
             ordinals[invoice_no] += 1
             customer_id = customers.get(cid_text, _MISSING)
@@ -406,8 +409,12 @@ def iter_usage_events(
                 quantity = int(qty_text.strip())
             except ValueError:
                 quantity = None
-            if (quantity is None or unit_price is None or isinstance(customer_id, ValueError)
-                    or not invoice_no):
+            if (
+                quantity is None
+                or unit_price is None
+                or isinstance(customer_id, ValueError)
+                or not invoice_no
+            ):
                 skipped["unparseable"] += 1
                 continue
             if invoice_no[0] in "Cc":
@@ -469,40 +476,52 @@ def write_retail_tenant(db: Any, tenant_id: str = TENANT_ID) -> None:
     rewrites the same documents.
     """
     tenant = db.collection("tenants").document(tenant_id)
-    tenant.set({
-        "name": "UK Online Retail Ltd",
-        "status": "active",
-        "timezone": "Europe/London",
-        "currency": "GBP",
-        "invoice_prefix": "UKR",
-        "payment_terms_days": 30,
-        "tax_rates": {"GB": "20"},
-        "tax_inclusive": False,
-        "legal_name": "UK Online Retail Ltd",
-        "address_lines": ["Unit 4, Riverside Trading Estate", "Brentford", "London TW8 9AA",
-                          "United Kingdom"],
-        "email": "billing@uk-online-retail.example.com",
-        "tax_id": "GB 123 4567 89",
-    })
-    tenant.collection("meters").document(METER_CODE).set({
-        "name": "Retail sales amount",
-        "aggregation": "sum",
-        "field": "amount",
-        "unit": "GBP",
-    })
-    tenant.collection("plans").document(PLAN_ID).set({
-        "name": "Retail pass-through",
-        "currency": "GBP",
-        "interval": "month",
-        "interval_count": 1,
-        "charges": [{
-            "type": "usage",
-            "meter": METER_CODE,
-            "model": "standard",
-            "unit_amount_decimal": "100",
-            "description": "Retail sales",
-        }],
-    })
+    tenant.set(
+        {
+            "name": "UK Online Retail Ltd",
+            "status": "active",
+            "timezone": "Europe/London",
+            "currency": "GBP",
+            "invoice_prefix": "UKR",
+            "payment_terms_days": 30,
+            "tax_rates": {"GB": "20"},
+            "tax_inclusive": False,
+            "legal_name": "UK Online Retail Ltd",
+            "address_lines": [
+                "Unit 4, Riverside Trading Estate",
+                "Brentford",
+                "London TW8 9AA",
+                "United Kingdom",
+            ],
+            "email": "billing@uk-online-retail.example.com",
+            "tax_id": "GB 123 4567 89",
+        }
+    )
+    tenant.collection("meters").document(METER_CODE).set(
+        {
+            "name": "Retail sales amount",
+            "aggregation": "sum",
+            "field": "amount",
+            "unit": "GBP",
+        }
+    )
+    tenant.collection("plans").document(PLAN_ID).set(
+        {
+            "name": "Retail pass-through",
+            "currency": "GBP",
+            "interval": "month",
+            "interval_count": 1,
+            "charges": [
+                {
+                    "type": "usage",
+                    "meter": METER_CODE,
+                    "model": "standard",
+                    "unit_amount_decimal": "100",
+                    "description": "Retail sales",
+                }
+            ],
+        }
+    )
 
 
 def _commit_in_parallel(db: Any, writes: Iterable[tuple[Any, dict[str, Any]]]) -> int:
@@ -573,13 +592,18 @@ def write_customers_and_subscriptions(
     writes: list[tuple[Any, dict[str, Any]]] = []
     for customer_id, document in documents.items():
         writes.append((tenant.collection("customers").document(customer_id), document))
-        writes.append((tenant.collection("subscriptions").document(f"sub-{customer_id}"), {
-            "customer_id": customer_id,
-            "plan_id": PLAN_ID,
-            "status": "active",
-            "billing_time": "calendar",
-            "started_at": SUBSCRIPTION_START,
-        }))
+        writes.append(
+            (
+                tenant.collection("subscriptions").document(f"sub-{customer_id}"),
+                {
+                    "customer_id": customer_id,
+                    "plan_id": PLAN_ID,
+                    "status": "active",
+                    "billing_time": "calendar",
+                    "started_at": SUBSCRIPTION_START,
+                },
+            )
+        )
     _commit_in_parallel(db, writes)
     return len(documents)
 
@@ -595,9 +619,7 @@ def write_usage_events(db: Any, tenant_id: str, events: Iterable[UsageEventRow])
     )
 
 
-def load(
-    db: Any, csv_path: str | Path, month: str | None, tenant_id: str = TENANT_ID
-) -> LoadReport:
+def load(db: Any, csv_path: str | Path, month: str | None, tenant_id: str = TENANT_ID) -> LoadReport:
     """Read the CSV and write tenant, meter, plan, customers, subscriptions and usage events.
 
     Customers are those with at least one event in scope (the month, or the whole file).
@@ -629,10 +651,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--month", help="YYYY-MM (UK local time); default: every month")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"))
     parser.add_argument("--tenant", default=TENANT_ID)
-    parser.add_argument("--parse-only", action="store_true",
-                        help="only read the CSV and print the report")
-    parser.add_argument("--allow-real-firestore", action="store_true",
-                        help="write even though FIRESTORE_EMULATOR_HOST is not set")
+    parser.add_argument("--parse-only", action="store_true", help="only read the CSV and print the report")
+    parser.add_argument(
+        "--allow-real-firestore",
+        action="store_true",
+        help="write even though FIRESTORE_EMULATOR_HOST is not set",
+    )
     args = parser.parse_args(argv)
     try:
         if args.parse_only:
@@ -640,8 +664,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(read.as_dict(), indent=2))
             return 0
         if not os.environ.get("FIRESTORE_EMULATOR_HOST") and not args.allow_real_firestore:
-            parser.error("FIRESTORE_EMULATOR_HOST is not set (use --allow-real-firestore to "
-                         "write to a real database)")
+            parser.error(
+                "FIRESTORE_EMULATOR_HOST is not set (use --allow-real-firestore to write to a real database)"
+            )
         if not args.project:
             parser.error("no project: pass --project or set GOOGLE_CLOUD_PROJECT")
         from google.cloud import firestore
@@ -651,8 +676,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict(), indent=2))
-    print(f"wrote {report.events_written} events in {report.write_seconds:.1f}s "
-          f"({report.events_per_second:.0f} events/s)", file=sys.stderr)
+    print(
+        f"wrote {report.events_written} events in {report.write_seconds:.1f}s "
+        f"({report.events_per_second:.0f} events/s)",
+        file=sys.stderr,
+    )
     return 0
 
 

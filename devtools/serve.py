@@ -32,35 +32,80 @@ def seed_anniversary_tenant(db: firestore.Client) -> None:
     period that has ended by then (two, one and one) and advances each subscription.
     """
     root = db.collection("tenants").document(ANNIVERSARY_TENANT)
-    root.set({"name": "SaaS Demo Ltd", "status": "active", "timezone": "Europe/London",
-              "currency": "EUR", "invoice_prefix": "SD", "payment_terms_days": 14,
-              "tax_rates": {"IE": "23", "DE": "19"}, "grace_period_hours": 0})
-    root.collection("meters").document("api_calls").set({"aggregation": "count",
-                                                         "unit": "calls", "name": "API calls"})
-    root.collection("plans").document("team").set({
-        "currency": "EUR", "interval": "month", "interval_count": 1, "charges": [
-            {"type": "fixed", "description": "Team plan", "unit_amount_decimal": "4900"},
-            {"type": "usage", "meter": "api_calls", "model": "graduated", "tiers": [
-                {"up_to": 1000, "unit_amount_decimal": "0"},
-                {"up_to": None, "unit_amount_decimal": "0.2"}]}]})
+    root.set(
+        {
+            "name": "SaaS Demo Ltd",
+            "status": "active",
+            "timezone": "Europe/London",
+            "currency": "EUR",
+            "invoice_prefix": "SD",
+            "payment_terms_days": 14,
+            "tax_rates": {"IE": "23", "DE": "19"},
+            "grace_period_hours": 0,
+        }
+    )
+    root.collection("meters").document("api_calls").set(
+        {"aggregation": "count", "unit": "calls", "name": "API calls"}
+    )
+    root.collection("plans").document("team").set(
+        {
+            "currency": "EUR",
+            "interval": "month",
+            "interval_count": 1,
+            "charges": [
+                {"type": "fixed", "description": "Team plan", "unit_amount_decimal": "4900"},
+                {
+                    "type": "usage",
+                    "meter": "api_calls",
+                    "model": "graduated",
+                    "tiers": [
+                        {"up_to": 1000, "unit_amount_decimal": "0"},
+                        {"up_to": None, "unit_amount_decimal": "0.2"},
+                    ],
+                },
+            ],
+        }
+    )
     for number, (anchor, country) in enumerate(
-            ((datetime(2026, 8, 31, 9, tzinfo=UTC), "IE"),
-             (datetime(2026, 9, 15, 9, tzinfo=UTC), "DE"),
-             (datetime(2026, 10, 1, 9, tzinfo=UTC), "IE")), start=1):
+        (
+            (datetime(2026, 8, 31, 9, tzinfo=UTC), "IE"),
+            (datetime(2026, 9, 15, 9, tzinfo=UTC), "DE"),
+            (datetime(2026, 10, 1, 9, tzinfo=UTC), "IE"),
+        ),
+        start=1,
+    ):
         customer = f"team-{number}"
-        root.collection("customers").document(customer).set({
-            "name": f"Team {number} GmbH", "email": f"{customer}@example.com",
-            "address": {"country": country}, "status": "active"})
+        root.collection("customers").document(customer).set(
+            {
+                "name": f"Team {number} GmbH",
+                "email": f"{customer}@example.com",
+                "address": {"country": country},
+                "status": "active",
+            }
+        )
         end = add_interval(anchor, "month", 1, "Europe/London")
-        root.collection("subscriptions").document(f"sub-{customer}").set({
-            "customer_id": customer, "plan_id": "team", "status": "active",
-            "billing_time": "anniversary", "started_at": anchor,
-            "current_period_start": anchor, "current_period_end": end})
+        root.collection("subscriptions").document(f"sub-{customer}").set(
+            {
+                "customer_id": customer,
+                "plan_id": "team",
+                "status": "active",
+                "billing_time": "anniversary",
+                "started_at": anchor,
+                "current_period_start": anchor,
+                "current_period_end": end,
+            }
+        )
         batch = db.batch()
         for call in range(1500 * number):
-            batch.set(root.collection("usage_events").document(f"{customer}-{call}"), {
-                "customer_id": customer, "meter": "api_calls",
-                "timestamp": anchor + timedelta(minutes=20 * call), "properties": {}})
+            batch.set(
+                root.collection("usage_events").document(f"{customer}-{call}"),
+                {
+                    "customer_id": customer,
+                    "meter": "api_calls",
+                    "timestamp": anchor + timedelta(minutes=20 * call),
+                    "properties": {},
+                },
+            )
             if call % 400 == 399:
                 batch.commit()
                 batch = db.batch()
@@ -82,10 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with LocalStack() as stack:
         if not args.empty:
-            loaded = online_retail.load(firestore.Client(project=stack.project), SAMPLE,
-                                        "2011-11", tenant_id="uk-retail")
-            print(f"loaded {loaded.events_written} events of {loaded.customers} customers "
-                  "(tenant uk-retail, 2011-11)")
+            loaded = online_retail.load(
+                firestore.Client(project=stack.project), SAMPLE, "2011-11", tenant_id="uk-retail"
+            )
+            print(
+                f"loaded {loaded.events_written} events of {loaded.customers} customers "
+                "(tenant uk-retail, 2011-11)"
+            )
             seed_anniversary_tenant(firestore.Client(project=stack.project))
             print(f"seeded tenant {ANNIVERSARY_TENANT}: 3 anniversary subscriptions")
         for offset, name in enumerate(FUNCTIONS):
@@ -97,13 +145,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}={value}")
         first = stack.functions.get("monthly_billing")
         if first:
-            print("\ntry:\n  .venv/bin/python -m admin call monthly_billing --local "
-                  f"--url {first[1]} --tenant uk-retail --month 2011-11 --dry-run")
+            print(
+                "\ntry:\n  .venv/bin/python -m admin call monthly_billing --local "
+                f"--url {first[1]} --tenant uk-retail --month 2011-11 --dry-run"
+            )
         generate = stack.functions.get("generate_invoices")
         if generate:
-            print("  .venv/bin/python -m admin call generate_invoices --local "
-                  f"--url {generate[1]} --tenant {ANNIVERSARY_TENANT} "
-                  "--as-of 2026-11-02T00:00:00Z")
+            print(
+                "  .venv/bin/python -m admin call generate_invoices --local "
+                f"--url {generate[1]} --tenant {ANNIVERSARY_TENANT} "
+                "--as-of 2026-11-02T00:00:00Z"
+            )
         print("\nCtrl-C stops everything.")
         stop.wait()
     return 0

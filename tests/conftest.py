@@ -141,8 +141,9 @@ def token(issuer: tuple[object, str]) -> Callable[..., str]:
 
 
 @pytest.fixture
-def call_function(project_id: str, auth_env: None, token: Callable[..., str],
-                  clock: Clock) -> Callable[..., tuple[int, dict[str, object]]]:
+def call_function(
+    project_id: str, auth_env: None, token: Callable[..., str], clock: Clock
+) -> Callable[..., tuple[int, dict[str, object]]]:
     """``call_function(name, body=None, tenant=None, method="POST", headers=None)`` through
     ``functions_framework.create_app(...).test_client()``; returns ``(status, json)``.
 
@@ -154,12 +155,20 @@ def call_function(project_id: str, auth_env: None, token: Callable[..., str],
 
     apps: dict[str, object] = {}
 
-    def call(name: str, body: object = None, *, tenant: str | None = None,
-             method: str = "POST", headers: dict[str, str] | None = None,
-             raw: bytes | None = None, auth: bool = True) -> tuple[int, dict[str, object]]:
+    def call(
+        name: str,
+        body: object = None,
+        *,
+        tenant: str | None = None,
+        method: str = "POST",
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        auth: bool = True,
+    ) -> tuple[int, dict[str, object]]:
         if name not in apps:
             apps[name] = functions_framework.create_app(
-                target=name, source=str(REPO / "functions" / name / "main.py"))
+                target=name, source=str(REPO / "functions" / name / "main.py")
+            )
         client = apps[name].test_client()  # type: ignore[attr-defined]
         all_headers = {"Content-Type": "application/json"}
         if auth:

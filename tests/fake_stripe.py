@@ -57,13 +57,25 @@ def sign(payload: bytes | str, secret: str = WEBHOOK_SECRET, timestamp: int | No
 
 
 class StripeFakeError(Exception):
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = {"error": {"type": type_, "message": message,
-                               **({"param": param} if param else {}),
-                               **({"code": code} if code else {})}}
+        self.body = {
+            "error": {
+                "type": type_,
+                "message": message,
+                **({"param": param} if param else {}),
+                **({"code": code} if code else {}),
+            }
+        }
 
 
 def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -88,8 +100,9 @@ def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return nested
 
 
-def _int(params: dict[str, Any], name: str, *, required: bool = False,
-         minimum: int | None = None) -> int | None:
+def _int(
+    params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None
+) -> int | None:
     if name not in params:
         if required:
             raise StripeFakeError(400, f"Missing required param: {name}.", param=name)
@@ -165,8 +178,9 @@ class FakeStripe:
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     accounts: dict[str, str | None] = field(default_factory=dict)  # invoice id -> Stripe-Account
-    keys: dict[tuple[str | None, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = \
-        field(default_factory=dict)
+    keys: dict[tuple[str | None, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = field(
+        default_factory=dict
+    )
     requests: list[Recorded] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -192,20 +206,33 @@ class FakeStripe:
 
     def posts(self, pattern: str = ".*", *, replayed: bool | None = None) -> list[Recorded]:
         """Recorded POSTs whose path matches ``pattern`` (answered 200)."""
-        return [r for r in self.requests if r.method == "POST" and re.fullmatch(pattern, r.path)
-                and r.status == 200 and (replayed is None or r.replayed == replayed)]
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST"
+            and re.fullmatch(pattern, r.path)
+            and r.status == 200
+            and (replayed is None or r.replayed == replayed)
+        ]
 
-    def invoice_event(self, event_type: str, stripe_invoice_id: str,
-                      event_id: str | None = None, created: int | None = None) -> dict[str, Any]:
+    def invoice_event(
+        self, event_type: str, stripe_invoice_id: str, event_id: str | None = None, created: int | None = None
+    ) -> dict[str, Any]:
         """A Stripe event of ``event_type`` with the current invoice as ``data.object``."""
         with self._lock:
             invoice = json.loads(json.dumps(self.invoices[stripe_invoice_id]))
             account = self.accounts.get(stripe_invoice_id)
-        event = {"id": event_id or f"evt_{next(self._ids):06d}", "object": "event",
-                 "api_version": "2026-10-28.endive", "created": created or int(time.time()),
-                 "type": event_type, "livemode": False, "pending_webhooks": 1,
-                 "request": {"id": None, "idempotency_key": None},
-                 "data": {"object": invoice}}
+        event = {
+            "id": event_id or f"evt_{next(self._ids):06d}",
+            "object": "event",
+            "api_version": "2026-10-28.endive",
+            "created": created or int(time.time()),
+            "type": event_type,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "data": {"object": invoice},
+        }
         if account:
             event["account"] = account  # Stripe sets it on events of a connected account
         return event
@@ -220,8 +247,7 @@ class FakeStripe:
             invoice = self.invoices[stripe_invoice_id]
             remaining = invoice["amount_due"] - invoice["amount_paid"]
             paid = remaining if amount is None else min(amount, remaining)
-            invoice.update(amount_paid=invoice["amount_paid"] + paid,
-                           amount_remaining=remaining - paid)
+            invoice.update(amount_paid=invoice["amount_paid"] + paid, amount_remaining=remaining - paid)
             if invoice["amount_remaining"] == 0:
                 invoice["status"] = "paid"
                 invoice["status_transitions"]["paid_at"] = int(time.time())
@@ -272,8 +298,14 @@ class FakeStripe:
         status, body, replayed = 200, {}, False
         with self._lock:
             self.requests.append(record)
-            fault = next((f for f in self.faults if f.times > 0 and f.method == method
-                          and f.pattern.search(split.path)), None)
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.times > 0 and f.method == method and f.pattern.search(split.path)
+                ),
+                None,
+            )
             if fault is not None:
                 fault.times -= 1
         if fault is not None and fault.status == 0:
@@ -283,13 +315,14 @@ class FakeStripe:
             return
         try:
             if h.headers.get("Authorization") != f"Bearer {self.api_key}":
-                raise StripeFakeError(401, "Invalid API Key provided",
-                                      type_="invalid_request_error")
+                raise StripeFakeError(401, "Invalid API Key provided", type_="invalid_request_error")
             if fault is not None:
-                raise StripeFakeError(fault.status, f"injected {fault.status}",
-                                      type_="api_error" if fault.status >= 500
-                                      else "invalid_request_error",
-                                      code="rate_limit" if fault.status == 429 else None)
+                raise StripeFakeError(
+                    fault.status,
+                    f"injected {fault.status}",
+                    type_="api_error" if fault.status >= 500 else "invalid_request_error",
+                    code="rate_limit" if fault.status == 429 else None,
+                )
             if method == "POST" and not key:
                 self.violations.append(f"POST {split.path} without Idempotency-Key")
                 raise StripeFakeError(400, "this fake requires an Idempotency-Key on every POST")
@@ -300,8 +333,11 @@ class FakeStripe:
                     if (s_method, s_path, s_params) != (method, split.path, params):
                         self.violations.append(f"key {key} reused with other parameters")
                         raise StripeFakeError(
-                            400, "Keys for idempotent requests can only be used with the same "
-                            "parameters they were first used with.", type_="idempotency_error")
+                            400,
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with.",
+                            type_="idempotency_error",
+                        )
                     status, body, replayed = s_status, s_body, True
                 else:
                     try:
@@ -329,14 +365,16 @@ class FakeStripe:
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):08d}"
 
-    def _route(self, method: str, path: str, params: dict[str, Any],
-               account: str | None) -> dict[str, Any]:
+    def _route(self, method: str, path: str, params: dict[str, Any], account: str | None) -> dict[str, Any]:
         if method == "POST" and path == "/v1/customers":
             return self._create_customer(params)
         if method == "GET" and path == "/v1/customers":
             _allowed(params, {"email", "limit", "starting_after"})
-            data = [c for c in self.customers.values()
-                    if "email" not in params or c.get("email") == params["email"]]
+            data = [
+                c
+                for c in self.customers.values()
+                if "email" not in params or c.get("email") == params["email"]
+            ]
             return self._list(path, data)
         if method == "POST" and path == "/v1/invoices":
             created = self._create_invoice(params)
@@ -344,8 +382,7 @@ class FakeStripe:
             return created
         if method == "GET" and path == "/v1/invoices":
             _allowed(params, {"customer", "limit", "starting_after", "status"})
-            data = [i for i in self.invoices.values()
-                    if params.get("customer") in (None, i["customer"])]
+            data = [i for i in self.invoices.values() if params.get("customer") in (None, i["customer"])]
             return self._list(path, data)
         if method == "POST" and path == "/v1/invoiceitems":
             return self._create_item(params)
@@ -353,8 +390,9 @@ class FakeStripe:
         if match:
             invoice = self.invoices.get(match.group(1))
             if invoice is None:
-                raise StripeFakeError(404, f"No such invoice: '{match.group(1)}'",
-                                      code="resource_missing", param="id")
+                raise StripeFakeError(
+                    404, f"No such invoice: '{match.group(1)}'", code="resource_missing", param="id"
+                )
             action = match.group(2)
             if action is None and method == "GET":
                 _allowed(params, {"expand"})
@@ -377,55 +415,89 @@ class FakeStripe:
     def _create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, {"name", "email", "address", "metadata", "description"})
         address = params.get("address") or {}
-        if address and (set(address) - {"country", "line1", "line2", "city", "postal_code",
-                                        "state"}):
+        if address and (set(address) - {"country", "line1", "line2", "city", "postal_code", "state"}):
             raise StripeFakeError(400, "Received unknown parameter: address", param="address")
-        customer: dict[str, Any] = {"id": self._new_id("cus"), "object": "customer",
-                                    "name": params.get("name"),
-                                    "email": params.get("email"),
-                                    "address": address or None,
-                                    "metadata": _metadata(params), "created": int(time.time()),
-                                    "livemode": False}
+        customer: dict[str, Any] = {
+            "id": self._new_id("cus"),
+            "object": "customer",
+            "name": params.get("name"),
+            "email": params.get("email"),
+            "address": address or None,
+            "metadata": _metadata(params),
+            "created": int(time.time()),
+            "livemode": False,
+        }
         self.customers[customer["id"]] = customer
         return customer
 
     def _create_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
-        _allowed(params, {"customer", "currency", "collection_method", "days_until_due",
-                          "auto_advance", "pending_invoice_items_behavior", "metadata",
-                          "description", "number", "footer"})
+        _allowed(
+            params,
+            {
+                "customer",
+                "currency",
+                "collection_method",
+                "days_until_due",
+                "auto_advance",
+                "pending_invoice_items_behavior",
+                "metadata",
+                "description",
+                "number",
+                "footer",
+            },
+        )
         customer = params.get("customer")
         if customer not in self.customers:
             raise StripeFakeError(400, f"No such customer: '{customer}'", param="customer")
         method = params.get("collection_method", "charge_automatically")
         if method not in ("charge_automatically", "send_invoice"):
-            raise StripeFakeError(400, f"Invalid collection_method: {method}",
-                                  param="collection_method")
+            raise StripeFakeError(400, f"Invalid collection_method: {method}", param="collection_method")
         days = _int(params, "days_until_due", minimum=0)
         if method == "send_invoice" and days is None:
-            raise StripeFakeError(400, "Missing days_until_due or due_date for send_invoice",
-                                  param="days_until_due")
+            raise StripeFakeError(
+                400, "Missing days_until_due or due_date for send_invoice", param="days_until_due"
+            )
         if method != "send_invoice" and days is not None:
-            raise StripeFakeError(400, "days_until_due is only valid for send_invoice",
-                                  param="days_until_due")
+            raise StripeFakeError(
+                400, "days_until_due is only valid for send_invoice", param="days_until_due"
+            )
         behavior = params.get("pending_invoice_items_behavior", "exclude")
         if behavior not in ("exclude", "include"):
             raise StripeFakeError(400, "Invalid pending_invoice_items_behavior")
         number = params.get("number")
         if number and any(i.get("number") == number for i in self.invoices.values()):
-            raise StripeFakeError(400, f"Invoice number {number} already exists",
-                                  code="invoice_duplicate_number")
+            raise StripeFakeError(
+                400, f"Invoice number {number} already exists", code="invoice_duplicate_number"
+            )
         now = int(time.time())
         invoice = {
-            "id": self._new_id("in"), "object": "invoice", "customer": customer,
-            "currency": _currency(params), "collection_method": method,
-            "days_until_due": days, "auto_advance": bool(_bool(params, "auto_advance")),
-            "metadata": _metadata(params), "description": params.get("description"),
-            "number": number, "status": "draft", "total": 0, "subtotal": 0, "amount_due": 0,
-            "amount_paid": 0, "amount_remaining": 0, "attempt_count": 0,
-            "hosted_invoice_url": None, "created": now, "livemode": False,
+            "id": self._new_id("in"),
+            "object": "invoice",
+            "customer": customer,
+            "currency": _currency(params),
+            "collection_method": method,
+            "days_until_due": days,
+            "auto_advance": bool(_bool(params, "auto_advance")),
+            "metadata": _metadata(params),
+            "description": params.get("description"),
+            "number": number,
+            "status": "draft",
+            "total": 0,
+            "subtotal": 0,
+            "amount_due": 0,
+            "amount_paid": 0,
+            "amount_remaining": 0,
+            "attempt_count": 0,
+            "hosted_invoice_url": None,
+            "created": now,
+            "livemode": False,
             "next_payment_attempt": None,
-            "status_transitions": {"finalized_at": None, "paid_at": None, "voided_at": None,
-                                   "marked_uncollectible_at": None},
+            "status_transitions": {
+                "finalized_at": None,
+                "paid_at": None,
+                "voided_at": None,
+                "marked_uncollectible_at": None,
+            },
             "lines": {"object": "list", "data": [], "has_more": False, "url": ""},
             "sent": False,
         }
@@ -434,8 +506,7 @@ class FakeStripe:
         return invoice
 
     def _create_item(self, params: dict[str, Any]) -> dict[str, Any]:
-        _allowed(params, {"customer", "invoice", "amount", "currency", "description",
-                          "metadata", "period"})
+        _allowed(params, {"customer", "invoice", "amount", "currency", "description", "metadata", "period"})
         amount = _int(params, "amount", required=True)
         currency = _currency(params)
         invoice_id = params.get("invoice")
@@ -443,47 +514,61 @@ class FakeStripe:
         if invoice is None:
             raise StripeFakeError(400, f"No such invoice: '{invoice_id}'", param="invoice")
         if invoice["customer"] != params.get("customer"):
-            raise StripeFakeError(400, "The invoice belongs to another customer",
-                                  param="invoice")
+            raise StripeFakeError(400, "The invoice belongs to another customer", param="invoice")
         if invoice["status"] != "draft":
-            raise StripeFakeError(400, "You can only add invoice items to draft invoices",
-                                  param="invoice")
+            raise StripeFakeError(400, "You can only add invoice items to draft invoices", param="invoice")
         if currency != invoice["currency"]:
             raise StripeFakeError(400, "currency differs from the invoice's", param="currency")
         period = params.get("period")
         if period is not None:
             if set(period) != {"start", "end"} or not all(
-                    re.fullmatch(r"\d+", str(v)) for v in period.values()):
+                re.fullmatch(r"\d+", str(v)) for v in period.values()
+            ):
                 raise StripeFakeError(400, "Invalid period", param="period")
             period = {k: int(v) for k, v in period.items()}
-        item = {"id": self._new_id("ii"), "object": "invoiceitem", "amount": amount,
-                "currency": currency, "customer": invoice["customer"], "invoice": invoice["id"],
-                "description": params.get("description"), "metadata": _metadata(params),
-                "period": period}
+        item = {
+            "id": self._new_id("ii"),
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": currency,
+            "customer": invoice["customer"],
+            "invoice": invoice["id"],
+            "description": params.get("description"),
+            "metadata": _metadata(params),
+            "period": period,
+        }
         self.items[item["id"]] = item
-        line = {"id": self._new_id("il"), "object": "line_item", "amount": amount,
-                "currency": currency, "description": item["description"],
-                "metadata": dict(item["metadata"]), "invoice": invoice["id"],
-                "parent": {"type": "invoice_item_details",
-                           "invoice_item_details": {"invoice_item": item["id"]}},
-                "period": period}
+        line = {
+            "id": self._new_id("il"),
+            "object": "line_item",
+            "amount": amount,
+            "currency": currency,
+            "description": item["description"],
+            "metadata": dict(item["metadata"]),
+            "invoice": invoice["id"],
+            "parent": {"type": "invoice_item_details", "invoice_item_details": {"invoice_item": item["id"]}},
+            "period": period,
+        }
         invoice["lines"]["data"].append(line)
         total = sum(int(li["amount"]) for li in invoice["lines"]["data"])
         invoice.update(total=total, subtotal=total, amount_due=total, amount_remaining=total)
         return item
 
-    def _invoice_action(self, invoice: dict[str, Any], action: str,
-                        params: dict[str, Any]) -> dict[str, Any]:
+    def _invoice_action(self, invoice: dict[str, Any], action: str, params: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
         status = invoice["status"]
         if action == "finalize":
             _allowed(params, {"auto_advance"})
             if status != "draft":
-                raise StripeFakeError(400, f"This invoice is already finalized ({status}).",
-                                      code="invoice_not_editable")
+                raise StripeFakeError(
+                    400, f"This invoice is already finalized ({status}).", code="invoice_not_editable"
+                )
             auto = _bool(params, "auto_advance")
-            invoice.update(status="open", auto_advance=bool(auto),
-                           hosted_invoice_url=f"https://invoice.stripe.test/{invoice['id']}")
+            invoice.update(
+                status="open",
+                auto_advance=bool(auto),
+                hosted_invoice_url=f"https://invoice.stripe.test/{invoice['id']}",
+            )
             if not invoice["number"]:
                 invoice["number"] = f"FAKE-{next(self._numbers):04d}"
             invoice["status_transitions"]["finalized_at"] = now
@@ -500,26 +585,34 @@ class FakeStripe:
         if action == "pay":
             _allowed(params, {"paid_out_of_band"})
             if status not in ("open", "uncollectible"):
-                raise StripeFakeError(400, f"Invoice is {status}; it cannot be paid.",
-                                      code="invoice_not_open" if status != "paid"
-                                      else "invoice_already_paid")
-            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
-                           paid_out_of_band=bool(_bool(params, "paid_out_of_band")))
+                raise StripeFakeError(
+                    400,
+                    f"Invoice is {status}; it cannot be paid.",
+                    code="invoice_not_open" if status != "paid" else "invoice_already_paid",
+                )
+            invoice.update(
+                status="paid",
+                amount_paid=invoice["amount_due"],
+                amount_remaining=0,
+                paid_out_of_band=bool(_bool(params, "paid_out_of_band")),
+            )
             invoice["status_transitions"]["paid_at"] = now
             return invoice
         if action == "void":
             _allowed(params, set())
             if status not in ("open", "uncollectible"):
-                raise StripeFakeError(400, f"Invoice is {status}; only open or uncollectible "
-                                      "invoices can be voided.")
+                raise StripeFakeError(
+                    400, f"Invoice is {status}; only open or uncollectible invoices can be voided."
+                )
             invoice.update(status="void")
             invoice["status_transitions"]["voided_at"] = now
             return invoice
         if action == "mark_uncollectible":
             _allowed(params, set())
             if status != "open":
-                raise StripeFakeError(400, f"Invoice is {status}; only open invoices can be "
-                                      "marked uncollectible.")
+                raise StripeFakeError(
+                    400, f"Invoice is {status}; only open invoices can be marked uncollectible."
+                )
             invoice.update(status="uncollectible")
             invoice["status_transitions"]["marked_uncollectible_at"] = now
             return invoice

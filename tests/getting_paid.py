@@ -43,8 +43,14 @@ def stripe_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
         yield fake
 
 
-def seed_tenant(db: firestore.Client, *, email: bool = True, stripe: bool | dict[str, Any] = False,
-                collection_method: str = "send_invoice", **fields: Any) -> str:
+def seed_tenant(
+    db: firestore.Client,
+    *,
+    email: bool = True,
+    stripe: bool | dict[str, Any] = False,
+    collection_method: str = "send_invoice",
+    **fields: Any,
+) -> str:
     """The ``acme`` tenant with email (and optionally Stripe) enabled."""
     extra: dict[str, Any] = {"email": {"enabled": email, "from": "Acme Billing <billing@acme.test>"}}
     if isinstance(stripe, dict):
@@ -55,30 +61,68 @@ def seed_tenant(db: firestore.Client, *, email: bool = True, stripe: bool | dict
     return f.tenant(db, T, **extra)
 
 
-def seed_invoice(db: firestore.Client, invoice_id: str, customer_id: str, *,
-                 due_at: datetime = DUE, status: str = "open", number: str | None = None,
-                 lines: list[dict[str, Any]] | None = None, tax: int = 2000,
-                 subscription_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def seed_invoice(
+    db: firestore.Client,
+    invoice_id: str,
+    customer_id: str,
+    *,
+    due_at: datetime = DUE,
+    status: str = "open",
+    number: str | None = None,
+    lines: list[dict[str, Any]] | None = None,
+    tax: int = 2000,
+    subscription_id: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """An invoice as the month close stores it (GBP, one 100.00 line + 20 % tax by default)."""
-    lines = lines if lines is not None else [{
-        "description": "Pro plan", "quantity": "1", "unit_amount_decimal": "10000",
-        "amount": 10000, "tax_rate": "20", "tax": tax, "kind": "fixed"}]
+    lines = (
+        lines
+        if lines is not None
+        else [
+            {
+                "description": "Pro plan",
+                "quantity": "1",
+                "unit_amount_decimal": "10000",
+                "amount": 10000,
+                "tax_rate": "20",
+                "tax": tax,
+                "kind": "fixed",
+            }
+        ]
+    )
     subtotal = sum(int(line["amount"]) for line in lines)
     customer = db.document(f"tenants/{T}/customers/{customer_id}").get().to_dict() or {}
     data: dict[str, Any] = {
-        "tenant_id": T, "customer_id": customer_id,
-        "subscription_id": subscription_id or f"sub-{customer_id}", "plan_id": "pro",
+        "tenant_id": T,
+        "customer_id": customer_id,
+        "subscription_id": subscription_id or f"sub-{customer_id}",
+        "plan_id": "pro",
         "billing_time": "calendar",
         "period_start": datetime(2026, 9, 30, 23, tzinfo=UTC),
-        "period_end": datetime(2026, 11, 1, tzinfo=UTC), "currency": "GBP", "lines": lines,
-        "subtotal": subtotal, "tax": tax, "total": subtotal + tax, "tax_inclusive": False,
-        "amount_paid": 0, "amount_due": subtotal + tax,
-        "customer": {"id": customer_id, "name": customer.get("name"),
-                     "email": customer.get("email"), "address": customer.get("address") or {},
-                     "tax_id": None},
-        "status": status, "number": number or f"ACME-2026-{zlib.crc32(invoice_id.encode()) % 10**6:06d}",
-        "issued_at": due_at - timedelta(days=14), "finalized_at": due_at - timedelta(days=14),
-        "due_at": due_at, "finalize_at": None, "pdf_uri": None, "created_at": ISSUED,
+        "period_end": datetime(2026, 11, 1, tzinfo=UTC),
+        "currency": "GBP",
+        "lines": lines,
+        "subtotal": subtotal,
+        "tax": tax,
+        "total": subtotal + tax,
+        "tax_inclusive": False,
+        "amount_paid": 0,
+        "amount_due": subtotal + tax,
+        "customer": {
+            "id": customer_id,
+            "name": customer.get("name"),
+            "email": customer.get("email"),
+            "address": customer.get("address") or {},
+            "tax_id": None,
+        },
+        "status": status,
+        "number": number or f"ACME-2026-{zlib.crc32(invoice_id.encode()) % 10**6:06d}",
+        "issued_at": due_at - timedelta(days=14),
+        "finalized_at": due_at - timedelta(days=14),
+        "due_at": due_at,
+        "finalize_at": None,
+        "pdf_uri": None,
+        "created_at": ISSUED,
     }
     data.update(fields)
     db.document(f"tenants/{T}/invoices/{invoice_id}").set(data)
@@ -93,8 +137,9 @@ def customer(db: firestore.Client, customer_id: str) -> dict[str, Any]:
     return db.document(f"tenants/{T}/customers/{customer_id}").get().to_dict() or {}
 
 
-def signed_post(call_function: Any, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET,
-                header: str | None = None) -> tuple[int, dict[str, Any]]:
+def signed_post(
+    call_function: Any, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, header: str | None = None
+) -> tuple[int, dict[str, Any]]:
     """POST ``event`` to ``stripe_webhook`` as Stripe does: raw JSON + ``Stripe-Signature``."""
     payload = json.dumps(event).encode()
     headers = {"Stripe-Signature": header if header is not None else sign(payload, secret)}

@@ -36,20 +36,45 @@ from typing import IO
 
 # ISO 3166-1 alpha-2 -> the names the file uses; None collects the names that are no country.
 _NAMES_BY_CODE: dict[str | None, tuple[str, ...]] = {
-    "GB": ("United Kingdom",), "IE": ("EIRE",), "ZA": ("RSA",), "US": ("USA",),
-    "JE": ("Channel Islands",), None: ("European Community", "Unspecified"),
-    "AE": ("United Arab Emirates",), "AT": ("Austria",), "AU": ("Australia",),
-    "BE": ("Belgium",), "BH": ("Bahrain",), "BR": ("Brazil",), "CA": ("Canada",),
-    "CH": ("Switzerland",), "CY": ("Cyprus",), "CZ": ("Czech Republic",), "DE": ("Germany",),
-    "DK": ("Denmark",), "ES": ("Spain",), "FI": ("Finland",), "FR": ("France",),
-    "GR": ("Greece",), "HK": ("Hong Kong",), "IL": ("Israel",), "IS": ("Iceland",),
-    "IT": ("Italy",), "JP": ("Japan",), "LB": ("Lebanon",), "LT": ("Lithuania",),
-    "MT": ("Malta",), "NL": ("Netherlands",), "NO": ("Norway",), "PL": ("Poland",),
-    "PT": ("Portugal",), "SA": ("Saudi Arabia",), "SE": ("Sweden",), "SG": ("Singapore",),
+    "GB": ("United Kingdom",),
+    "IE": ("EIRE",),
+    "ZA": ("RSA",),
+    "US": ("USA",),
+    "JE": ("Channel Islands",),
+    None: ("European Community", "Unspecified"),
+    "AE": ("United Arab Emirates",),
+    "AT": ("Austria",),
+    "AU": ("Australia",),
+    "BE": ("Belgium",),
+    "BH": ("Bahrain",),
+    "BR": ("Brazil",),
+    "CA": ("Canada",),
+    "CH": ("Switzerland",),
+    "CY": ("Cyprus",),
+    "CZ": ("Czech Republic",),
+    "DE": ("Germany",),
+    "DK": ("Denmark",),
+    "ES": ("Spain",),
+    "FI": ("Finland",),
+    "FR": ("France",),
+    "GR": ("Greece",),
+    "HK": ("Hong Kong",),
+    "IL": ("Israel",),
+    "IS": ("Iceland",),
+    "IT": ("Italy",),
+    "JP": ("Japan",),
+    "LB": ("Lebanon",),
+    "LT": ("Lithuania",),
+    "MT": ("Malta",),
+    "NL": ("Netherlands",),
+    "NO": ("Norway",),
+    "PL": ("Poland",),
+    "PT": ("Portugal",),
+    "SA": ("Saudi Arabia",),
+    "SE": ("Sweden",),
+    "SG": ("Singapore",),
 }
-ISO_COUNTRY: dict[str, str | None] = {
-    name: code for code, names in _NAMES_BY_CODE.items() for name in names
-}
+ISO_COUNTRY: dict[str, str | None] = {name: code for code, names in _NAMES_BY_CODE.items() for name in names}
 TAX_PERCENT = {"GB": Decimal(20)}
 
 
@@ -102,8 +127,9 @@ def summarize(csv_path: str | Path, month: str | None = "2011-11") -> Summary:
         reader = csv.reader(handle)
         columns = next(reader)
         invoice_at, quantity_at, date_at, price_at, customer_at, country_at = (
-            columns.index(name) for name in
-            ("InvoiceNo", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"))
+            columns.index(name)
+            for name in ("InvoiceNo", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
+        )
         for row in reader:
             summary.rows += 1
             customer = row[customer_at].strip()
@@ -138,8 +164,12 @@ def summarize(csv_path: str | Path, month: str | None = "2011-11") -> Summary:
         subtotal = _half_up(amount * 100)
         tax = _half_up(subtotal * TAX_PERCENT.get(country or "", Decimal(0)) / 100)
         summary.invoices[customer] = Expected(
-            subtotal=subtotal, tax=tax, total=subtotal + tax, country=country,
-            events=events[customer], amount=amount,
+            subtotal=subtotal,
+            tax=tax,
+            total=subtotal + tax,
+            country=country,
+            events=events[customer],
+            amount=amount,
         )
     return summary
 

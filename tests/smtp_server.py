@@ -43,20 +43,30 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -87,8 +97,10 @@ class Received:
         return part.get_content() if part is not None else ""
 
     def attachments(self) -> list[tuple[str, str, bytes]]:
-        return [(str(a.get_filename()), a.get_content_type(), a.get_content())
-                for a in self.message.iter_attachments()]
+        return [
+            (str(a.get_filename()), a.get_content_type(), a.get_content())
+            for a in self.message.iter_attachments()
+        ]
 
 
 @dataclass
@@ -106,16 +118,24 @@ class Handler:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
-            self.messages.append(Received(
-                mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos), message=message,
-                tls=session.ssl is not None, authenticated=bool(session.authenticated)))
+            self.messages.append(
+                Received(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    message=message,
+                    tls=session.ssl is not None,
+                    authenticated=bool(session.authenticated),
+                )
+            )
         return "250 OK"
 
 
-def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                   auth_data: Any) -> AuthResult:
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USERNAME.encode()
-          and auth_data.password == PASSWORD.encode())
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == USERNAME.encode()
+        and auth_data.password == PASSWORD.encode()
+    )
     return AuthResult(success=ok, handled=False)
 
 
@@ -153,9 +173,16 @@ class SmtpServer:
             self.handler.messages.clear()
 
     def env(self) -> dict[str, str]:
-        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.port),
-                "SMTP_USERNAME": USERNAME, "SMTP_PASSWORD": PASSWORD, "SMTP_STARTTLS": "true",
-                "SMTP_FROM": SENDER, "SMTP_CA_FILE": str(self.ca_file), "SMTP_TIMEOUT": "10"}
+        return {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.port),
+            "SMTP_USERNAME": USERNAME,
+            "SMTP_PASSWORD": PASSWORD,
+            "SMTP_STARTTLS": "true",
+            "SMTP_FROM": SENDER,
+            "SMTP_CA_FILE": str(self.ca_file),
+            "SMTP_TIMEOUT": "10",
+        }
 
 
 @contextmanager
@@ -166,9 +193,17 @@ def running_smtp(directory: Path) -> Iterator[SmtpServer]:
     context.load_cert_chain(cert, key)
     handler = Handler()
     port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=context,
-                            require_starttls=True, auth_required=True, auth_require_tls=True,
-                            authenticator=_authenticator, server_hostname="localhost")
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        authenticator=_authenticator,
+        server_hostname="localhost",
+    )
     controller.start()
     try:
         yield SmtpServer(controller, handler, port, cert)

@@ -23,11 +23,10 @@ smtp = pytest.fixture(gp.smtp_fixture, name="smtp")
 
 @pytest.mark.parametrize("bad", BAD_EMAILS, ids=repr)
 def test_month_close_reports_a_customer_whose_email_is_not_one_address(
-        db: firestore.Client, gcs: storage.Client, call_function: Any, smtp: SmtpServer,
-        bad: str) -> None:
+    db: firestore.Client, gcs: storage.Client, call_function: Any, smtp: SmtpServer, bad: str
+) -> None:
     gp.seed_tenant(db, email=True)
-    f.plan(db, T, "pro", [{"type": "fixed", "description": "Pro plan",
-                           "unit_amount_decimal": "4900"}])
+    f.plan(db, T, "pro", [{"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "4900"}])
     f.customer(db, T, "alice", "GB")
     f.customer(db, T, "mallory", "GB", email=bad)
     f.subscription(db, T, "sub-alice", "alice", "pro")
@@ -46,8 +45,7 @@ def test_month_close_reports_a_customer_whose_email_is_not_one_address(
 def admin(call_function: Any, token: Any) -> Any:
     def call(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         headers = {"Authorization": f"Bearer {token(email='admin@example.com')}"}
-        result: tuple[int, dict[str, Any]] = call_function("billing_admin", body, tenant=T,
-                                                           headers=headers)
+        result: tuple[int, dict[str, Any]] = call_function("billing_admin", body, tenant=T, headers=headers)
         return result
 
     return call
@@ -56,13 +54,23 @@ def admin(call_function: Any, token: Any) -> Any:
 @pytest.mark.parametrize("where", ["customer", "snapshot"])
 @pytest.mark.parametrize("bad", BAD_EMAILS, ids=repr)
 def test_resend_email_to_an_address_that_is_not_one_is_422(
-        db: firestore.Client, admin: Any, smtp: SmtpServer, bad: str, where: str) -> None:
+    db: firestore.Client, admin: Any, smtp: SmtpServer, bad: str, where: str
+) -> None:
     """The customer's email is bad; or they have none and the invoice's snapshot is bad."""
     gp.seed_tenant(db, email=True)
     f.customer(db, T, "mallory", "GB", email=bad if where == "customer" else None)
-    gp.seed_invoice(db, "inv-1", "mallory", customer={
-        "id": "mallory", "name": "Mallory", "address": {}, "tax_id": None,
-        "email": "mallory@example.com" if where == "customer" else bad})
+    gp.seed_invoice(
+        db,
+        "inv-1",
+        "mallory",
+        customer={
+            "id": "mallory",
+            "name": "Mallory",
+            "address": {},
+            "tax_id": None,
+            "email": "mallory@example.com" if where == "customer" else bad,
+        },
+    )
     before = f.all_documents(db, T)
     status, body = admin({"action": "resend_email", "invoice_id": "inv-1"})
     assert status == 422, body

@@ -32,22 +32,27 @@ fake_stripe = pytest.fixture(gp.stripe_fixture, name="fake_stripe")
 
 
 def seed(db: firestore.Client) -> None:
-    gp.seed_tenant(db, email=True, stripe=True, collection_method="send_invoice",
-                   dunning={"reminder_days": [1, 7, 14], "suspend_after_days": 21,
-                            "uncollectible_after_days": 60})
-    f.plan(db, T, "pro", [{"type": "fixed", "description": "Pro plan",
-                           "unit_amount_decimal": "4900"}])
+    gp.seed_tenant(
+        db,
+        email=True,
+        stripe=True,
+        collection_method="send_invoice",
+        dunning={"reminder_days": [1, 7, 14], "suspend_after_days": 21, "uncollectible_after_days": 60},
+    )
+    f.plan(db, T, "pro", [{"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "4900"}])
     f.customer(db, T, "alice", "GB", name="Alice Analytics Ltd")
     f.subscription(db, T, "sub-alice", "alice", "pro")
 
 
-
-
-def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: storage.Client,
-                                                   call_function: Any, token: Any,
-                                                   smtp: SmtpServer,
-                                                   fake_stripe: FakeStripe,
-                                                   clock: Clock) -> None:
+def test_one_customer_from_invoice_to_reactivation(
+    db: firestore.Client,
+    gcs: storage.Client,
+    call_function: Any,
+    token: Any,
+    smtp: SmtpServer,
+    fake_stripe: FakeStripe,
+    clock: Clock,
+) -> None:
     seed(db)
 
     def dunning(as_of: Any) -> dict[str, Any]:
@@ -77,18 +82,17 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert email.attachments() == [(f"{invoice['number']}.pdf", "application/pdf", pdf)]
     assert "£58.80" in email.subject and "Alice Analytics Ltd" in email.text()
     (stripe_invoice,) = fake_stripe.invoices.values()
-    assert stripe_invoice["metadata"] == {"tenant_id": T, "invoice_id": INVOICE,
-                                          "number": invoice["number"]}
+    assert stripe_invoice["metadata"] == {"tenant_id": T, "invoice_id": INVOICE, "number": invoice["number"]}
     assert [li["amount"] for li in stripe_invoice["lines"]["data"]] == [4900, 980]
-    assert (stripe_invoice["total"], stripe_invoice["status"], stripe_invoice["sent"]) == (
-        5880, "open", True)
+    assert (stripe_invoice["total"], stripe_invoice["status"], stripe_invoice["sent"]) == (5880, "open", True)
     assert invoice["stripe_invoice_id"] == stripe_invoice["id"]
     assert invoice["delivery_pending"] is False
     posts = len(fake_stripe.posts())
 
     # The month close again, twice at once: nothing new anywhere.
-    for status, body in f.concurrently(2, lambda: call_function("monthly_billing",
-                                                              {"month": MONTH}, tenant=T)):
+    for status, body in f.concurrently(
+        2, lambda: call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    ):
         assert status == 200 and body["generated"] == 0 and body["errors"] == [], body
     assert len(smtp.messages) == 1 and len(fake_stripe.posts()) == posts
 
@@ -100,8 +104,11 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
         assert later["reminders_sent"] == 0 and later["skips"][0]["reason"] == "up_to_date"
     assert kinds() == {"invoice": 1, "reminder": 3}
     reminders = smtp.of_kind("reminder")
-    assert ["1 day overdue" in reminders[0].text(), "7 days overdue" in reminders[1].text(),
-            "14 days overdue" in reminders[2].text()] == [True, True, True]
+    assert [
+        "1 day overdue" in reminders[0].text(),
+        "7 days overdue" in reminders[1].text(),
+        "14 days overdue" in reminders[2].text(),
+    ] == [True, True, True]
     assert gp.customer(db, "alice")["status"] == "active"
 
     # 3. Suspension at 21 days, once.
@@ -114,8 +121,11 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert invoice["number"] in customer["suspension_reason"]
     subscription = db.document(f"tenants/{T}/subscriptions/sub-alice").get().to_dict() or {}
     assert subscription["status"] == "suspended"
-    assert subscription["suspensions"] == customer["suspensions"] == [
-        {"from": customer["suspended_at"], "to": None}]
+    assert (
+        subscription["suspensions"]
+        == customer["suspensions"]
+        == [{"from": customer["suspended_at"], "to": None}]
+    )
     assert subscription["suspension_reason"] == customer["suspension_reason"]
     assert kinds() == {"invoice": 1, "reminder": 3, "suspension": 1}
 
@@ -127,33 +137,42 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     assert status == 400 and body["error"]["code"] == "invalid_signature"
     status, body = gp.signed_post(call_function, paid_event, header="t=1,v1=deadbeef")
     assert status == 400 and body["error"]["code"] == "invalid_signature"
-    unknown = {**fake_stripe.invoice_event("invoice.upcoming", stripe_invoice["id"]),
-               "type": "invoice.upcoming"}
+    unknown = {
+        **fake_stripe.invoice_event("invoice.upcoming", stripe_invoice["id"]),
+        "type": "invoice.upcoming",
+    }
     status, body = gp.signed_post(call_function, unknown)
-    assert status == 200 and (body["result"], body["reason"]) == ("ignored",
-                                                                  "unhandled_event_type")
+    assert status == 200 and (body["result"], body["reason"]) == ("ignored", "unhandled_event_type")
     admin_headers = {"Authorization": f"Bearer {token(email='admin@example.com')}"}
     for request, tenant, code in (
-            ({"action": "mark_paid", "invoice_id": INVOICE, "amount": 5880}, T, 400),
-            ({"action": "mark_paid", "invoice_id": INVOICE, "amount": 99999,
-              "paid_at": "2026-11-20T00:00:00Z"}, T, 409),
-            ({"action": "void", "invoice_id": INVOICE}, None, 400),
-            ({"action": "refund", "invoice_id": INVOICE}, T, 400),
-            ({"action": "void", "invoice_id": "no-such-invoice"}, T, 404)):
-        status, body = call_function("billing_admin", request, tenant=tenant,
-                                     headers=admin_headers)
+        ({"action": "mark_paid", "invoice_id": INVOICE, "amount": 5880}, T, 400),
+        (
+            {
+                "action": "mark_paid",
+                "invoice_id": INVOICE,
+                "amount": 99999,
+                "paid_at": "2026-11-20T00:00:00Z",
+            },
+            T,
+            409,
+        ),
+        ({"action": "void", "invoice_id": INVOICE}, None, 400),
+        ({"action": "refund", "invoice_id": INVOICE}, T, 400),
+        ({"action": "void", "invoice_id": "no-such-invoice"}, T, 404),
+    ):
+        status, body = call_function("billing_admin", request, tenant=tenant, headers=admin_headers)
         assert status == code and body["error"]["message"], (request, body)
     assert f.all_documents(db, T) == before
 
     # 5. Payment by webhook, delivered three times (twice at once): applied once, reactivation.
     payload = json.dumps(paid_event).encode()
     header = {"Stripe-Signature": sign(payload)}
-    deliveries = f.concurrently(2, lambda: call_function("stripe_webhook", raw=payload,
-                                                       headers=header, auth=False))
+    deliveries = f.concurrently(
+        2, lambda: call_function("stripe_webhook", raw=payload, headers=header, auth=False)
+    )
     deliveries.append(call_function("stripe_webhook", raw=payload, headers=header, auth=False))
     assert [status for status, _ in deliveries] == [200, 200, 200]
-    assert sorted(body["result"] for _, body in deliveries) == ["applied", "duplicate",
-                                                                "duplicate"]
+    assert sorted(body["result"] for _, body in deliveries) == ["applied", "duplicate", "duplicate"]
     assert sum(body["reactivated"] for _, body in deliveries) == 1
     invoice = gp.invoice(db, INVOICE)
     assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 5880, 0)
@@ -166,18 +185,28 @@ def test_one_customer_from_invoice_to_reactivation(db: firestore.Client, gcs: st
     # 6. Later runs find nothing to do.
     for days in (22, 30, 61):
         body = dunning(due + timedelta(days=days))
-        assert (body["reminders_sent"], body["suspended"], body["marked_uncollectible"],
-                body["reactivated"], body["notices_sent"]) == (0, 0, 0, 0, 0), body
+        assert (
+            body["reminders_sent"],
+            body["suspended"],
+            body["marked_uncollectible"],
+            body["reactivated"],
+            body["notices_sent"],
+        ) == (0, 0, 0, 0, 0), body
     assert kinds() == {"invoice": 1, "reminder": 3, "suspension": 1, "reactivation": 1}
     assert len(fake_stripe.invoices) == 1 and len(fake_stripe.customers) == 1
     assert fake_stripe.violations == []
 
     # Every step is recorded once on the invoice, in order.
     history = [h["action"] for h in gp.invoice(db, INVOICE)["history"]]
-    assert history == ["email_sent", "dunning.reminder_1", "dunning.reminder_7",
-                       "dunning.reminder_14", "dunning.suspension", "dunning.suspension_notice",
-                       "invoice.paid"]
-    notes = {s.id: (s.to_dict() or {}) for s in db.collection(f"tenants/{T}/notifications")
-             .stream()}
+    assert history == [
+        "email_sent",
+        "dunning.reminder_1",
+        "dunning.reminder_7",
+        "dunning.reminder_14",
+        "dunning.suspension",
+        "dunning.suspension_notice",
+        "invoice.paid",
+    ]
+    notes = {s.id: (s.to_dict() or {}) for s in db.collection(f"tenants/{T}/notifications").stream()}
     assert all(n["status"] == "sent" and n["attempts"] == 1 for n in notes.values()), notes
     assert len(notes) == 6

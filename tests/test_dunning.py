@@ -44,16 +44,23 @@ def seed(db: firestore.Client, **tenant_fields: Any) -> None:
     gp.seed_tenant(db, **tenant_fields)
     f.customer(db, T, "alice", "GB", name="Alice Ltd")
     f.subscription(db, T, "sub-alice", "alice", "pro")
-    f.subscription(db, T, "sub-old", "alice", "pro", status="canceled",
-                   canceled_at=datetime(2025, 1, 1, tzinfo=UTC))
-    gp.seed_invoice(db, "inv-1", "alice", number="ACME-2026-000001",
-                    subscription_id="sub-alice")
+    f.subscription(
+        db, T, "sub-old", "alice", "pro", status="canceled", canceled_at=datetime(2025, 1, 1, tzinfo=UTC)
+    )
+    gp.seed_invoice(db, "inv-1", "alice", number="ACME-2026-000001", subscription_id="sub-alice")
 
 
 # -- the policy -------------------------------------------------------------------------------------
 def tenant(dunning: Any = None) -> Tenant:
-    raw = {"name": "A", "status": "active", "timezone": "UTC", "currency": "GBP",
-           "invoice_prefix": "A", "payment_terms_days": 14, "tax_rates": {}}
+    raw = {
+        "name": "A",
+        "status": "active",
+        "timezone": "UTC",
+        "currency": "GBP",
+        "invoice_prefix": "A",
+        "payment_terms_days": 14,
+        "tax_rates": {},
+    }
     if dunning is not None:
         raw["dunning"] = dunning
     return Tenant.parse("a", raw)
@@ -61,8 +68,11 @@ def tenant(dunning: Any = None) -> Tenant:
 
 def test_policy_defaults_configuration_and_plan() -> None:
     policy = tenant().dunning
-    assert (policy.reminder_days, policy.suspend_after_days,
-            policy.uncollectible_after_days) == ((1, 7, 14), 21, 60)
+    assert (policy.reminder_days, policy.suspend_after_days, policy.uncollectible_after_days) == (
+        (1, 7, 14),
+        21,
+        60,
+    )
     d = timedelta(days=1)
 
     def plan(days: float, *done: str) -> list[str]:
@@ -79,22 +89,29 @@ def test_policy_defaults_configuration_and_plan() -> None:
     assert plan(60, "suspension") == ["uncollectible"]
     assert plan(70) == ["suspension", "uncollectible"]
 
-    custom = tenant({"reminder_days": [30, 3], "suspend_after_days": 10,
-                     "uncollectible_after_days": None}).dunning
+    custom = tenant(
+        {"reminder_days": [30, 3], "suspend_after_days": 10, "uncollectible_after_days": None}
+    ).dunning
     assert custom.reminder_days == (3, 30)
     assert custom.plan(d * 12, {}) == ["suspension"]
     assert custom.plan(d * 31, {"suspension": {}}) == ["reminder_30"]
     assert custom.plan(d * 999, {"suspension": {}, "reminder_30": {}}) == []
     assert tenant({"enabled": False}).dunning.plan(d * 99, {}) == []
-    for bad in ({"reminder_days": "1,7"}, {"reminder_days": [1.5]}, {"suspend_after_days": -1},
-                {"uncollectible_after_days": True}, "weekly"):
+    for bad in (
+        {"reminder_days": "1,7"},
+        {"reminder_days": [1.5]},
+        {"suspend_after_days": -1},
+        {"uncollectible_after_days": True},
+        "weekly",
+    ):
         with pytest.raises(DataError):
             tenant(bad).dunning  # noqa: B018 (the property raises)
 
 
 # -- day by day ---------------------------------------------------------------------------------------
-def test_reminders_suspension_and_write_off_each_once(db: firestore.Client, call_function: Any,
-                                                      smtp: SmtpServer) -> None:
+def test_reminders_suspension_and_write_off_each_once(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     body = run(call_function, day(0.5))
     assert body["reminders_sent"] == 0  # overdue, but not a full day yet
@@ -109,7 +126,8 @@ def test_reminders_suspension_and_write_off_each_once(db: firestore.Client, call
     reminders = smtp.of_kind("reminder")
     assert len(reminders) == 3
     assert [m.message["Subject"] for m in reminders] == [
-        "Reminder: invoice ACME-2026-000001 from Acme Analytics Ltd is overdue (£120.00)"] * 3
+        "Reminder: invoice ACME-2026-000001 from Acme Analytics Ltd is overdue (£120.00)"
+    ] * 3
     assert "7 days overdue" in reminders[1].text()
     assert reminders[0].attachments()[0][0] == "ACME-2026-000001.pdf"
     invoice = gp.invoice(db, "inv-1")
@@ -139,14 +157,21 @@ def test_reminders_suspension_and_write_off_each_once(db: firestore.Client, call
     assert gp.customer(db, "alice")["status"] == "suspended"
     assert len(smtp.messages) == 4
     actions = [h["action"] for h in gp.invoice(db, "inv-1")["history"]]
-    assert actions == ["dunning.reminder_1", "dunning.reminder_7", "dunning.reminder_14",
-                       "dunning.suspension", "dunning.suspension_notice", "mark_uncollectible"]
+    assert actions == [
+        "dunning.reminder_1",
+        "dunning.reminder_7",
+        "dunning.reminder_14",
+        "dunning.suspension",
+        "dunning.suspension_notice",
+        "mark_uncollectible",
+    ]
     runs = [s.to_dict() or {} for s in db.collection(f"tenants/{T}/billing_runs").stream()]
     assert {r["function"] for r in runs} == {"dunning"} and len(runs) == 11
 
 
-def test_concurrent_runs_send_each_step_once(db: firestore.Client, call_function: Any,
-                                             smtp: SmtpServer) -> None:
+def test_concurrent_runs_send_each_step_once(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     gp.seed_invoice(db, "inv-2", "alice", subscription_id="sub-alice")
     for n in (1, 7, 21):
@@ -163,8 +188,9 @@ def test_concurrent_runs_send_each_step_once(db: firestore.Client, call_function
     assert sum(1 for d in recorded if d["suspension"]["customer_suspended"]) == 1
 
 
-def test_dry_run_lists_actions_and_changes_nothing(db: firestore.Client, call_function: Any,
-                                                   smtp: SmtpServer) -> None:
+def test_dry_run_lists_actions_and_changes_nothing(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     before = f.all_documents(db, T)
     body = run(call_function, day(21), dry_run=True)
@@ -178,9 +204,9 @@ def test_dry_run_lists_actions_and_changes_nothing(db: firestore.Client, call_fu
     assert f.all_documents(db, T) == before
 
 
-def test_a_failed_email_is_reported_and_retried_next_run(db: firestore.Client,
-                                                         call_function: Any,
-                                                         smtp: SmtpServer) -> None:
+def test_a_failed_email_is_reported_and_retried_next_run(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     smtp.fail_next(1)
     body = run(call_function, day(1))
@@ -197,7 +223,8 @@ def test_a_failed_email_is_reported_and_retried_next_run(db: firestore.Client,
 
 
 def test_suspension_notice_retried_and_second_invoice_records_without_notice(
-        db: firestore.Client, call_function: Any, smtp: SmtpServer) -> None:
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     gp.seed_invoice(db, "inv-2", "alice", due_at=DUE + timedelta(days=1))
     smtp.fail_next(1)
@@ -216,15 +243,15 @@ def test_email_disabled_still_suspends(db: firestore.Client, call_function: Any)
     seed(db, email=False)
     body = run(call_function, day(7))
     assert body["reminders_sent"] == 0
-    assert body["skips"] == [{"tenant_id": T, "invoice_id": "inv-1",
-                              "reason": "reminder_7_email_disabled"}]
+    assert body["skips"] == [{"tenant_id": T, "invoice_id": "inv-1", "reason": "reminder_7_email_disabled"}]
     assert run(call_function, day(21))["suspended"] == 1
     assert gp.customer(db, "alice")["status"] == "suspended"
     assert list(db.collection(f"tenants/{T}/notifications").stream()) == []
 
 
-def test_reactivation_when_nothing_is_overdue(db: firestore.Client, call_function: Any,
-                                              smtp: SmtpServer) -> None:
+def test_reactivation_when_nothing_is_overdue(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     gp.seed_invoice(db, "inv-later", "alice", due_at=DUE + timedelta(days=30))
     run(call_function, day(21))
@@ -241,14 +268,14 @@ def test_reactivation_when_nothing_is_overdue(db: firestore.Client, call_functio
     customer = gp.customer(db, "alice")
     for record in (customer, sub):
         (interval,) = record["suspensions"]
-        assert interval == {"from": record["last_suspension"]["suspended_at"],
-                            "to": record["reactivated_at"]}
+        assert interval == {"from": record["last_suspension"]["suspended_at"], "to": record["reactivated_at"]}
     assert run(call_function, day(22.5))["reactivated"] == 0
     assert len(smtp.of_kind("reactivation")) == 1
 
 
 def test_uncollectible_or_other_overdue_invoices_block_reactivation(
-        db: firestore.Client, call_function: Any, smtp: SmtpServer) -> None:
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     gp.seed_invoice(db, "inv-2", "alice", due_at=DUE + timedelta(days=5))
     run(call_function, day(21))
@@ -262,16 +289,17 @@ def test_uncollectible_or_other_overdue_invoices_block_reactivation(
 
 def test_manual_suspension_is_left_alone(db: firestore.Client, call_function: Any) -> None:
     seed(db)
-    db.document(f"tenants/{T}/customers/alice").update({"status": "suspended",
-                                                        "suspension_reason": "fraud check"})
+    db.document(f"tenants/{T}/customers/alice").update(
+        {"status": "suspended", "suspension_reason": "fraud check"}
+    )
     db.document(f"tenants/{T}/invoices/inv-1").update({"status": "paid"})
     body = run(call_function, day(30))
     assert body["reactivated"] == 0 and gp.customer(db, "alice")["status"] == "suspended"
 
 
-def test_sweep_retries_pending_invoice_deliveries_and_notices(db: firestore.Client,
-                                                              call_function: Any,
-                                                              smtp: SmtpServer) -> None:
+def test_sweep_retries_pending_invoice_deliveries_and_notices(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     from billing.delivery.outbox import deliver_finalized_invoices
     from billing.pricing.periods import utc_now
     from billing.store.firestore_store import BillingStore
@@ -279,8 +307,7 @@ def test_sweep_retries_pending_invoice_deliveries_and_notices(db: firestore.Clie
     seed(db)
     store = BillingStore(db)
     smtp.fail_next(1)
-    failures = deliver_finalized_invoices(store, store.get_tenant(T), ["inv-1"],
-                                          utc_now(), "close")
+    failures = deliver_finalized_invoices(store, store.get_tenant(T), ["inv-1"], utc_now(), "close")
     assert len(failures) == 1
     body = run(call_function, day(-3))  # not overdue: only the sweep has work
     assert (body["deliveries_retried"], body["errors"]) == (1, [])
@@ -290,26 +317,26 @@ def test_sweep_retries_pending_invoice_deliveries_and_notices(db: firestore.Clie
     assert len(smtp.messages) == 1
 
 
-def test_one_bad_invoice_does_not_stop_the_run(db: firestore.Client, call_function: Any,
-                                               smtp: SmtpServer) -> None:
+def test_one_bad_invoice_does_not_stop_the_run(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db)
     f.customer(db, T, "bob", "GB")
     gp.seed_invoice(db, "inv-bad", "bob", currency="XXX")
     body = run(call_function, day(1))
     assert body["reminders_sent"] == 1
-    assert [(e["invoice_id"], e["code"]) for e in body["errors"]] == [
-        ("inv-bad", "unknown_currency")]
+    assert [(e["invoice_id"], e["code"]) for e in body["errors"]] == [("inv-bad", "unknown_currency")]
 
 
-def test_request_errors_and_all_tenants(db: firestore.Client, call_function: Any,
-                                        smtp: SmtpServer) -> None:
+def test_request_errors_and_all_tenants(db: firestore.Client, call_function: Any, smtp: SmtpServer) -> None:
     seed(db)
     before = f.all_documents(db, T)
     for body, tenant_id, status, code in (
-            ({"as_of": "2026-11-20"}, T, 400, "invalid_field"),
-            ({"as_of": day(1), "dry_run": "yes"}, T, 400, "invalid_field"),
-            ({"since": day(1)}, T, 400, "unknown_field"),
-            ({"as_of": day(1)}, "ghost", 404, "unknown_tenant")):
+        ({"as_of": "2026-11-20"}, T, 400, "invalid_field"),
+        ({"as_of": day(1), "dry_run": "yes"}, T, 400, "invalid_field"),
+        ({"since": day(1)}, T, 400, "unknown_field"),
+        ({"as_of": day(1)}, "ghost", 404, "unknown_tenant"),
+    ):
         got, answer = call_function("dunning", body, tenant=tenant_id)
         assert (got, answer["error"]["code"]) == (status, code), answer
     assert f.all_documents(db, T) == before
@@ -319,17 +346,25 @@ def test_request_errors_and_all_tenants(db: firestore.Client, call_function: Any
     assert body["reminders_sent"] == 1
 
 
-def test_reactivation_uses_the_real_clock_not_a_past_as_of(db: firestore.Client,
-                                                           call_function: Any,
-                                                           smtp: SmtpServer) -> None:
+def test_reactivation_uses_the_real_clock_not_a_past_as_of(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     # Issue 8 item 11: a past as_of must not reactivate a customer who is overdue today.
     gp.seed_tenant(db)
-    f.customer(db, T, "alice", "GB", status="suspended", suspended_by="dunning",
-               suspension_id="s1", suspended_at=TODAY - timedelta(days=9))
-    f.subscription(db, T, "sub-alice", "alice", "pro", status="suspended",
-                   suspended_by="dunning", suspension_id="s1")
-    gp.seed_invoice(db, "inv-1", "alice", due_at=TODAY - timedelta(days=30),
-                    subscription_id="sub-alice")
+    f.customer(
+        db,
+        T,
+        "alice",
+        "GB",
+        status="suspended",
+        suspended_by="dunning",
+        suspension_id="s1",
+        suspended_at=TODAY - timedelta(days=9),
+    )
+    f.subscription(
+        db, T, "sub-alice", "alice", "pro", status="suspended", suspended_by="dunning", suspension_id="s1"
+    )
+    gp.seed_invoice(db, "inv-1", "alice", due_at=TODAY - timedelta(days=30), subscription_id="sub-alice")
     body = run(call_function, "2000-01-01T00:00:00Z", move_clock=False)
     assert (body["reactivated"], body["errors"]) == (0, []), body
     assert gp.customer(db, "alice")["status"] == "suspended"

@@ -19,15 +19,23 @@ def utc(*args: int) -> datetime:
 def seed(db: firestore.Client, *, grace: float = 1, **sub_fields: Any) -> None:
     f.tenant(db, T, invoice_prefix="CC", payment_terms_days=30, grace_period_hours=grace)
     f.meter(db, T, "storage_gb", "max", field="gb", unit="GB", name="Peak storage")
-    f.plan(db, T, "monthly", [
-        {"type": "fixed", "description": "Platform fee", "unit_amount_decimal": "3000"},
-        {"type": "usage", "meter": "storage_gb", "model": "standard", "unit_amount_decimal": "10"},
-    ])
+    f.plan(
+        db,
+        T,
+        "monthly",
+        [
+            {"type": "fixed", "description": "Platform fee", "unit_amount_decimal": "3000"},
+            {"type": "usage", "meter": "storage_gb", "model": "standard", "unit_amount_decimal": "10"},
+        ],
+    )
     f.customer(db, T, "zed", "GB")
     # Anchored on Jan 31 at 10:00 London time (GMT): the periods run Jan 31 -> Feb 28 -> Mar 31.
     fields: dict[str, Any] = {
-        "billing_time": "anniversary", "started_at": utc(2026, 1, 31, 10),
-        "current_period_start": utc(2026, 1, 31, 10), "current_period_end": utc(2026, 2, 28, 10)}
+        "billing_time": "anniversary",
+        "started_at": utc(2026, 1, 31, 10),
+        "current_period_start": utc(2026, 1, 31, 10),
+        "current_period_end": utc(2026, 2, 28, 10),
+    }
     fields.update(sub_fields)
     f.subscription(db, T, "sub-zed", "zed", "monthly", **fields)
 
@@ -42,8 +50,7 @@ def sub(db: firestore.Client) -> dict[str, Any]:
     return db.document(f"tenants/{T}/subscriptions/sub-zed").get().to_dict() or {}
 
 
-def test_draft_then_finalized_after_grace_with_late_usage(db: firestore.Client,
-                                                          call_function: Any) -> None:
+def test_draft_then_finalized_after_grace_with_late_usage(db: firestore.Client, call_function: Any) -> None:
     seed(db)
     f.event(db, T, "s1", "zed", "storage_gb", utc(2026, 2, 10), gb=40)
     body = run(call_function, "2026-02-28T10:30:00Z")
@@ -54,7 +61,9 @@ def test_draft_then_finalized_after_grace_with_late_usage(db: firestore.Client,
     assert invoice["finalize_at"] == utc(2026, 2, 28, 11, 30)
     moved = sub(db)
     assert (moved["current_period_start"], moved["current_period_end"]) == (
-        utc(2026, 2, 28, 10), utc(2026, 3, 31, 9))  # Mar 31 10:00 BST
+        utc(2026, 2, 28, 10),
+        utc(2026, 3, 31, 9),
+    )  # Mar 31 10:00 BST
     assert moved["billing_cycle_anchor"] == utc(2026, 1, 31, 10)
 
     # Late usage for February arrives during the grace hour; an event after the period does not count.
@@ -78,30 +87,39 @@ def test_draft_then_finalized_after_grace_with_late_usage(db: firestore.Client,
     assert f.invoices(db, T)["sub-zed-20260131"]["subtotal"] == 3550
 
 
-def test_missed_periods_are_invoiced_oldest_first(db: firestore.Client,
-                                                  call_function: Any) -> None:
+def test_missed_periods_are_invoiced_oldest_first(db: firestore.Client, call_function: Any) -> None:
     seed(db, grace=0)
     body = run(call_function, "2026-06-01T00:00:00Z")
     assert body["generated"] == 4 and body["finalized"] == 4, body
     invoices = f.invoices(db, T)
-    assert sorted(invoices) == ["sub-zed-20260131", "sub-zed-20260228", "sub-zed-20260331",
-                                "sub-zed-20260430"]
+    assert sorted(invoices) == [
+        "sub-zed-20260131",
+        "sub-zed-20260228",
+        "sub-zed-20260331",
+        "sub-zed-20260430",
+    ]
     numbers = [invoices[i]["number"] for i in sorted(invoices)]
     assert numbers == [f"CC-2026-00000{n}" for n in (1, 2, 3, 4)]
     ends = [invoices[i]["period_end"] for i in sorted(invoices)]
-    assert ends == [utc(2026, 2, 28, 10), utc(2026, 3, 31, 9), utc(2026, 4, 30, 9),
-                    utc(2026, 5, 31, 9)]
+    assert ends == [utc(2026, 2, 28, 10), utc(2026, 3, 31, 9), utc(2026, 4, 30, 9), utc(2026, 5, 31, 9)]
     assert sub(db)["current_period_end"] == utc(2026, 6, 30, 9)
     body = run(call_function, "2026-06-01T00:00:00Z")
     assert body["generated"] == 0 and body["finalized"] == 0 and body["advanced"] == 0
 
 
-def test_canceled_subscription_gets_a_final_prorated_invoice(db: firestore.Client,
-                                                             call_function: Any) -> None:
+def test_canceled_subscription_gets_a_final_prorated_invoice(
+    db: firestore.Client, call_function: Any
+) -> None:
     # Canceled on Mar 10 at noon: active on the 11 local days Feb 28 .. Mar 10 of a period of
     # 31 days (Feb 28 10:00 -> Mar 31 10:00 BST).
-    seed(db, grace=0, status="canceled", canceled_at=utc(2026, 3, 10, 12),
-         current_period_start=utc(2026, 2, 28, 10), current_period_end=utc(2026, 3, 31, 9))
+    seed(
+        db,
+        grace=0,
+        status="canceled",
+        canceled_at=utc(2026, 3, 10, 12),
+        current_period_start=utc(2026, 2, 28, 10),
+        current_period_end=utc(2026, 3, 31, 9),
+    )
     f.event(db, T, "in", "zed", "storage_gb", utc(2026, 3, 5), gb=10)
     f.event(db, T, "after", "zed", "storage_gb", utc(2026, 3, 20), gb=1000)
     body = run(call_function, "2026-03-10T13:00:00Z")
@@ -116,16 +134,14 @@ def test_canceled_subscription_gets_a_final_prorated_invoice(db: firestore.Clien
     assert body["generated"] == 0
 
 
-def test_concurrent_runs_create_and_finalize_once(db: firestore.Client,
-                                                  call_function: Any) -> None:
+def test_concurrent_runs_create_and_finalize_once(db: firestore.Client, call_function: Any) -> None:
     seed(db, grace=0)
     results = f.concurrently(4, lambda: run(call_function, "2026-04-01T00:00:00Z"))
     assert sum(r["generated"] for r in results) == 2
     assert sum(r["finalized"] for r in results) == 2
     assert sum(r["advanced"] for r in results) == 1
     invoices = f.invoices(db, T)
-    assert sorted(inv["number"] for inv in invoices.values()) == ["CC-2026-000001",
-                                                                   "CC-2026-000002"]
+    assert sorted(inv["number"] for inv in invoices.values()) == ["CC-2026-000001", "CC-2026-000002"]
     assert sub(db)["current_period_end"] == utc(2026, 4, 30, 9)
 
 
@@ -160,8 +176,7 @@ def test_dry_run_and_bad_requests(db: firestore.Client, call_function: Any) -> N
 def test_as_of_in_the_future_is_refused(db: firestore.Client, call_function: Any) -> None:
     seed(db, grace=0)
     before = f.all_documents(db, T)
-    status, body = call_function("generate_invoices", {"as_of": "2999-01-01T00:00:00Z"},
-                                 tenant=T)
+    status, body = call_function("generate_invoices", {"as_of": "2999-01-01T00:00:00Z"}, tenant=T)
     assert status == 400 and body["error"]["code"] == "as_of_in_future"
     assert f.all_documents(db, T) == before
 
@@ -169,8 +184,14 @@ def test_as_of_in_the_future_is_refused(db: firestore.Client, call_function: Any
 def test_the_stored_period_anchors_the_cycle(db: firestore.Client, call_function: Any) -> None:
     # Started on Jan 1 with a trial to Jan 15: the cycle runs from the 15th (Stripe anchors on
     # the trial end), with no stub period realigning it on the 1st.
-    seed(db, grace=0, started_at=utc(2026, 1, 1), trial_end=utc(2026, 1, 15),
-         current_period_start=utc(2026, 1, 15), current_period_end=utc(2026, 2, 15))
+    seed(
+        db,
+        grace=0,
+        started_at=utc(2026, 1, 1),
+        trial_end=utc(2026, 1, 15),
+        current_period_start=utc(2026, 1, 15),
+        current_period_end=utc(2026, 2, 15),
+    )
     body = run(call_function, "2026-03-16T00:00:00Z")
     assert body["generated"] == 2, body
     invoices = f.invoices(db, T)
@@ -183,7 +204,8 @@ def test_the_stored_period_anchors_the_cycle(db: firestore.Client, call_function
 
 
 def test_open_invoices_without_a_pdf_are_repaired_by_the_next_run(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     # As if a run had died between numbering an invoice and storing its PDF.
     seed(db, grace=0)
     run(call_function, "2026-03-01T00:00:00Z")

@@ -283,10 +283,7 @@ def test_every_function_is_deployed(tf: Config) -> None:
 
 def test_functions_run_private_as_their_accounts(tf: Config) -> None:
     service = one(function_resource(tf).body, "service_config")
-    assert (
-        service["service_account_email"]
-        == "${local.account_emails[local.function_accounts[each.key]]}"
-    )
+    assert service["service_account_email"] == "${local.account_emails[local.function_accounts[each.key]]}"
     for key in ("available_memory", "timeout_seconds", "min_instance_count", "max_instance_count"):
         assert str(service[key]).startswith("${var."), f"{key} must come from a variable"
     # Private: no invoker binding for allUsers except the webhook's (checked below), and no
@@ -508,9 +505,7 @@ def test_build_account_holds_its_roles_on_the_source_bucket_and_repository(tf: C
             assert grant.body["bucket"] == "${google_storage_bucket.source.name}"
         if grant.type == "google_artifact_registry_repository_iam_member":
             assert grant.body["repository"] == "${google_artifact_registry_repository.functions.name}"
-            assert grant.body["location"] == (
-                "${google_artifact_registry_repository.functions.location}"
-            )
+            assert grant.body["location"] == ("${google_artifact_registry_repository.functions.location}")
 
 
 def test_no_project_wide_impersonation(tf: Config) -> None:
@@ -543,10 +538,22 @@ def scratch_module(tmp_path: Path, *files: str) -> tuple[str, Path, dict[str, st
         shutil.copy(TF_DIR / name, module / name)
     cli_config = tmp_path / "terraformrc"
     cli_config.write_text("")
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1",
-           "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
-    init = subprocess.run([terraform, "init", "-backend=false", "-no-color"], cwd=module, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(cli_config),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+    }
+    init = subprocess.run(
+        [terraform, "init", "-backend=false", "-no-color"],
+        cwd=module,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     return terraform, module, env
 
@@ -554,9 +561,16 @@ def scratch_module(tmp_path: Path, *files: str) -> tuple[str, Path, dict[str, st
 def terraform_eval(tmp_path: Path, expression: str, *files: str) -> Any:
     """The JSON value of ``expression`` evaluated by ``terraform console`` over ``files``."""
     terraform, module, env = scratch_module(tmp_path, *files)
-    result = subprocess.run([terraform, "console"], cwd=module, env=env, capture_output=True,
-                            text=True, input=f"jsonencode({expression})\n", timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [terraform, "console"],
+        cwd=module,
+        env=env,
+        capture_output=True,
+        text=True,
+        input=f"jsonencode({expression})\n",
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -608,17 +622,14 @@ def test_secret_accessor_is_granted_per_secret_to_the_accounts_that_mount_it(tf:
     assert grant.type == "google_secret_manager_secret_iam_member"
     assert grant.body["for_each"] == "${local.secret_access}"
     assert grant.body["role"] == "roles/secretmanager.secretAccessor"
-    assert grant.body["secret_id"] == (
-        "${google_secret_manager_secret.secrets[each.value.env].secret_id}"
-    )
+    assert grant.body["secret_id"] == ("${google_secret_manager_secret.secrets[each.value.env].secret_id}")
     assert grant.body["member"] == "${local.account_members[each.value.account]}"
     assert tf.locals["account_members"] == {
         account: f"${{google_service_account.{account}.member}}"
         for account in set(EXPECTED_ACCOUNTS.values())
     }
     assert tf.locals["account_emails"] == {
-        account: f"${{google_service_account.{account}.email}}"
-        for account in set(EXPECTED_ACCOUNTS.values())
+        account: f"${{google_service_account.{account}.email}}" for account in set(EXPECTED_ACCOUNTS.values())
     }
     for resource in tf.of_type("google_project_iam_member"):
         assert "secretmanager" not in str(resource.body["role"]), f"{resource.address}: project-wide"
@@ -653,9 +664,7 @@ def test_webhook_runs_as_its_own_account_without_the_invoices_bucket(tf: Config)
         env,
     ), "INVOICES_BUCKET must be left out of the webhook's environment"
     assert len(re.findall(r"\bINVOICES_BUCKET\s*=", env)) == 1
-    assert tf.outputs["webhook_service_account"]["value"] == (
-        "${google_service_account.webhook.email}"
-    )
+    assert tf.outputs["webhook_service_account"]["value"] == ("${google_service_account.webhook.email}")
 
 
 # --- no public member on a private function, whatever the inputs (issue 8, item 15) ----------
@@ -716,20 +725,24 @@ def test_member_variables_refuse_public_principals(tf: Config) -> None:
         assert all(p.search(ACCEPTED_MEMBER) for p in patterns), f"{name} refuses a user"
 
 
-def plan_with(terraform: str, module: Path, env: dict[str, str], tf: Config,
-              values: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def plan_with(
+    terraform: str, module: Path, env: dict[str, str], tf: Config, values: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
     required = {name: "x" for name, body in tf.variables.items() if "default" not in body}
     var_file = module / "case.tfvars.json"
     var_file.write_text(json.dumps(required | values))
     return subprocess.run(
         [terraform, "plan", "-input=false", "-no-color", "-lock=false", f"-var-file={var_file}"],
-        cwd=module, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=module,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
-def test_terraform_refuses_public_principals_in_member_variables(
-    tf: Config, tmp_path: Path
-) -> None:
+def test_terraform_refuses_public_principals_in_member_variables(tf: Config, tmp_path: Path) -> None:
     # variables.tf alone is a module without providers: `terraform plan` evaluates the real
     # validations offline.
     terraform, module, env = scratch_module(tmp_path, "variables.tf")
@@ -810,10 +823,23 @@ def run_checkov(directory: Path, *extra: str) -> subprocess.CompletedProcess[str
         f"{CHECKOV} is missing: `make .venv-checkov/.installed` (a prerequisite of make test)"
     )
     return subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--framework", "terraform", "--skip-download",
-         "--compact", "--external-checks-dir", str(POLICIES), *extra],
-        capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
-        timeout=600, check=False,
+        [
+            str(CHECKOV),
+            "-d",
+            str(directory),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--compact",
+            "--external-checks-dir",
+            str(POLICIES),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=600,
+        check=False,
     )
 
 
@@ -849,8 +875,9 @@ def unwrap(expression: Any) -> str:
     return text[2:-1]
 
 
-def evaluate_invoker_pairs(tf: Config, tmp_path: Path, resource: Resource,
-                           values: dict[str, Any]) -> dict[str, Any]:
+def evaluate_invoker_pairs(
+    tf: Config, tmp_path: Path, resource: Resource, values: dict[str, Any]
+) -> dict[str, Any]:
     """The for_each map of an invoker grant, evaluated by Terraform with these variable values.
 
     The scratch module holds variables.tf (its validations run too), local.functions as a literal
@@ -867,8 +894,13 @@ def evaluate_invoker_pairs(tf: Config, tmp_path: Path, resource: Resource,
     required = {name: "x" for name, body in tf.variables.items() if "default" not in body}
     (module / "case.tfvars.json").write_text(json.dumps(required | values))
     result = subprocess.run(
-        [terraform, "console", "-var-file=case.tfvars.json"], cwd=module, env=env,
-        input="jsonencode(local.probe)\n", capture_output=True, text=True, timeout=120,
+        [terraform, "console", "-var-file=case.tfvars.json"],
+        cwd=module,
+        env=env,
+        input="jsonencode(local.probe)\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -881,8 +913,13 @@ def test_tenant_admins_are_a_typed_validated_variable(tf: Config) -> None:
     assert variable["type"] == "${list(string)}"
     assert variable["default"] == []
     description = str(variable["description"])
-    for phrase in ("run.invoker", "stripe_webhook", "tenants/T.admins", "X-Tenant-ID",
-                   "AUTH_ALLOWED_PRINCIPALS"):
+    for phrase in (
+        "run.invoker",
+        "stripe_webhook",
+        "tenants/T.admins",
+        "X-Tenant-ID",
+        "AUTH_ALLOWED_PRINCIPALS",
+    ):
         assert phrase in description, f"the description should say {phrase}"
     assert "tenant_admin_members" in member_variables(tf)  # the public-principal tests cover it
     with (TF_DIR / "terraform.tfvars.example").open() as handle:
@@ -900,15 +937,21 @@ def test_tenant_admins_may_invoke_every_private_function(tf: Config) -> None:
     assert 'name != "stripe_webhook"' in str(tf.locals["admin_functions"])
 
 
-def test_tenant_admin_grants_evaluate_to_the_private_functions_only(
-    tf: Config, tmp_path: Path
-) -> None:
+def test_tenant_admin_grants_evaluate_to_the_private_functions_only(tf: Config, tmp_path: Path) -> None:
     grant = tf.get("google_cloud_run_service_iam_member", TENANT_ADMIN)
-    pairs = evaluate_invoker_pairs(tf, tmp_path, grant, {
-        "tenant_admin_members": ["user:carol@customer.example", "group:ap@customer.example",
-                                 "user:dave@ops.example"],
-        "admin_members": ["user:dave@ops.example"],
-    })
+    pairs = evaluate_invoker_pairs(
+        tf,
+        tmp_path,
+        grant,
+        {
+            "tenant_admin_members": [
+                "user:carol@customer.example",
+                "group:ap@customer.example",
+                "user:dave@ops.example",
+            ],
+            "admin_members": ["user:dave@ops.example"],
+        },
+    )
     private = sorted(CONTRACT_FUNCTIONS - {PUBLIC_FUNCTION})
     expected = {
         f"{function} {member}": {"function": function, "member": member}

@@ -22,8 +22,7 @@ TENANT = "uk-retail"
 
 
 @pytest.mark.slow
-def test_november_2011_month_close_matches_the_csv(db: firestore.Client,
-                                                   call_function: Any) -> None:
+def test_november_2011_month_close_matches_the_csv(db: firestore.Client, call_function: Any) -> None:
     assert CSV.exists(), f"{CSV} is missing: ../shared must sit beside the repository"
     loaded = online_retail.load(db, CSV, "2011-11", tenant_id=TENANT)
     assert (loaded.events_written, loaded.customers) == (64545, 1665)

@@ -21,17 +21,25 @@ def utc(*args: int) -> datetime:
 def seed_acme(db: firestore.Client, *, bulk: bool = True) -> None:
     f.tenant(db, T)
     f.meter(db, T, "api_calls", "count", field=None, unit="calls", name="API calls")
-    f.meter(db, T, "hours", "sum", field="hours", group_by=["project"], unit="hrs",
-            name="Consulting")
-    f.plan(db, T, "pro", [
-        {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000"},
-        {"type": "usage", "meter": "hours", "model": "standard", "unit_amount_decimal": "8000"},
-        {"type": "usage", "meter": "api_calls", "model": "standard",
-         "unit_amount_decimal": "0.5"},
-    ])
-    f.plan(db, T, "payg", [
-        {"type": "usage", "meter": "api_calls", "model": "standard", "unit_amount_decimal": "2"},
-    ])
+    f.meter(db, T, "hours", "sum", field="hours", group_by=["project"], unit="hrs", name="Consulting")
+    f.plan(
+        db,
+        T,
+        "pro",
+        [
+            {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000"},
+            {"type": "usage", "meter": "hours", "model": "standard", "unit_amount_decimal": "8000"},
+            {"type": "usage", "meter": "api_calls", "model": "standard", "unit_amount_decimal": "0.5"},
+        ],
+    )
+    f.plan(
+        db,
+        T,
+        "payg",
+        [
+            {"type": "usage", "meter": "api_calls", "model": "standard", "unit_amount_decimal": "2"},
+        ],
+    )
     f.customer(db, T, "alice", "GB")
     f.customer(db, T, "bernd", "DE")
     f.customer(db, T, "carla", "GB", tax_exempt=True)
@@ -43,8 +51,7 @@ def seed_acme(db: firestore.Client, *, bulk: bool = True) -> None:
     # alice: 12 hours on Project Alpha, 3.5 on Beta; 3 API calls, one of them on the first
     # instant of the month (BST) and one just before it (not counted).
     f.event(db, T, "e1", "alice", "hours", utc(2026, 10, 5, 9), hours=8, project="Project Alpha")
-    f.event(db, T, "e2", "alice", "hours", utc(2026, 10, 28, 9), hours="4",
-            project="Project Alpha")
+    f.event(db, T, "e2", "alice", "hours", utc(2026, 10, 28, 9), hours="4", project="Project Alpha")
     f.event(db, T, "e3", "alice", "hours", utc(2026, 10, 30, 9), hours=3.5, project="Beta")
     f.event(db, T, "e4", "alice", "api_calls", utc(2026, 9, 30, 23))
     f.event(db, T, "e5", "alice", "api_calls", utc(2026, 9, 30, 22, 59, 59))
@@ -55,9 +62,15 @@ def seed_acme(db: firestore.Client, *, bulk: bool = True) -> None:
         return
     batch = db.batch()
     for i in range(1001):
-        batch.set(db.document(f"tenants/{T}/usage_events/b{i}"), {
-            "customer_id": "bernd", "meter": "api_calls",
-            "timestamp": utc(2026, 10, 10, 12, 0, i % 60), "properties": {}})
+        batch.set(
+            db.document(f"tenants/{T}/usage_events/b{i}"),
+            {
+                "customer_id": "bernd",
+                "meter": "api_calls",
+                "timestamp": utc(2026, 10, 10, 12, 0, i % 60),
+                "properties": {},
+            },
+        )
         if i % 400 == 399:
             batch.commit()
             batch = db.batch()
@@ -75,8 +88,9 @@ def expected_alice() -> dict[str, Any]:
     return {"subtotal": subtotal, "tax": tax, "total": subtotal + tax}
 
 
-def test_month_close_bills_every_subscription(db: firestore.Client, gcs: storage.Client,
-                                              call_function: Any) -> None:
+def test_month_close_bills_every_subscription(
+    db: firestore.Client, gcs: storage.Client, call_function: Any
+) -> None:
     seed_acme(db)
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
@@ -89,8 +103,7 @@ def test_month_close_bills_every_subscription(db: firestore.Client, gcs: storage
 
     alice = invoices["sub-alice-20261001"]
     want = expected_alice()
-    assert (alice["subtotal"], alice["tax"], alice["total"]) == (
-        want["subtotal"], want["tax"], want["total"])
+    assert (alice["subtotal"], alice["tax"], alice["total"]) == (want["subtotal"], want["tax"], want["total"])
     descriptions = [line["description"] for line in alice["lines"]]
     assert "Consulting – Project Alpha: 12 hrs at GBP 80.00" in descriptions
     assert "Consulting – Beta: 3.5 hrs at GBP 80.00" in descriptions
@@ -137,17 +150,28 @@ def test_dry_run_writes_nothing_and_previews(db: firestore.Client, call_function
     assert f.all_documents(db, T) == before
 
 
-def test_one_bad_subscription_does_not_stop_the_run(db: firestore.Client,
-                                                    call_function: Any) -> None:
+def test_one_bad_subscription_does_not_stop_the_run(db: firestore.Client, call_function: Any) -> None:
     seed_acme(db)
     f.meter(db, T, "broken", "median", field="x")
-    f.plan(db, T, "uses-broken", [{"type": "usage", "meter": "broken", "model": "standard",
-                                   "unit_amount_decimal": "1"}])
-    f.plan(db, T, "uses-missing", [{"type": "usage", "meter": "nope", "model": "standard",
-                                    "unit_amount_decimal": "1"}])
+    f.plan(
+        db,
+        T,
+        "uses-broken",
+        [{"type": "usage", "meter": "broken", "model": "standard", "unit_amount_decimal": "1"}],
+    )
+    f.plan(
+        db,
+        T,
+        "uses-missing",
+        [{"type": "usage", "meter": "nope", "model": "standard", "unit_amount_decimal": "1"}],
+    )
     f.plan(db, T, "in-euro", [{"type": "fixed", "unit_amount_decimal": "500"}], currency="EUR")
-    for sub, plan in (("s-broken", "uses-broken"), ("s-missing", "uses-missing"),
-                      ("s-euro", "in-euro"), ("s-noplan", "ghost")):
+    for sub, plan in (
+        ("s-broken", "uses-broken"),
+        ("s-missing", "uses-missing"),
+        ("s-euro", "in-euro"),
+        ("s-noplan", "ghost"),
+    ):
         f.customer(db, T, f"c-{sub}")
         f.subscription(db, T, sub, f"c-{sub}", plan)
     f.event(db, T, "x1", "alice", "hours", utc(2026, 10, 6), hours="lots", project="Beta")
@@ -168,10 +192,12 @@ def test_one_bad_subscription_does_not_stop_the_run(db: firestore.Client,
 
 
 def test_concurrent_and_repeated_runs_create_each_invoice_once(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     seed_acme(db)
     results: list[tuple[int, dict[str, Any]]] = f.concurrently(
-        4, lambda: call_function("monthly_billing", {"month": MONTH}, tenant=T))
+        4, lambda: call_function("monthly_billing", {"month": MONTH}, tenant=T)
+    )
     assert [status for status, _ in results] == [200] * 4, results
     assert sum(body["generated"] for _, body in results) == 3
     first = f.invoices(db, T)
@@ -199,8 +225,7 @@ def test_subscription_window_and_suspension(db: firestore.Client, call_function:
     f.event(db, T, "l1", "late", "api_calls", utc(2026, 10, 19))  # before start: not counted
     f.event(db, T, "l2", "late", "api_calls", utc(2026, 10, 21))
     f.customer(db, T, "gone")
-    f.subscription(db, T, "sub-gone", "gone", "payg", status="canceled",
-                   canceled_at=utc(2026, 9, 1))
+    f.subscription(db, T, "sub-gone", "gone", "payg", status="canceled", canceled_at=utc(2026, 9, 1))
     f.event(db, T, "g1", "gone", "api_calls", utc(2026, 10, 21))
     f.customer(db, T, "paused")
     f.subscription(db, T, "sub-paused", "paused", "payg", status="suspended")
@@ -218,13 +243,11 @@ def test_subscription_window_and_suspension(db: firestore.Client, call_function:
     assert all(s["subscription_id"] != "sub-paused" for s in body["skips"])
 
 
-def test_all_active_tenants_when_no_tenant_is_named(db: firestore.Client,
-                                                     call_function: Any) -> None:
+def test_all_active_tenants_when_no_tenant_is_named(db: firestore.Client, call_function: Any) -> None:
     seed_acme(db)
     f.tenant(db, "other", currency="JPY", timezone="Asia/Tokyo", invoice_prefix="OTH")
     f.customer(db, "other", "kenji", "JP")
-    f.plan(db, "other", "flat", [{"type": "fixed", "unit_amount_decimal": "5000"}],
-           currency="JPY")
+    f.plan(db, "other", "flat", [{"type": "fixed", "unit_amount_decimal": "5000"}], currency="JPY")
     f.subscription(db, "other", "sub-kenji", "kenji", "flat")
     f.tenant(db, "sleeping", status="disabled")
     status, body = call_function("monthly_billing", {"month": MONTH})
@@ -235,45 +258,51 @@ def test_all_active_tenants_when_no_tenant_is_named(db: firestore.Client,
     assert kenji["period_start"] == utc(2026, 9, 30, 15)  # midnight in Tokyo
 
 
-def test_calendar_subscription_needs_a_monthly_plan(db: firestore.Client,
-                                                    call_function: Any) -> None:
+def test_calendar_subscription_needs_a_monthly_plan(db: firestore.Client, call_function: Any) -> None:
     seed_acme(db, bulk=False)
-    f.plan(db, T, "yearly", [{"type": "fixed", "unit_amount_decimal": "120000"}],
-           interval="year")
+    f.plan(db, T, "yearly", [{"type": "fixed", "unit_amount_decimal": "120000"}], interval="year")
     f.subscription(db, T, "sub-yearly", "alice", "yearly")
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
-    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [
-        ("sub-yearly", "not_monthly_plan")]
+    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [("sub-yearly", "not_monthly_plan")]
     assert "sub-yearly-20261001" not in f.invoices(db, T)
     assert body["generated"] == 1  # alice's pro plan (without bulk, bernd and carla have no usage)
 
 
-def test_an_event_counts_for_one_subscription_only(db: firestore.Client,
-                                                   call_function: Any) -> None:
+def test_an_event_counts_for_one_subscription_only(db: firestore.Client, call_function: Any) -> None:
     seed_acme(db, bulk=False)
     # bernd also holds a second plan charging the same meter, started later: an event without
     # subscription_id counts for the most recently started one; a pinned event for its own.
-    f.plan(db, T, "payg-2", [{"type": "usage", "meter": "api_calls", "model": "standard",
-                              "unit_amount_decimal": "3"}])
+    f.plan(
+        db,
+        T,
+        "payg-2",
+        [{"type": "usage", "meter": "api_calls", "model": "standard", "unit_amount_decimal": "3"}],
+    )
     f.subscription(db, T, "sub-bernd-2", "bernd", "payg-2", started_at=utc(2026, 5, 1))
     f.event(db, T, "n1", "bernd", "api_calls", utc(2026, 10, 2))
     f.event(db, T, "n2", "bernd", "api_calls", utc(2026, 10, 3))
-    db.document(f"tenants/{T}/usage_events/p1").set({
-        "customer_id": "bernd", "meter": "api_calls", "timestamp": utc(2026, 10, 4),
-        "properties": {}, "subscription_id": "sub-bernd"})
+    db.document(f"tenants/{T}/usage_events/p1").set(
+        {
+            "customer_id": "bernd",
+            "meter": "api_calls",
+            "timestamp": utc(2026, 10, 4),
+            "properties": {},
+            "subscription_id": "sub-bernd",
+        }
+    )
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
     invoices = f.invoices(db, T)
-    assert invoices["sub-bernd-20261001"]["subtotal"] == 2      # p1 at 2p
-    assert invoices["sub-bernd-2-20261001"]["subtotal"] == 6    # n1, n2 at 3p
+    assert invoices["sub-bernd-20261001"]["subtotal"] == 2  # p1 at 2p
+    assert invoices["sub-bernd-2-20261001"]["subtotal"] == 6  # n1, n2 at 3p
 
 
-def test_malformed_events_and_bad_flags_are_reported(db: firestore.Client,
-                                                     call_function: Any) -> None:
+def test_malformed_events_and_bad_flags_are_reported(db: firestore.Client, call_function: Any) -> None:
     seed_acme(db, bulk=False)
-    db.document(f"tenants/{T}/usage_events/bad").set({
-        "meter": "api_calls", "timestamp": utc(2026, 10, 2), "properties": {}})
+    db.document(f"tenants/{T}/usage_events/bad").set(
+        {"meter": "api_calls", "timestamp": utc(2026, 10, 2), "properties": {}}
+    )
     f.customer(db, T, "flaky", "GB", tax_exempt="yes")
     f.subscription(db, T, "sub-flaky", "flaky", "payg")
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)

@@ -103,8 +103,9 @@ def test_event_ids_are_stable_unique_and_keep_duplicate_rows() -> None:
     assert [e.to_document() for e in first] == [e.to_document() for e in second]
     assert len({e.event_id for e in first}) == len(first)
     # 574025 has two identical rows (GARDENERS KNEELING PAD KEEP CALM, 12748): two events.
-    twins = [e for e in first if e.invoice_no == "574025"
-             and e.description == "GARDENERS KNEELING PAD KEEP CALM "]
+    twins = [
+        e for e in first if e.invoice_no == "574025" and e.description == "GARDENERS KNEELING PAD KEEP CALM "
+    ]
     assert len(twins) == 2
     assert twins[0].to_document() == twins[1].to_document()
     assert twins[0].event_id != twins[1].event_id
@@ -193,10 +194,8 @@ def test_skip_reasons_and_their_order(tmp_path: Path) -> None:
         "missing_customer_id": 1,
     }
     assert report.rows_read == 15 and report.events == 4
-    assert [e.event_id for e in events] == [
-        "ort-700001-1", "ort-700001-2", "ort-700012-1", "ort-700013-1"]
-    assert [e.to_document()["properties"]["amount"] for e in events] == [
-        "5.10", "5.10", "0.0", "0.007"]
+    assert [e.event_id for e in events] == ["ort-700001-1", "ort-700001-2", "ort-700012-1", "ort-700013-1"]
+    assert [e.to_document()["properties"]["amount"] for e in events] == ["5.10", "5.10", "0.0", "0.007"]
     assert events[0].to_document()["properties"]["unit_price"] == "2.55"
 
 
@@ -210,8 +209,7 @@ def test_header_is_checked(tmp_path: Path) -> None:
 def test_country_mapping_covers_iso_codes_and_first_row_rule(tmp_path: Path) -> None:
     # Written twice on purpose (tests.retail_expectations has its own table): they must agree.
     assert ort.COUNTRY_CODES == ISO_COUNTRY
-    assert all(code is None or (len(code) == 2 and code.isupper())
-               for code in ort.COUNTRY_CODES.values())
+    assert all(code is None or (len(code) == 2 and code.isupper()) for code in ort.COUNTRY_CODES.values())
     with pytest.raises(ort.RetailDataError):
         ort.country_code("Atlantis")
     path = write_csv(
@@ -258,43 +256,69 @@ def test_load_sample_twice_changes_nothing(db: Any) -> None:
 def test_tenant_meter_plan_customer_subscription_documents(db: Any) -> None:
     events, report = ort.read_usage_events(SAMPLE, "2011-11")
     ort.write_retail_tenant(db)
-    count = ort.write_customers_and_subscriptions(
-        db, "uk-retail", events, report.customer_countries)
+    count = ort.write_customers_and_subscriptions(db, "uk-retail", events, report.customer_countries)
     assert count == 40
     tenant = db.collection("tenants").document("uk-retail")
     data = tenant.get().to_dict()
-    assert {k: data[k] for k in (
-        "name", "status", "timezone", "currency", "invoice_prefix", "payment_terms_days",
-        "tax_rates", "tax_inclusive")} == {
-        "name": "UK Online Retail Ltd", "status": "active", "timezone": "Europe/London",
-        "currency": "GBP", "invoice_prefix": "UKR", "payment_terms_days": 30,
-        "tax_rates": {"GB": "20"}, "tax_inclusive": False,
+    assert {
+        k: data[k]
+        for k in (
+            "name",
+            "status",
+            "timezone",
+            "currency",
+            "invoice_prefix",
+            "payment_terms_days",
+            "tax_rates",
+            "tax_inclusive",
+        )
+    } == {
+        "name": "UK Online Retail Ltd",
+        "status": "active",
+        "timezone": "Europe/London",
+        "currency": "GBP",
+        "invoice_prefix": "UKR",
+        "payment_terms_days": 30,
+        "tax_rates": {"GB": "20"},
+        "tax_inclusive": False,
     }
     assert data["legal_name"] and data["tax_id"].startswith("GB")
     assert data["email"].startswith("billing@")
     assert isinstance(data["address_lines"], list) and len(data["address_lines"]) >= 2
     assert tenant.collection("meters").document("retail_amount").get().to_dict() == {
-        "aggregation": "sum", "field": "amount", "unit": "GBP", "name": "Retail sales amount",
+        "aggregation": "sum",
+        "field": "amount",
+        "unit": "GBP",
+        "name": "Retail sales amount",
     }
     plan = tenant.collection("plans").document("retail-passthrough").get().to_dict()
     assert plan["currency"] == "GBP" and plan["interval"] == "month"
     assert plan["interval_count"] == 1 and plan["name"]
-    assert plan["charges"] == [{
-        "type": "usage", "meter": "retail_amount", "model": "standard",
-        "unit_amount_decimal": "100", "description": "Retail sales",
-    }]
+    assert plan["charges"] == [
+        {
+            "type": "usage",
+            "meter": "retail_amount",
+            "model": "standard",
+            "unit_amount_decimal": "100",
+            "description": "Retail sales",
+        }
+    ]
     customer = tenant.collection("customers").document("12748").get().to_dict()
     assert customer == {
-        "name": "Customer 12748", "email": "customer-12748@example.com",
-        "address": {"country": "GB"}, "status": "active",
+        "name": "Customer 12748",
+        "email": "customer-12748@example.com",
+        "address": {"country": "GB"},
+        "status": "active",
         "source": {"dataset": "uci-online-retail", "country": "United Kingdom"},
     }
-    assert tenant.collection("customers").document("12349").get().to_dict()["address"] == {
-        "country": "IT"}
+    assert tenant.collection("customers").document("12349").get().to_dict()["address"] == {"country": "IT"}
     subscription = tenant.collection("subscriptions").document("sub-12748").get().to_dict()
     assert subscription == {
-        "customer_id": "12748", "plan_id": "retail-passthrough", "status": "active",
-        "billing_time": "calendar", "started_at": datetime(2010, 12, 1, tzinfo=UTC),
+        "customer_id": "12748",
+        "plan_id": "retail-passthrough",
+        "status": "active",
+        "billing_time": "calendar",
+        "started_at": datetime(2010, 12, 1, tzinfo=UTC),
     }
     assert len(list(tenant.collection("subscriptions").stream())) == 40
 
@@ -321,12 +345,16 @@ def test_full_file_against_independent_counts(
     expected = summarize(FULL, "2011-11")
     assert report.rows_read == expected.rows == 541_909
     assert report.events == expected.file_events == 397_924
-    assert {k: v for k, v in report.skipped.items() if v} == dict(expected.file_skipped) == {
-        "cancelled_invoice": 9288,
-        "non_positive_quantity": 1336,
-        "negative_unit_price": 2,
-        "missing_customer_id": 133_359,
-    }
+    assert (
+        {k: v for k, v in report.skipped.items() if v}
+        == dict(expected.file_skipped)
+        == {
+            "cancelled_invoice": 9288,
+            "non_positive_quantity": 1336,
+            "negative_unit_price": 2,
+            "missing_customer_id": 133_359,
+        }
+    )
     november = [e for e in events if (e.local_time.year, e.local_time.month) == (2011, 11)]
     assert len(november) == expected.events == 64_545
     customers = {e.customer_id for e in november}
@@ -347,7 +375,8 @@ def test_full_file_against_independent_counts(
 @pytest.mark.slow
 @needs_full
 def test_shipped_sample_is_what_make_sample_cuts(
-    tmp_path: Path, full_read: tuple[list[ort.UsageEventRow], ort.SkipReport],
+    tmp_path: Path,
+    full_read: tuple[list[ort.UsageEventRow], ort.SkipReport],
 ) -> None:
     out = tmp_path / "sample.csv.gz"
     make_sample.write_sample(FULL, out)

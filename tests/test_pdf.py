@@ -21,8 +21,7 @@ from billing.pricing.money import format_money
 LONDON = ZoneInfo("Europe/London")
 
 
-def pdf_text(data: bytes, *, first: int | None = None, last: int | None = None,
-             layout: bool = False) -> str:
+def pdf_text(data: bytes, *, first: int | None = None, last: int | None = None, layout: bool = False) -> str:
     """Return the text pdftotext extracts (optionally pages ``first``..``last``)."""
     args = ["pdftotext", "-enc", "UTF-8"]
     if layout:
@@ -47,12 +46,19 @@ def pdf_fonts(data: bytes) -> str:
     return done.stdout.decode()
 
 
-def line(description: str, quantity: str, unit: str, amount: int, rate: str = "20",
-         tax: int | None = None) -> dict[str, Any]:
+def line(
+    description: str, quantity: str, unit: str, amount: int, rate: str = "20", tax: int | None = None
+) -> dict[str, Any]:
     if tax is None:
         tax = amount * int(Decimal(rate)) // 100
-    return {"description": description, "quantity": quantity, "unit_amount_decimal": unit,
-            "amount": amount, "tax_rate": rate, "tax": tax}
+    return {
+        "description": description,
+        "quantity": quantity,
+        "unit_amount_decimal": unit,
+        "amount": amount,
+        "tax_rate": rate,
+        "tax": tax,
+    }
 
 
 def make_invoice(**overrides: Any) -> dict[str, Any]:
@@ -78,14 +84,25 @@ def make_invoice(**overrides: Any) -> dict[str, Any]:
         "period_end": datetime(2011, 12, 1, tzinfo=LONDON),
         "issued_at": datetime(2011, 12, 1, 9, 30, tzinfo=LONDON),
         "due_at": datetime(2011, 12, 31, tzinfo=LONDON),
-        "seller": {"name": "Acme Cloud Services Ltd",
-                   "address_lines": ["1 Infinite Loop", "London EC1A 1BB", "United Kingdom"],
-                   "email": "billing@acme.example", "tax_id": "GB123456789"},
-        "customer": {"id": "cus_001", "name": "Globex Corporation", "email": "ap@globex.example",
-                     "address": {"line1": "42 Main Street", "line2": "Suite 5",
-                                 "city": "Springfield", "postal_code": "SP1 2AB",
-                                 "country": "GB"},
-                     "tax_id": "GB987654321"},
+        "seller": {
+            "name": "Acme Cloud Services Ltd",
+            "address_lines": ["1 Infinite Loop", "London EC1A 1BB", "United Kingdom"],
+            "email": "billing@acme.example",
+            "tax_id": "GB123456789",
+        },
+        "customer": {
+            "id": "cus_001",
+            "name": "Globex Corporation",
+            "email": "ap@globex.example",
+            "address": {
+                "line1": "42 Main Street",
+                "line2": "Suite 5",
+                "city": "Springfield",
+                "postal_code": "SP1 2AB",
+                "country": "GB",
+            },
+            "tax_id": "GB987654321",
+        },
         "lines": lines,
         "subtotal": subtotal,
         "tax": tax,
@@ -99,8 +116,7 @@ def make_invoice(**overrides: Any) -> dict[str, Any]:
 
 def single_line_invoice(currency: str, amount: int, unit: str, **overrides: Any) -> dict[str, Any]:
     lines = [line("Widget", "1", unit, amount, "0", 0)]
-    return make_invoice(currency=currency, lines=lines, subtotal=amount, tax=0, total=amount,
-                        **overrides)
+    return make_invoice(currency=currency, lines=lines, subtotal=amount, tax=0, total=amount, **overrides)
 
 
 def test_typical_invoice_shows_parties_dates_lines_and_totals() -> None:
@@ -109,15 +125,36 @@ def test_typical_invoice_shows_parties_dates_lines_and_totals() -> None:
     assert data.startswith(b"%PDF-")
     text = pdf_text(data)
     for expected in [
-        "INVOICE", "ACME-2011-0042",
-        "Acme Cloud Services Ltd", "1 Infinite Loop", "London EC1A 1BB", "billing@acme.example",
+        "INVOICE",
+        "ACME-2011-0042",
+        "Acme Cloud Services Ltd",
+        "1 Infinite Loop",
+        "London EC1A 1BB",
+        "billing@acme.example",
         "GB123456789",
-        "Bill to".upper(), "Globex Corporation", "42 Main Street", "Suite 5",
-        "Springfield SP1 2AB", "United Kingdom", "ap@globex.example", "GB987654321",
-        "Issue date", "1 Dec 2011", "Due date", "31 Dec 2011",
-        "Billing period", "1 Nov 2011 – 30 Nov 2011",
-        "Description", "Qty", "Unit price", "Tax", "Amount",
-        "Subtotal", "Tax (20%)", "Total", "Amount due",
+        "Bill to".upper(),
+        "Globex Corporation",
+        "42 Main Street",
+        "Suite 5",
+        "Springfield SP1 2AB",
+        "United Kingdom",
+        "ap@globex.example",
+        "GB987654321",
+        "Issue date",
+        "1 Dec 2011",
+        "Due date",
+        "31 Dec 2011",
+        "Billing period",
+        "1 Nov 2011 – 30 Nov 2011",
+        "Description",
+        "Qty",
+        "Unit price",
+        "Tax",
+        "Amount",
+        "Subtotal",
+        "Tax (20%)",
+        "Total",
+        "Amount due",
         "Pay by bank transfer, sort code 12-34-56, account 12345678.",
         "Page 1 of 1",
     ]:
@@ -195,8 +232,9 @@ def test_dates_are_shown_in_the_tenant_timezone(zone: str, period: str, issued: 
 
 
 def test_period_accepts_rfc3339_strings() -> None:
-    invoice = make_invoice(period_start="2011-11-01T00:00:00Z", period_end="2011-12-01T00:00:00Z",
-                           timezone="UTC")
+    invoice = make_invoice(
+        period_start="2011-11-01T00:00:00Z", period_end="2011-12-01T00:00:00Z", timezone="UTC"
+    )
     assert "1 Nov 2011 – 30 Nov 2011" in pdf_text(render_invoice_pdf(invoice))
 
 
@@ -218,8 +256,7 @@ def test_open_invoice_has_no_draft_marks() -> None:
 
 def test_tax_inclusive_labels() -> None:
     lines = [line("Annual plan", "1", "12000", 12000, "20", 2000)]
-    invoice = make_invoice(lines=lines, subtotal=12000, tax=2000, total=12000,
-                           tax_inclusive=True)
+    invoice = make_invoice(lines=lines, subtotal=12000, tax=2000, total=12000, tax_inclusive=True)
     text = pdf_text(render_invoice_pdf(invoice))
     assert "Total (incl. tax)" in text
     assert "of which tax (20%)" in text
@@ -229,8 +266,11 @@ def test_tax_inclusive_labels() -> None:
 
 
 def test_tax_exclusive_labels_and_several_rates() -> None:
-    lines = [line("Books", "2", "1000", 2000, "0", 0), line("Software", "1", "10000", 10000),
-             line("Food", "4", "250", 1000, "5", 50)]
+    lines = [
+        line("Books", "2", "1000", 2000, "0", 0),
+        line("Software", "1", "10000", 10000),
+        line("Food", "4", "250", 1000, "5", 50),
+    ]
     invoice = make_invoice(lines=lines, subtotal=13000, tax=2050, total=15050)
     text = pdf_text(render_invoice_pdf(invoice))
     assert "Subtotal" in text and "Total (incl. tax)" not in text
@@ -278,8 +318,7 @@ def test_many_lines_flow_onto_pages_with_the_header_repeated() -> None:
 
 def test_very_long_description_is_wrapped_not_cut() -> None:
     words = " ".join(f"word{i}" for i in range(400))
-    lines = [line(words + " THE-END", "1", "100", 100),
-             line("x" * 300, "1", "100", 100)]
+    lines = [line(words + " THE-END", "1", "100", 100), line("x" * 300, "1", "100", 100)]
     invoice = make_invoice(lines=lines, subtotal=200, tax=40, total=240)
     data = render_invoice_pdf(invoice)
     text = " ".join(pdf_text(data).split())
@@ -290,8 +329,7 @@ def test_very_long_description_is_wrapped_not_cut() -> None:
 
 def test_row_taller_than_a_page_is_split_across_pages() -> None:
     description = "\n".join(f"detail line {i}" for i in range(150))
-    invoice = make_invoice(lines=[line(description, "1", "100", 100)], subtotal=100, tax=20,
-                           total=120)
+    invoice = make_invoice(lines=[line(description, "1", "100", 100)], subtotal=100, tax=20, total=120)
     data = render_invoice_pdf(invoice)
     assert pdf_pages(data) >= 3
     text = pdf_text(data)
@@ -309,15 +347,29 @@ def test_rendering_is_deterministic() -> None:
 def test_non_latin_names_are_embedded_and_extractable() -> None:
     invoice = make_invoice(
         seller={"name": "ООО «Ромашка»", "address_lines": ["Москва, ул. Тверская, 1"]},
-        customer={"id": "cus_jp", "name": "株式会社テスト",
-                  "address": {"line1": "千代田区丸の内1-1-1", "city": "東京都",
-                              "postal_code": "100-0005", "country": "JP"}},
+        customer={
+            "id": "cus_jp",
+            "name": "株式会社テスト",
+            "address": {
+                "line1": "千代田区丸の内1-1-1",
+                "city": "東京都",
+                "postal_code": "100-0005",
+                "country": "JP",
+            },
+        },
         currency="EUR",
     )
     data = render_invoice_pdf(invoice)
     text = pdf_text(data)
-    for expected in ("ООО «Ромашка»", "Москва, ул. Тверская, 1", "株式会社テスト",
-                     "千代田区丸の内1-1-1", "100-0005 東京都", "Japan", "€"):
+    for expected in (
+        "ООО «Ромашка»",
+        "Москва, ул. Тверская, 1",
+        "株式会社テスト",
+        "千代田区丸の内1-1-1",
+        "100-0005 東京都",
+        "Japan",
+        "€",
+    ):
         assert expected in text, expected
     fonts = pdf_fonts(data)
     assert "DejaVuSans" in fonts and "DroidSansFallback" in fonts
@@ -326,9 +378,13 @@ def test_non_latin_names_are_embedded_and_extractable() -> None:
 
 
 def test_polish_customer_uses_dejavu_without_cjk_fallback() -> None:
-    invoice = make_invoice(customer={"id": "c", "name": "Zakład Łódź sp. z o.o.",
-                                     "address": {"country": "PL", "city": "Łódź",
-                                                 "postal_code": "90-001"}})
+    invoice = make_invoice(
+        customer={
+            "id": "c",
+            "name": "Zakład Łódź sp. z o.o.",
+            "address": {"country": "PL", "city": "Łódź", "postal_code": "90-001"},
+        }
+    )
     data = render_invoice_pdf(invoice)
     text = pdf_text(data)
     assert "Zakład Łódź sp. z o.o." in text and "90-001 Łódź" in text and "Poland" in text
@@ -337,8 +393,9 @@ def test_polish_customer_uses_dejavu_without_cjk_fallback() -> None:
 
 
 def test_page_is_a4_portrait() -> None:
-    done = subprocess.run(["pdfinfo", "-"], input=render_invoice_pdf(make_invoice()),
-                          capture_output=True, check=True)
+    done = subprocess.run(
+        ["pdfinfo", "-"], input=render_invoice_pdf(make_invoice()), capture_output=True, check=True
+    )
     assert "595.28 x 841.89 pts (A4)" in done.stdout.decode()
 
 
@@ -352,8 +409,7 @@ def test_quantity_formatting() -> None:
 
 
 def test_lines_without_tax_fields_render() -> None:
-    lines = [{"description": "Plain", "quantity": "2", "unit_amount_decimal": "150",
-              "amount": 300}]
+    lines = [{"description": "Plain", "quantity": "2", "unit_amount_decimal": "150", "amount": 300}]
     invoice = make_invoice(lines=lines, subtotal=300, tax=0, total=300)
     text = pdf_text(render_invoice_pdf(invoice))
     assert "Plain" in text and "£3.00" in text
@@ -412,7 +468,8 @@ def seller_lines(data: bytes, number: str) -> list[str]:
 
 
 def test_month_close_and_render_pdf_print_the_same_seller_lines(
-        db: Any, gcs: Any, call_function: Any, token: Any) -> None:
+    db: Any, gcs: Any, call_function: Any, token: Any
+) -> None:
     """Issue 9, item 6: one seller rule for every PDF, whatever renders it.
 
     The tenant's ``email`` is the contract's settings map, its addresses with display names:
@@ -421,25 +478,40 @@ def test_month_close_and_render_pdf_print_the_same_seller_lines(
     from tests import factories as f
     from tests.conftest import TEST_BUCKET
 
-    f.tenant(db, "acme", email={"enabled": False, "from": "Acme Billing <billing@acme.test>",
-                                "reply_to": "Accounts <accounts@acme.test>"})
+    f.tenant(
+        db,
+        "acme",
+        email={
+            "enabled": False,
+            "from": "Acme Billing <billing@acme.test>",
+            "reply_to": "Accounts <accounts@acme.test>",
+        },
+    )
     f.customer(db, "acme", "alice", "GB")
-    f.plan(db, "acme", "pro", [{"type": "fixed", "description": "Pro plan",
-                                "unit_amount_decimal": "1000"}])
+    f.plan(db, "acme", "pro", [{"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000"}])
     f.subscription(db, "acme", "sub-alice", "alice", "pro")
     status, body = call_function("monthly_billing", {"month": "2026-10"}, tenant="acme")
     assert status == 200 and body["generated"] == 1, body
-    (invoice_id, invoice), = f.invoices(db, "acme").items()
+    ((invoice_id, invoice),) = f.invoices(db, "acme").items()
     blob = gcs.bucket(TEST_BUCKET).blob(invoice["pdf_uri"].split("/", 3)[3])
     month_close = blob.download_as_bytes()
 
     status, body = call_function(
-        "billing_admin", {"action": "render_pdf", "invoice_id": invoice_id}, tenant="acme",
-        headers={"Authorization": f"Bearer {token(email='admin@example.com')}"})
+        "billing_admin",
+        {"action": "render_pdf", "invoice_id": invoice_id},
+        tenant="acme",
+        headers={"Authorization": f"Bearer {token(email='admin@example.com')}"},
+    )
     assert status == 200 and body["pdf_uri"] == invoice["pdf_uri"], body
     rendered = blob.download_as_bytes()
 
-    expected = ["Acme Analytics Ltd", "1 Main Street", "London EC1A 1BB", "United Kingdom",
-                "accounts@acme.test", "Tax ID: GB123456789"]
+    expected = [
+        "Acme Analytics Ltd",
+        "1 Main Street",
+        "London EC1A 1BB",
+        "United Kingdom",
+        "accounts@acme.test",
+        "Tax ID: GB123456789",
+    ]
     assert seller_lines(month_close, invoice["number"]) == expected
     assert seller_lines(rendered, invoice["number"]) == expected

@@ -33,8 +33,16 @@ def utc(*args: int) -> datetime:
 
 def rows(invoice: dict[str, Any]) -> list[tuple[str, str, str, int, int]]:
     """(meter or kind, quantity, unit price, amount, tax) of each line, in order."""
-    return [(line.get("meter") or line["kind"], line["quantity"], line["unit_amount_decimal"],
-             line["amount"], line["tax"]) for line in invoice["lines"]]
+    return [
+        (
+            line.get("meter") or line["kind"],
+            line["quantity"],
+            line["unit_amount_decimal"],
+            line["amount"],
+            line["tax"],
+        )
+        for line in invoice["lines"]
+    ]
 
 
 def totals(invoice: dict[str, Any]) -> tuple[int, int, int]:
@@ -57,32 +65,62 @@ def seed_catalogue(db: firestore.Client) -> None:
     f.meter(db, T, "seats", "latest", field="seats", unit="seats", name="Seats")
     f.meter(db, T, "storage", "weighted_sum", field="gb", unit="GB-months", name="Storage")
     f.meter(db, T, "exports", "count", field=None, unit="exports", name="Exports")
-    f.plan(db, T, "everything", [
-        {"type": "fixed", "description": "Platform fee", "unit_amount_decimal": "3100"},
-        {"type": "usage", "meter": "calls", "model": "graduated", "tiers": STRIPE_TIERS},
-        {"type": "usage", "meter": "transfer", "model": "volume", "tiers": STRIPE_TIERS},
-        {"type": "usage", "meter": "cpus", "model": "standard", "unit_amount_decimal": "100",
-         "free_units": 2},
-        {"type": "usage", "meter": "users", "model": "package", "package_size": 2,
-         "unit_amount_decimal": "500"},
-        {"type": "usage", "meter": "seats", "model": "standard", "unit_amount_decimal": "1000"},
-        {"type": "usage", "meter": "storage", "model": "standard", "unit_amount_decimal": "40"},
-        {"type": "usage", "meter": "exports", "model": "graduated", "tiers": [
-            {"up_to": 10, "unit_amount_decimal": "700", "flat_amount_decimal": "200"},
-            {"up_to": None, "unit_amount_decimal": "500"}]},
-    ])
-    f.plan(db, T, "basic", [
-        {"type": "fixed", "description": "Basic plan", "unit_amount_decimal": "3100"},
-        {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "10"},
-    ])
-    f.plan(db, T, "premium", [
-        {"type": "fixed", "description": "Premium plan", "unit_amount_decimal": "6200"},
-        {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "5"},
-    ])
+    f.plan(
+        db,
+        T,
+        "everything",
+        [
+            {"type": "fixed", "description": "Platform fee", "unit_amount_decimal": "3100"},
+            {"type": "usage", "meter": "calls", "model": "graduated", "tiers": STRIPE_TIERS},
+            {"type": "usage", "meter": "transfer", "model": "volume", "tiers": STRIPE_TIERS},
+            {
+                "type": "usage",
+                "meter": "cpus",
+                "model": "standard",
+                "unit_amount_decimal": "100",
+                "free_units": 2,
+            },
+            {
+                "type": "usage",
+                "meter": "users",
+                "model": "package",
+                "package_size": 2,
+                "unit_amount_decimal": "500",
+            },
+            {"type": "usage", "meter": "seats", "model": "standard", "unit_amount_decimal": "1000"},
+            {"type": "usage", "meter": "storage", "model": "standard", "unit_amount_decimal": "40"},
+            {
+                "type": "usage",
+                "meter": "exports",
+                "model": "graduated",
+                "tiers": [
+                    {"up_to": 10, "unit_amount_decimal": "700", "flat_amount_decimal": "200"},
+                    {"up_to": None, "unit_amount_decimal": "500"},
+                ],
+            },
+        ],
+    )
+    f.plan(
+        db,
+        T,
+        "basic",
+        [
+            {"type": "fixed", "description": "Basic plan", "unit_amount_decimal": "3100"},
+            {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "10"},
+        ],
+    )
+    f.plan(
+        db,
+        T,
+        "premium",
+        [
+            {"type": "fixed", "description": "Premium plan", "unit_amount_decimal": "6200"},
+            {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "5"},
+        ],
+    )
 
 
-def test_every_aggregation_and_model_in_one_month_close(db: firestore.Client,
-                                                        call_function: Any) -> None:
+def test_every_aggregation_and_model_in_one_month_close(db: firestore.Client, call_function: Any) -> None:
     seed_catalogue(db)
     f.customer(db, T, "ada", "GB")
     f.subscription(db, T, "sub-ada", "ada", "everything")
@@ -121,16 +159,16 @@ def test_every_aggregation_and_model_in_one_month_close(db: firestore.Client,
     assert body["warnings_count"] == 1 and "not numeric" in body["warnings"][0]
     invoice = f.invoices(db, T)["sub-ada-20261001"]
     assert rows(invoice) == [
-        ("fixed", "1", "3100", 3100, 620),        # full month
-        ("calls", "5", "700", 3500, 700),         # graduated: 5 x 7.00
-        ("calls", "1", "650", 650, 130),          #          + 1 x 6.50 = 41.50
-        ("transfer", "6", "650", 3900, 780),      # volume: 6 x 6.50 = 39.00
-        ("cpus", "6", "100", 600, 120),           # (8 - 2 free) x 1.00
-        ("users", "2", "500", 1000, 200),         # ceil(3 / 2) = 2 packages x 5.00
-        ("seats", "5", "1000", 5000, 1000),       # latest = 5 seats x 10.00
-        ("storage", "12.5", "40", 500, 100),      # 12.5 GB-months x 0.40
-        ("exports", "0", "700", 0, 0),            # no exports
-        ("exports", "1", "200", 200, 40),         # tier 1 flat fee at zero usage
+        ("fixed", "1", "3100", 3100, 620),  # full month
+        ("calls", "5", "700", 3500, 700),  # graduated: 5 x 7.00
+        ("calls", "1", "650", 650, 130),  #          + 1 x 6.50 = 41.50
+        ("transfer", "6", "650", 3900, 780),  # volume: 6 x 6.50 = 39.00
+        ("cpus", "6", "100", 600, 120),  # (8 - 2 free) x 1.00
+        ("users", "2", "500", 1000, 200),  # ceil(3 / 2) = 2 packages x 5.00
+        ("seats", "5", "1000", 5000, 1000),  # latest = 5 seats x 10.00
+        ("storage", "12.5", "40", 500, 100),  # 12.5 GB-months x 0.40
+        ("exports", "0", "700", 0, 0),  # no exports
+        ("exports", "1", "200", 200, 40),  # tier 1 flat fee at zero usage
     ]
     # subtotal 3100 + 3500 + 650 + 3900 + 600 + 1000 + 5000 + 500 + 0 + 200 = 18,450
     # tax (20 % per line) 620 + 700 + 130 + 780 + 120 + 200 + 1000 + 100 + 0 + 40 = 3,690
@@ -155,22 +193,27 @@ def test_proration_trial_and_plan_change(db: firestore.Client, call_function: An
     f.subscription(db, T, "sub-trial", "trial", "basic", trial_end=utc(2026, 10, 10, 11))
     f.event(db, T, "trial-1", "trial", "calls", utc(2026, 10, 5))
     # Trial beyond the period and no usage: no fixed fee, nothing to invoice.
-    f.subscription(db, T, "sub-later", "later", "basic", started_at=utc(2026, 10, 20),
-                   trial_end=utc(2026, 11, 15))
+    f.subscription(
+        db, T, "sub-later", "later", "basic", started_at=utc(2026, 10, 20), trial_end=utc(2026, 11, 15)
+    )
     # Plan change basic -> premium on 15 October 12:00 London (11:00Z): the old subscription is
     # canceled at T, the new one starts at T; the 15th is billed on both (documented).
     t = utc(2026, 10, 15, 11)
     f.subscription(db, T, "sub-switch-old", "switch", "basic", status="canceled", canceled_at=t)
     f.subscription(db, T, "sub-switch-new", "switch", "premium", started_at=t)
-    f.event(db, T, "sw-1", "switch", "calls", utc(2026, 10, 3))   # basic's window
+    f.event(db, T, "sw-1", "switch", "calls", utc(2026, 10, 3))  # basic's window
     f.event(db, T, "sw-2", "switch", "calls", utc(2026, 10, 20))  # premium's window
 
     body = close_october(call_function, T)
     assert body["generated"] == 4
     assert {"tenant_id": T, "subscription_id": "sub-later", "reason": "no_usage"} in body["skips"]
     invoices = f.invoices(db, T)
-    assert sorted(invoices) == ["sub-mid-20261001", "sub-switch-new-20261001",
-                                "sub-switch-old-20261001", "sub-trial-20261001"]
+    assert sorted(invoices) == [
+        "sub-mid-20261001",
+        "sub-switch-new-20261001",
+        "sub-switch-old-20261001",
+        "sub-trial-20261001",
+    ]
 
     mid = invoices["sub-mid-20261001"]
     # 3100 x 17/31 = 1700 (tax 340); 2 calls x 0.10 = 20 (tax 4)
@@ -197,10 +240,15 @@ def test_proration_trial_and_plan_change(db: firestore.Client, call_function: An
 def test_tax_inclusive_tenant(db: firestore.Client, call_function: Any) -> None:
     tid = f.tenant(db, "incl", tax_inclusive=True, invoice_prefix="INC")
     f.meter(db, tid, "calls", "count", field=None, unit="calls")
-    f.plan(db, tid, "pro", [
-        {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1200"},
-        {"type": "usage", "meter": "calls", "model": "graduated", "tiers": STRIPE_TIERS},
-    ])
+    f.plan(
+        db,
+        tid,
+        "pro",
+        [
+            {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1200"},
+            {"type": "usage", "meter": "calls", "model": "graduated", "tiers": STRIPE_TIERS},
+        ],
+    )
     f.customer(db, tid, "gb", "GB")
     f.customer(db, tid, "de", "DE")
     f.subscription(db, tid, "sub-gb", "gb", "pro")
@@ -214,8 +262,11 @@ def test_tax_inclusive_tenant(db: firestore.Client, call_function: Any) -> None:
     gb = invoices["sub-gb-20261001"]
     # Prices include 20 %, backed out per line: 1200 x 20/120 = 200; 3500 x 20/120 = 583.33 ->
     # 583; 650 x 20/120 = 108.33 -> 108. The total is what the prices say: 5,350.
-    assert rows(gb) == [("fixed", "1", "1200", 1200, 200), ("calls", "5", "700", 3500, 583),
-                        ("calls", "1", "650", 650, 108)]
+    assert rows(gb) == [
+        ("fixed", "1", "1200", 1200, 200),
+        ("calls", "5", "700", 3500, 583),
+        ("calls", "1", "650", 650, 108),
+    ]
     assert totals(gb) == (5350, 891, 5350)
     assert gb["tax_inclusive"] is True
     de = invoices["sub-de-20261001"]
@@ -229,12 +280,25 @@ def test_tax_inclusive_tenant(db: firestore.Client, call_function: Any) -> None:
 
 # -- waiting for changes outside this suite's files (see the report of issue 3) ----------------------
 
+
 def test_first_tier_flat_fee_alone_is_invoiced(db: firestore.Client, call_function: Any) -> None:
     seed_catalogue(db)
-    f.plan(db, T, "exports-only", [
-        {"type": "usage", "meter": "exports", "model": "graduated", "tiers": [
-            {"up_to": 10, "unit_amount_decimal": "700", "flat_amount_decimal": "200"},
-            {"up_to": None, "unit_amount_decimal": "500"}]}])
+    f.plan(
+        db,
+        T,
+        "exports-only",
+        [
+            {
+                "type": "usage",
+                "meter": "exports",
+                "model": "graduated",
+                "tiers": [
+                    {"up_to": 10, "unit_amount_decimal": "700", "flat_amount_decimal": "200"},
+                    {"up_to": None, "unit_amount_decimal": "500"},
+                ],
+            }
+        ],
+    )
     f.customer(db, T, "quiet", "GB")
     f.subscription(db, T, "sub-quiet", "quiet", "exports-only")
     close_october(call_function, T)
@@ -243,10 +307,15 @@ def test_first_tier_flat_fee_alone_is_invoiced(db: firestore.Client, call_functi
 
 
 def test_weighted_sum_of_a_mid_period_start_averages_over_the_period(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     seed_catalogue(db)
-    f.plan(db, T, "storage-only", [
-        {"type": "usage", "meter": "storage", "model": "standard", "unit_amount_decimal": "40"}])
+    f.plan(
+        db,
+        T,
+        "storage-only",
+        [{"type": "usage", "meter": "storage", "model": "standard", "unit_amount_decimal": "40"}],
+    )
     f.customer(db, T, "late", "GB")
     f.subscription(db, T, "sub-late", "late", "storage-only", started_at=HALF)
     f.event(db, T, "late-1", "late", "storage", HALF, gb=10)
@@ -256,15 +325,26 @@ def test_weighted_sum_of_a_mid_period_start_averages_over_the_period(
 
 
 def test_a_malformed_charge_is_reported_for_its_subscriptions_and_keeps_its_events(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     # Charges are checked when the plan is read (issue 9): the error is the one the pricing
     # used to raise, for each subscription on the plan. The plan still claims its meter, so
     # cleo's newer subscription owns the event of the 15th and her older one is billed
     # without it (not held back as ambiguous).
     seed_catalogue(db)
-    f.plan(db, T, "broken", [
-        {"type": "usage", "meter": "calls", "model": "graduated",
-         "tiers": [{"up_to": 5, "unit_amount_decimal": "700"}]}])
+    f.plan(
+        db,
+        T,
+        "broken",
+        [
+            {
+                "type": "usage",
+                "meter": "calls",
+                "model": "graduated",
+                "tiers": [{"up_to": 5, "unit_amount_decimal": "700"}],
+            }
+        ],
+    )
     f.customer(db, T, "cleo", "GB")
     f.subscription(db, T, "sub-old", "cleo", "basic")
     f.subscription(db, T, "sub-new", "cleo", "broken", started_at=utc(2026, 10, 10))
@@ -273,10 +353,16 @@ def test_a_malformed_charge_is_reported_for_its_subscriptions_and_keeps_its_even
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
     assert [(e["subscription_id"], e["code"], e["error"]) for e in body["errors"]] == [
-        ("sub-new", "invalid_charge",
-         "plan 'broken' charge 1: the last tier must have up_to null (no upper limit)")]
+        (
+            "sub-new",
+            "invalid_charge",
+            "plan 'broken' charge 1: the last tier must have up_to null (no upper limit)",
+        )
+    ]
     invoices = f.invoices(db, T)
     assert sorted(invoices) == ["sub-old-20261001"]
     # the Basic fee (31.00) and 1 call at 0.10
-    assert rows(invoices["sub-old-20261001"]) == [("fixed", "1", "3100", 3100, 620),
-                                                  ("calls", "1", "10", 10, 2)]
+    assert rows(invoices["sub-old-20261001"]) == [
+        ("fixed", "1", "3100", 3100, 620),
+        ("calls", "1", "10", 10, 2),
+    ]

@@ -33,11 +33,22 @@ def london(*args: int) -> datetime:
     return datetime(*args, tzinfo=ZoneInfo(LONDON)).astimezone(UTC)
 
 
-def sub(started_at: datetime = EPOCH, canceled_at: datetime | None = None,
-        trial_end: datetime | None = None, plan_id: str = "pro") -> Subscription:
-    return Subscription(id="s1", customer_id="c1", plan_id=plan_id, status="active",
-                        billing_time="calendar", started_at=started_at, canceled_at=canceled_at,
-                        trial_end=trial_end)
+def sub(
+    started_at: datetime = EPOCH,
+    canceled_at: datetime | None = None,
+    trial_end: datetime | None = None,
+    plan_id: str = "pro",
+) -> Subscription:
+    return Subscription(
+        id="s1",
+        customer_id="c1",
+        plan_id=plan_id,
+        status="active",
+        billing_time="calendar",
+        started_at=started_at,
+        canceled_at=canceled_at,
+        trial_end=trial_end,
+    )
 
 
 OCTOBER = month_period(2026, 10, LONDON)  # [2026-09-30T23:00Z, 2026-11-01T00:00Z), 31 days
@@ -45,44 +56,74 @@ OCTOBER = month_period(2026, 10, LONDON)  # [2026-09-30T23:00Z, 2026-11-01T00:00
 
 def fee(subscription: Subscription, period: BillingPeriod, price: str) -> int:
     """The fixed line's amount through the real invoice builder (0 when no line)."""
-    tenant = Tenant.parse("t", {"name": "T", "status": "active", "timezone": period.timezone,
-                                "currency": "GBP", "invoice_prefix": "T",
-                                "payment_terms_days": 14, "tax_rates": {}})
+    tenant = Tenant.parse(
+        "t",
+        {
+            "name": "T",
+            "status": "active",
+            "timezone": period.timezone,
+            "currency": "GBP",
+            "invoice_prefix": "T",
+            "payment_terms_days": 14,
+            "tax_rates": {},
+        },
+    )
     customer = Customer.parse("c1", {"name": "C", "status": "active"})
-    plan = Plan.parse(subscription.plan_id, {
-        "currency": "GBP", "interval": "month", "interval_count": 1,
-        "charges": [{"type": "fixed", "description": "Plan", "unit_amount_decimal": price}]})
-    draft = build_invoice(tenant=tenant, customer=customer, subscription=subscription, plan=plan,
-                          meters={}, period=period, usage={}, usage_events=0)
+    plan = Plan.parse(
+        subscription.plan_id,
+        {
+            "currency": "GBP",
+            "interval": "month",
+            "interval_count": 1,
+            "charges": [{"type": "fixed", "description": "Plan", "unit_amount_decimal": price}],
+        },
+    )
+    draft = build_invoice(
+        tenant=tenant,
+        customer=customer,
+        subscription=subscription,
+        plan=plan,
+        meters={},
+        period=period,
+        usage={},
+        usage_events=0,
+    )
     return sum(line.amount for line in draft.lines)
 
 
 # -- month lengths ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("year", "month", "days"), [
-    (2026, 2, 28),   # February, common year
-    (2028, 2, 29),   # February, leap year
-    (2026, 4, 30),   # April
-    (2026, 11, 30),  # November (GMT all month)
-    (2026, 3, 31),   # March: BST starts on the 29th (743 hours, still 31 days)
-    (2026, 10, 31),  # October: BST ends on the 25th (745 hours, still 31 days)
-    (2026, 12, 31),
-])
+
+@pytest.mark.parametrize(
+    ("year", "month", "days"),
+    [
+        (2026, 2, 28),  # February, common year
+        (2028, 2, 29),  # February, leap year
+        (2026, 4, 30),  # April
+        (2026, 11, 30),  # November (GMT all month)
+        (2026, 3, 31),  # March: BST starts on the 29th (743 hours, still 31 days)
+        (2026, 10, 31),  # October: BST ends on the 25th (745 hours, still 31 days)
+        (2026, 12, 31),
+    ],
+)
 def test_period_days_are_local_calendar_days(year: int, month: int, days: int) -> None:
     period = month_period(year, month, LONDON)
     assert proration_days(sub(), period) == (days, days)
     assert fee(sub(), period, "3100") == 3100  # full month: the full price, no proration
 
 
-@pytest.mark.parametrize(("year", "month", "days", "price", "expected"), [
-    # started on the 15th at 10:00 London: 15th..last day
-    (2026, 2, 28, "2800", 1400),   # 14 of 28 days: 2800 x 14/28 = 1400
-    (2028, 2, 29, "2900", 1500),   # 15 of 29 days: 2900 x 15/29 = 1500
-    (2026, 4, 30, "3000", 1600),   # 16 of 30 days: 3000 x 16/30 = 1600
-    (2026, 10, 31, "3100", 1700),  # 17 of 31 days: 3100 x 17/31 = 1700
-    (2026, 10, 31, "1000", 548),   # 17 of 31 days: 1000 x 17/31 = 548.387... -> 548
-    (2026, 4, 30, "999", 533),     # 16 of 30 days: 999 x 16/30 = 532.8 -> 533
-])
+@pytest.mark.parametrize(
+    ("year", "month", "days", "price", "expected"),
+    [
+        # started on the 15th at 10:00 London: 15th..last day
+        (2026, 2, 28, "2800", 1400),  # 14 of 28 days: 2800 x 14/28 = 1400
+        (2028, 2, 29, "2900", 1500),  # 15 of 29 days: 2900 x 15/29 = 1500
+        (2026, 4, 30, "3000", 1600),  # 16 of 30 days: 3000 x 16/30 = 1600
+        (2026, 10, 31, "3100", 1700),  # 17 of 31 days: 3100 x 17/31 = 1700
+        (2026, 10, 31, "1000", 548),  # 17 of 31 days: 1000 x 17/31 = 548.387... -> 548
+        (2026, 4, 30, "999", 533),  # 16 of 30 days: 999 x 16/30 = 532.8 -> 533
+    ],
+)
 def test_start_mid_month(year: int, month: int, days: int, price: str, expected: int) -> None:
     period = month_period(year, month, LONDON)
     subscription = sub(started_at=london(year, month, 15, 10))
@@ -137,6 +178,7 @@ def test_outside_the_period_pays_nothing() -> None:
 
 # -- trials ----------------------------------------------------------------------------------------------
 
+
 def test_trial_ending_mid_period() -> None:
     # Trial until 10 October 12:00 London: billable 10th (partial, whole)..31st = 22 days;
     # 3100 x 22/31 = 2200
@@ -166,11 +208,14 @@ def test_trial_and_cancel_in_the_same_period() -> None:
     assert proration_days(s, OCTOBER) == (11, 31)
     assert fee(s, OCTOBER, "3100") == 1100
     # Canceled during the trial: nothing
-    assert proration_days(sub(trial_end=london(2026, 10, 10),
-                              canceled_at=london(2026, 10, 5)), OCTOBER) == (0, 31)
+    assert proration_days(sub(trial_end=london(2026, 10, 10), canceled_at=london(2026, 10, 5)), OCTOBER) == (
+        0,
+        31,
+    )
 
 
 # -- plan change: old canceled at T, new started at T ----------------------------------------------------
+
 
 def test_plan_change_inside_a_day_bills_that_day_on_both_plans() -> None:
     # GBP 31.00 -> GBP 62.00 on 15 October at 12:00 London.
@@ -184,10 +229,10 @@ def test_plan_change_inside_a_day_bills_that_day_on_both_plans() -> None:
     # 15 + 17 = 32 day-charges for 31 days: the 15th is billed on both plans (documented).
 
 
-@pytest.mark.parametrize(("year", "month", "days"), [(2026, 2, 28), (2028, 2, 29), (2026, 4, 30),
-                                                     (2026, 10, 31), (2026, 3, 31)])
-def test_plan_change_at_local_midnight_pays_every_day_exactly_once(year: int, month: int,
-                                                                    days: int) -> None:
+@pytest.mark.parametrize(
+    ("year", "month", "days"), [(2026, 2, 28), (2028, 2, 29), (2026, 4, 30), (2026, 10, 31), (2026, 3, 31)]
+)
+def test_plan_change_at_local_midnight_pays_every_day_exactly_once(year: int, month: int, days: int) -> None:
     # Changed at 00:00 London on the 16th: old 1st..15th = 15 days, new 16th..end = days - 15
     period = month_period(year, month, LONDON)
     t = london(year, month, 16)
@@ -204,6 +249,7 @@ def test_plan_change_at_midnight_october_amounts() -> None:
 
 
 # -- DST and timezones --------------------------------------------------------------------------------------
+
 
 def test_dst_start_day_in_london() -> None:
     # 29 March 2026: 01:00 GMT -> 02:00 BST. Started at 00:30 local (00:30 UTC): 29th..31st = 3
@@ -223,8 +269,7 @@ def test_midnight_dst_change_in_santiago() -> None:
     assert first_of_sixth == utc(2026, 9, 6, 4)
     # Canceled at the first instant of the 6th: 1st..5th = 5 days; a second later: 6 days
     assert proration_days(sub(canceled_at=first_of_sixth), september) == (5, 30)
-    assert proration_days(sub(canceled_at=first_of_sixth + timedelta(seconds=1)),
-                          september) == (6, 30)
+    assert proration_days(sub(canceled_at=first_of_sixth + timedelta(seconds=1)), september) == (6, 30)
     # Started at 23:30 -04 on the 5th (03:30 UTC on the 6th): the 5th counts: 5th..30th = 26
     assert proration_days(sub(started_at=utc(2026, 9, 6, 3, 30)), september) == (26, 30)
 
@@ -240,8 +285,9 @@ def test_other_timezone_month() -> None:
 
 # -- periods whose boundaries are not at local midnight (anniversary) ------------------------------------
 
-ANNIVERSARY = BillingPeriod(start=london(2026, 1, 15, 14, 32), end=london(2026, 2, 15, 14, 32),
-                            timezone=LONDON)  # 15 January .. 14 February: 31 days
+ANNIVERSARY = BillingPeriod(
+    start=london(2026, 1, 15, 14, 32), end=london(2026, 2, 15, 14, 32), timezone=LONDON
+)  # 15 January .. 14 February: 31 days
 
 
 def test_anniversary_period_full() -> None:
@@ -282,15 +328,36 @@ def test_daily_and_weekly_periods() -> None:
 def test_prorated_line_shape() -> None:
     # The builder shows the prorated unit price (12 decimals) and the days in the description.
     s = sub(started_at=london(2026, 10, 15, 10))
-    tenant = Tenant.parse("t", {"name": "T", "status": "active", "timezone": LONDON,
-                                "currency": "GBP", "invoice_prefix": "T",
-                                "payment_terms_days": 14, "tax_rates": {}})
-    plan = Plan.parse("pro", {"currency": "GBP", "interval": "month", "charges": [
-        {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000"}]})
-    draft = build_invoice(tenant=tenant, customer=Customer.parse("c1", {"name": "C",
-                                                                        "status": "active"}),
-                          subscription=s, plan=plan, meters={}, period=OCTOBER, usage={},
-                          usage_events=0)
+    tenant = Tenant.parse(
+        "t",
+        {
+            "name": "T",
+            "status": "active",
+            "timezone": LONDON,
+            "currency": "GBP",
+            "invoice_prefix": "T",
+            "payment_terms_days": 14,
+            "tax_rates": {},
+        },
+    )
+    plan = Plan.parse(
+        "pro",
+        {
+            "currency": "GBP",
+            "interval": "month",
+            "charges": [{"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000"}],
+        },
+    )
+    draft = build_invoice(
+        tenant=tenant,
+        customer=Customer.parse("c1", {"name": "C", "status": "active"}),
+        subscription=s,
+        plan=plan,
+        meters={},
+        period=OCTOBER,
+        usage={},
+        usage_events=0,
+    )
     (line,) = draft.lines
     # 1000 x 17/31 = 548.387096774193548... -> unit 548.387096774194 (12 places), amount 548
     assert line.description == "Pro plan (17 of 31 days)"
@@ -304,12 +371,19 @@ def test_stub_period_is_prorated_over_its_full_anchored_period() -> None:
     # the stub is the stored period and after the advance (the draft re-priced at finalization).
     monthly = Plan.parse("pro", {"currency": "GBP", "interval": "month", "charges": []})
     stub = BillingPeriod(london(2026, 1, 20, 15), london(2026, 2, 1), LONDON)
-    def anniversary(start: datetime, end: datetime,
-                    anchor: datetime | None = None) -> Subscription:
-        return Subscription(id="s1", customer_id="c1", plan_id="pro", status="active",
-                            billing_time="anniversary", started_at=stub.start,
-                            current_period_start=start, current_period_end=end,
-                            billing_cycle_anchor=anchor)
+
+    def anniversary(start: datetime, end: datetime, anchor: datetime | None = None) -> Subscription:
+        return Subscription(
+            id="s1",
+            customer_id="c1",
+            plan_id="pro",
+            status="active",
+            billing_time="anniversary",
+            started_at=stub.start,
+            current_period_start=start,
+            current_period_end=end,
+            billing_cycle_anchor=anchor,
+        )
 
     stored = anniversary(stub.start, stub.end)
     advanced = anniversary(stub.end, london(2026, 3, 1), stub.end)
@@ -328,8 +402,9 @@ def test_suspended_days_are_taken_out_of_fixed_fees() -> None:
 
     def suspended(*spans: tuple[datetime | None, datetime | None]) -> Subscription:
         s = sub()
-        return Subscription(**{**s.__dict__, "suspensions": tuple(
-            SuspensionInterval(a, b) for a, b in spans)})
+        return Subscription(
+            **{**s.__dict__, "suspensions": tuple(SuspensionInterval(a, b) for a, b in spans)}
+        )
 
     middle = suspended((london(2026, 10, 11, 13), london(2026, 10, 21, 10)))
     assert proration_days(middle, OCTOBER) == (22, 31)  # 1..11 and 21..31
@@ -339,8 +414,14 @@ def test_suspended_days_are_taken_out_of_fixed_fees() -> None:
     assert proration_days(suspended((None, None)), OCTOBER) == (0, 31)
     assert proration_days(suspended((london(2026, 10, 30, 1), None)), OCTOBER) == (30, 31)
     # The customer's suspensions count too, overlapping ones once; cancellation still clips.
-    customer = Customer.parse("c1", {"name": "C", "status": "active", "suspensions": [
-        {"from": london(2026, 10, 15), "to": london(2026, 10, 26)}]})
+    customer = Customer.parse(
+        "c1",
+        {
+            "name": "C",
+            "status": "active",
+            "suspensions": [{"from": london(2026, 10, 15), "to": london(2026, 10, 26)}],
+        },
+    )
     assert proration_days(middle, OCTOBER, customer=customer) == (17, 31)  # 1..11, 26..31
     canceled = Subscription(**{**middle.__dict__, "canceled_at": london(2026, 10, 25, 12)})
     assert proration_days(canceled, OCTOBER) == (16, 31)  # 1..11 and 21..25
@@ -350,15 +431,19 @@ def test_suspended_days_are_taken_out_of_fixed_fees() -> None:
     where = "subscriptions/x"
     t0, t1 = london(2026, 10, 5), london(2026, 10, 9)
     assert parse_suspensions({"status": "suspended", "suspended_at": t0}, where) == (
-        SuspensionInterval(t0, None),)
+        SuspensionInterval(t0, None),
+    )
     assert parse_suspensions({"status": "suspended"}, where) == (SuspensionInterval(None, None),)
     reopened = {"status": "active", "suspensions": [{"from": t0, "to": None}]}
     assert parse_suspensions(reopened, where) == ()
-    assert parse_suspensions({**reopened, "reactivated_at": t1}, where) == (
-        SuspensionInterval(t0, t1),)
+    assert parse_suspensions({**reopened, "reactivated_at": t1}, where) == (SuspensionInterval(t0, t1),)
     assert parse_suspensions({"status": "canceled", "suspensions": [{"from": t0}]}, where) == (
-        SuspensionInterval(t0, None),)
-    for bad in ({"suspensions": "2026-10-05"}, {"suspensions": [{"from": "yesterday"}]},
-                {"suspensions": [{"from": t1, "to": t0}]}):
+        SuspensionInterval(t0, None),
+    )
+    for bad in (
+        {"suspensions": "2026-10-05"},
+        {"suspensions": [{"from": "yesterday"}]},
+        {"suspensions": [{"from": t1, "to": t0}]},
+    ):
         with pytest.raises(DataError):
             parse_suspensions(bad, where)

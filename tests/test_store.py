@@ -14,35 +14,68 @@ from billing.store.firestore_store import BillingStore
 from tests import factories as f
 
 NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
-TENANT = Tenant.parse("t1", {
-    "name": "T1", "status": "active", "timezone": "Europe/London", "currency": "GBP",
-    "invoice_prefix": "T1", "payment_terms_days": 30, "tax_rates": {"GB": "20"}})
-PLAN = Plan.parse("p", {"currency": "GBP", "interval": "month", "charges": [
-    {"type": "fixed", "description": "Fee", "unit_amount_decimal": "1234"}]})
+TENANT = Tenant.parse(
+    "t1",
+    {
+        "name": "T1",
+        "status": "active",
+        "timezone": "Europe/London",
+        "currency": "GBP",
+        "invoice_prefix": "T1",
+        "payment_terms_days": 30,
+        "tax_rates": {"GB": "20"},
+    },
+)
+PLAN = Plan.parse(
+    "p",
+    {
+        "currency": "GBP",
+        "interval": "month",
+        "charges": [{"type": "fixed", "description": "Fee", "unit_amount_decimal": "1234"}],
+    },
+)
 
 
 def drafts(count: int) -> list[InvoiceDraft]:
     period = month_period(2026, 10, "Europe/London")
     out = []
     for i in range(count):
-        customer = Customer.parse(f"c{i:03d}", {"name": f"C{i}", "status": "active",
-                                                "address": {"country": "GB"}})
-        sub = Subscription.parse(f"s{i:03d}", {
-            "customer_id": customer.id, "plan_id": "p", "status": "active",
-            "billing_time": "calendar", "started_at": datetime(2020, 1, 1, tzinfo=UTC)})
-        out.append(build_invoice(tenant=TENANT, customer=customer, subscription=sub, plan=PLAN,
-                                 meters={}, period=period, usage={}, usage_events=0))
+        customer = Customer.parse(
+            f"c{i:03d}", {"name": f"C{i}", "status": "active", "address": {"country": "GB"}}
+        )
+        sub = Subscription.parse(
+            f"s{i:03d}",
+            {
+                "customer_id": customer.id,
+                "plan_id": "p",
+                "status": "active",
+                "billing_time": "calendar",
+                "started_at": datetime(2020, 1, 1, tzinfo=UTC),
+            },
+        )
+        out.append(
+            build_invoice(
+                tenant=TENANT,
+                customer=customer,
+                subscription=sub,
+                plan=PLAN,
+                meters={},
+                period=period,
+                usage={},
+                usage_events=0,
+            )
+        )
     return out
 
 
-def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(
-        db: firestore.Client) -> None:
+def test_concurrent_creates_make_each_invoice_once_with_gapless_numbers(db: firestore.Client) -> None:
     batch = drafts(30)
     created: list[str] = []
 
     def create() -> None:
-        result = BillingStore(db).create_invoices(TENANT, batch, now=NOW, run_id="r",
-                                                  finalize=True, batch_size=10)
+        result = BillingStore(db).create_invoices(
+            TENANT, batch, now=NOW, run_id="r", finalize=True, batch_size=10
+        )
         created.extend(invoice.id for invoice in result.created)
 
     f.concurrently(4, create)
@@ -76,18 +109,21 @@ def test_concurrent_finalizations_number_each_draft_once(db: firestore.Client) -
 
 def test_lease_is_exclusive_released_and_expires(db: firestore.Client) -> None:
     store = BillingStore(db)
-    token = store.acquire_lease("t1", "monthly_billing", "run-a", ttl=timedelta(minutes=5),
-                                wait=timedelta(0))
+    token = store.acquire_lease("t1", "monthly_billing", "run-a", ttl=timedelta(minutes=5), wait=timedelta(0))
     assert token is not None
-    assert store.acquire_lease("t1", "monthly_billing", "run-b", ttl=timedelta(minutes=5),
-                               wait=timedelta(seconds=0.3)) is None
+    assert (
+        store.acquire_lease(
+            "t1", "monthly_billing", "run-b", ttl=timedelta(minutes=5), wait=timedelta(seconds=0.3)
+        )
+        is None
+    )
     store.release_lease("t1", "monthly_billing", token)
-    again = store.acquire_lease("t1", "monthly_billing", "run-b", ttl=timedelta(seconds=0),
-                                wait=timedelta(0))
+    again = store.acquire_lease("t1", "monthly_billing", "run-b", ttl=timedelta(seconds=0), wait=timedelta(0))
     assert again is not None
     # run-b's lease has already expired (ttl 0): run-c takes it over at once.
-    taken = store.acquire_lease("t1", "monthly_billing", "run-c", ttl=timedelta(minutes=5),
-                                wait=timedelta(seconds=2))
+    taken = store.acquire_lease(
+        "t1", "monthly_billing", "run-c", ttl=timedelta(minutes=5), wait=timedelta(seconds=2)
+    )
     assert taken is not None
     lease = db.document("tenants/t1/run_leases/monthly_billing").get().to_dict() or {}
     assert lease["holder"] == "run-c"
@@ -107,8 +143,9 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
     start, end = datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)
     moves = []
     for i in range(7):
-        db.document(f"tenants/t1/subscriptions/a{i}").set({
-            "current_period_start": start, "current_period_end": end})
+        db.document(f"tenants/t1/subscriptions/a{i}").set(
+            {"current_period_start": start, "current_period_end": end}
+        )
         moves.append(SubscriptionMove(f"a{i}", end, end, datetime(2026, 3, 15, tzinfo=UTC), start))
     moved: list[int] = []
 
@@ -133,8 +170,13 @@ def test_an_explicit_month_skips_tenants_where_it_has_not_ended(db: firestore.Cl
         f.customer(db, tenant, "c")
         f.subscription(db, tenant, "s", "c", "p")
     # 2026-11-01 02:00 UTC: October is over in London, not yet in Los Angeles (19:00 Oct 31).
-    ctx = RunContext(run_id="r", now=datetime(2026, 11, 1, 2, tzinfo=UTC), dry_run=False,
-                     store=BillingStore(db), publish_pdfs=None)
+    ctx = RunContext(
+        run_id="r",
+        now=datetime(2026, 11, 1, 2, tzinfo=UTC),
+        dry_run=False,
+        store=BillingStore(db),
+        publish_pdfs=None,
+    )
     report = run_month_close(ctx, None, "2026-10")
     assert report.generated == 1 and report.errors == []
     by_tenant = {t["tenant_id"]: t for t in report.tenants}

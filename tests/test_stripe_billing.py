@@ -29,8 +29,13 @@ fake_stripe = pytest.fixture(gp.stripe_fixture, name="fake_stripe")
 
 def gateway(fake: FakeStripe, sleeps: list[float] | None = None) -> StripeGateway:
     record = sleeps if sleeps is not None else []
-    return StripeGateway(StripeSettings(api_key=API_KEY, api_base=fake.url),
-                         base_delay=0.01, max_delay=0.05, sleep=record.append, timeout=5)
+    return StripeGateway(
+        StripeSettings(api_key=API_KEY, api_base=fake.url),
+        base_delay=0.01,
+        max_delay=0.05,
+        sleep=record.append,
+        timeout=5,
+    )
 
 
 def setup(db: firestore.Client, method: str = "send_invoice") -> tuple[BillingStore, Any]:
@@ -40,15 +45,16 @@ def setup(db: firestore.Client, method: str = "send_invoice") -> tuple[BillingSt
     return store, store.get_tenant(T)
 
 
-def push(store: BillingStore, tenant: Any, db: firestore.Client, invoice_id: str,
-         fake: FakeStripe, **kwargs: Any) -> Any:
+def push(
+    store: BillingStore, tenant: Any, db: firestore.Client, invoice_id: str, fake: FakeStripe, **kwargs: Any
+) -> Any:
     fresh = {"invoice_id": invoice_id, **gp.invoice(db, invoice_id)}
-    return push_invoice(store, tenant, fresh, kwargs.pop("gw", None) or gateway(fake), utc_now(),
-                        **kwargs)
+    return push_invoice(store, tenant, fresh, kwargs.pop("gw", None) or gateway(fake), utc_now(), **kwargs)
 
 
-def test_push_mirrors_the_invoice_and_records_every_step(db: firestore.Client,
-                                                         fake_stripe: FakeStripe) -> None:
+def test_push_mirrors_the_invoice_and_records_every_step(
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice", number="ACME-2026-000001")
     result = push(store, tenant, db, "inv-1", fake_stripe)
@@ -59,8 +65,7 @@ def test_push_mirrors_the_invoice_and_records_every_step(db: firestore.Client,
     assert customer["name"] == "Alice Ltd" and customer["email"] == "alice@example.com"
     assert customer["address"] == {"country": "GB"}
     (stripe_invoice,) = fake_stripe.invoices.values()
-    assert stripe_invoice["metadata"] == {"tenant_id": T, "invoice_id": "inv-1",
-                                          "number": "ACME-2026-000001"}
+    assert stripe_invoice["metadata"] == {"tenant_id": T, "invoice_id": "inv-1", "number": "ACME-2026-000001"}
     assert stripe_invoice["number"] == "ACME-2026-000001"
     assert stripe_invoice["currency"] == "gbp"
     assert stripe_invoice["collection_method"] == "send_invoice"
@@ -69,15 +74,22 @@ def test_push_mirrors_the_invoice_and_records_every_step(db: firestore.Client,
     assert stripe_invoice["auto_advance"] is False
     lines = stripe_invoice["lines"]["data"]
     assert [(li["amount"], li["description"], li["metadata"]["line"]) for li in lines] == [
-        (10000, "Pro plan", "0"), (2000, "Tax (20%)", "tax")]
+        (10000, "Pro plan", "0"),
+        (2000, "Tax (20%)", "tax"),
+    ]
     assert lines[0]["period"] == {"start": 1790809200, "end": 1793491200}
     assert stripe_invoice["total"] == 12000
 
     # Every POST carried one of our keys, derived from our ids.
     keys = [r.idempotency_key for r in fake_stripe.posts()]
-    assert keys == [f"{T}:alice:customer_create", f"{T}:inv-1:invoice_create",
-                    f"{T}:inv-1:line_0", f"{T}:inv-1:line_tax", f"{T}:inv-1:invoice_finalize",
-                    f"{T}:inv-1:invoice_send"]
+    assert keys == [
+        f"{T}:alice:customer_create",
+        f"{T}:inv-1:invoice_create",
+        f"{T}:inv-1:line_0",
+        f"{T}:inv-1:line_tax",
+        f"{T}:inv-1:invoice_finalize",
+        f"{T}:inv-1:invoice_send",
+    ]
     assert fake_stripe.violations == []
 
     ours = gp.invoice(db, "inv-1")
@@ -88,8 +100,9 @@ def test_push_mirrors_the_invoice_and_records_every_step(db: firestore.Client,
     assert gp.customer(db, "alice")["stripe_customer_id"] == customer["id"]
 
 
-def test_rerun_is_a_no_op_even_after_stripe_forgot_the_keys(db: firestore.Client,
-                                                             fake_stripe: FakeStripe) -> None:
+def test_rerun_is_a_no_op_even_after_stripe_forgot_the_keys(
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     push(store, tenant, db, "inv-1", fake_stripe)
@@ -113,7 +126,8 @@ def test_one_stripe_customer_per_customer(db: firestore.Client, fake_stripe: Fak
 
 
 def test_charge_automatically_finalizes_with_auto_advance_and_is_not_sent(
-        db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     store, tenant = setup(db, "charge_automatically")
     gp.seed_invoice(db, "inv-1", "alice")
     result = push(store, tenant, db, "inv-1", fake_stripe)
@@ -128,7 +142,8 @@ def test_charge_automatically_finalizes_with_auto_advance_and_is_not_sent(
 
 
 def test_rate_limits_server_errors_and_network_errors_are_retried_with_the_same_key(
-        db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     fake_stripe.fail(r"^/v1/invoices$", status=429, times=2)
@@ -148,8 +163,7 @@ def test_rate_limits_server_errors_and_network_errors_are_retried_with_the_same_
     assert len(sleeps) == 4 and all(0 <= s <= 0.05 for s in sleeps)
 
 
-def test_retries_give_up_and_the_next_run_continues(db: firestore.Client,
-                                                    fake_stripe: FakeStripe) -> None:
+def test_retries_give_up_and_the_next_run_continues(db: firestore.Client, fake_stripe: FakeStripe) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     fake_stripe.fail(r"/finalize$", status=500, times=5)
@@ -166,20 +180,24 @@ def test_invalid_requests_are_not_retried(db: firestore.Client, fake_stripe: Fak
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     # Somebody used our key with other parameters: Stripe answers idempotency_error.
-    client = stripe.StripeClient(API_KEY, base_addresses={"api": fake_stripe.url},
-                                 max_network_retries=0)
-    other = client.v1.customers.create(params={"name": "x"},
-                                       options={"idempotency_key": "other"})
-    client.v1.invoices.create(params={"customer": other.id, "currency": "gbp",
-                                      "collection_method": "send_invoice",
-                                      "days_until_due": 3},
-                              options={"idempotency_key": f"{T}:inv-1:invoice_create"})
+    client = stripe.StripeClient(API_KEY, base_addresses={"api": fake_stripe.url}, max_network_retries=0)
+    other = client.v1.customers.create(params={"name": "x"}, options={"idempotency_key": "other"})
+    client.v1.invoices.create(
+        params={
+            "customer": other.id,
+            "currency": "gbp",
+            "collection_method": "send_invoice",
+            "days_until_due": 3,
+        },
+        options={"idempotency_key": f"{T}:inv-1:invoice_create"},
+    )
     with pytest.raises(StripeFailure, match=r"after 1 attempt.*IdempotencyError"):
         push(store, tenant, db, "inv-1", fake_stripe)
 
 
 def test_a_create_stripe_did_but_we_did_not_record_is_found_not_repeated(
-        db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     """A crash between Stripe's answer and our write, noticed more than 24 h later."""
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
@@ -189,17 +207,27 @@ def test_a_create_stripe_did_but_we_did_not_record_is_found_not_repeated(
     sid = gp.invoice(db, "inv-1")["stripe_invoice_id"]
     # Forget what we recorded after the create, as if the process had died before writing it,
     # and let the keys expire.
-    db.document(f"tenants/{T}/invoices/inv-1").update({
-        "stripe_invoice_id": firestore.DELETE_FIELD, "stripe.invoice_id": firestore.DELETE_FIELD,
-        "stripe.steps": firestore.DELETE_FIELD})
-    db.document(f"tenants/{T}/customers/alice").update({
-        "stripe_customer_id": firestore.DELETE_FIELD})
+    db.document(f"tenants/{T}/invoices/inv-1").update(
+        {
+            "stripe_invoice_id": firestore.DELETE_FIELD,
+            "stripe.invoice_id": firestore.DELETE_FIELD,
+            "stripe.steps": firestore.DELETE_FIELD,
+        }
+    )
+    db.document(f"tenants/{T}/customers/alice").update({"stripe_customer_id": firestore.DELETE_FIELD})
     # One line made it to Stripe before the crash too.
     client = stripe.StripeClient(API_KEY, base_addresses={"api": fake_stripe.url})
-    client.v1.invoice_items.create(params={
-        "customer": fake_stripe.invoices[sid]["customer"], "invoice": sid, "amount": 10000,
-        "currency": "gbp", "description": "Pro plan",
-        "metadata": {"invoice_id": "inv-1", "line": "0"}}, options={"idempotency_key": "k0"})
+    client.v1.invoice_items.create(
+        params={
+            "customer": fake_stripe.invoices[sid]["customer"],
+            "invoice": sid,
+            "amount": 10000,
+            "currency": "gbp",
+            "description": "Pro plan",
+            "metadata": {"invoice_id": "inv-1", "line": "0"},
+        },
+        options={"idempotency_key": "k0"},
+    )
     db.document(f"tenants/{T}/invoices/inv-1").update({"stripe.lines_attempted_at": utc_now()})
     fake_stripe.forget_keys()
 
@@ -211,8 +239,7 @@ def test_a_create_stripe_did_but_we_did_not_record_is_found_not_repeated(
     assert fake_stripe.invoices[sid]["status"] == "open"
 
 
-def test_a_total_that_differs_is_not_finalized(db: firestore.Client,
-                                               fake_stripe: FakeStripe) -> None:
+def test_a_total_that_differs_is_not_finalized(db: firestore.Client, fake_stripe: FakeStripe) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice", total=99999)
     with pytest.raises(DataError, match="not finalized"):
@@ -221,10 +248,10 @@ def test_a_total_that_differs_is_not_finalized(db: firestore.Client,
     assert stripe_invoice["status"] == "draft"
 
 
-def test_connected_account_header_and_tax_inclusive(db: firestore.Client,
-                                                    fake_stripe: FakeStripe) -> None:
-    gp.seed_tenant(db, email=False, stripe={"enabled": True, "account": "acct_123",
-                                            "use_invoice_number": False})
+def test_connected_account_header_and_tax_inclusive(db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    gp.seed_tenant(
+        db, email=False, stripe={"enabled": True, "account": "acct_123", "use_invoice_number": False}
+    )
     f.customer(db, T, "alice", "GB")
     store = BillingStore(db)
     tenant = store.get_tenant(T)
@@ -236,8 +263,7 @@ def test_connected_account_header_and_tax_inclusive(db: firestore.Client,
     assert stripe_invoice["number"].startswith("FAKE-")
 
 
-def test_sync_status_void_uncollectible_pay_and_draft(db: firestore.Client,
-                                                      fake_stripe: FakeStripe) -> None:
+def test_sync_status_void_uncollectible_pay_and_draft(db: firestore.Client, fake_stripe: FakeStripe) -> None:
     store, tenant = setup(db)
     gw = gateway(fake_stripe)
     for i in range(1, 4):
@@ -265,8 +291,15 @@ def test_sync_status_void_uncollectible_pay_and_draft(db: firestore.Client,
 def test_tenant_settings_are_validated() -> None:
     from billing.records import Tenant
 
-    base = {"name": "A", "status": "active", "timezone": "UTC", "currency": "GBP",
-            "invoice_prefix": "A", "payment_terms_days": 10, "tax_rates": {}}
+    base = {
+        "name": "A",
+        "status": "active",
+        "timezone": "UTC",
+        "currency": "GBP",
+        "invoice_prefix": "A",
+        "payment_terms_days": 10,
+        "tax_rates": {},
+    }
     assert Tenant.parse("a", base).stripe.enabled is False
     config = Tenant.parse("a", {**base, "stripe": {"enabled": True}}).stripe
     assert (config.collection_method, config.days_until_due) == ("send_invoice", 10)
@@ -280,32 +313,44 @@ def test_tenant_settings_are_validated() -> None:
     assert "sk_test" not in repr(StripeSettings(api_key=API_KEY))
 
 
-def test_delivery_reports_a_missing_key_and_retries_later(db: firestore.Client,
-                                                          fake_stripe: FakeStripe,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delivery_reports_a_missing_key_and_retries_later(
+    db: firestore.Client, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, tenant = setup(db)
     gp.seed_invoice(db, "inv-1", "alice")
     monkeypatch.delenv("STRIPE_API_KEY")
-    failures = deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(),
-                                          "run-1")
-    assert failures == [("inv-1", "stripe: STRIPE_API_KEY is not set: Stripe is enabled for "
-                                  "the tenant but cannot be called")]
+    failures = deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(), "run-1")
+    assert failures == [
+        ("inv-1", "stripe: STRIPE_API_KEY is not set: Stripe is enabled for the tenant but cannot be called")
+    ]
     assert gp.invoice(db, "inv-1")["delivery_pending"] is True
     assert fake_stripe.requests == []
     monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
-    assert deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(),
-                                      "run-2", services=Services()) == []
+    assert deliver_finalized_invoices(store, tenant, ["inv-1"], utc_now(), "run-2", services=Services()) == []
     ours = gp.invoice(db, "inv-1")
     assert ours["delivery_pending"] is False and ours["delivered_at"]
     assert len(fake_stripe.invoices) == 1
 
 
-def test_an_invoice_with_nothing_due_is_not_sent(db: firestore.Client,
-                                                 fake_stripe: FakeStripe) -> None:
+def test_an_invoice_with_nothing_due_is_not_sent(db: firestore.Client, fake_stripe: FakeStripe) -> None:
     store, tenant = setup(db)
-    gp.seed_invoice(db, "inv-0", "alice", tax=0, lines=[{
-        "description": "Free tier", "quantity": "1", "unit_amount_decimal": "0", "amount": 0,
-        "tax_rate": "20", "tax": 0, "kind": "fixed"}])
+    gp.seed_invoice(
+        db,
+        "inv-0",
+        "alice",
+        tax=0,
+        lines=[
+            {
+                "description": "Free tier",
+                "quantity": "1",
+                "unit_amount_decimal": "0",
+                "amount": 0,
+                "tax_rate": "20",
+                "tax": 0,
+                "kind": "fixed",
+            }
+        ],
+    )
     result = push(store, tenant, db, "inv-0", fake_stripe)
     assert result.steps == ["invoice_create", "lines", "finalize"]
     (stripe_invoice,) = fake_stripe.invoices.values()
@@ -331,12 +376,20 @@ def test_stripe_amount_units_differ_from_iso_for_a_few_currencies() -> None:
 
 
 def test_an_amount_stripe_cannot_express_is_refused_before_any_request(
-        db: firestore.Client, fake_stripe: FakeStripe) -> None:
+    db: firestore.Client, fake_stripe: FakeStripe
+) -> None:
     # KWD has three decimals, but Stripe wants the last digit 0: 1.234 KWD cannot be sent. The
     # invoice is refused before the Stripe customer or draft exists (validate before calling out).
     store, tenant = setup(db)
-    line = {"description": "Pro plan", "quantity": "1", "unit_amount_decimal": "1234",
-            "amount": 1234, "tax_rate": "0", "tax": 0, "kind": "fixed"}
+    line = {
+        "description": "Pro plan",
+        "quantity": "1",
+        "unit_amount_decimal": "1234",
+        "amount": 1234,
+        "tax_rate": "0",
+        "tax": 0,
+        "kind": "fixed",
+    }
     gp.seed_invoice(db, "inv-kwd", "alice", lines=[line], tax=0, currency="KWD")
     with pytest.raises(DataError) as raised:
         push(store, tenant, db, "inv-kwd", fake_stripe)

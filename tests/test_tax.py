@@ -13,41 +13,57 @@ from billing.pricing.tax import line_tax, tax_rate_for
 from billing.records import Customer, Meter, Plan, Subscription, Tenant
 
 
-@pytest.mark.parametrize(("amount", "rate", "tax"), [
-    (1234, "20", 247),   # 246.8 -> 247
-    (2002, "19", 380),   # 380.38 -> 380
-    (1, "20", 0),        # 0.2 -> 0
-    (3, "20", 1),        # 0.6 -> 1
-    (5, "10", 1),        # 0.5 -> 1 (half up)
-    (25, "2", 1),        # 0.5 -> 1
-    (1000, "7.7", 77),   # 77
-    (1000, "0", 0),
-    (0, "20", 0),
-])
+@pytest.mark.parametrize(
+    ("amount", "rate", "tax"),
+    [
+        (1234, "20", 247),  # 246.8 -> 247
+        (2002, "19", 380),  # 380.38 -> 380
+        (1, "20", 0),  # 0.2 -> 0
+        (3, "20", 1),  # 0.6 -> 1
+        (5, "10", 1),  # 0.5 -> 1 (half up)
+        (25, "2", 1),  # 0.5 -> 1
+        (1000, "7.7", 77),  # 77
+        (1000, "0", 0),
+        (0, "20", 0),
+    ],
+)
 def test_exclusive(amount: int, rate: str, tax: int) -> None:
     assert line_tax(amount, Decimal(rate), inclusive=False) == tax
 
 
-@pytest.mark.parametrize(("amount", "rate", "tax", "net"), [
-    (1200, "20", 200, 1000),   # 1200 x 20/120 = 200
-    (1000, "20", 167, 833),    # 166.67 -> 167
-    (100, "20", 17, 83),       # 16.67 -> 17
-    (3, "20", 1, 2),           # 0.5 -> 1: the tax is rounded half up (not the net 2.5 -> 3)
-    (9, "20", 2, 7),           # 1.5 -> 2
-    (1190, "19", 190, 1000),   # 1190 x 19/119 = 190
-    (1000, "7.7", 71, 929),    # 71.49 -> 71
-    (1000, "0", 0, 1000),
-    (0, "20", 0, 0),
-])
+@pytest.mark.parametrize(
+    ("amount", "rate", "tax", "net"),
+    [
+        (1200, "20", 200, 1000),  # 1200 x 20/120 = 200
+        (1000, "20", 167, 833),  # 166.67 -> 167
+        (100, "20", 17, 83),  # 16.67 -> 17
+        (3, "20", 1, 2),  # 0.5 -> 1: the tax is rounded half up (not the net 2.5 -> 3)
+        (9, "20", 2, 7),  # 1.5 -> 2
+        (1190, "19", 190, 1000),  # 1190 x 19/119 = 190
+        (1000, "7.7", 71, 929),  # 71.49 -> 71
+        (1000, "0", 0, 1000),
+        (0, "20", 0, 0),
+    ],
+)
 def test_inclusive_backs_the_tax_out(amount: int, rate: str, tax: int, net: int) -> None:
     assert line_tax(amount, Decimal(rate), inclusive=True) == tax
     assert net + tax == amount  # the net is what the tax leaves of the price
 
 
 def tenant(**fields: Any) -> Tenant:
-    return Tenant.parse("t", {"name": "T", "status": "active", "timezone": "Europe/London",
-                              "currency": "GBP", "invoice_prefix": "T", "payment_terms_days": 14,
-                              "tax_rates": {"GB": "20", "de": "19"}, **fields})
+    return Tenant.parse(
+        "t",
+        {
+            "name": "T",
+            "status": "active",
+            "timezone": "Europe/London",
+            "currency": "GBP",
+            "invoice_prefix": "T",
+            "payment_terms_days": 14,
+            "tax_rates": {"GB": "20", "de": "19"},
+            **fields,
+        },
+    )
 
 
 def customer(**fields: Any) -> Customer:
@@ -58,23 +74,44 @@ def test_rate_by_country_exemption_and_missing_country() -> None:
     t = tenant()
     assert tax_rate_for(t, customer(address={"country": "GB"})) == 20
     assert tax_rate_for(t, customer(address={"country": "de"})) == 19  # case-insensitive
-    assert tax_rate_for(t, customer(address={"country": "FR"})) == 0   # not listed
-    assert tax_rate_for(t, customer()) == 0                            # no country
+    assert tax_rate_for(t, customer(address={"country": "FR"})) == 0  # not listed
+    assert tax_rate_for(t, customer()) == 0  # no country
     assert tax_rate_for(t, customer(address={"country": "GB"}, tax_exempt=True)) == 0
 
 
 def invoice(t: Tenant, c: Customer) -> Any:
     # fixed 1200 + 3 calls x 333 = 999
-    plan = Plan.parse("p", {"currency": "GBP", "interval": "month", "charges": [
-        {"type": "fixed", "description": "Plan", "unit_amount_decimal": "1200"},
-        {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "333"}]})
-    sub = Subscription.parse("s", {"customer_id": "c1", "plan_id": "p", "status": "active",
-                                   "billing_time": "calendar",
-                                   "started_at": month_period(2020, 1, "UTC").start})
-    return build_invoice(tenant=t, customer=c, subscription=sub, plan=plan,
-                         meters={"calls": Meter.parse("calls", {"aggregation": "count"})},
-                         period=month_period(2026, 10, "Europe/London"),
-                         usage={"calls": {(): Decimal(3)}}, usage_events=3)
+    plan = Plan.parse(
+        "p",
+        {
+            "currency": "GBP",
+            "interval": "month",
+            "charges": [
+                {"type": "fixed", "description": "Plan", "unit_amount_decimal": "1200"},
+                {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "333"},
+            ],
+        },
+    )
+    sub = Subscription.parse(
+        "s",
+        {
+            "customer_id": "c1",
+            "plan_id": "p",
+            "status": "active",
+            "billing_time": "calendar",
+            "started_at": month_period(2020, 1, "UTC").start,
+        },
+    )
+    return build_invoice(
+        tenant=t,
+        customer=c,
+        subscription=sub,
+        plan=plan,
+        meters={"calls": Meter.parse("calls", {"aggregation": "count"})},
+        period=month_period(2026, 10, "Europe/London"),
+        usage={"calls": {(): Decimal(3)}},
+        usage_events=3,
+    )
 
 
 def test_invoice_exclusive() -> None:
@@ -98,6 +135,5 @@ def test_inclusive_tax_is_summed_per_line_not_computed_on_the_total() -> None:
 
 
 def test_inclusive_exempt_customer_pays_the_price_without_tax() -> None:
-    draft = invoice(tenant(tax_inclusive=True), customer(address={"country": "GB"},
-                                                         tax_exempt=True))
+    draft = invoice(tenant(tax_inclusive=True), customer(address={"country": "GB"}, tax_exempt=True))
     assert (draft.subtotal, draft.tax, draft.total) == (2199, 0, 2199)

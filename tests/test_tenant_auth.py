@@ -49,12 +49,20 @@ def tenants(db: firestore.Client) -> Callable[[], dict[str, Any]]:
     return snapshot
 
 
-def as_(call_function: Any, token: Callable[..., str], email: str, function: str,
-        body: dict[str, Any] | None, *, tenant: str | None = None,
-        method: str = "POST") -> tuple[int, dict[str, Any]]:
+def as_(
+    call_function: Any,
+    token: Callable[..., str],
+    email: str,
+    function: str,
+    body: dict[str, Any] | None,
+    *,
+    tenant: str | None = None,
+    method: str = "POST",
+) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token(email=email)}"}
-    result: tuple[int, dict[str, Any]] = call_function(function, body, tenant=tenant,
-                                                       headers=headers, method=method)
+    result: tuple[int, dict[str, Any]] = call_function(
+        function, body, tenant=tenant, headers=headers, method=method
+    )
     return result
 
 
@@ -63,8 +71,9 @@ def runs(db: firestore.Client, tenant_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("function", sorted(REQUESTS))
-def test_tenant_admin_acts_on_own_tenant(tenants: Any, db: firestore.Client,
-                                         call_function: Any, token: Any, function: str) -> None:
+def test_tenant_admin_acts_on_own_tenant(
+    tenants: Any, db: firestore.Client, call_function: Any, token: Any, function: str
+) -> None:
     before_other = f.all_documents(db, OTHER)
     status, body = as_(call_function, token, ADMIN, function, REQUESTS[function], tenant=T)
     assert status == 200, body
@@ -76,17 +85,18 @@ def test_tenant_admin_acts_on_own_tenant(tenants: Any, db: firestore.Client,
     assert f.all_documents(db, OTHER) == before_other
 
 
-def test_tenant_admin_may_name_the_tenant_in_the_body(tenants: Any, db: firestore.Client,
-                                                      call_function: Any, token: Any) -> None:
-    status, body = as_(call_function, token, "OPS@acme.test", "monthly_billing",
-                       {"month": MONTH, "tenant_id": T})
+def test_tenant_admin_may_name_the_tenant_in_the_body(
+    tenants: Any, db: firestore.Client, call_function: Any, token: Any
+) -> None:
+    status, body = as_(
+        call_function, token, "OPS@acme.test", "monthly_billing", {"month": MONTH, "tenant_id": T}
+    )
     assert status == 200, body
     assert [t["tenant_id"] for t in body["tenants"]] == [T]
     assert runs(db, OTHER) == []
 
 
-def test_tenant_admin_health_check_needs_the_tenant(tenants: Any, call_function: Any,
-                                                    token: Any) -> None:
+def test_tenant_admin_health_check_needs_the_tenant(tenants: Any, call_function: Any, token: Any) -> None:
     status, body = as_(call_function, token, ADMIN, "dunning", None, tenant=T, method="GET")
     assert status == 200 and body["status"] == "ok"
     status, body = as_(call_function, token, ADMIN, "dunning", None, method="GET")
@@ -107,12 +117,21 @@ REFUSALS: list[tuple[str, str, str | None, str | None, str]] = [
 
 
 @pytest.mark.parametrize("function", sorted(REQUESTS))
-@pytest.mark.parametrize(("case", "email", "header", "in_body", "code"), REFUSALS,
-                         ids=[r[0] for r in REFUSALS])
+@pytest.mark.parametrize(
+    ("case", "email", "header", "in_body", "code"), REFUSALS, ids=[r[0] for r in REFUSALS]
+)
 def test_refused_callers_get_403_and_nothing_is_written(
-        tenants: Callable[[], dict[str, Any]], db: firestore.Client, call_function: Any,
-        token: Any, function: str, case: str, email: str, header: str | None,
-        in_body: str | None, code: str) -> None:
+    tenants: Callable[[], dict[str, Any]],
+    db: firestore.Client,
+    call_function: Any,
+    token: Any,
+    function: str,
+    case: str,
+    email: str,
+    header: str | None,
+    in_body: str | None,
+    code: str,
+) -> None:
     before = tenants()
     body = dict(REQUESTS[function])
     if in_body is not None:
@@ -125,18 +144,20 @@ def test_refused_callers_get_403_and_nothing_is_written(
     assert not db.document("tenants/ghost").get().exists
 
 
-def test_platform_principal_needs_no_tenant(tenants: Any, db: firestore.Client,
-                                            call_function: Any, token: Any) -> None:
+def test_platform_principal_needs_no_tenant(
+    tenants: Any, db: firestore.Client, call_function: Any, token: Any
+) -> None:
     status, body = as_(call_function, token, ALLOWED, "monthly_billing", {"month": MONTH})
     assert status == 200, body
     assert {t["tenant_id"] for t in body["tenants"]} == {T, OTHER}
 
 
-@pytest.mark.parametrize("admins", ["ann@acme.test", {"ann@acme.test": True},
-                                    [{"email": "ann@acme.test"}], ["ann@acme.test", 7]])
-def test_malformed_admins_field_allows_nobody(tenants: Any, db: firestore.Client,
-                                              call_function: Any, token: Any,
-                                              admins: Any) -> None:
+@pytest.mark.parametrize(
+    "admins", ["ann@acme.test", {"ann@acme.test": True}, [{"email": "ann@acme.test"}], ["ann@acme.test", 7]]
+)
+def test_malformed_admins_field_allows_nobody(
+    tenants: Any, db: firestore.Client, call_function: Any, token: Any, admins: Any
+) -> None:
     db.document(f"tenants/{T}").update({"admins": admins})
     before = tenants()
     status, body = as_(call_function, token, ADMIN, "dunning", {}, tenant=T)
@@ -147,9 +168,7 @@ def test_malformed_admins_field_allows_nobody(tenants: Any, db: firestore.Client
     assert tenants() == before
 
 
-def test_unverified_email_is_not_an_admin(tenants: Any, call_function: Any,
-                                          token: Any) -> None:
-    headers = {"Authorization": "Bearer " + token(email=ADMIN,
-                                                  extra_claims={"email_verified": False})}
+def test_unverified_email_is_not_an_admin(tenants: Any, call_function: Any, token: Any) -> None:
+    headers = {"Authorization": "Bearer " + token(email=ADMIN, extra_claims={"email_verified": False})}
     status, body = call_function("dunning", {}, tenant=T, headers=headers)
     assert status == 401 and body["error"]["code"] == "unauthenticated"

@@ -24,9 +24,15 @@ from billing.records import (
 )
 from tests import factories as f
 
-BASE: dict[str, Any] = {"name": "Acme", "status": "active", "timezone": "Europe/London",
-                        "currency": "GBP", "invoice_prefix": "ACME", "payment_terms_days": 14,
-                        "tax_rates": {"gb": "20"}}
+BASE: dict[str, Any] = {
+    "name": "Acme",
+    "status": "active",
+    "timezone": "Europe/London",
+    "currency": "GBP",
+    "invoice_prefix": "ACME",
+    "payment_terms_days": 14,
+    "tax_rates": {"gb": "20"},
+}
 
 
 def tenant(**fields: Any) -> Tenant:
@@ -41,32 +47,48 @@ def test_absent_settings_take_their_defaults() -> None:
     assert t.notifications == NotificationSettings(run_summary_to=(), on=("failed", "errors"))
     assert t.seller_block == SellerBlock(name="Acme")
     assert t.seller() == {"name": "Acme", "address_lines": [], "email": None, "tax_id": None}
-    assert (t.locale, t.invoice_memo, t.month_close_review, t.admins) == (
-        "en_GB", None, False, frozenset())
+    assert (t.locale, t.invoice_memo, t.month_close_review, t.admins) == ("en_GB", None, False, frozenset())
     assert t.tax_rates == {"GB": Decimal(20)}
 
 
 def test_every_setting_is_typed() -> None:
     t = tenant(
         dunning={"reminder_days": [7, 1], "suspend_after_days": None, "enabled": True},
-        stripe={"enabled": True, "collection_method": "charge_automatically",
-                "account": "acct_1", "use_invoice_number": False},
-        email={"enabled": True, "from": "Acme Billing <billing@acme.test>",
-               "reply_to": "help@acme.test"},
+        stripe={
+            "enabled": True,
+            "collection_method": "charge_automatically",
+            "account": "acct_1",
+            "use_invoice_number": False,
+        },
+        email={"enabled": True, "from": "Acme Billing <billing@acme.test>", "reply_to": "help@acme.test"},
         notifications={"run_summary_to": ["ops@acme.test", "ops@acme.test"], "on": ["completed"]},
-        legal_name="Acme Analytics Ltd", address_lines=["1 Main Street", "London"],
-        tax_id="GB123", locale="de_DE", invoice_memo="Thank you.", month_close_review=True,
-        admins=[" Ann@Acme.test ", "bob@acme.test", ""])
+        legal_name="Acme Analytics Ltd",
+        address_lines=["1 Main Street", "London"],
+        tax_id="GB123",
+        locale="de_DE",
+        invoice_memo="Thank you.",
+        month_close_review=True,
+        admins=[" Ann@Acme.test ", "bob@acme.test", ""],
+    )
     assert t.dunning == DunningPolicy((1, 7), None, 60, enabled=True)
-    assert t.stripe == TenantStripe(enabled=True, collection_method="charge_automatically",
-                                    days_until_due=14, account="acct_1",
-                                    use_invoice_number=False)
+    assert t.stripe == TenantStripe(
+        enabled=True,
+        collection_method="charge_automatically",
+        days_until_due=14,
+        account="acct_1",
+        use_invoice_number=False,
+    )
     assert t.stripe_enabled
-    assert t.email == EmailSettings(enabled=True, sender="Acme Billing <billing@acme.test>",
-                                    reply_to="help@acme.test")
+    assert t.email == EmailSettings(
+        enabled=True, sender="Acme Billing <billing@acme.test>", reply_to="help@acme.test"
+    )
     assert t.notifications == NotificationSettings(("ops@acme.test",), ("completed",))
-    assert t.seller() == {"name": "Acme Analytics Ltd", "address_lines": ["1 Main Street", "London"],
-                          "email": "help@acme.test", "tax_id": "GB123"}
+    assert t.seller() == {
+        "name": "Acme Analytics Ltd",
+        "address_lines": ["1 Main Street", "London"],
+        "email": "help@acme.test",
+        "tax_id": "GB123",
+    }
     assert (t.locale, t.invoice_memo, t.month_close_review) == ("de_DE", "Thank you.", True)
     assert t.admins == {"ann@acme.test", "bob@acme.test"}
 
@@ -80,44 +102,80 @@ def test_the_email_setting_is_read_leniently() -> None:
     # from (the one seller rule), skipping a text without "@".
     assert tenant(email={"enabled": "yes", "from": "a@acme.test"}).email.enabled is False
     assert tenant(email={"from": "Acme <a@acme.test>"}).seller_block.email == "a@acme.test"
-    assert tenant(email={"reply_to": "nobody", "from": "Acme <a@acme.test>"}).seller()[
-        "email"] == "a@acme.test"
+    assert (
+        tenant(email={"reply_to": "nobody", "from": "Acme <a@acme.test>"}).seller()["email"] == "a@acme.test"
+    )
     assert tenant(email=42).email == EmailSettings()
     assert tenant(email="").seller_block.email is None
 
 
-@pytest.mark.parametrize(("fields", "read", "code", "message"), [
-    ({"dunning": "weekly"}, "dunning", "invalid_field", "'dunning' must be a map"),
-    ({"dunning": {"reminder_days": [1.5]}}, "dunning", "invalid_field",
-     "dunning.reminder_days must be whole days"),
-    ({"stripe": {"enabled": True, "collection_method": "cash"}}, "stripe", "invalid_field",
-     "stripe.collection_method must be one of"),
-    ({"stripe": "on"}, "stripe", "invalid_field", "'stripe' must be a map"),
-    ({"notifications": {"run_summary_to": "ops@acme.test"}}, "notifications", "invalid_field",
-     "must be a list of email addresses"),
-    ({"notifications": {"run_summary_to": ["ops@acme"]}}, "notifications", "invalid_email",
-     "not one email address"),
-    ({"notifications": {"on": ["succeeded"]}}, "notifications", "invalid_field",
-     "notifications.on must be a list of completed, failed, errors"),
-    ({"notifications": ["ops@acme.test"]}, "notifications", "invalid_field", "must be a map"),
-    ({"address_lines": "1 Main Street"}, "seller_block", "invalid_field",
-     "'address_lines' must be a list of strings"),
-    ({"legal_name": ["Acme"]}, "seller_block", "invalid_field", "'legal_name' must be a string"),
-    ({"tax_id": 123}, "seller_block", "invalid_field", "'tax_id' must be a string"),
-    ({"invoice_memo": {"text": "x"}}, "invoice_memo", "invalid_field", "must be a string"),
-    ({"month_close_review": "yes"}, "month_close_review", "invalid_field", "true or false"),
-    ({"admins": "ann@acme.test"}, "admins", "invalid_field", "list of email addresses"),
-    ({"admins": ["root"]}, "admins", "invalid_email", "not one email address"),
-])
-def test_an_invalid_setting_fails_where_it_is_read(fields: dict[str, Any], read: str, code: str,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "read", "code", "message"),
+    [
+        ({"dunning": "weekly"}, "dunning", "invalid_field", "'dunning' must be a map"),
+        (
+            {"dunning": {"reminder_days": [1.5]}},
+            "dunning",
+            "invalid_field",
+            "dunning.reminder_days must be whole days",
+        ),
+        (
+            {"stripe": {"enabled": True, "collection_method": "cash"}},
+            "stripe",
+            "invalid_field",
+            "stripe.collection_method must be one of",
+        ),
+        ({"stripe": "on"}, "stripe", "invalid_field", "'stripe' must be a map"),
+        (
+            {"notifications": {"run_summary_to": "ops@acme.test"}},
+            "notifications",
+            "invalid_field",
+            "must be a list of email addresses",
+        ),
+        (
+            {"notifications": {"run_summary_to": ["ops@acme"]}},
+            "notifications",
+            "invalid_email",
+            "not one email address",
+        ),
+        (
+            {"notifications": {"on": ["succeeded"]}},
+            "notifications",
+            "invalid_field",
+            "notifications.on must be a list of completed, failed, errors",
+        ),
+        ({"notifications": ["ops@acme.test"]}, "notifications", "invalid_field", "must be a map"),
+        (
+            {"address_lines": "1 Main Street"},
+            "seller_block",
+            "invalid_field",
+            "'address_lines' must be a list of strings",
+        ),
+        ({"legal_name": ["Acme"]}, "seller_block", "invalid_field", "'legal_name' must be a string"),
+        ({"tax_id": 123}, "seller_block", "invalid_field", "'tax_id' must be a string"),
+        ({"invoice_memo": {"text": "x"}}, "invoice_memo", "invalid_field", "must be a string"),
+        ({"month_close_review": "yes"}, "month_close_review", "invalid_field", "true or false"),
+        ({"admins": "ann@acme.test"}, "admins", "invalid_field", "list of email addresses"),
+        ({"admins": ["root"]}, "admins", "invalid_email", "not one email address"),
+    ],
+)
+def test_an_invalid_setting_fails_where_it_is_read(
+    fields: dict[str, Any], read: str, code: str, message: str
+) -> None:
     t = tenant(**fields)  # the tenant itself parses: its other settings are usable
     with pytest.raises(DataError, match=message) as info:
         getattr(t, read)
     assert info.value.code == code
     assert info.value.message.startswith("tenants/acme: ")
-    others = {"dunning", "stripe", "notifications", "seller_block", "invoice_memo",
-              "month_close_review", "admins"} - {read}
+    others = {
+        "dunning",
+        "stripe",
+        "notifications",
+        "seller_block",
+        "invoice_memo",
+        "month_close_review",
+        "admins",
+    } - {read}
     for name in others:
         getattr(t, name)
 
@@ -138,7 +196,8 @@ def test_required_fields_still_fail_the_tenant() -> None:
 
 
 def test_an_invalid_dunning_map_fails_the_dunning_run_not_the_month_close(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     f.tenant(db, "acme", dunning={"reminder_days": "1,7"}, notifications="everyone")
     f.customer(db, "acme", "alice")
     f.plan(db, "acme", "pro", [{"type": "fixed", "unit_amount_decimal": "1000"}])

@@ -28,8 +28,12 @@ def utc(*args: int) -> datetime:
 def seed(db: firestore.Client, price: str = "100") -> None:
     f.tenant(db, T, invoice_prefix="ED")
     f.meter(db, T, "gb", "sum", field="gb", unit="GB")
-    f.plan(db, T, "storage", [{"type": "usage", "meter": "gb", "model": "standard",
-                               "unit_amount_decimal": price}])
+    f.plan(
+        db,
+        T,
+        "storage",
+        [{"type": "usage", "meter": "gb", "model": "standard", "unit_amount_decimal": price}],
+    )
     f.customer(db, T, "normal")
     f.subscription(db, T, "sub-normal", "normal", "storage")
     f.event(db, T, "n1", "normal", "gb", utc(2026, 10, 3), gb=3)
@@ -41,8 +45,7 @@ def close(call_function: Any) -> dict[str, Any]:
     return body
 
 
-def test_a_huge_event_value_is_a_warning_not_a_failed_run(db: firestore.Client,
-                                                           call_function: Any) -> None:
+def test_a_huge_event_value_is_a_warning_not_a_failed_run(db: firestore.Client, call_function: Any) -> None:
     seed(db)
     f.customer(db, T, "huge")
     f.subscription(db, T, "sub-huge", "huge", "storage")
@@ -59,14 +62,22 @@ def test_a_huge_event_value_is_a_warning_not_a_failed_run(db: firestore.Client,
 
 
 def test_quantities_beyond_28_digits_are_stored_and_printed_exactly(
-        db: firestore.Client, gcs: storage.Client, call_function: Any) -> None:
+    db: firestore.Client, gcs: storage.Client, call_function: Any
+) -> None:
     seed(db, price="0.000000000001")
     f.customer(db, T, "vast")
     f.subscription(db, T, "sub-vast", "vast", "storage")
     f.event(db, T, "v1", "vast", "gb", utc(2026, 10, 2), gb="123456789012345678901234567890")
     f.event(db, T, "v2", "vast", "gb", utc(2026, 10, 3), gb="0.000000000000000000000000000001")
-    f.event(db, T, "v3", "vast", "gb", utc(2026, 10, 4),  # 31 decimals: refused, warned
-            gb="0.0000000000000000000000000000001")
+    f.event(
+        db,
+        T,
+        "v3",
+        "vast",
+        "gb",
+        utc(2026, 10, 4),  # 31 decimals: refused, warned
+        gb="0.0000000000000000000000000000001",
+    )
     body = close(call_function)
     assert body["errors"] == [], body["errors"]
     assert body["warnings_count"] == 1 and "out of range" in body["warnings"][0]
@@ -80,12 +91,12 @@ def test_quantities_beyond_28_digits_are_stored_and_printed_exactly(
 
 
 def test_an_amount_firestore_cannot_store_fails_that_subscription_only(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     seed(db)
     f.customer(db, T, "rich")
     f.subscription(db, T, "sub-rich", "rich", "storage")
     f.event(db, T, "r1", "rich", "gb", utc(2026, 10, 2), gb="100000000000000000000")  # 10**20
     body = close(call_function)
-    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [
-        ("sub-rich", "amount_too_large")]
+    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [("sub-rich", "amount_too_large")]
     assert sorted(f.invoices(db, T)) == ["sub-normal-20261001"]

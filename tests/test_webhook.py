@@ -32,30 +32,47 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
 
 
-def event(event_type: str, event_id: str = "evt_1", invoice_id: str = "inv-1", *,
-          tenant_id: str = T, stripe_id: str = "in_1", **obj: Any) -> dict[str, Any]:
-    invoice = {"id": stripe_id, "object": "invoice", "amount_paid": 0, "amount_due": 12000,
-               "currency": "gbp", "status": "open", "attempt_count": 1,
-               "metadata": {"tenant_id": tenant_id, "invoice_id": invoice_id},
-               "status_transitions": {"paid_at": None}}
+def event(
+    event_type: str,
+    event_id: str = "evt_1",
+    invoice_id: str = "inv-1",
+    *,
+    tenant_id: str = T,
+    stripe_id: str = "in_1",
+    **obj: Any,
+) -> dict[str, Any]:
+    invoice = {
+        "id": stripe_id,
+        "object": "invoice",
+        "amount_paid": 0,
+        "amount_due": 12000,
+        "currency": "gbp",
+        "status": "open",
+        "attempt_count": 1,
+        "metadata": {"tenant_id": tenant_id, "invoice_id": invoice_id},
+        "status_transitions": {"paid_at": None},
+    }
     if event_type == "invoice.paid":
-        invoice.update(status="paid", amount_paid=12000,
-                       status_transitions={"paid_at": PAID_AT})
+        invoice.update(status="paid", amount_paid=12000, status_transitions={"paid_at": PAID_AT})
     invoice.update(obj)
-    return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()),
-            "livemode": False, "data": {"object": invoice}}
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": invoice},
+    }
 
 
-def seed(db: firestore.Client, *, stripe: bool | dict[str, Any] = True,
-         **invoice_fields: Any) -> None:
+def seed(db: firestore.Client, *, stripe: bool | dict[str, Any] = True, **invoice_fields: Any) -> None:
     gp.seed_tenant(db, email=True, stripe=stripe)
     f.customer(db, T, "alice", "GB")
     gp.seed_invoice(db, "inv-1", "alice", stripe_invoice_id="in_1", **invoice_fields)
 
 
 def services_stripe(fake: FakeStripe) -> StripeGateway:
-    return StripeGateway(StripeSettings(api_key=API_KEY, api_base=fake.url), sleep=lambda _: None,
-                         timeout=5)
+    return StripeGateway(StripeSettings(api_key=API_KEY, api_base=fake.url), sleep=lambda _: None, timeout=5)
 
 
 def post(call_function: Any, body: dict[str, Any], **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -73,7 +90,8 @@ def test_paid_event_marks_the_invoice_paid_once(db: firestore.Client, call_funct
     assert invoice["paid_at"] == datetime.fromtimestamp(PAID_AT, UTC)
     assert invoice["stripe_event_ids"] == ["evt_1"]
     assert [(p["amount"], p["source"], p["reference"]) for p in invoice["payments"]] == [
-        (12000, "stripe", "evt_1")]
+        (12000, "stripe", "evt_1")
+    ]
     (entry,) = invoice["history"]
     assert (entry["action"], entry["actor"], entry["effect"]) == ("invoice.paid", "stripe", "paid")
 
@@ -83,12 +101,10 @@ def test_paid_event_marks_the_invoice_paid_once(db: firestore.Client, call_funct
     assert f.all_documents(db, T) == before
 
 
-def test_events_out_of_order_never_move_a_paid_invoice_back(db: firestore.Client,
-                                                            call_function: Any) -> None:
+def test_events_out_of_order_never_move_a_paid_invoice_back(db: firestore.Client, call_function: Any) -> None:
     seed(db)
     assert post(call_function, event("invoice.paid", "evt_paid"))[1]["result"] == "applied"
-    for i, kind in enumerate(("invoice.voided", "invoice.marked_uncollectible",
-                              "invoice.payment_failed")):
+    for i, kind in enumerate(("invoice.voided", "invoice.marked_uncollectible", "invoice.payment_failed")):
         status, body = post(call_function, event(kind, f"evt_late_{i}"))
         assert status == 200 and body["result"] == "ignored", body
         assert body["reason"] == "invoice_is_paid"
@@ -105,8 +121,7 @@ def test_uncollectible_then_paid_and_void(db: firestore.Client, call_function: A
     invoice = gp.invoice(db, "inv-1")
     assert invoice["status"] == "open" and invoice["payment_failures"] == 2
     assert invoice["last_payment_failure"]["event_id"] == "e2"
-    assert post(call_function, event("invoice.marked_uncollectible", "e3"))[1]["status"] == \
-        "uncollectible"
+    assert post(call_function, event("invoice.marked_uncollectible", "e3"))[1]["status"] == "uncollectible"
     assert gp.invoice(db, "inv-1")["marked_uncollectible_at"]
     assert post(call_function, event("invoice.paid", "e4"))[1]["status"] == "paid"
 
@@ -119,8 +134,9 @@ def test_uncollectible_then_paid_and_void(db: firestore.Client, call_function: A
 
 
 @pytest.mark.parametrize("case", ["wrong_secret", "tampered", "missing", "garbage", "stale"])
-def test_bad_signatures_are_refused_and_change_nothing(db: firestore.Client, call_function: Any,
-                                                       case: str) -> None:
+def test_bad_signatures_are_refused_and_change_nothing(
+    db: firestore.Client, call_function: Any, case: str
+) -> None:
     seed(db)
     before = f.all_documents(db, T)
     payload = json.dumps(event("invoice.paid")).encode()
@@ -139,12 +155,17 @@ def test_bad_signatures_are_refused_and_change_nothing(db: firestore.Client, cal
 
 
 def test_unknown_events_and_foreign_invoices_are_acknowledged_and_ignored(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     seed(db)
     before = f.all_documents(db, T)
     cases = {
-        "unhandled_event_type": {"id": "evt_c", "object": "event", "type": "customer.created",
-                                 "data": {"object": {"id": "cus_1", "object": "customer"}}},
+        "unhandled_event_type": {
+            "id": "evt_c",
+            "object": "event",
+            "type": "customer.created",
+            "data": {"object": {"id": "cus_1", "object": "customer"}},
+        },
         "not_our_invoice": event("invoice.paid", "evt_x", metadata={}),
         "unknown_invoice": event("invoice.paid", "evt_y", "nope"),
         "unknown_tenant": event("invoice.paid", "evt_z", tenant_id="ghost"),
@@ -157,17 +178,20 @@ def test_unknown_events_and_foreign_invoices_are_acknowledged_and_ignored(
     assert f.all_documents(db, T) == before
 
 
-def test_malformed_bodies_methods_and_configuration(db: firestore.Client, call_function: Any,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_bodies_methods_and_configuration(
+    db: firestore.Client, call_function: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seed(db)
     before = f.all_documents(db, T)
     raw = b"not json"
-    status, body = call_function("stripe_webhook", raw=raw, auth=False,
-                                 headers={"Stripe-Signature": sign(raw)})
+    status, body = call_function(
+        "stripe_webhook", raw=raw, auth=False, headers={"Stripe-Signature": sign(raw)}
+    )
     assert status == 400 and body["error"]["code"] == "invalid_json"
     raw = b'{"id": "evt_1", "type": "invoice.paid"}'
-    status, body = call_function("stripe_webhook", raw=raw, auth=False,
-                                 headers={"Stripe-Signature": sign(raw)})
+    status, body = call_function(
+        "stripe_webhook", raw=raw, auth=False, headers={"Stripe-Signature": sign(raw)}
+    )
     assert status == 400 and body["error"]["code"] == "invalid_event"
     status, body = call_function("stripe_webhook", method="GET", auth=False)
     assert status == 200 and body["status"] == "ok"
@@ -180,11 +204,16 @@ def test_malformed_bodies_methods_and_configuration(db: firestore.Client, call_f
 
 
 def test_payment_reactivates_a_suspended_customer_and_sends_the_notice(
-        db: firestore.Client, call_function: Any, smtp: SmtpServer) -> None:
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db, due_at=datetime(2026, 1, 1, tzinfo=UTC))
     suspension: dict[str, Any] = {
-        "status": "suspended", "suspension_reason": "r", "suspended_by": "dunning",
-        "suspended_at": datetime(2026, 1, 22, tzinfo=UTC), "suspension_id": "s1"}
+        "status": "suspended",
+        "suspension_reason": "r",
+        "suspended_by": "dunning",
+        "suspended_at": datetime(2026, 1, 22, tzinfo=UTC),
+        "suspension_id": "s1",
+    }
     db.document(f"tenants/{T}/customers/alice").update(suspension)
     f.subscription(db, T, "sub-a", "alice", "pro", **suspension)
     f.subscription(db, T, "sub-b", "alice", "pro", status="suspended")  # suspended by hand
@@ -204,11 +233,13 @@ def test_payment_reactivates_a_suspended_customer_and_sends_the_notice(
     assert len(smtp.messages) == 1
 
 
-def test_a_failed_notice_does_not_fail_the_payment(db: firestore.Client, call_function: Any,
-                                                   smtp: SmtpServer) -> None:
+def test_a_failed_notice_does_not_fail_the_payment(
+    db: firestore.Client, call_function: Any, smtp: SmtpServer
+) -> None:
     seed(db, due_at=datetime(2026, 1, 1, tzinfo=UTC))
-    db.document(f"tenants/{T}/customers/alice").update({
-        "status": "suspended", "suspended_by": "dunning", "suspension_id": "s1"})
+    db.document(f"tenants/{T}/customers/alice").update(
+        {"status": "suspended", "suspended_by": "dunning", "suspension_id": "s1"}
+    )
     smtp.fail_next(1)
     status, body = post(call_function, event("invoice.paid"))
     assert status == 200 and body["reactivated"] is True
@@ -235,22 +266,22 @@ def without(event_body: dict[str, Any], key: str) -> dict[str, Any]:
 
 UNTRUSTED: dict[str, tuple[str, Any]] = {
     # case: (reason, event)
-    "other_account": ("account_mismatch", lambda: {**event("invoice.paid"),
-                                                    "account": "acct_evil"}),
-    "other_account_void": ("account_mismatch", lambda: {**event("invoice.voided"),
-                                                         "account": "acct_evil"}),
-    "no_twin": ("no_stripe_twin", lambda: event("invoice.paid", invoice_id="inv-bare",
-                                                stripe_id="in_forged")),
-    "no_twin_void": ("no_stripe_twin", lambda: event("invoice.voided", invoice_id="inv-bare",
-                                                     stripe_id="in_forged")),
-    "twin_mismatch": ("stripe_invoice_mismatch", lambda: event("invoice.voided",
-                                                               stripe_id="in_other")),
+    "other_account": ("account_mismatch", lambda: {**event("invoice.paid"), "account": "acct_evil"}),
+    "other_account_void": ("account_mismatch", lambda: {**event("invoice.voided"), "account": "acct_evil"}),
+    "no_twin": (
+        "no_stripe_twin",
+        lambda: event("invoice.paid", invoice_id="inv-bare", stripe_id="in_forged"),
+    ),
+    "no_twin_void": (
+        "no_stripe_twin",
+        lambda: event("invoice.voided", invoice_id="inv-bare", stripe_id="in_forged"),
+    ),
+    "twin_mismatch": ("stripe_invoice_mismatch", lambda: event("invoice.voided", stripe_id="in_other")),
     "missing_object_id": ("missing_object_id", lambda: without(event("invoice.paid"), "id")),
     "empty_object_id": ("missing_object_id", lambda: event("invoice.paid", stripe_id="")),
     "numeric_object_id": ("missing_object_id", lambda: event("invoice.paid", stripe_id=1)),  # type: ignore[arg-type]
     "currency_mismatch": ("currency_mismatch", lambda: event("invoice.paid", currency="eur")),
-    "currency_missing": ("currency_mismatch", lambda: without(event("invoice.paid"),
-                                                              "currency")),
+    "currency_missing": ("currency_mismatch", lambda: without(event("invoice.paid"), "currency")),
     "amount_missing": ("invalid_amount", lambda: without(event("invoice.paid"), "amount_paid")),
     "amount_negative": ("invalid_amount", lambda: event("invoice.paid", amount_paid=-5)),
     "amount_bool": ("invalid_amount", lambda: event("invoice.paid", amount_paid=True)),
@@ -259,7 +290,8 @@ UNTRUSTED: dict[str, tuple[str, Any]] = {
 
 @pytest.mark.parametrize("case", sorted(UNTRUSTED))
 def test_untrusted_or_unmatched_events_are_ignored_and_write_nothing(
-        db: firestore.Client, call_function: Any, case: str) -> None:
+    db: firestore.Client, call_function: Any, case: str
+) -> None:
     """Correctly signed, but not provably about an invoice we pushed to this tenant's Stripe."""
     seed(db)
     gp.seed_invoice(db, "inv-bare", "alice")  # never pushed to Stripe: no stripe_invoice_id
@@ -272,11 +304,13 @@ def test_untrusted_or_unmatched_events_are_ignored_and_write_nothing(
     assert "stripe_invoice_id" not in gp.invoice(db, "inv-bare")
 
 
-@pytest.mark.parametrize(("tenant_account", "event_account"), [
-    (None, "acct_evil"), ("acct_tenant", None), ("acct_tenant", "acct_evil")])
-def test_the_event_account_must_be_the_tenants(db: firestore.Client, call_function: Any,
-                                                tenant_account: str | None,
-                                                event_account: str | None) -> None:
+@pytest.mark.parametrize(
+    ("tenant_account", "event_account"),
+    [(None, "acct_evil"), ("acct_tenant", None), ("acct_tenant", "acct_evil")],
+)
+def test_the_event_account_must_be_the_tenants(
+    db: firestore.Client, call_function: Any, tenant_account: str | None, event_account: str | None
+) -> None:
     stripe: dict[str, Any] = {"enabled": True}
     if tenant_account:
         stripe["account"] = tenant_account
@@ -290,8 +324,9 @@ def test_the_event_account_must_be_the_tenants(db: firestore.Client, call_functi
     assert everything(db) == before
 
 
-def test_an_event_from_the_tenants_connected_account_applies(db: firestore.Client,
-                                                             call_function: Any) -> None:
+def test_an_event_from_the_tenants_connected_account_applies(
+    db: firestore.Client, call_function: Any
+) -> None:
     seed(db, stripe={"enabled": True, "account": "acct_tenant"})
     status, body = post(call_function, {**event("invoice.paid"), "account": "acct_tenant"})
     assert status == 200 and body["result"] == "applied", body
@@ -300,8 +335,9 @@ def test_an_event_from_the_tenants_connected_account_applies(db: firestore.Clien
 
 
 @pytest.mark.parametrize("stripe", [False, {"enabled": False}, {"enabled": "yes"}])
-def test_a_tenant_without_stripe_enabled_ignores_events(db: firestore.Client, call_function: Any,
-                                                         stripe: bool | dict[str, Any]) -> None:
+def test_a_tenant_without_stripe_enabled_ignores_events(
+    db: firestore.Client, call_function: Any, stripe: bool | dict[str, Any]
+) -> None:
     seed(db, stripe=stripe)
     before = everything(db)
     for kind in ("invoice.paid", "invoice.voided"):
@@ -315,8 +351,9 @@ BAD_IDS = [".", "..", "__x__", "__.*__", "a/b", "/", "", "x" * 256, "é", "a\nb"
 
 @pytest.mark.parametrize("field", ["tenant_id", "invoice_id"])
 @pytest.mark.parametrize("bad", BAD_IDS, ids=lambda v: repr(v)[:12])
-def test_metadata_ids_that_are_not_ids_are_ignored(db: firestore.Client, call_function: Any,
-                                                   field: str, bad: Any) -> None:
+def test_metadata_ids_that_are_not_ids_are_ignored(
+    db: firestore.Client, call_function: Any, field: str, bad: Any
+) -> None:
     seed(db)
     before = everything(db)
     body_in = event("invoice.paid")
@@ -327,16 +364,14 @@ def test_metadata_ids_that_are_not_ids_are_ignored(db: firestore.Client, call_fu
     assert everything(db) == before
 
 
-def test_a_payment_below_the_amount_due_is_partial(db: firestore.Client,
-                                                   call_function: Any) -> None:
+def test_a_payment_below_the_amount_due_is_partial(db: firestore.Client, call_function: Any) -> None:
     """Stripe's ``amount_paid`` is what the Stripe invoice has received in total so far."""
     seed(db)
     first = event("invoice.payment_succeeded", "evt_p1", amount_paid=5000, status="open")
     status, body = post(call_function, first)
     assert status == 200 and (body["result"], body["status"]) == ("applied", "open"), body
     invoice = gp.invoice(db, "inv-1")
-    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("open", 5000,
-                                                                                  7000)
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("open", 5000, 7000)
     assert [(p["amount"], p["reference"]) for p in invoice["payments"]] == [(5000, "evt_p1")]
     assert invoice["history"][-1]["effect"] == "partial_payment"
     assert "paid_at" not in invoice
@@ -348,10 +383,11 @@ def test_a_payment_below_the_amount_due_is_partial(db: firestore.Client,
     status, body = post(call_function, event("invoice.paid", "evt_p2"))  # amount_paid 12000
     assert status == 200 and (body["result"], body["status"]) == ("applied", "paid"), body
     invoice = gp.invoice(db, "inv-1")
-    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 12000,
-                                                                                  0)
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 12000, 0)
     assert [(p["amount"], p["reference"]) for p in invoice["payments"]] == [
-        (5000, "evt_p1"), (7000, "evt_p2")]
+        (5000, "evt_p1"),
+        (7000, "evt_p2"),
+    ]
     # Stripe sends invoice.payment_succeeded for the same final payment: nothing more is paid.
     _, body = post(call_function, event("invoice.payment_succeeded", "evt_p3"))
     assert body["result"] == "ignored" and body["reason"] == "invoice_is_paid"
@@ -359,13 +395,13 @@ def test_a_payment_below_the_amount_due_is_partial(db: firestore.Client,
 
 
 def test_an_invoice_paid_event_for_less_than_due_leaves_the_invoice_open(
-        db: firestore.Client, call_function: Any) -> None:
+    db: firestore.Client, call_function: Any
+) -> None:
     seed(db)
     status, body = post(call_function, event("invoice.paid", amount_paid=11999))
     assert status == 200 and body["status"] == "open", body
     invoice = gp.invoice(db, "inv-1")
-    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("open", 11999,
-                                                                                  1)
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("open", 11999, 1)
     assert body["reactivated"] is False
 
 
@@ -373,22 +409,30 @@ fake_stripe = pytest.fixture(gp.stripe_fixture, name="fake_stripe")
 
 
 def test_connected_account_round_trip_with_a_partial_payment(
-        db: firestore.Client, call_function: Any, fake_stripe: FakeStripe) -> None:
+    db: firestore.Client, call_function: Any, fake_stripe: FakeStripe
+) -> None:
     """Push to the tenant's connected account, pay part then the rest in (fake) Stripe."""
     gp.seed_tenant(db, email=False, stripe={"enabled": True, "account": "acct_conn"})
     f.customer(db, T, "alice", "GB")
     store = BillingStore(db)
     gp.seed_invoice(db, "inv-1", "alice")
-    push_invoice(store, store.get_tenant(T), {"invoice_id": "inv-1", **gp.invoice(db, "inv-1")},
-                 services_stripe(fake_stripe), utc_now())
+    push_invoice(
+        store,
+        store.get_tenant(T),
+        {"invoice_id": "inv-1", **gp.invoice(db, "inv-1")},
+        services_stripe(fake_stripe),
+        utc_now(),
+    )
     stripe_id = gp.invoice(db, "inv-1")["stripe_invoice_id"]
 
     fake_stripe.pay(stripe_id, 4000)
     partial = fake_stripe.invoice_event("invoice.payment_succeeded", stripe_id)
     assert partial["account"] == "acct_conn"
     before = everything(db)
-    for forged in ({k: v for k, v in partial.items() if k != "account"},
-                   {**partial, "account": "acct_other"}):
+    for forged in (
+        {k: v for k, v in partial.items() if k != "account"},
+        {**partial, "account": "acct_other"},
+    ):
         status, body = post(call_function, forged)
         assert status == 200 and body["ignored"] == "account_mismatch", body
     assert everything(db) == before
@@ -402,8 +446,7 @@ def test_connected_account_round_trip_with_a_partial_payment(
     for kind in ("invoice.payment_succeeded", "invoice.paid"):  # Stripe sends both
         post(call_function, fake_stripe.invoice_event(kind, stripe_id))
     invoice = gp.invoice(db, "inv-1")
-    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 12000,
-                                                                                  0)
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_due"]) == ("paid", 12000, 0)
     assert [p["amount"] for p in invoice["payments"]] == [4000, 8000]
 
 
@@ -412,7 +455,7 @@ class ChunkedBody(io.RawIOBase):
     """A body that arrives in chunks, of unknown length (not seekable): a chunked upload."""
 
     def __init__(self, payload: bytes, size: int = 64 * 1024) -> None:
-        self.chunks: Iterator[bytes] = (payload[i:i + size] for i in range(0, len(payload), size))
+        self.chunks: Iterator[bytes] = (payload[i : i + size] for i in range(0, len(payload), size))
         self.pending = b""
 
     def readable(self) -> bool:
@@ -438,13 +481,19 @@ def chunked_post(project_id: str, payload: bytes, header: str) -> tuple[int, dic
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
     app = functions_framework.create_app(
-        target="stripe_webhook", source=str(REPO / "functions" / "stripe_webhook" / "main.py"))
-    environ = EnvironBuilder("/", method="POST", headers={
-        "Stripe-Signature": header, "Content-Type": "application/json",
-        "Transfer-Encoding": "chunked"}).get_environ()
+        target="stripe_webhook", source=str(REPO / "functions" / "stripe_webhook" / "main.py")
+    )
+    environ = EnvironBuilder(
+        "/",
+        method="POST",
+        headers={
+            "Stripe-Signature": header,
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+    ).get_environ()
     environ.pop("CONTENT_LENGTH", None)
-    environ.update({"wsgi.input": io.BufferedReader(ChunkedBody(payload)),
-                    "wsgi.input_terminated": True})
+    environ.update({"wsgi.input": io.BufferedReader(ChunkedBody(payload)), "wsgi.input_terminated": True})
     app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
     body = b"".join(app_iter)
     return int(status.split()[0]), json.loads(body) if body else {}
@@ -461,8 +510,7 @@ def big_event(size: int) -> bytes:
     return payload
 
 
-def test_a_chunked_body_over_the_cap_is_413_and_writes_nothing(db: firestore.Client,
-                                                               project_id: str) -> None:
+def test_a_chunked_body_over_the_cap_is_413_and_writes_nothing(db: firestore.Client, project_id: str) -> None:
     seed(db)
     before = everything(db)
     payload = big_event(3_000_000)
@@ -472,13 +520,13 @@ def test_a_chunked_body_over_the_cap_is_413_and_writes_nothing(db: firestore.Cli
     assert everything(db) == before
 
 
-def test_the_cap_is_a_byte_count(db: firestore.Client, project_id: str,
-                                 call_function: Any) -> None:
+def test_the_cap_is_a_byte_count(db: firestore.Client, project_id: str, call_function: Any) -> None:
     """Exactly the cap passes, one byte more does not, chunked or with a Content-Length."""
     seed(db)
     payload = big_event(MAX_WEBHOOK_BYTES + 1)
-    status, body = call_function("stripe_webhook", raw=payload, auth=False,
-                                 headers={"Stripe-Signature": sign(payload)})
+    status, body = call_function(
+        "stripe_webhook", raw=payload, auth=False, headers={"Stripe-Signature": sign(payload)}
+    )
     assert status == 413 and body["error"]["code"] == "body_too_large", body
     assert gp.invoice(db, "inv-1")["status"] == "open"
     payload = big_event(MAX_WEBHOOK_BYTES)

@@ -49,8 +49,7 @@ def pdf_input(tenant: Tenant, invoice: Mapping[str, Any]) -> dict[str, Any]:
         "issued_at": invoice.get("issued_at"),
         "due_at": invoice.get("due_at"),
         "seller": tenant.seller(),
-        "customer": invoice.get("customer") or {"id": invoice["customer_id"],
-                                                "name": invoice["customer_id"]},
+        "customer": invoice.get("customer") or {"id": invoice["customer_id"], "name": invoice["customer_id"]},
         "lines": invoice["lines"],
         "subtotal": invoice["subtotal"],
         "tax": invoice["tax"],
@@ -72,10 +71,13 @@ class PdfOutcome:
     render_seconds: float = 0.0
 
 
-def render_and_upload(tenant: Tenant, invoices: Sequence[Mapping[str, Any]],
-                      client: storage.Client, bucket_name: str,
-                      render: Callable[[Mapping[str, Any]], bytes] | None = None,
-                      ) -> PdfOutcome:
+def render_and_upload(
+    tenant: Tenant,
+    invoices: Sequence[Mapping[str, Any]],
+    client: storage.Client,
+    bucket_name: str,
+    render: Callable[[Mapping[str, Any]], bytes] | None = None,
+) -> PdfOutcome:
     """Render each invoice and upload it; return the ``gs://`` URIs and any failures.
 
     A failure (render or upload) is returned for that invoice, never raised: the invoice keeps

@@ -109,9 +109,16 @@ class SmtpSettings:
         password = environ.get("SMTP_PASSWORD") or None
         if username and not password:
             raise Misconfigured("SMTP_USERNAME is set but SMTP_PASSWORD is not")
-        return cls(host=host, port=port, sender=sender, username=username, password=password,
-                   starttls=_flag(environ.get("SMTP_STARTTLS"), "SMTP_STARTTLS", True),
-                   timeout=timeout, ca_file=environ.get("SMTP_CA_FILE") or None)
+        return cls(
+            host=host,
+            port=port,
+            sender=sender,
+            username=username,
+            password=password,
+            starttls=_flag(environ.get("SMTP_STARTTLS"), "SMTP_STARTTLS", True),
+            timeout=timeout,
+            ca_file=environ.get("SMTP_CA_FILE") or None,
+        )
 
 
 class Mailer:
@@ -154,19 +161,20 @@ class Mailer:
                     smtp.ehlo()
                 if s.username and s.password:
                     smtp.login(s.username, s.password)
-                refused = smtp.send_message(message, from_addr=parseaddr(s.sender)[1],
-                                            to_addrs=recipients)
+                refused = smtp.send_message(message, from_addr=parseaddr(s.sender)[1], to_addrs=recipients)
         except smtplib.SMTPResponseException as exc:
-            detail = exc.smtp_error.decode("utf-8", "replace") if isinstance(
-                exc.smtp_error, bytes) else str(exc.smtp_error)
-            raise EmailError(f"SMTP server {s.host}:{s.port} refused: {exc.smtp_code} "
-                             f"{detail}") from None
+            detail = (
+                exc.smtp_error.decode("utf-8", "replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            raise EmailError(f"SMTP server {s.host}:{s.port} refused: {exc.smtp_code} {detail}") from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise EmailError(f"SMTP server refused every recipient: "
-                             f"{', '.join(exc.recipients)}") from None
+            raise EmailError(f"SMTP server refused every recipient: {', '.join(exc.recipients)}") from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise EmailError(f"SMTP delivery via {s.host}:{s.port} failed: "
-                             f"{type(exc).__name__}: {exc}") from None
+            raise EmailError(
+                f"SMTP delivery via {s.host}:{s.port} failed: {type(exc).__name__}: {exc}"
+            ) from None
         if refused:
             raise EmailError(f"SMTP server refused: {', '.join(sorted(refused))}")
         return str(message["Message-ID"])
@@ -204,8 +212,8 @@ def render(kind: str, values: Mapping[str, str]) -> RenderedEmail:
     text = _template(f"{kind}.txt").substitute(values)
     body = _template(f"{kind}.html").substitute(escaped)
     page = _template("_layout.html").substitute(
-        {"title": html.escape(subject), "body_html": body,
-         "footer": escaped.get("seller_footer", "")})
+        {"title": html.escape(subject), "body_html": body, "footer": escaped.get("seller_footer", "")}
+    )
     return RenderedEmail(subject=subject, text=text, html=page)
 
 
@@ -213,12 +221,14 @@ def local_date(value: datetime | None, tenant: Tenant) -> str:
     """A date in the tenant's timezone and locale (``"15 November 2026"``); ``""`` for None."""
     if value is None:
         return ""
-    return str(format_date(value.astimezone(zone(tenant.timezone)).date(), format="long",
-                           locale=tenant.locale))
+    return str(
+        format_date(value.astimezone(zone(tenant.timezone)).date(), format="long", locale=tenant.locale)
+    )
 
 
-def invoice_values(tenant: Tenant, invoice: Mapping[str, Any],
-                   customer: Customer | None = None) -> dict[str, str]:
+def invoice_values(
+    tenant: Tenant, invoice: Mapping[str, Any], customer: Customer | None = None
+) -> dict[str, str]:
     """Template values describing one invoice (amounts formatted, dates in the tenant's zone).
 
     ``invoice`` is a stored invoice document (``invoice_id`` included); amounts are minor units
@@ -248,16 +258,16 @@ def invoice_values(tenant: Tenant, invoice: Mapping[str, Any],
         "currency": currency,
         "issued_on": local_date(invoice.get("issued_at"), tenant),
         "due_on": local_date(invoice.get("due_at"), tenant),
-        "period_from": local_date(period_start if isinstance(period_start, datetime) else None,
-                                  tenant),
+        "period_from": local_date(period_start if isinstance(period_start, datetime) else None, tenant),
         "period_to": local_date(last_day, tenant),
-        "support_line": (f"Questions? Write to {support}." if support
-                         else "Questions? Reply to this email."),
+        "support_line": (f"Questions? Write to {support}." if support else "Questions? Reply to this email."),
         "pay_text": f"Pay online: {pay_url}\n" if pay_url else "",
-        "pay_html": (f'<p><a href="{html.escape(pay_url, quote=True)}">Pay this invoice '
-                     f"online</a></p>") if pay_url else "",
-        "seller_footer": " · ".join(str(p) for p in [seller.get("name"),
-                                                      *seller.get("address_lines", [])] if p),
+        "pay_html": (f'<p><a href="{html.escape(pay_url, quote=True)}">Pay this invoice online</a></p>')
+        if pay_url
+        else "",
+        "seller_footer": " · ".join(
+            str(p) for p in [seller.get("name"), *seller.get("address_lines", [])] if p
+        ),
     }
     return values
 
@@ -269,10 +279,10 @@ def customer_values(tenant: Tenant, customer: Customer) -> dict[str, str]:
     return {
         "tenant_name": str(seller.get("name") or tenant.name),
         "customer_name": customer.name,
-        "support_line": (f"Questions? Write to {support}." if support
-                         else "Questions? Reply to this email."),
-        "seller_footer": " · ".join(str(p) for p in [seller.get("name"),
-                                                      *seller.get("address_lines", [])] if p),
+        "support_line": (f"Questions? Write to {support}." if support else "Questions? Reply to this email."),
+        "seller_footer": " · ".join(
+            str(p) for p in [seller.get("name"), *seller.get("address_lines", [])] if p
+        ),
     }
 
 
@@ -293,13 +303,19 @@ def sender_for(tenant: Tenant, settings: SmtpSettings) -> str:
     """
     address = tenant.email.sender or settings.sender
     name, addr = parseaddr(address)
-    return address if name else formataddr((str(tenant.seller().get("name") or tenant.name),
-                                            addr))
+    return address if name else formataddr((str(tenant.seller().get("name") or tenant.name), addr))
 
 
-def build_message(kind: str, *, tenant: Tenant, to: str, values: Mapping[str, str],
-                  settings: SmtpSettings, message_key: str,
-                  attachment: tuple[str, bytes] | None = None) -> EmailMessage:
+def build_message(
+    kind: str,
+    *,
+    tenant: Tenant,
+    to: str,
+    values: Mapping[str, str],
+    settings: SmtpSettings,
+    message_key: str,
+    attachment: tuple[str, bytes] | None = None,
+) -> EmailMessage:
     """Build the MIME message of ``kind``: plain + HTML alternatives, optional PDF attachment.
 
     Args:

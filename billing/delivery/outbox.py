@@ -94,7 +94,7 @@ class Services:
 def _download_gcs(uri: str) -> bytes:
     from billing.store.clients import storage_client
 
-    bucket, _, name = uri[len("gs://"):].partition("/")
+    bucket, _, name = uri[len("gs://") :].partition("/")
     data: bytes = storage_client().bucket(bucket).blob(name).download_as_bytes()
     return data
 
@@ -112,10 +112,17 @@ def email_enabled(tenant: Tenant) -> bool:
 
 
 # -- the outbox ----------------------------------------------------------------------------------
-def send_notification(store: BillingStore, tenant: Tenant, notification: Notification,
-                      build: Callable[[], Any], services: Services, now: datetime, run_id: str,
-                      invoice_change: InvoiceChange | None = None,
-                      reactivation_notice_sent_at: datetime | None = None) -> str:
+def send_notification(
+    store: BillingStore,
+    tenant: Tenant,
+    notification: Notification,
+    build: Callable[[], Any],
+    services: Services,
+    now: datetime,
+    run_id: str,
+    invoice_change: InvoiceChange | None = None,
+    reactivation_notice_sent_at: datetime | None = None,
+) -> str:
     """Claim, build, send and record one notification; return ``sent_now``, ``sent`` or ``busy``.
 
     ``build()`` returns the ``EmailMessage`` (called only after a successful claim). Once
@@ -140,10 +147,17 @@ def send_notification(store: BillingStore, tenant: Tenant, notification: Notific
         if isinstance(exc, BillingError):
             raise
         raise EmailError(f"building or sending {notification.kind} email failed: {text}") from exc
-    store.complete_notification(tenant.id, notification, now, message_id, invoice_change,
-                                reactivation_notice_sent_at)
-    log.info("email sent", extra={"notification_id": notification.id, "kind": notification.kind,
-                                  "invoice_id": notification.invoice_id})
+    store.complete_notification(
+        tenant.id, notification, now, message_id, invoice_change, reactivation_notice_sent_at
+    )
+    log.info(
+        "email sent",
+        extra={
+            "notification_id": notification.id,
+            "kind": notification.kind,
+            "invoice_id": notification.invoice_id,
+        },
+    )
     return "sent_now"
 
 
@@ -152,13 +166,24 @@ def invoice_attachment(tenant: Tenant, invoice: Invoice, services: Services) -> 
     return f"{invoice.label}.pdf", services.pdf_bytes(tenant, invoice)
 
 
-def invoice_email(tenant: Tenant, invoice: Invoice, to: str, services: Services,
-                  message_key: str, customer: Customer | None = None) -> Any:
+def invoice_email(
+    tenant: Tenant,
+    invoice: Invoice,
+    to: str,
+    services: Services,
+    message_key: str,
+    customer: Customer | None = None,
+) -> Any:
     """The new-invoice email (PDF attached) for a stored invoice."""
-    return build_message("invoice", tenant=tenant, to=to,
-                         values=invoice_values(tenant, invoice.as_document(), customer),
-                         settings=services.mailer().settings, message_key=message_key,
-                         attachment=invoice_attachment(tenant, invoice, services))
+    return build_message(
+        "invoice",
+        tenant=tenant,
+        to=to,
+        values=invoice_values(tenant, invoice.as_document(), customer),
+        settings=services.mailer().settings,
+        message_key=message_key,
+        attachment=invoice_attachment(tenant, invoice, services),
+    )
 
 
 def recipient(invoice: Invoice, customer: Customer | None) -> str | None:
@@ -182,8 +207,9 @@ _FAILURE_LOGS = {"email": "invoice email failed", "stripe": "stripe push failed"
 class _Delivery:
     """Delivers the invoices of one tenant in one call of ``deliver_finalized_invoices``."""
 
-    def __init__(self, store: BillingStore, tenant: Tenant, services: Services, now: datetime,
-                 run_id: str) -> None:
+    def __init__(
+        self, store: BillingStore, tenant: Tenant, services: Services, now: datetime, run_id: str
+    ) -> None:
         self.store, self.tenant, self.services = store, tenant, services
         self.now, self.run_id = now, run_id
         self.email, self.stripe = email_enabled(tenant), enabled_for(tenant)
@@ -192,21 +218,25 @@ class _Delivery:
 
     def load_customers(self, invoices: Iterable[Invoice | DataError]) -> None:
         """Read the customers of ``invoices`` (their current email addresses), at once."""
-        self.customers = self.store.get_customers(self.tenant.id, {
-            i.customer_id for i in invoices if isinstance(i, Invoice)})
+        self.customers = self.store.get_customers(
+            self.tenant.id, {i.customer_id for i in invoices if isinstance(i, Invoice)}
+        )
 
     def deliver(self, invoice: Invoice) -> list[str]:
         """Email and push one invoice as the tenant enables them; return the errors."""
         if not invoice.delivery_pending:
-            self.store.update_invoice(self.tenant.id, invoice.id,
-                                      InvoiceChange(delivery_pending=True))
+            self.store.update_invoice(self.tenant.id, invoice.id, InvoiceChange(delivery_pending=True))
         found = self.customers.get(invoice.customer_id)
         customer = found if isinstance(found, Customer) else None
         errors: list[str] = []
         if self.email and invoice.email_sent_at is None:
-            errors += self._attempt("email", invoice.id, lambda: _send_invoice_email(
-                self.store, self.tenant, invoice, customer, self.services, self.now,
-                self.run_id))
+            errors += self._attempt(
+                "email",
+                invoice.id,
+                lambda: _send_invoice_email(
+                    self.store, self.tenant, invoice, customer, self.services, self.now, self.run_id
+                ),
+            )
         if self.stripe:
             errors += self._attempt("stripe", invoice.id, lambda: self._push(invoice))
         self._record(invoice.id, errors)
@@ -214,8 +244,14 @@ class _Delivery:
 
     def _push(self, invoice: Invoice) -> None:
         self._stripe_config = self._stripe_config or self.tenant.stripe
-        push_invoice(self.store, self.tenant, invoice.as_document(), self.services.stripe(),
-                     self.now, self._stripe_config)
+        push_invoice(
+            self.store,
+            self.tenant,
+            invoice.as_document(),
+            self.services.stripe(),
+            self.now,
+            self._stripe_config,
+        )
 
     def _attempt(self, kind: str, invoice_id: str, action: Callable[[], Any]) -> list[str]:
         """Run one delivery step; its failure becomes an error message, never an exception."""
@@ -231,19 +267,31 @@ class _Delivery:
     def _record(self, invoice_id: str, errors: list[str]) -> None:
         """Record the outcome: delivered, or the errors (``delivery_pending`` stays true)."""
         if errors:
-            self.store.update_invoice(self.tenant.id, invoice_id, InvoiceChange(
-                delivery_errors=tuple(errors), delivery_attempt=True,
-                delivery_failed_at=self.now))
-            log.warning("invoice delivery failed", extra={"invoice_id": invoice_id,
-                                                          "errors": errors})
+            self.store.update_invoice(
+                self.tenant.id,
+                invoice_id,
+                InvoiceChange(
+                    delivery_errors=tuple(errors), delivery_attempt=True, delivery_failed_at=self.now
+                ),
+            )
+            log.warning("invoice delivery failed", extra={"invoice_id": invoice_id, "errors": errors})
         else:
-            self.store.update_invoice(self.tenant.id, invoice_id, InvoiceChange(
-                delivery_pending=False, delivered_at=self.now, delivery_errors=()))
+            self.store.update_invoice(
+                self.tenant.id,
+                invoice_id,
+                InvoiceChange(delivery_pending=False, delivered_at=self.now, delivery_errors=()),
+            )
 
 
-def deliver_finalized_invoices(store: BillingStore, tenant: Tenant, invoice_ids: Sequence[str],
-                               now: datetime, run_id: str, *,
-                               services: Services | None = None) -> list[tuple[str, str]]:
+def deliver_finalized_invoices(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice_ids: Sequence[str],
+    now: datetime,
+    run_id: str,
+    *,
+    services: Services | None = None,
+) -> list[tuple[str, str]]:
     """Email each finalized invoice (PDF attached) and mirror it in Stripe, once.
 
     Args:
@@ -284,25 +332,44 @@ def deliver_finalized_invoices(store: BillingStore, tenant: Tenant, invoice_ids:
     return failures
 
 
-def _send_invoice_email(store: BillingStore, tenant: Tenant, invoice: Invoice,
-                        customer: Customer | None, services: Services, now: datetime,
-                        run_id: str) -> str:
+def _send_invoice_email(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice: Invoice,
+    customer: Customer | None,
+    services: Services,
+    now: datetime,
+    run_id: str,
+) -> str:
     to = recipient(invoice, customer)
     if not to:
-        raise DataError(f"customer {invoice.customer_id!r} has no email address",
-                        code="no_email")
-    notification = Notification(id=f"{invoice.id}.invoice", kind="invoice", to=to,
-                                customer_id=invoice.customer_id, invoice_id=invoice.id)
+        raise DataError(f"customer {invoice.customer_id!r} has no email address", code="no_email")
+    notification = Notification(
+        id=f"{invoice.id}.invoice",
+        kind="invoice",
+        to=to,
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.id,
+    )
 
     def build() -> Any:
         return invoice_email(tenant, invoice, to, services, notification.id, customer)
 
     outcome = send_notification(
-        store, tenant, notification, build, services, now, run_id,
+        store,
+        tenant,
+        notification,
+        build,
+        services,
+        now,
+        run_id,
         invoice_change=InvoiceChange(
-            email_sent_at=now, email_to=to, email_notification_id=notification.id,
-            history=(history_entry("email_sent", "system", now, kind="invoice", to=to,
-                                   run_id=run_id),)))
+            email_sent_at=now,
+            email_to=to,
+            email_notification_id=notification.id,
+            history=(history_entry("email_sent", "system", now, kind="invoice", to=to, run_id=run_id),),
+        ),
+    )
     if outcome == "busy":
         raise EmailError("the invoice email is being sent by another run", code="email_in_progress")
     if outcome == "sent" and invoice.email_sent_at is None:
@@ -321,14 +388,25 @@ def reactivation_notification(customer: Customer, suspension_id: str) -> Notific
     """The reactivation notice for ``customer`` ending suspension ``suspension_id``."""
     if not customer.email:
         return None
-    return Notification(id=f"{customer.id}.reactivation.{suspension_id}", kind="reactivation",
-                        to=customer.email, customer_id=customer.id, step="reactivation",
-                        sweep=True)
+    return Notification(
+        id=f"{customer.id}.reactivation.{suspension_id}",
+        kind="reactivation",
+        to=customer.email,
+        customer_id=customer.id,
+        step="reactivation",
+        sweep=True,
+    )
 
 
-def send_reactivation_notice(store: BillingStore, tenant: Tenant, customer: Customer,
-                             notification_id: str, services: Services, now: datetime,
-                             run_id: str) -> str:
+def send_reactivation_notice(
+    store: BillingStore,
+    tenant: Tenant,
+    customer: Customer,
+    notification_id: str,
+    services: Services,
+    now: datetime,
+    run_id: str,
+) -> str:
     """Send the (already recorded, ``pending``) reactivation notice ``notification_id``.
 
     Raises:
@@ -336,20 +414,33 @@ def send_reactivation_notice(store: BillingStore, tenant: Tenant, customer: Cust
 
     """
     to = customer.email or ""
-    notification = Notification(id=notification_id, kind="reactivation", to=to,
-                                customer_id=customer.id, step="reactivation", sweep=True)
+    notification = Notification(
+        id=notification_id,
+        kind="reactivation",
+        to=to,
+        customer_id=customer.id,
+        step="reactivation",
+        sweep=True,
+    )
 
     def build() -> Any:
-        return build_message("reactivation", tenant=tenant, to=to,
-                             values=customer_values(tenant, customer),
-                             settings=services.mailer().settings, message_key=notification_id)
+        return build_message(
+            "reactivation",
+            tenant=tenant,
+            to=to,
+            values=customer_values(tenant, customer),
+            settings=services.mailer().settings,
+            message_key=notification_id,
+        )
 
-    return send_notification(store, tenant, notification, build, services, now, run_id,
-                             reactivation_notice_sent_at=now)
+    return send_notification(
+        store, tenant, notification, build, services, now, run_id, reactivation_notice_sent_at=now
+    )
 
 
-def sweep(store: BillingStore, tenant: Tenant, services: Services, run_id: str,
-          now: datetime | None = None) -> tuple[int, list[tuple[str, str]]]:
+def sweep(
+    store: BillingStore, tenant: Tenant, services: Services, run_id: str, now: datetime | None = None
+) -> tuple[int, list[tuple[str, str]]]:
     """Retry what earlier runs left undone: pending deliveries and swept notifications.
 
     Returns ``(number completed now, [(invoice or customer id, error)])``.
@@ -357,11 +448,9 @@ def sweep(store: BillingStore, tenant: Tenant, services: Services, run_id: str,
     now = now or utc_now()
     done = 0
     errors: list[tuple[str, str]] = []
-    pending = [p[0] if isinstance(p, tuple) else p.id
-               for p in store.pending_deliveries(tenant.id)]
+    pending = [p[0] if isinstance(p, tuple) else p.id for p in store.pending_deliveries(tenant.id)]
     if pending:
-        failures = deliver_finalized_invoices(store, tenant, pending, now, run_id,
-                                              services=services)
+        failures = deliver_finalized_invoices(store, tenant, pending, now, run_id, services=services)
         failed = {i for i, _ in failures}
         done += sum(1 for invoice_id in pending if invoice_id not in failed)
         errors.extend(failures)
@@ -373,9 +462,14 @@ def sweep(store: BillingStore, tenant: Tenant, services: Services, run_id: str,
     return done, errors
 
 
-def _sweep_notices(store: BillingStore, tenant: Tenant, notes: Sequence[Notification],
-                   services: Services, now: datetime,
-                   run_id: str) -> tuple[int, list[tuple[str, str]]]:
+def _sweep_notices(
+    store: BillingStore,
+    tenant: Tenant,
+    notes: Sequence[Notification],
+    services: Services,
+    now: datetime,
+    run_id: str,
+) -> tuple[int, list[tuple[str, str]]]:
     """Send the pending reactivation notices; return how many went and the failures."""
     customers = store.get_customers(tenant.id, {note.customer_id for note in notes})
     sent = 0
@@ -385,15 +479,30 @@ def _sweep_notices(store: BillingStore, tenant: Tenant, notes: Sequence[Notifica
         if note.kind != "reactivation" or not isinstance(customer, Customer):
             continue
         try:
-            if send_reactivation_notice(store, tenant, customer, note.id, services, now,
-                                        run_id) == "sent_now":
+            if (
+                send_reactivation_notice(store, tenant, customer, note.id, services, now, run_id)
+                == "sent_now"
+            ):
                 sent += 1
         except BillingError as exc:
             errors.append((customer.id, exc.message))
     return sent, errors
 
 
-__all__ = ["LEASE", "Notification", "Services", "deliver_finalized_invoices", "delivery_enabled",
-           "email_enabled", "history_entry", "invoice_attachment", "invoice_email",
-           "needs_delivery", "reactivation_notification", "recipient", "send_notification",
-           "send_reactivation_notice", "sweep"]
+__all__ = [
+    "LEASE",
+    "Notification",
+    "Services",
+    "deliver_finalized_invoices",
+    "delivery_enabled",
+    "email_enabled",
+    "history_entry",
+    "invoice_attachment",
+    "invoice_email",
+    "needs_delivery",
+    "reactivation_notification",
+    "recipient",
+    "send_notification",
+    "send_reactivation_notice",
+    "sweep",
+]

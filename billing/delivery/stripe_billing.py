@@ -112,8 +112,10 @@ class StripeSettings:
         """
         key = (environ.get("STRIPE_API_KEY") or "").strip()
         if not key:
-            raise BillingError("STRIPE_API_KEY is not set: Stripe is enabled for the tenant "
-                               "but cannot be called", code="misconfigured")
+            raise BillingError(
+                "STRIPE_API_KEY is not set: Stripe is enabled for the tenant but cannot be called",
+                code="misconfigured",
+            )
         return cls(api_key=key, api_base=(environ.get("STRIPE_API_BASE") or "").strip() or None)
 
 
@@ -162,13 +164,22 @@ class StripeGateway:
 
     """
 
-    def __init__(self, settings: StripeSettings, *, max_attempts: int = 5,
-                 base_delay: float = 0.5, max_delay: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        max_attempts: int = 5,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 30.0,
+    ) -> None:
         self.client = stripe.StripeClient(
-            settings.api_key, max_network_retries=0,
+            settings.api_key,
+            max_network_retries=0,
             base_addresses={"api": settings.api_base} if settings.api_base else None,
-            http_client=stripe.RequestsClient(timeout=timeout))
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -195,13 +206,25 @@ class StripeGateway:
                 return request()
             except stripe.StripeError as exc:
                 if attempt >= self.max_attempts or not _retryable(exc):
-                    raise StripeFailure(f"Stripe {what} failed after {attempt} attempt(s): "
-                                        f"{describe(exc)}") from exc
-                delay = random.uniform(0, min(self.max_delay,  # noqa: S311 (jitter, not crypto)
-                                              self.base_delay * 2 ** (attempt - 1)))
-                log.warning("stripe request retried", extra={
-                    "stripe_call": what, "attempt": attempt, "delay_seconds": round(delay, 3),
-                    "error": describe(exc)})
+                    raise StripeFailure(
+                        f"Stripe {what} failed after {attempt} attempt(s): {describe(exc)}"
+                    ) from exc
+                delay = random.uniform(  # noqa: S311 (jitter, not crypto)
+                    0,
+                    min(
+                        self.max_delay,
+                        self.base_delay * 2 ** (attempt - 1),
+                    ),
+                )
+                log.warning(
+                    "stripe request retried",
+                    extra={
+                        "stripe_call": what,
+                        "attempt": attempt,
+                        "delay_seconds": round(delay, 3),
+                        "error": describe(exc),
+                    },
+                )
                 self.sleep(delay)
 
 
@@ -231,8 +254,7 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 # -- customer ------------------------------------------------------------------------------------
-def _customer_params(tenant_id: str, customer_id: str,
-                     data: Mapping[str, Any]) -> CustomerCreateParams:
+def _customer_params(tenant_id: str, customer_id: str, data: Mapping[str, Any]) -> CustomerCreateParams:
     """Stripe's ``POST /v1/customers`` parameters for our customer document ``data``.
 
     The name (our id when unnamed), email and country (ISO 3166 alpha-2, upper case) when known,
@@ -251,11 +273,16 @@ def _customer_params(tenant_id: str, customer_id: str,
     return params
 
 
-def _find_customer(gateway: StripeGateway, config: TenantStripe, tenant_id: str,
-                   customer_id: str, email: str) -> str | None:
+def _find_customer(
+    gateway: StripeGateway, config: TenantStripe, tenant_id: str, customer_id: str, email: str
+) -> str | None:
     """The Stripe customer an unrecorded earlier create made for ours (by ``metadata``), if any."""
-    page = gateway.call("customer lookup", lambda: gateway.client.v1.customers.list(
-        params={"email": email, "limit": LIST_LIMIT}, options=_options(config)))
+    page = gateway.call(
+        "customer lookup",
+        lambda: gateway.client.v1.customers.list(
+            params={"email": email, "limit": LIST_LIMIT}, options=_options(config)
+        ),
+    )
     for customer in page.data:
         meta = _metadata(_plain(customer))
         if meta.get("tenant_id") == tenant_id and meta.get("customer_id") == customer_id:
@@ -263,8 +290,14 @@ def _find_customer(gateway: StripeGateway, config: TenantStripe, tenant_id: str,
     return None
 
 
-def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
-                    gateway: StripeGateway, config: TenantStripe, now: datetime) -> str:
+def ensure_customer(
+    store: BillingStore,
+    tenant: Tenant,
+    customer_id: str,
+    gateway: StripeGateway,
+    config: TenantStripe,
+    now: datetime,
+) -> str:
     """Step 1: return the Stripe customer id of our customer, creating the Stripe customer once.
 
     The create carries the key ``{tenant}:{customer}:customer_create``; a create attempted
@@ -290,15 +323,17 @@ def ensure_customer(store: BillingStore, tenant: Tenant, customer_id: str,
         found = _find_customer(gateway, config, tenant.id, customer_id, email)
     if found is None:
         if not attempted:
-            store.update_customer(tenant.id, customer_id,
-                                  {"stripe_customer_create_attempted_at": now})
+            store.update_customer(tenant.id, customer_id, {"stripe_customer_create_attempted_at": now})
         params = _customer_params(tenant.id, customer_id, data)
         key = idempotency_key(tenant.id, customer_id, "customer_create")
-        created = gateway.call("customer create", lambda: gateway.client.v1.customers.create(
-            params=params, options=_options(config, key)))
+        created = gateway.call(
+            "customer create",
+            lambda: gateway.client.v1.customers.create(params=params, options=_options(config, key)),
+        )
         found = str(created.id)
-    store.update_customer(tenant.id, customer_id,
-                          {"stripe_customer_id": found, "stripe_customer_created_at": now})
+    store.update_customer(
+        tenant.id, customer_id, {"stripe_customer_id": found, "stripe_customer_created_at": now}
+    )
     return found
 
 
@@ -342,12 +377,16 @@ def to_stripe_amount(currency: str, minor: int) -> int:
         return minor * 100
     if code in _STRIPE_DIVIDED_BY_100:
         if minor % 100:
-            raise DataError(f"Stripe takes {code} amounts in whole units; {minor} minor units "
-                            "is not one", code="stripe_amount_unrepresentable")
+            raise DataError(
+                f"Stripe takes {code} amounts in whole units; {minor} minor units is not one",
+                code="stripe_amount_unrepresentable",
+            )
         return minor // 100
     if code in _STRIPE_TENS_ONLY and minor % 10:
-        raise DataError(f"Stripe takes {code} amounts only in multiples of 10 minor units; "
-                        f"{minor} is not one", code="stripe_amount_unrepresentable")
+        raise DataError(
+            f"Stripe takes {code} amounts only in multiples of 10 minor units; {minor} is not one",
+            code="stripe_amount_unrepresentable",
+        )
     return minor
 
 
@@ -374,12 +413,20 @@ def _item_period(invoice: Mapping[str, Any]) -> InvoiceItemCreateParamsPeriod | 
 
 def _tax_item(invoice: Mapping[str, Any], currency: str, tax: int) -> InvoiceItemCreateParams:
     """The ``tax`` item: our tax total (minor units) in Stripe's units, labelled with its rates."""
-    rates = sorted({str(line.get("tax_rate")) for line in invoice.get("lines") or []
-                    if line.get("tax") and line.get("tax_rate") is not None})
+    rates = sorted(
+        {
+            str(line.get("tax_rate"))
+            for line in invoice.get("lines") or []
+            if line.get("tax") and line.get("tax_rate") is not None
+        }
+    )
     label = f"Tax ({', '.join(r + '%' for r in rates)})" if rates else "Tax"
-    return {"amount": to_stripe_amount(currency, tax), "currency": currency,
-            "description": label,
-            "metadata": {"invoice_id": str(invoice["invoice_id"]), "line": "tax"}}
+    return {
+        "amount": to_stripe_amount(currency, tax),
+        "currency": currency,
+        "description": label,
+        "metadata": {"invoice_id": str(invoice["invoice_id"]), "line": "tax"},
+    }
 
 
 def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, InvoiceItemCreateParams]]:
@@ -403,9 +450,12 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, InvoiceItemCrea
             "amount": to_stripe_amount(currency, int(line["amount"])),
             "currency": currency,
             "description": str(line.get("description") or f"Line {index + 1}")[:500],
-            "metadata": {"invoice_id": str(invoice["invoice_id"]), "line": str(index),
-                         "quantity": str(line.get("quantity", "")),
-                         "unit_amount_decimal": str(line.get("unit_amount_decimal", ""))},
+            "metadata": {
+                "invoice_id": str(invoice["invoice_id"]),
+                "line": str(index),
+                "quantity": str(line.get("quantity", "")),
+                "unit_amount_decimal": str(line.get("unit_amount_decimal", "")),
+            },
         }
         if period is not None:
             params["period"] = period
@@ -416,8 +466,7 @@ def invoice_items(invoice: Mapping[str, Any]) -> list[tuple[str, InvoiceItemCrea
     return out
 
 
-def _record(store: BillingStore, tenant_id: str, invoice_id: str,
-            updates: Mapping[str, Any]) -> None:
+def _record(store: BillingStore, tenant_id: str, invoice_id: str, updates: Mapping[str, Any]) -> None:
     store.update_invoice_fields(tenant_id, invoice_id, updates)
 
 
@@ -451,8 +500,7 @@ def _skip_reason(invoice: Mapping[str, Any], state: Mapping[str, Any]) -> str | 
     return None
 
 
-def _draft_params(push: _Push, invoice: Mapping[str, Any],
-                  stripe_customer: str) -> InvoiceCreateParams:
+def _draft_params(push: _Push, invoice: Mapping[str, Any], stripe_customer: str) -> InvoiceCreateParams:
     """Stripe's ``POST /v1/invoices`` parameters for ours: a draft that takes no pending items.
 
     ``days_until_due`` goes with ``send_invoice`` only; our number is Stripe's number when the
@@ -479,8 +527,12 @@ def _draft_params(push: _Push, invoice: Mapping[str, Any],
 def _find_draft(push: _Push, stripe_customer: str) -> str | None:
     """The Stripe invoice an unrecorded earlier create made for ours (by ``metadata``), if any."""
     gateway = push.gateway
-    page = gateway.call("invoice lookup", lambda: gateway.client.v1.invoices.list(
-        params={"customer": stripe_customer, "limit": LIST_LIMIT}, options=push.options()))
+    page = gateway.call(
+        "invoice lookup",
+        lambda: gateway.client.v1.invoices.list(
+            params={"customer": stripe_customer, "limit": LIST_LIMIT}, options=push.options()
+        ),
+    )
     for candidate in page.data:
         meta = _metadata(_plain(candidate))
         if meta.get("tenant_id") == push.tenant_id and meta.get("invoice_id") == push.invoice_id:
@@ -488,8 +540,9 @@ def _find_draft(push: _Push, stripe_customer: str) -> str | None:
     return None
 
 
-def _create_draft_invoice(push: _Push, invoice: Mapping[str, Any], state: Mapping[str, Any],
-                          stripe_customer: str) -> str:
+def _create_draft_invoice(
+    push: _Push, invoice: Mapping[str, Any], state: Mapping[str, Any], stripe_customer: str
+) -> str:
     """Step 2: create the draft Stripe invoice once (key ``invoice_create``); its Stripe id.
 
     A create attempted earlier without its outcome recorded is looked up first. Records
@@ -507,21 +560,32 @@ def _create_draft_invoice(push: _Push, invoice: Mapping[str, Any], state: Mappin
     if not stripe_id:
         params = _draft_params(push, invoice, stripe_customer)
         gateway = push.gateway
-        created = gateway.call("invoice create", lambda: gateway.client.v1.invoices.create(
-            params=params, options=push.options("invoice_create")))
+        created = gateway.call(
+            "invoice create",
+            lambda: gateway.client.v1.invoices.create(params=params, options=push.options("invoice_create")),
+        )
         stripe_id = str(created.id)
-    push.record({
-        "stripe_invoice_id": stripe_id, "stripe.invoice_id": stripe_id,
-        "stripe.customer_id": stripe_customer, "stripe.steps.invoice_create": push.now,
-        "stripe.collection_method": push.config.collection_method})
+    push.record(
+        {
+            "stripe_invoice_id": stripe_id,
+            "stripe.invoice_id": stripe_id,
+            "stripe.customer_id": stripe_customer,
+            "stripe.steps.invoice_create": push.now,
+            "stripe.collection_method": push.config.collection_method,
+        }
+    )
     return stripe_id
 
 
 def _items_present(push: _Push, sid: str) -> set[str]:
     """The line keys (``metadata.line``) already on Stripe invoice ``sid``."""
     gateway = push.gateway
-    lines = gateway.call("lines lookup", lambda: gateway.client.v1.invoices.line_items.list(
-        sid, params={"limit": LIST_LIMIT}, options=push.options()))
+    lines = gateway.call(
+        "lines lookup",
+        lambda: gateway.client.v1.invoices.line_items.list(
+            sid, params={"limit": LIST_LIMIT}, options=push.options()
+        ),
+    )
     present: set[str] = set()
     for item in lines.auto_paging_iter():
         line_key = _metadata(_plain(item)).get("line")
@@ -533,12 +597,21 @@ def _items_present(push: _Push, sid: str) -> set[str]:
 def _create_item(push: _Push, line_key: str, params: InvoiceItemCreateParams) -> None:
     """One ``POST /v1/invoiceitems`` with the line's key ``line_{line key}``."""
     gateway = push.gateway
-    gateway.call(f"invoice item {line_key}", lambda: gateway.client.v1.invoice_items.create(
-        params=params, options=push.options(f"line_{line_key}")))
+    gateway.call(
+        f"invoice item {line_key}",
+        lambda: gateway.client.v1.invoice_items.create(
+            params=params, options=push.options(f"line_{line_key}")
+        ),
+    )
 
 
-def _add_invoice_items(push: _Push, items: list[tuple[str, InvoiceItemCreateParams]],
-                       state: Mapping[str, Any], sid: str, stripe_customer: str) -> None:
+def _add_invoice_items(
+    push: _Push,
+    items: list[tuple[str, InvoiceItemCreateParams]],
+    state: Mapping[str, Any],
+    sid: str,
+    stripe_customer: str,
+) -> None:
     """Step 3: add our lines (and tax) to the draft as invoice items.
 
     ``items`` come from ``invoice_items``, converted before the first request. Items already
@@ -578,23 +651,34 @@ def _finalize_invoice(push: _Push, invoice: Mapping[str, Any], sid: str) -> str 
 
     """
     gateway = push.gateway
-    current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
-        sid, options=push.options()))
+    current = gateway.call(
+        "invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(sid, options=push.options())
+    )
     if current.status == "draft":
         expected = to_stripe_amount(str(invoice["currency"]), int(invoice.get("total") or 0))
         if int(current.total or 0) != expected:
-            raise DataError(f"Stripe invoice {sid} totals {current.total} but ours is "
-                            f"{expected}; not finalized", code="stripe_total_mismatch")
+            raise DataError(
+                f"Stripe invoice {sid} totals {current.total} but ours is {expected}; not finalized",
+                code="stripe_total_mismatch",
+            )
         params: InvoiceFinalizeInvoiceParams = {
-            "auto_advance": push.config.collection_method == "charge_automatically"}
-        current = gateway.call("invoice finalize", lambda: gateway.client.v1.invoices
-                               .finalize_invoice(sid, params=params,
-                                                 options=push.options("invoice_finalize")))
-    push.record({
-        "stripe.steps.finalize": push.now, "stripe.status": current.status,
-        "stripe.number": current.number,
-        "stripe.hosted_invoice_url": getattr(current, "hosted_invoice_url", None),
-        "stripe.amount_due": current.amount_due})
+            "auto_advance": push.config.collection_method == "charge_automatically"
+        }
+        current = gateway.call(
+            "invoice finalize",
+            lambda: gateway.client.v1.invoices.finalize_invoice(
+                sid, params=params, options=push.options("invoice_finalize")
+            ),
+        )
+    push.record(
+        {
+            "stripe.steps.finalize": push.now,
+            "stripe.status": current.status,
+            "stripe.number": current.number,
+            "stripe.hosted_invoice_url": getattr(current, "hosted_invoice_url", None),
+            "stripe.amount_due": current.amount_due,
+        }
+    )
     return current.status
 
 
@@ -611,15 +695,22 @@ def _send_invoice(push: _Push, sid: str, stripe_status: str | None) -> bool:
     sent = stripe_status == "open"
     if sent:
         gateway = push.gateway
-        gateway.call("invoice send", lambda: gateway.client.v1.invoices.send_invoice(
-            sid, options=push.options("invoice_send")))
+        gateway.call(
+            "invoice send",
+            lambda: gateway.client.v1.invoices.send_invoice(sid, options=push.options("invoice_send")),
+        )
     push.record({"stripe.steps.send": push.now, "stripe.sent": sent})
     return sent
 
 
-def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any],
-                 gateway: StripeGateway, now: datetime,
-                 config: TenantStripe | None = None) -> PushResult:
+def push_invoice(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice: Mapping[str, Any],
+    gateway: StripeGateway,
+    now: datetime,
+    config: TenantStripe | None = None,
+) -> PushResult:
     """Mirror one finalized invoice (a fresh stored document with ``invoice_id``) in Stripe.
 
     The five steps of the module docstring, each skipped when already recorded in
@@ -646,8 +737,7 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
     # Every amount is converted to Stripe's units before the first request, so an invoice
     # Stripe cannot express leaves no customer or draft behind there.
     items = invoice_items(invoice)
-    stripe_customer = ensure_customer(store, tenant, str(invoice["customer_id"]), gateway,
-                                      config, now)
+    stripe_customer = ensure_customer(store, tenant, str(invoice["customer_id"]), gateway, config, now)
     sid = result.stripe_invoice_id
     if not sid:
         sid = _create_draft_invoice(push, invoice, state, stripe_customer)
@@ -660,12 +750,17 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
     if "finalize" not in done:
         stripe_status = _finalize_invoice(push, invoice, sid)
         result.steps.append("finalize")
-    if (config.collection_method == "send_invoice" and "send" not in done
-            and _send_invoice(push, sid, stripe_status)):
+    if (
+        config.collection_method == "send_invoice"
+        and "send" not in done
+        and _send_invoice(push, sid, stripe_status)
+    ):
         result.steps.append("send")
     push.record({"stripe.completed_at": now})
-    log.info("stripe invoice pushed", extra={"invoice_id": push.invoice_id,
-                                             "stripe_invoice_id": sid, "steps": result.steps})
+    log.info(
+        "stripe invoice pushed",
+        extra={"invoice_id": push.invoice_id, "stripe_invoice_id": sid, "steps": result.steps},
+    )
     return result
 
 
@@ -673,8 +768,13 @@ def push_invoice(store: BillingStore, tenant: Tenant, invoice: Mapping[str, Any]
 STATUS_ACTIONS = {"void": "void", "mark_uncollectible": "uncollectible", "pay": "paid"}
 
 
-def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
-                gateway: StripeGateway, config: TenantStripe | None = None) -> str | None:
+def sync_status(
+    tenant: Tenant,
+    invoice: Mapping[str, Any],
+    action: str,
+    gateway: StripeGateway,
+    config: TenantStripe | None = None,
+) -> str | None:
     """Apply our status change to the invoice's Stripe twin before we record it.
 
     ``action`` is ``void``, ``mark_uncollectible`` or ``pay`` (``paid_out_of_band``). A Stripe
@@ -694,24 +794,28 @@ def sync_status(tenant: Tenant, invoice: Mapping[str, Any], action: str,
     config = config or tenant.stripe
     invoice_id = str(invoice["invoice_id"])
     target = STATUS_ACTIONS[action]
-    current = gateway.call("invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(
-        sid, options=_options(config)))
+    current = gateway.call(
+        "invoice retrieve", lambda: gateway.client.v1.invoices.retrieve(sid, options=_options(config))
+    )
     if current.status == target:
         return target
     if current.status == "draft":
-        gateway.call("invoice delete", lambda: gateway.client.v1.invoices.delete(
-            sid, options=_options(config)))
+        gateway.call(
+            "invoice delete", lambda: gateway.client.v1.invoices.delete(sid, options=_options(config))
+        )
         return "deleted"
     options = _options(config, idempotency_key(tenant.id, invoice_id, f"invoice_{action}"))
     invoices = gateway.client.v1.invoices
     if action == "void":
         done = gateway.call("invoice void", lambda: invoices.void_invoice(sid, options=options))
     elif action == "mark_uncollectible":
-        done = gateway.call("invoice mark_uncollectible",
-                            lambda: invoices.mark_uncollectible(sid, options=options))
+        done = gateway.call(
+            "invoice mark_uncollectible", lambda: invoices.mark_uncollectible(sid, options=options)
+        )
     else:
-        done = gateway.call("invoice pay", lambda: invoices.pay(
-            sid, params={"paid_out_of_band": True}, options=options))
+        done = gateway.call(
+            "invoice pay", lambda: invoices.pay(sid, params={"paid_out_of_band": True}, options=options)
+        )
     return str(done.status)
 
 
@@ -720,6 +824,17 @@ def enabled_for(tenant: Tenant) -> bool:
     return tenant.stripe_enabled
 
 
-__all__ = ["COLLECTION_METHODS", "PushResult", "StripeFailure", "StripeGateway", "StripeSettings",
-           "TenantStripe", "enabled_for", "ensure_customer", "idempotency_key", "invoice_items",
-           "push_invoice", "sync_status"]
+__all__ = [
+    "COLLECTION_METHODS",
+    "PushResult",
+    "StripeFailure",
+    "StripeGateway",
+    "StripeSettings",
+    "TenantStripe",
+    "enabled_for",
+    "ensure_customer",
+    "idempotency_key",
+    "invoice_items",
+    "push_invoice",
+    "sync_status",
+]

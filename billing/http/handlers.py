@@ -21,8 +21,10 @@ from billing.store.clients import firestore_client, invoices_bucket, storage_cli
 from billing.store.firestore_store import BillingStore
 
 
-def publish_to_bucket(tenant: Tenant, invoices: Sequence[Mapping[str, Any]],
-                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], float]:
+def publish_to_bucket(
+    tenant: Tenant,
+    invoices: Sequence[Mapping[str, Any]],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], float]:
     """Render invoices to PDF and upload them to ``INVOICES_BUCKET``."""
     outcome = render_and_upload(tenant, invoices, storage_client(), invoices_bucket())
     return outcome.uris, outcome.failures, outcome.render_seconds
@@ -31,7 +33,9 @@ def publish_to_bucket(tenant: Tenant, invoices: Sequence[Mapping[str, Any]],
 def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> RunContext:
     """A run context for ``call`` on the configured Firestore and bucket."""
     return RunContext(
-        run_id=call.run_id, now=now or clock.now(), dry_run=dry_run,
+        run_id=call.run_id,
+        now=now or clock.now(),
+        dry_run=dry_run,
         store=BillingStore(firestore_client()),
         publish_pdfs=None if dry_run else publish_to_bucket,
         principal=call.principal.email,

@@ -31,15 +31,18 @@ def dunning(call: Call) -> dict[str, Any]:
     """
     now = clock.now()
     check_as_of(call.body.get("as_of"), now)
-    ctx = DunningContext(run_id=call.run_id, as_of=call.body.get("as_of") or now, now=now,
-                         dry_run=bool(call.body.get("dry_run", False)),
-                         store=BillingStore(firestore_client()), services=Services(),
-                         principal=call.principal.email)
+    ctx = DunningContext(
+        run_id=call.run_id,
+        as_of=call.body.get("as_of") or now,
+        now=now,
+        dry_run=bool(call.body.get("dry_run", False)),
+        store=BillingStore(firestore_client()),
+        services=Services(),
+        principal=call.principal.email,
+    )
     return run_dunning(ctx, call.tenant_id).to_json()
 
 
 def billing_admin(call: Call) -> dict[str, Any]:
     """One admin action (``billing.runs.admin_actions.run_admin_action``)."""
     return run_admin_action(BillingStore(firestore_client()), call, clock.now())
-
-

@@ -95,8 +95,9 @@ def identifier(value: Any) -> str:
     reserved ids (``.``, ``..``, ``__x__``) can never be named.
     """
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise BadRequest(f"must be an id of letters, digits and _.:@+-, got {echo(value)}",
-                         code="invalid_field")
+        raise BadRequest(
+            f"must be an id of letters, digits and _.:@+-, got {echo(value)}", code="invalid_field"
+        )
     return value
 
 
@@ -110,8 +111,9 @@ def text(value: Any) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"must be a string, got {echo(value)}", code="invalid_field")
     if _UNSAFE_TEXT.search(value):
-        raise BadRequest("must not contain control characters or lone surrogates, got "
-                         f"{echo(value)}", code="invalid_field")
+        raise BadRequest(
+            f"must not contain control characters or lone surrogates, got {echo(value)}", code="invalid_field"
+        )
     return value
 
 
@@ -131,15 +133,17 @@ def rfc3339(value: Any) -> datetime:
         if parsed is not None and (parsed.tzinfo is None or "T" not in value.upper()):
             parsed = None
     if parsed is None:
-        raise BadRequest(f"must be an RFC 3339 timestamp with an offset, got {echo(value)}",
-                         code="invalid_field")
+        raise BadRequest(
+            f"must be an RFC 3339 timestamp with an offset, got {echo(value)}", code="invalid_field"
+        )
     try:
         year = parsed.astimezone(UTC).year
     except OverflowError:
         year = 0
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise BadRequest(f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got "
-                         f"{echo(value)}", code="invalid_field")
+        raise BadRequest(
+            f"must fall in the years {MIN_YEAR}..{MAX_YEAR} in UTC, got {echo(value)}", code="invalid_field"
+        )
     return parsed
 
 
@@ -190,8 +194,10 @@ def check_as_of(as_of: datetime | None, now: datetime) -> None:
 
     """
     if as_of is not None and as_of > now + AS_OF_SKEW:
-        raise BadRequest(f"as_of {as_of.isoformat()} is in the future (now "
-                         f"{now.isoformat(timespec='seconds')})", code="as_of_in_future")
+        raise BadRequest(
+            f"as_of {as_of.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})",
+            code="as_of_in_future",
+        )
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -218,16 +224,17 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
-                          parse_constant=_reject_constant)
+        data = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:  # its message gives a position, never the input
         raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
     except ValueError:  # not UTF-8, or an integer longer than Python converts (4300 digits)
-        raise BadRequest("body is not valid JSON: not UTF-8, or a number too long",
-                         code="invalid_json") from None
+        raise BadRequest(
+            "body is not valid JSON: not UTF-8, or a number too long", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
-        raise BadRequest(f"body must be a JSON object, got {type(data).__name__}",
-                         code="invalid_body")
+        raise BadRequest(f"body must be a JSON object, got {type(data).__name__}", code="invalid_body")
     return data
 
 
@@ -244,8 +251,9 @@ def validate_fields(data: Mapping[str, Any], fields: Mapping[str, Validator]) ->
         listed = ", ".join(unknown)
         if len(listed) > MAX_ECHO:
             listed = f"{listed[:MAX_ECHO]}... ({len(unknown)} fields)"
-        raise BadRequest(f"unknown field(s): {listed}; allowed: {', '.join(sorted(allowed))}",
-                         code="unknown_field")
+        raise BadRequest(
+            f"unknown field(s): {listed}; allowed: {', '.join(sorted(allowed))}", code="unknown_field"
+        )
     out: dict[str, Any] = {}
     for key, value in data.items():
         if value is None:
@@ -319,11 +327,11 @@ def tenant_directory() -> TenantDirectory:
     return _ProcessTenantDirectory()
 
 
-def json_response(body: Mapping[str, Any], status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> flask.Response:
+def json_response(
+    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> flask.Response:
     """A JSON response with ``Cache-Control: no-store``."""
-    response = flask.Response(json.dumps(body, default=str), status=status,
-                              mimetype="application/json")
+    response = flask.Response(json.dumps(body, default=str), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -335,8 +343,13 @@ GENERIC_503 = "authentication temporarily unavailable"
 AUTH_RETRY_AFTER_SECONDS = 10
 
 
-def handle(request: flask.Request, *, function: str, fields: Mapping[str, Validator],
-           run: Callable[[Call], Mapping[str, Any]]) -> flask.Response:
+def handle(
+    request: flask.Request,
+    *,
+    function: str,
+    fields: Mapping[str, Validator],
+    run: Callable[[Call], Mapping[str, Any]],
+) -> flask.Response:
     """Serve one request of ``function``: checks, then ``run(call)`` for a POST.
 
     Every failure is answered by :func:`error_response` (through :func:`respond`).
@@ -370,15 +383,19 @@ def error_response(exc: Exception, run_id: str, function: str) -> flask.Response
     ``BillingError`` is logged with its stack trace and answered 500 ``internal``.
     """
     if isinstance(exc, Unauthenticated):
-        log.warning("request unauthenticated", extra={
-            "function": function, "status": 401, "code": exc.code, "error": exc.message})
-        return _envelope(run_id, 401, exc.code, GENERIC_401,
-                         {"WWW-Authenticate": 'Bearer realm="billing"'})
+        log.warning(
+            "request unauthenticated",
+            extra={"function": function, "status": 401, "code": exc.code, "error": exc.message},
+        )
+        return _envelope(run_id, 401, exc.code, GENERIC_401, {"WWW-Authenticate": 'Bearer realm="billing"'})
     if isinstance(exc, CertificatesUnavailableError):
-        log.error("authentication unavailable", extra={
-            "function": function, "status": 503, "code": exc.code, "error": exc.message})
-        return _envelope(run_id, 503, "auth_unavailable", GENERIC_503,
-                         {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
+        log.error(
+            "authentication unavailable",
+            extra={"function": function, "status": 503, "code": exc.code, "error": exc.message},
+        )
+        return _envelope(
+            run_id, 503, "auth_unavailable", GENERIC_503, {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)}
+        )
     if not isinstance(exc, BillingError):
         log.error("unexpected failure", exc_info=exc, extra={"function": function})
         return _envelope(run_id, 500, "internal", f"internal error (run_id {run_id})")
@@ -391,10 +408,10 @@ def error_response(exc: Exception, run_id: str, function: str) -> flask.Response
     return _envelope(run_id, exc.status, exc.code, exc.message, headers)
 
 
-def _envelope(run_id: str, status: int, code: str, message: str,
-              headers: Mapping[str, str] | None = None) -> flask.Response:
-    return json_response({"error": {"code": code, "message": message}, "run_id": run_id},
-                         status, headers)
+def _envelope(
+    run_id: str, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    return json_response({"error": {"code": code, "message": message}, "run_id": run_id}, status, headers)
 
 
 def health_response(function: str, run_id: str) -> flask.Response:
@@ -402,12 +419,16 @@ def health_response(function: str, run_id: str) -> flask.Response:
     return json_response({"status": "ok", "function": function, "run_id": run_id})
 
 
-def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator],
-           run: Callable[[Call], Mapping[str, Any]], run_id: str) -> flask.Response:
+def _serve(
+    request: flask.Request,
+    function: str,
+    fields: Mapping[str, Validator],
+    run: Callable[[Call], Mapping[str, Any]],
+    run_id: str,
+) -> flask.Response:
     """The checks of :func:`handle` in order, then the function; raises ``BillingError``."""
     if request.method not in ("GET", "POST"):
-        raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET "
-                               "for health)")
+        raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET for health)")
     settings = AuthSettings.from_env()
     principal = verify_headers(dict(request.headers), settings)
     raw = request.get_data(cache=True)
@@ -423,9 +444,14 @@ def _serve(request: flask.Request, function: str, fields: Mapping[str, Validator
     body.pop("tenant_id", None)
     call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id)
     with log_context(tenant_id=tenant_id):
-        log.info("request accepted", extra={
-            "function": function, "principal": principal.email,
-            "tenant_admin": not principal.platform,
-            "fields": sorted(body)})
+        log.info(
+            "request accepted",
+            extra={
+                "function": function,
+                "principal": principal.email,
+                "tenant_admin": not principal.platform,
+                "fields": sorted(body),
+            },
+        )
         result = run(call)
     return json_response(result)

@@ -33,8 +33,15 @@ from billing.runs.payments import EventOutcome, apply_stripe_event, reactivate_i
 from billing.store.clients import firestore_client
 from billing.store.firestore_store import BillingStore
 
-__all__ = ["MAX_WEBHOOK_BYTES", "WEBHOOK_TOLERANCE_SECONDS", "process_event", "read_capped",
-           "stripe_webhook_response", "verify_event", "webhook_secret"]
+__all__ = [
+    "MAX_WEBHOOK_BYTES",
+    "WEBHOOK_TOLERANCE_SECONDS",
+    "process_event",
+    "read_capped",
+    "stripe_webhook_response",
+    "verify_event",
+    "webhook_secret",
+]
 
 log = get_logger("billing.payments")
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -74,11 +81,12 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str
     except UnicodeDecodeError:
         raise BadRequest("body is not UTF-8", code="invalid_json") from None
     try:
-        stripe.Webhook.construct_event(text, signature, secret,
-                                       tolerance=WEBHOOK_TOLERANCE_SECONDS)
+        stripe.Webhook.construct_event(text, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError:
-        raise BadRequest("Stripe-Signature does not verify (wrong secret, altered body or "
-                         "timestamp older than 5 minutes)", code="invalid_signature") from None
+        raise BadRequest(
+            "Stripe-Signature does not verify (wrong secret, altered body or timestamp older than 5 minutes)",
+            code="invalid_signature",
+        ) from None
     except ValueError:
         raise BadRequest("body is not a JSON Stripe event", code="invalid_json") from None
     event = json.loads(text)
@@ -110,34 +118,61 @@ def read_capped(request: flask.Request, cap: int) -> bytes:
     raise PayloadTooLarge(f"body over {cap} bytes")
 
 
-def process_event(store: BillingStore, event: dict[str, Any], run_id: str,
-                  services: Services | None = None) -> dict[str, Any]:
+def process_event(
+    store: BillingStore, event: dict[str, Any], run_id: str, services: Services | None = None
+) -> dict[str, Any]:
     """Apply a verified event, reactivate the customer if it cleared their debt; response body."""
     now = shell.clock.now()
     outcome: EventOutcome = apply_stripe_event(store, event, now, run_id)
-    body: dict[str, Any] = {"received": True, "run_id": run_id, "event_id": event.get("id"),
-                            "type": event.get("type"), **outcome.to_json(),
-                            "reactivated": False, "errors": []}
-    if outcome.result == "applied" and outcome.reactivate and outcome.tenant_id \
-            and outcome.customer_id:
+    body: dict[str, Any] = {
+        "received": True,
+        "run_id": run_id,
+        "event_id": event.get("id"),
+        "type": event.get("type"),
+        **outcome.to_json(),
+        "reactivated": False,
+        "errors": [],
+    }
+    if outcome.result == "applied" and outcome.reactivate and outcome.tenant_id and outcome.customer_id:
         services = services or Services()
         try:
             tenant = store.get_tenant(outcome.tenant_id)
-            done = reactivate_if_clear(store, tenant, outcome.customer_id, now, now, run_id,
-                                       actor="stripe", notify=email_enabled(tenant))
+            done = reactivate_if_clear(
+                store,
+                tenant,
+                outcome.customer_id,
+                now,
+                now,
+                run_id,
+                actor="stripe",
+                notify=email_enabled(tenant),
+            )
             if done is not None:
                 body["reactivated"] = True
                 if done.notification_id:
-                    send_reactivation_notice(store, tenant, done.customer, done.notification_id,
-                                             services, now, run_id)
+                    send_reactivation_notice(
+                        store, tenant, done.customer, done.notification_id, services, now, run_id
+                    )
         except BillingError as exc:
             # The payment is recorded; the notice waits in the outbox for the dunning sweep.
-            body["errors"].append({"tenant_id": outcome.tenant_id,
-                                   "customer_id": outcome.customer_id, "error": exc.message,
-                                   "code": exc.code})
-    log.info("stripe event processed", extra={
-        "event_id": event.get("id"), "event_type": event.get("type"),
-        "result": outcome.result, "reason": outcome.reason, "invoice_id": outcome.invoice_id})
+            body["errors"].append(
+                {
+                    "tenant_id": outcome.tenant_id,
+                    "customer_id": outcome.customer_id,
+                    "error": exc.message,
+                    "code": exc.code,
+                }
+            )
+    log.info(
+        "stripe event processed",
+        extra={
+            "event_id": event.get("id"),
+            "event_type": event.get("type"),
+            "result": outcome.result,
+            "reason": outcome.reason,
+            "invoice_id": outcome.invoice_id,
+        },
+    )
     return body
 
 

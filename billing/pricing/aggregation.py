@@ -80,9 +80,15 @@ class Accumulator(ABC, Generic[StateT]):
     needs_value: ClassVar[bool] = True
     numeric: ClassVar[bool] = True
 
-    def __init__(self, meter: Meter, start: datetime, end: datetime, *,
-                 period_start: datetime | None = None,
-                 period_end: datetime | None = None) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        start: datetime,
+        end: datetime,
+        *,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+    ) -> None:
         self.meter = meter
         self.start = start
         self.end = end
@@ -113,8 +119,11 @@ class Accumulator(ABC, Generic[StateT]):
                 try:
                     value = to_quantity(raw)
                 except ValueError as exc:
-                    problem = str(exc) if str(exc).startswith("out of range") else (
-                        f"not numeric: {short_repr(raw)}")
+                    problem = (
+                        str(exc)
+                        if str(exc).startswith("out of range")
+                        else (f"not numeric: {short_repr(raw)}")
+                    )
                     self._warn(event, f"property {self.meter.field!r} is {problem}")
                     return
             else:
@@ -292,9 +301,14 @@ ACCUMULATORS: dict[str, type[Accumulator[Any]]] = {
 }
 
 
-def make_accumulator(meter: Meter, start: datetime, end: datetime, *,
-                     period_start: datetime | None = None,
-                     period_end: datetime | None = None) -> Accumulator[Any]:
+def make_accumulator(
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    *,
+    period_start: datetime | None = None,
+    period_end: datetime | None = None,
+) -> Accumulator[Any]:
     """Return the accumulator for ``meter.aggregation`` over the window ``[start, end)``.
 
     ``period_start``/``period_end`` are the whole billing period when the window is clipped to a
@@ -304,5 +318,6 @@ def make_accumulator(meter: Meter, start: datetime, end: datetime, *,
         KeyError: never for a parsed ``Meter`` (``Meter.parse`` rejects unknown aggregations).
 
     """
-    return ACCUMULATORS[meter.aggregation](meter, start, end, period_start=period_start,
-                                           period_end=period_end)
+    return ACCUMULATORS[meter.aggregation](
+        meter, start, end, period_start=period_start, period_end=period_end
+    )

@@ -111,8 +111,9 @@ def _charge_number(raw: object, what: str, *, positive: bool = False) -> Decimal
     except ValueError:
         raise DataError(f"{what} must be a number, got {raw!r}", code="invalid_charge") from None
     if value < 0 or (positive and value == 0):
-        raise DataError(f"{what} must {'be positive' if positive else 'not be negative'}",
-                        code="invalid_charge")
+        raise DataError(
+            f"{what} must {'be positive' if positive else 'not be negative'}", code="invalid_charge"
+        )
     return value
 
 
@@ -135,20 +136,21 @@ def _parse_tier(item: object, index: int, last: bool, previous: Decimal) -> Tier
         try:
             up_to = to_decimal(up_raw)
         except ValueError:
-            raise DataError(f"tier {index + 1}: up_to is not a number",
-                            code="invalid_charge") from None
+            raise DataError(f"tier {index + 1}: up_to is not a number", code="invalid_charge") from None
         if up_to <= previous:
-            raise DataError(f"tier {index + 1}: up_to must be positive and increase",
-                            code="invalid_charge")
+            raise DataError(f"tier {index + 1}: up_to must be positive and increase", code="invalid_charge")
     if item.get("unit_amount_decimal") is None and item.get("flat_amount_decimal") is None:
-        raise DataError(f"tier {index + 1} needs unit_amount_decimal or flat_amount_decimal",
-                        code="invalid_charge")
+        raise DataError(
+            f"tier {index + 1} needs unit_amount_decimal or flat_amount_decimal", code="invalid_charge"
+        )
     return Tier(
         up_to=up_to,
-        unit_amount=parse_unit_amount(_or_zero(item.get("unit_amount_decimal")),
-                                      what=f"tier {index + 1} unit_amount_decimal"),
-        flat_amount=parse_unit_amount(_or_zero(item.get("flat_amount_decimal")),
-                                      what=f"tier {index + 1} flat_amount_decimal"),
+        unit_amount=parse_unit_amount(
+            _or_zero(item.get("unit_amount_decimal")), what=f"tier {index + 1} unit_amount_decimal"
+        ),
+        flat_amount=parse_unit_amount(
+            _or_zero(item.get("flat_amount_decimal")), what=f"tier {index + 1} flat_amount_decimal"
+        ),
     )
 
 
@@ -170,8 +172,7 @@ def parse_tiers(charge: Mapping[str, Any]) -> tuple[Tier, ...]:
         previous = tier.up_to if tier.up_to is not None else previous
         tiers.append(tier)
     if tiers[-1].up_to is not None:
-        raise DataError("the last tier must have up_to null (no upper limit)",
-                        code="invalid_charge")
+        raise DataError("the last tier must have up_to null (no upper limit)", code="invalid_charge")
     return tuple(tiers)
 
 
@@ -309,8 +310,7 @@ class VolumeCharge(UsageCharge):
                 label = _tier_label(index, lower, tier, _whole_bounds(self.tiers))
                 parts = [Part(label, billable, tier.unit_amount)]
                 if _flat_due(index, tier, billable):
-                    parts.append(Part(f"{label} flat fee", Decimal(1), tier.flat_amount,
-                                      flat=True))
+                    parts.append(Part(f"{label} flat fee", Decimal(1), tier.flat_amount, flat=True))
                 return parts
             lower = tier.up_to
         raise AssertionError("parse_tiers guarantees an unbounded last tier")
@@ -327,9 +327,14 @@ class PackageCharge(UsageCharge):
     def price_billable(self, billable: Decimal) -> list[Part]:
         """One part: ``ceil(billable / package_size)`` packages at ``unit_amount``."""
         size = decimal_text(self.package_size)
-        return [Part(f"{decimal_text(billable)} units in packages of {size}",
-                     ceil_div(billable, self.package_size), self.unit_amount,
-                     unit=f"packages of {size}")]
+        return [
+            Part(
+                f"{decimal_text(billable)} units in packages of {size}",
+                ceil_div(billable, self.package_size),
+                self.unit_amount,
+                unit=f"packages of {size}",
+            )
+        ]
 
 
 def _whole_bounds(tiers: tuple[Tier, ...]) -> bool:
@@ -365,24 +370,32 @@ def parse_usage_charge(data: Mapping[str, Any]) -> UsageModelCharge:
         raise DataError(f"charges meter {meter!r}, which does not exist", code="unknown_meter")
     model = data.get("model")
     if not isinstance(model, str) or model not in USAGE_MODELS:
-        raise DataError(f"unknown usage charge model {model!r}; expected one of "
-                        f"{', '.join(USAGE_MODELS)}", code="invalid_charge")
+        raise DataError(
+            f"unknown usage charge model {model!r}; expected one of {', '.join(USAGE_MODELS)}",
+            code="invalid_charge",
+        )
     free_raw = data.get("free_units")
     free = None if free_raw is None else _charge_number(free_raw, "free_units")
     description = _description(data)
     if model == "graduated":
-        return GraduatedCharge(meter=meter, description=description, free_units=free,
-                               tiers=parse_tiers(data))
+        return GraduatedCharge(meter=meter, description=description, free_units=free, tiers=parse_tiers(data))
     if model == "volume":
-        return VolumeCharge(meter=meter, description=description, free_units=free,
-                            tiers=parse_tiers(data))
+        return VolumeCharge(meter=meter, description=description, free_units=free, tiers=parse_tiers(data))
     if model == "package":
         size = _charge_number(data.get("package_size"), "package_size", positive=True)
-        return PackageCharge(meter=meter, description=description, free_units=free,
-                             package_size=size,
-                             unit_amount=parse_unit_amount(data.get("unit_amount_decimal")))
-    return StandardCharge(meter=meter, description=description, free_units=free,
-                          unit_amount=parse_unit_amount(data.get("unit_amount_decimal")))
+        return PackageCharge(
+            meter=meter,
+            description=description,
+            free_units=free,
+            package_size=size,
+            unit_amount=parse_unit_amount(data.get("unit_amount_decimal")),
+        )
+    return StandardCharge(
+        meter=meter,
+        description=description,
+        free_units=free,
+        unit_amount=parse_unit_amount(data.get("unit_amount_decimal")),
+    )
 
 
 def parse_charge(data: Mapping[str, Any]) -> Charge:
@@ -397,6 +410,5 @@ def parse_charge(data: Mapping[str, Any]) -> Charge:
     if kind == "fixed":
         return FixedCharge.parse(data)
     if kind != "usage":
-        raise DataError(f"unknown charge type {kind!r}; expected 'fixed' or 'usage'",
-                        code="invalid_charge")
+        raise DataError(f"unknown charge type {kind!r}; expected 'fixed' or 'usage'", code="invalid_charge")
     return parse_usage_charge(data)

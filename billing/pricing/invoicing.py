@@ -111,8 +111,11 @@ class InvoiceDraft:
         A charge can bill without usage (a first tier's flat fee at zero usage), so a
         subscription with an amount to pay is never empty.
         """
-        return (not self.has_fixed_charges and self.usage_events == 0
-                and not any(line.amount for line in self.lines))
+        return (
+            not self.has_fixed_charges
+            and self.usage_events == 0
+            and not any(line.amount for line in self.lines)
+        )
 
     def to_document(self) -> dict[str, Any]:
         """Firestore fields of the invoice (contract layout plus extensions), without status."""
@@ -148,8 +151,9 @@ def invoice_id_for(subscription_id: str, period: BillingPeriod) -> str:
     return f"{subscription_id}-{period.key}"
 
 
-def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
-                       currency: str, locale: str) -> str:
+def _usage_description(
+    label: str, meter: Meter, group: GroupKey, part: Part, currency: str, locale: str
+) -> str:
     unit = part.unit or meter.unit or "units"
     group_text = " / ".join(g or "(none)" for g in group)
     head = f"{label} – {group_text}" if group else label
@@ -163,8 +167,10 @@ def _usage_description(label: str, meter: Meter, group: GroupKey, part: Part,
 def _check_storable(amount: int, what: str) -> None:
     """Raise ``DataError`` (``amount_too_large``) when Firestore cannot store ``amount``."""
     if abs(amount) > MAX_STORED_INTEGER:
-        raise DataError(f"{what[:120]}: {amount} minor units is more than Firestore can store "
-                        f"({MAX_STORED_INTEGER})", code="amount_too_large")
+        raise DataError(
+            f"{what[:120]}: {amount} minor units is more than Firestore can store ({MAX_STORED_INTEGER})",
+            code="amount_too_large",
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,15 @@ class LineTax:
     rate: Decimal
     inclusive: bool
 
-    def line(self, description: str, quantity: Decimal, unit_amount: Decimal, kind: str,
-             meter: str | None = None, group: GroupKey = ()) -> InvoiceLine:
+    def line(
+        self,
+        description: str,
+        quantity: Decimal,
+        unit_amount: Decimal,
+        kind: str,
+        meter: str | None = None,
+        group: GroupKey = (),
+    ) -> InvoiceLine:
         """One line: ``amount = quantity x unit_amount`` rounded once, and its tax.
 
         Raises:
@@ -189,10 +202,15 @@ class LineTax:
         amount = line_amount(quantity, unit_amount)
         _check_storable(amount, description)
         return InvoiceLine(
-            description=description, quantity=quantity, unit_amount_decimal=unit_amount,
-            amount=amount, tax_rate=self.rate,
+            description=description,
+            quantity=quantity,
+            unit_amount_decimal=unit_amount,
+            amount=amount,
+            tax_rate=self.rate,
             tax=line_tax(amount, self.rate, inclusive=self.inclusive),
-            kind=kind, meter=meter, group=group,
+            kind=kind,
+            meter=meter,
+            group=group,
         )
 
 
@@ -214,9 +232,14 @@ def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> Invo
     return tax.line(label, charge.quantity, unit, "fixed")
 
 
-def usage_lines(charge: UsageCharge, meters: Mapping[str, Meter | DataError],
-                usage: Mapping[str, Mapping[GroupKey, Decimal]], tax: LineTax,
-                currency: str, locale: str) -> list[InvoiceLine]:
+def usage_lines(
+    charge: UsageCharge,
+    meters: Mapping[str, Meter | DataError],
+    usage: Mapping[str, Mapping[GroupKey, Decimal]],
+    tax: LineTax,
+    currency: str,
+    locale: str,
+) -> list[InvoiceLine]:
     """The lines of a usage charge: each group of its meter priced by the charge's model.
 
     A meter without usage prices a zero quantity (one zero line shows the charge), unless it
@@ -229,18 +252,25 @@ def usage_lines(charge: UsageCharge, meters: Mapping[str, Meter | DataError],
     """
     meter = meters.get(charge.meter)
     if meter is None:
-        raise DataError(f"charges meter {charge.meter!r}, which does not exist",
-                        code="unknown_meter")
+        raise DataError(f"charges meter {charge.meter!r}, which does not exist", code="unknown_meter")
     if isinstance(meter, DataError):
         raise meter
     label = charge.description or meter.name
     groups = usage.get(meter.code)
     if groups is None:
         groups = {} if meter.group_by else {(): Decimal(0)}
-    return [tax.line(_usage_description(label, meter, group, part, currency, locale),
-                     part.quantity, part.unit_amount, "flat" if part.flat else "usage",
-                     meter.code, group)
-            for group, quantity in sorted(groups.items()) for part in charge.price(quantity)]
+    return [
+        tax.line(
+            _usage_description(label, meter, group, part, currency, locale),
+            part.quantity,
+            part.unit_amount,
+            "flat" if part.flat else "usage",
+            meter.code,
+            group,
+        )
+        for group, quantity in sorted(groups.items())
+        for part in charge.price(quantity)
+    ]
 
 
 def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int]:
@@ -289,8 +319,9 @@ def build_invoice(
     """
     if plan.currency != tenant.currency:
         raise DataError(
-            f"plan {plan.id!r} is in {plan.currency} but tenant {tenant.id!r} bills in "
-            f"{tenant.currency}", code="currency_mismatch")
+            f"plan {plan.id!r} is in {plan.currency} but tenant {tenant.id!r} bills in {tenant.currency}",
+            code="currency_mismatch",
+        )
     tax = LineTax(tax_rate_for(tenant, customer), tenant.tax_inclusive)
     lines: list[InvoiceLine] = []
     has_fixed = False
@@ -304,11 +335,9 @@ def build_invoice(
                     has_fixed = True
                     lines.append(line)
             else:
-                lines.extend(usage_lines(charge, meters, usage, tax, tenant.currency,
-                                         tenant.locale))
+                lines.extend(usage_lines(charge, meters, usage, tax, tenant.currency, tenant.locale))
         except DataError as exc:
-            raise DataError(f"plan {plan.id!r} charge {index + 1}: {exc.message}",
-                            code=exc.code) from None
+            raise DataError(f"plan {plan.id!r} charge {index + 1}: {exc.message}", code=exc.code) from None
     subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)
     return InvoiceDraft(
         invoice_id=invoice_id_for(subscription.id, period),

@@ -21,9 +21,7 @@ from billing.errors import DataError
 
 # ISO 4217 minor-unit exponents that are not 2 (every other active code has 2).
 _EXPONENT_EXCEPTIONS: dict[str, int] = {
-    **dict.fromkeys(
-        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
-    ),
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0),
     **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
     **dict.fromkeys("CLF UYW".split(), 4),
 }
@@ -192,9 +190,7 @@ def format_money(amount: int, currency: str, locale: str = "en_GB") -> str:
     pattern = parse_pattern(_currency_pattern(locale))
     pattern.frac_prec = (exponent, exponent)
     return str(
-        pattern.apply(
-            minor_to_major(amount, currency), locale, currency=currency, currency_digits=False
-        )
+        pattern.apply(minor_to_major(amount, currency), locale, currency=currency, currency_digits=False)
     ).replace("\xa0", " ")
 
 
@@ -215,8 +211,12 @@ def format_unit_amount(unit_amount: Decimal, currency: str, locale: str = "en_GB
     major = unit_amount.scaleb(-exponent, context=_EXACT).normalize(_EXACT)
     tail = major.as_tuple().exponent
     decimals = max(exponent, -tail if isinstance(tail, int) else 0)
-    number = format_decimal(major, format="#,##0." + "0" * decimals if decimals else "#,##0",
-                            locale=locale, decimal_quantization=False)
+    number = format_decimal(
+        major,
+        format="#,##0." + "0" * decimals if decimals else "#,##0",
+        locale=locale,
+        decimal_quantization=False,
+    )
     return f"{currency} {number}"
 
 

@@ -97,7 +97,6 @@ class BillingPeriod:
         return f"{self.local_start:%Y%m%d}"
 
 
-
 def parse_month(text: object) -> tuple[int, int]:
     r"""Parse ``"YYYY-MM"`` (ASCII digits, month 01-12, 1970-01..9998-12) into ``(year, month)``.
 
@@ -111,13 +110,14 @@ def parse_month(text: object) -> tuple[int, int]:
     """
     match = _MONTH_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise BadRequest(f"month must be YYYY-MM with a month 01-12, got {echo(text)}",
-                         code="invalid_month")
+        raise BadRequest(f"month must be YYYY-MM with a month 01-12, got {echo(text)}", code="invalid_month")
     year, month = int(match.group(1)), int(match.group(2))
     if not MIN_MONTH <= (year, month) <= MAX_MONTH:
-        raise BadRequest(f"month must fall in {MIN_MONTH[0]}-{MIN_MONTH[1]:02d}.."
-                         f"{MAX_MONTH[0]}-{MAX_MONTH[1]:02d}, got {echo(text)}",
-                         code="invalid_month")
+        raise BadRequest(
+            f"month must fall in {MIN_MONTH[0]}-{MIN_MONTH[1]:02d}.."
+            f"{MAX_MONTH[0]}-{MAX_MONTH[1]:02d}, got {echo(text)}",
+            code="invalid_month",
+        )
     return year, month
 
 
@@ -144,7 +144,6 @@ def previous_month(now: datetime, tz: str) -> tuple[int, int]:
 def utc_now() -> datetime:
     """The current instant, aware, in UTC (one place to read the clock)."""
     return datetime.now(UTC)
-
 
 
 def _days_in_month(year: int, month: int) -> int:
@@ -178,8 +177,9 @@ def add_interval(anchor: datetime, interval: str, count: int, tz: str) -> dateti
     return wall.astimezone(UTC)
 
 
-def anniversary_period(anchor: datetime, interval: str, interval_count: int, tz: str,
-                       containing: datetime) -> BillingPeriod:
+def anniversary_period(
+    anchor: datetime, interval: str, interval_count: int, tz: str, containing: datetime
+) -> BillingPeriod:
     """Return the period of an anchored schedule that contains ``containing``.
 
     Periods are ``[add_interval(anchor, k*n), add_interval(anchor, (k+1)*n))`` for every
@@ -193,5 +193,8 @@ def anniversary_period(anchor: datetime, interval: str, interval_count: int, tz:
         k -= 1
     while add_interval(anchor, interval, (k + 1) * interval_count, tz) <= containing:
         k += 1
-    return BillingPeriod(add_interval(anchor, interval, k * interval_count, tz),
-                         add_interval(anchor, interval, (k + 1) * interval_count, tz), tz)
+    return BillingPeriod(
+        add_interval(anchor, interval, k * interval_count, tz),
+        add_interval(anchor, interval, (k + 1) * interval_count, tz),
+        tz,
+    )

@@ -54,8 +54,7 @@ from billing.records import Customer, Plan, Subscription
 _ONE_DAY = timedelta(days=1)
 
 
-def billable_window(subscription: Subscription,
-                    period: BillingPeriod) -> tuple[datetime, datetime] | None:
+def billable_window(subscription: Subscription, period: BillingPeriod) -> tuple[datetime, datetime] | None:
     """Return ``[from, until)``, the part of ``period`` in which fixed fees accrue, or ``None``.
 
     ``from = max(period.start, started_at, trial_end)``, ``until = min(period.end, canceled_at)``.
@@ -84,8 +83,7 @@ def _days(period: BillingPeriod) -> int:
     return (period.local_end.date() - period.local_start.date()).days
 
 
-def full_period_days(subscription: Subscription, period: BillingPeriod,
-                     plan: Plan | None) -> int:
+def full_period_days(subscription: Subscription, period: BillingPeriod, plan: Plan | None) -> int:
     """The days a whole fee pays for: the period's own, or a stub's full anchored period.
 
     A *stub* is an anniversary period shorter than one interval that ends on the subscription's
@@ -98,15 +96,15 @@ def full_period_days(subscription: Subscription, period: BillingPeriod,
     if plan is None or subscription.billing_time != "anniversary":
         return own
     anchor = subscription.cycle_anchor(plan.interval, plan.interval_count, period.timezone)
-    full = anniversary_period(anchor, plan.interval, plan.interval_count, period.timezone,
-                              period.start)
+    full = anniversary_period(anchor, plan.interval, plan.interval_count, period.timezone, period.start)
     if full.end == period.end and full.start < period.start:
         return _days(full)
     return own
 
 
-def active_windows(subscription: Subscription, period: BillingPeriod,
-                   customer: Customer | None = None) -> list[tuple[datetime, datetime]]:
+def active_windows(
+    subscription: Subscription, period: BillingPeriod, customer: Customer | None = None
+) -> list[tuple[datetime, datetime]]:
     """The parts ``[from, until)`` of ``period`` in which fixed fees accrue, oldest first.
 
     The billable window (``billable_window``) minus every suspension of the subscription and of
@@ -131,19 +129,24 @@ def active_windows(subscription: Subscription, period: BillingPeriod,
     return sorted(pieces)
 
 
-def suspended_during(subscription: Subscription, period: BillingPeriod,
-                     customer: Customer | None = None) -> bool:
+def suspended_during(
+    subscription: Subscription, period: BillingPeriod, customer: Customer | None = None
+) -> bool:
     """True when a suspension of the subscription or ``customer`` overlaps ``period``."""
     for suspension in subscription.suspensions + (customer.suspensions if customer else ()):
-        if ((suspension.start is None or suspension.start < period.end)
-                and (suspension.end is None or suspension.end > period.start)):
+        if (suspension.start is None or suspension.start < period.end) and (
+            suspension.end is None or suspension.end > period.start
+        ):
             return True
     return False
 
 
-def proration_days(subscription: Subscription, period: BillingPeriod,
-                   plan: Plan | None = None,
-                   customer: Customer | None = None) -> tuple[int, int]:
+def proration_days(
+    subscription: Subscription,
+    period: BillingPeriod,
+    plan: Plan | None = None,
+    customer: Customer | None = None,
+) -> tuple[int, int]:
     """Return ``(active_days, period_days)`` for prorating fixed fees over ``period``.
 
     ``active_days`` is in ``0..period_days``; the fee is the full one when they are equal. See

@@ -68,8 +68,7 @@ class SubscriptionUsage:
 
     def warnings(self) -> tuple[str, ...]:
         """Warnings of every accumulator (non-numeric or missing values), capped per meter."""
-        return tuple(f"meter {code}: {w}" for code, acc in self.accumulators.items()
-                     for w in acc.warnings)
+        return tuple(f"meter {code}: {w}" for code, acc in self.accumulators.items() for w in acc.warnings)
 
     def warning_count(self) -> int:
         """Total number of ignored events (uncapped)."""
@@ -110,8 +109,14 @@ class UsageRouter:
         self.unrouted = 0
         self.events_seen = 0
 
-    def claim(self, subscription_id: str, customer_id: str, meters: Iterable[str] | None,
-              started_at: datetime, canceled_at: datetime | None = None) -> None:
+    def claim(
+        self,
+        subscription_id: str,
+        customer_id: str,
+        meters: Iterable[str] | None,
+        started_at: datetime,
+        canceled_at: datetime | None = None,
+    ) -> None:
         """Register a subscription of ``customer_id`` that owns events of ``meters`` (codes).
 
         Active on ``[started_at, canceled_at)``; ``meters`` is ``None`` when its plan cannot be
@@ -119,14 +124,27 @@ class UsageRouter:
         """
         previous = self._claims.get(subscription_id)
         self._claims[subscription_id] = _Claim(
-            subscription_id, customer_id, (started_at, subscription_id), started_at,
-            canceled_at or _FOREVER, None if meters is None else frozenset(meters),
-            previous.watches if previous else [])
+            subscription_id,
+            customer_id,
+            (started_at, subscription_id),
+            started_at,
+            canceled_at or _FOREVER,
+            None if meters is None else frozenset(meters),
+            previous.watches if previous else [],
+        )
         self._routes = None
 
-    def watch(self, key: str, subscription_id: str, meters: Iterable[Meter],
-              start: datetime, end: datetime, *, period_start: datetime | None = None,
-              period_end: datetime | None = None) -> None:
+    def watch(
+        self,
+        key: str,
+        subscription_id: str,
+        meters: Iterable[Meter],
+        start: datetime,
+        end: datetime,
+        *,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+    ) -> None:
         """Fold the events of ``subscription_id`` for ``meters`` with ``start <= ts < end``.
 
         ``key`` names the result in ``usage``. ``period_start``/``period_end``: the whole
@@ -141,7 +159,8 @@ class UsageRouter:
         entry = SubscriptionUsage(subscription_id)
         for meter in meters:
             entry.accumulators[meter.code] = make_accumulator(
-                meter, start, end, period_start=period_start, period_end=period_end)
+                meter, start, end, period_start=period_start, period_end=period_end
+            )
         self.usage[key] = entry
         claim.watches.append(_Watch(start, end, entry))
 
@@ -167,9 +186,15 @@ class UsageRouter:
         for customer_id, claims in by_customer.items():
             codes = {code for claim in claims for code in claim.meters or ()}
             routes[customer_id] = {
-                code: tuple(sorted((c for c in claims if c.meters is None or code in c.meters),
-                                   key=lambda c: c.rank, reverse=True))
-                for code in codes}
+                code: tuple(
+                    sorted(
+                        (c for c in claims if c.meters is None or code in c.meters),
+                        key=lambda c: c.rank,
+                        reverse=True,
+                    )
+                )
+                for code in codes
+            }
         return routes
 
     def consume(self, events: Iterable[UsageEvent]) -> None:
@@ -253,8 +278,7 @@ def plan_meter_codes(plan: Plan | DataError | None) -> frozenset[str] | None:
     return None
 
 
-def meters_of_plan(charges: Iterable[Charge],
-                   meters: Mapping[str, Meter | Exception]) -> list[Meter]:
+def meters_of_plan(charges: Iterable[Charge], meters: Mapping[str, Meter | Exception]) -> list[Meter]:
     """Return the parsed meters a plan's usage charges name.
 
     Missing or invalid meters are left out here; the invoice builder reports them.

@@ -81,8 +81,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 def minor_units(value: Any) -> int:
     """Validator: a positive integer amount in minor units (at most 10**15)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_AMOUNT:
-        raise BadRequest(f"must be a positive integer amount in minor units, got {echo(value)}",
-                         code="invalid_field")
+        raise BadRequest(
+            f"must be a positive integer amount in minor units, got {echo(value)}", code="invalid_field"
+        )
     return value
 
 
@@ -98,8 +99,14 @@ def short_text(value: Any) -> str:
     return checked
 
 
-BILLING_ADMIN_FIELDS = {"action": text, "invoice_id": identifier, "amount": minor_units,
-                        "paid_at": rfc3339, "reference": short_text, "reason": short_text}
+BILLING_ADMIN_FIELDS = {
+    "action": text,
+    "invoice_id": identifier,
+    "amount": minor_units,
+    "paid_at": rfc3339,
+    "reference": short_text,
+    "reason": short_text,
+}
 
 
 @dataclass(frozen=True)
@@ -130,58 +137,70 @@ def parse_request(call: Call, now: datetime) -> AdminRequest:
         raise BadRequest("X-Tenant-ID is required for billing_admin", code="missing_tenant")
     action = body.get("action")
     if action is None:
-        raise BadRequest(f"action is required: one of {', '.join(ACTIONS)}",
-                         code="missing_field")
+        raise BadRequest(f"action is required: one of {', '.join(ACTIONS)}", code="missing_field")
     if action not in ACTIONS:
-        raise BadRequest(f"action: unknown action {echo(action)}; expected one of "
-                         f"{', '.join(ACTIONS)}", code="invalid_field")
+        raise BadRequest(
+            f"action: unknown action {echo(action)}; expected one of {', '.join(ACTIONS)}",
+            code="invalid_field",
+        )
     invoice_id = body.get("invoice_id")
     if invoice_id is None:
         raise BadRequest("invoice_id is required", code="missing_field")
     amount, paid_at = body.get("amount"), body.get("paid_at")
     if action == "mark_paid":
-        missing = [name for name, value in (("amount", amount), ("paid_at", paid_at))
-                   if value is None]
+        missing = [name for name, value in (("amount", amount), ("paid_at", paid_at)) if value is None]
         if missing:
             raise BadRequest(f"mark_paid requires {' and '.join(missing)}", code="missing_field")
         if isinstance(paid_at, datetime) and paid_at > now + CLOCK_SKEW:
-            raise BadRequest(f"paid_at {paid_at.isoformat()} is in the future",
-                             code="invalid_field")
+            raise BadRequest(f"paid_at {paid_at.isoformat()} is in the future", code="invalid_field")
     else:
         extra = [name for name in ("amount", "paid_at", "reference") if name in body]
         if extra:
-            raise BadRequest(f"{', '.join(extra)}: only for mark_paid, not {action}",
-                             code="unknown_field")
+            raise BadRequest(f"{', '.join(extra)}: only for mark_paid, not {action}", code="unknown_field")
     actor = call.principal.email if call.principal else "unknown"
-    return AdminRequest(tenant_id=call.tenant_id, action=action, invoice_id=invoice_id,
-                        actor=actor, amount=amount, paid_at=paid_at,
-                        reference=body.get("reference"), reason=body.get("reason"))
+    return AdminRequest(
+        tenant_id=call.tenant_id,
+        action=action,
+        invoice_id=invoice_id,
+        actor=actor,
+        amount=amount,
+        paid_at=paid_at,
+        reference=body.get("reference"),
+        reason=body.get("reason"),
+    )
 
 
 def _invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> Invoice:
     invoice = store.get_invoice(tenant_id, invoice_id)
     if invoice is None:
-        raise NotFound(f"unknown invoice {echo(invoice_id)} in tenant {echo(tenant_id)}",
-                       code="unknown_invoice")
+        raise NotFound(
+            f"unknown invoice {echo(invoice_id)} in tenant {echo(tenant_id)}", code="unknown_invoice"
+        )
     return invoice
 
 
 def _conflict(invoice: Invoice, action: str) -> Conflict:
-    return Conflict(f"invoice {echo(invoice.id)} is {invoice.status}; {action} is not allowed",
-                    code="invalid_transition")
+    return Conflict(
+        f"invoice {echo(invoice.id)} is {invoice.status}; {action} is not allowed", code="invalid_transition"
+    )
 
 
 def _shown(invoice: Invoice) -> dict[str, Any]:
     """The invoice's fields in the response: status and amounts, ``paid_at`` once paid, PDF."""
-    shown: dict[str, Any] = {"status": invoice.status, "amount_paid": invoice.amount_paid,
-                             "amount_due": invoice.amount_due, "pdf_uri": invoice.pdf_uri}
+    shown: dict[str, Any] = {
+        "status": invoice.status,
+        "amount_paid": invoice.amount_paid,
+        "amount_due": invoice.amount_due,
+        "pdf_uri": invoice.pdf_uri,
+    }
     if invoice.paid_at is not None:
         shown["paid_at"] = invoice.paid_at
     return shown
 
 
-def run_admin_action(store: BillingStore, call: Call, now: datetime,
-                     services: Services | None = None) -> dict[str, Any]:
+def run_admin_action(
+    store: BillingStore, call: Call, now: datetime, services: Services | None = None
+) -> dict[str, Any]:
     """Validate, then perform one admin action; return the response body.
 
     Raises:
@@ -196,34 +215,53 @@ def run_admin_action(store: BillingStore, call: Call, now: datetime,
         raise PermissionDenied(f"tenant {echo(tenant.id)} is disabled", code="tenant_disabled")
     invoice = _invoice(store, tenant.id, request.invoice_id)
     response: dict[str, Any] = {
-        "run_id": call.run_id, "dry_run": False, "tenant_id": tenant.id,
-        "invoice_id": request.invoice_id, "action": request.action, "changed": True,
-        "reactivated": False, "skipped": 0, "errors": []}
+        "run_id": call.run_id,
+        "dry_run": False,
+        "tenant_id": tenant.id,
+        "invoice_id": request.invoice_id,
+        "action": request.action,
+        "changed": True,
+        "reactivated": False,
+        "skipped": 0,
+        "errors": [],
+    }
     details = {"reason": request.reason}
     if request.action in ("mark_paid", "void", "mark_uncollectible"):
-        outcome = _status_action(store, tenant, invoice, request, now, call.run_id, services,
-                                 details)
+        outcome = _status_action(store, tenant, invoice, request, now, call.run_id, services, details)
         response.update(_shown(outcome.invoice), changed=outcome.changed)
         if outcome.invoice.status in ("paid", "void") and outcome.changed:
-            _reactivate(store, tenant, invoice.customer_id, now, call.run_id, request.actor,
-                        services, response)
+            _reactivate(
+                store, tenant, invoice.customer_id, now, call.run_id, request.actor, services, response
+            )
     elif request.action == "resend_email":
         _resend(store, tenant, invoice, request, now, call.run_id, services, details)
         response.update(_shown(invoice))
     else:
         uri = _render(store, tenant, invoice, request, now, call.run_id, details)
         response.update(_shown(invoice), pdf_uri=uri)
-    log.info("admin action done", extra={"action": request.action,
-                                         "invoice_id": request.invoice_id,
-                                         "actor": request.actor, "changed": response["changed"]})
+    log.info(
+        "admin action done",
+        extra={
+            "action": request.action,
+            "invoice_id": request.invoice_id,
+            "actor": request.actor,
+            "changed": response["changed"],
+        },
+    )
     return response
 
 
-def _status_action(store: BillingStore, tenant: Tenant, invoice: Invoice,
-                   request: AdminRequest, now: datetime, run_id: str, services: Services,
-                   details: dict[str, Any]) -> StatusChange:
-    target = {"mark_paid": "paid", "void": "void", "mark_uncollectible": "uncollectible"}[
-        request.action]
+def _status_action(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice: Invoice,
+    request: AdminRequest,
+    now: datetime,
+    run_id: str,
+    services: Services,
+    details: dict[str, Any],
+) -> StatusChange:
+    target = {"mark_paid": "paid", "void": "void", "mark_uncollectible": "uncollectible"}[request.action]
     payment = None
     if request.action == "mark_paid":
         assert request.amount is not None and request.paid_at is not None
@@ -234,38 +272,66 @@ def _status_action(store: BillingStore, tenant: Tenant, invoice: Invoice,
         raise _conflict(invoice, request.action)
     due = invoice.amount_due
     if request.amount is not None and request.amount > due:
-        raise Conflict(f"amount {request.amount} exceeds the amount due {due}",
-                       code="amount_exceeds_due")
+        raise Conflict(f"amount {request.amount} exceeds the amount due {due}", code="amount_exceeds_due")
     if invoice.stripe_invoice_id and enabled_for(tenant):
         if request.amount is not None and request.amount != due:
-            raise Conflict("a partial payment of an invoice mirrored in Stripe must be "
-                           "recorded in Stripe", code="partial_payment_in_stripe")
+            raise Conflict(
+                "a partial payment of an invoice mirrored in Stripe must be recorded in Stripe",
+                code="partial_payment_in_stripe",
+            )
         action = "pay" if target == "paid" else request.action
-        details["stripe_status"] = sync_status(tenant, invoice.as_document(), action,
-                                               services.stripe())
-    return change_status(store, tenant.id, request.invoice_id, target, request.actor, now,
-                         run_id, payment=payment, details=details)
+        details["stripe_status"] = sync_status(tenant, invoice.as_document(), action, services.stripe())
+    return change_status(
+        store,
+        tenant.id,
+        request.invoice_id,
+        target,
+        request.actor,
+        now,
+        run_id,
+        payment=payment,
+        details=details,
+    )
 
 
-def _reactivate(store: BillingStore, tenant: Tenant, customer_id: str, now: datetime,
-                run_id: str, actor: str, services: Services, response: dict[str, Any]) -> None:
+def _reactivate(
+    store: BillingStore,
+    tenant: Tenant,
+    customer_id: str,
+    now: datetime,
+    run_id: str,
+    actor: str,
+    services: Services,
+    response: dict[str, Any],
+) -> None:
     try:
-        done = reactivate_if_clear(store, tenant, customer_id, now, now, run_id, actor=actor,
-                                   notify=email_enabled(tenant))
+        done = reactivate_if_clear(
+            store, tenant, customer_id, now, now, run_id, actor=actor, notify=email_enabled(tenant)
+        )
         if done is None:
             return
         response["reactivated"] = True
         if done.notification_id:
-            send_reactivation_notice(store, tenant, done.customer, done.notification_id,
-                                     services, now, run_id)
+            send_reactivation_notice(
+                store, tenant, done.customer, done.notification_id, services, now, run_id
+            )
     except BillingError as exc:
         # The action itself is done; the notice is retried by the dunning run's sweep.
-        response["errors"].append({"tenant_id": tenant.id, "customer_id": customer_id,
-                                   "error": exc.message, "code": exc.code})
+        response["errors"].append(
+            {"tenant_id": tenant.id, "customer_id": customer_id, "error": exc.message, "code": exc.code}
+        )
 
 
-def _resend(store: BillingStore, tenant: Tenant, invoice: Invoice, request: AdminRequest,
-            now: datetime, run_id: str, services: Services, details: dict[str, Any]) -> None:
+def _resend(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice: Invoice,
+    request: AdminRequest,
+    now: datetime,
+    run_id: str,
+    services: Services,
+    details: dict[str, Any],
+) -> None:
     if invoice.status in ("draft", "void"):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
@@ -276,34 +342,54 @@ def _resend(store: BillingStore, tenant: Tenant, invoice: Invoice, request: Admi
     customer = found if isinstance(found, Customer) else None
     to = recipient(invoice, customer)
     if not to:
-        raise Conflict(f"customer {invoice.customer_id!r} has no email address",
-                       code="no_email")
+        raise Conflict(f"customer {invoice.customer_id!r} has no email address", code="no_email")
     parse_email(to, f"invoices/{request.invoice_id} (customer snapshot)")
     key = f"{request.invoice_id}.resend.{run_id}"
     message = invoice_email(tenant, invoice, to, services, key, customer)
     message_id = services.mailer().send(message)
-    store.update_invoice(tenant.id, invoice.id, InvoiceChange(
-        email_resent_at=now, history=(history_entry(
-            "resend_email", request.actor, now, run_id=run_id, to=to, message_id=message_id,
-            **details),)))
+    store.update_invoice(
+        tenant.id,
+        invoice.id,
+        InvoiceChange(
+            email_resent_at=now,
+            history=(
+                history_entry(
+                    "resend_email", request.actor, now, run_id=run_id, to=to, message_id=message_id, **details
+                ),
+            ),
+        ),
+    )
 
 
-def _render(store: BillingStore, tenant: Tenant, invoice: Invoice, request: AdminRequest,
-            now: datetime, run_id: str, details: dict[str, Any]) -> str:
+def _render(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice: Invoice,
+    request: AdminRequest,
+    now: datetime,
+    run_id: str,
+    details: dict[str, Any],
+) -> str:
     """Render and store the invoice's PDF again; return its ``gs://`` URI."""
     from billing.delivery.documents import render_and_upload
     from billing.store.clients import invoices_bucket, storage_client
 
     if invoice.status == "draft":
-        raise Conflict("a draft has no number yet: its PDF is rendered when it is finalized",
-                       code="invoice_is_draft")
-    outcome = render_and_upload(tenant, [invoice.as_document()], storage_client(),
-                                invoices_bucket())
+        raise Conflict(
+            "a draft has no number yet: its PDF is rendered when it is finalized", code="invoice_is_draft"
+        )
+    outcome = render_and_upload(tenant, [invoice.as_document()], storage_client(), invoices_bucket())
     if outcome.failures or not outcome.uris:
         message = outcome.failures[0][1] if outcome.failures else "no PDF produced"
         raise UpstreamFailure(message, code="pdf_failed")
     uri = outcome.uris[0][1]
-    store.update_invoice(tenant.id, invoice.id, InvoiceChange(
-        pdf_uri=uri, pdf_rendered_at=now, history=(history_entry(
-            "render_pdf", request.actor, now, run_id=run_id, pdf_uri=uri, **details),)))
+    store.update_invoice(
+        tenant.id,
+        invoice.id,
+        InvoiceChange(
+            pdf_uri=uri,
+            pdf_rendered_at=now,
+            history=(history_entry("render_pdf", request.actor, now, run_id=run_id, pdf_uri=uri, **details),),
+        ),
+    )
     return uri

@@ -57,8 +57,7 @@ from billing.store.firestore_store import StoredInvoice, SubscriptionMove
 MAX_PERIODS_PER_RUN = 400
 
 
-def next_period(sub: Subscription, period_end: datetime, interval: str, count: int,
-                tz: str) -> BillingPeriod:
+def next_period(sub: Subscription, period_end: datetime, interval: str, count: int, tz: str) -> BillingPeriod:
     """The period that follows one ending at ``period_end`` on the subscription's schedule.
 
     It starts at ``period_end`` and ends at the first boundary of the anchored schedule after it,
@@ -78,8 +77,9 @@ def next_period(sub: Subscription, period_end: datetime, interval: str, count: i
     return BillingPeriod(period_end, end, tz)
 
 
-def due_periods(sub: Subscription, interval: str, count: int, tz: str,
-                as_of: datetime) -> tuple[list[BillingPeriod], BillingPeriod | None]:
+def due_periods(
+    sub: Subscription, interval: str, count: int, tz: str, as_of: datetime
+) -> tuple[list[BillingPeriod], BillingPeriod | None]:
     """Return the periods of ``sub`` to invoice at ``as_of`` and the period it moves to.
 
     A period is due when it has ended, or when the subscription was canceled inside it and the
@@ -104,11 +104,13 @@ def due_periods(sub: Subscription, interval: str, count: int, tz: str,
     return due, (period if due else None)
 
 
-def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
-                           subscriptions: Sequence[Subscription | tuple[str, DataError]],
-                           as_of: datetime,
-                           ) -> tuple[list[tuple[Subscription, BillingPeriod]],
-                                      dict[str, tuple[Subscription, BillingPeriod, datetime]]]:
+def anniversary_candidates(
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    subscriptions: Sequence[Subscription | tuple[str, DataError]],
+    as_of: datetime,
+) -> tuple[list[tuple[Subscription, BillingPeriod]], dict[str, tuple[Subscription, BillingPeriod, datetime]]]:
     """The due (subscription, period) pairs, and where each due subscription advances to.
 
     The second value maps a subscription id to ``(subscription, next period, cycle anchor)``.
@@ -126,8 +128,7 @@ def anniversary_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
             continue
         try:
             plan = catalog.plan(sub.plan_id)
-            due, moved_to = due_periods(sub, plan.interval, plan.interval_count,
-                                        tenant.timezone, as_of)
+            due, moved_to = due_periods(sub, plan.interval, plan.interval_count, tenant.timezone, as_of)
             anchor = sub.cycle_anchor(plan.interval, plan.interval_count, tenant.timezone)
         except Exception as exc:  # bad data of one subscription never stops the tenant's run
             report.error(tenant.id, exc, subscription_id=sub.id)
@@ -150,9 +151,14 @@ def _age(since: datetime | None, now: datetime) -> str:
     return f"{days} day{'s' if days != 1 else ''} {hours} hour{'s' if hours != 1 else ''}"
 
 
-def warn_blocked_drafts(ctx: RunContext, report: RunReport, tenant: Tenant,
-                        blocked: Sequence[Invoice], skips: Sequence[dict[str, Any]],
-                        errors: Sequence[dict[str, Any]]) -> None:
+def warn_blocked_drafts(
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    blocked: Sequence[Invoice],
+    skips: Sequence[dict[str, Any]],
+    errors: Sequence[dict[str, Any]],
+) -> None:
     """Put each due draft that could not be finalized in ``warnings``, with its age and why.
 
     ``skips`` and ``errors`` are the entries this finalization added (the reason is the skip
@@ -168,11 +174,13 @@ def warn_blocked_drafts(ctx: RunContext, report: RunReport, tenant: Tenant,
         report.warnings_count += 1
         report.warnings.append(
             f"{tenant.id}/{invoice.id}: draft waiting {_age(invoice.created_at, ctx.now)}"
-            f" cannot be finalized: {reason}")
+            f" cannot be finalized: {reason}"
+        )
 
 
-def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
-                        stored: Sequence[StoredInvoice]) -> int:
+def finalize_due_drafts(
+    ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, stored: Sequence[StoredInvoice]
+) -> int:
     """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized.
 
     A draft whose re-pricing gives nothing (``no_usage``/``nothing_to_bill``, also its skip
@@ -195,24 +203,31 @@ def finalize_due_drafts(ctx: RunContext, report: RunReport, tenant: Tenant, cata
         try:
             if isinstance(sub, DataError):
                 raise sub
-            candidates.append((sub, BillingPeriod(invoice.period_start, invoice.period_end,
-                                                  tenant.timezone)))
+            candidates.append((sub, BillingPeriod(invoice.period_start, invoice.period_end, tenant.timezone)))
         except Exception as exc:  # a malformed draft fails alone
             report.error(tenant.id, exc, invoice_id=invoice.id)
     empty: list[InvoiceDraft] = []
     priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty)
     handled = {d.invoice_id for d in (*priced, *empty)}
-    warn_blocked_drafts(ctx, report, tenant, [d for d in drafts if d.id not in handled],
-                        report.skips[skips_before:], report.errors[errors_before:])
+    warn_blocked_drafts(
+        ctx,
+        report,
+        tenant,
+        [d for d in drafts if d.id not in handled],
+        report.skips[skips_before:],
+        report.errors[errors_before:],
+    )
     if ctx.dry_run:
         for draft in priced:
             report.finalized += 1
             report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
         return len(priced)
-    ctx.store.discard_drafts(tenant.id, {d.invoice_id: empty_reason(subs, d) for d in empty},
-                             now=ctx.now, run_id=ctx.run_id)
-    finalized = ctx.store.finalize_drafts(tenant, priced, now=ctx.now, run_id=ctx.run_id,
-                                          delivery_pending=delivery_enabled(tenant))
+    ctx.store.discard_drafts(
+        tenant.id, {d.invoice_id: empty_reason(subs, d) for d in empty}, now=ctx.now, run_id=ctx.run_id
+    )
+    finalized = ctx.store.finalize_drafts(
+        tenant, priced, now=ctx.now, run_id=ctx.run_id, delivery_pending=delivery_enabled(tenant)
+    )
     for invoice in finalized:
         report.totals[invoice.currency] = report.totals.get(invoice.currency, 0) + invoice.total
     report.finalized += len(finalized)
@@ -227,8 +242,7 @@ def empty_reason(subs: Mapping[str, Subscription | DataError], draft: InvoiceDra
     return empty_invoice_reason(sub, draft.period, draft.customer)
 
 
-def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
-                          subscription_id: str | None) -> RunReport:
+def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_id: str | None) -> RunReport:
     """Anniversary billing at ``ctx.now`` (the request's ``as_of``) for one tenant or all.
 
     Raises:
@@ -237,8 +251,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
 
     """
     if subscription_id is not None and tenant_id is None:
-        raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)",
-                         code="missing_tenant")
+        raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)", code="missing_tenant")
     report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run, function="generate_invoices")
     tenants = resolve_tenants(ctx.store, tenant_id)
     only: Subscription | None = None
@@ -247,8 +260,10 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
         assert isinstance(tenant, Tenant)
         only = ctx.store.get_subscription(tenant.id, subscription_id)
         if only.billing_time != "anniversary":
-            raise BadRequest(f"subscription {echo(subscription_id)} is billed by calendar month: "
-                             "use monthly_billing", code="not_anniversary")
+            raise BadRequest(
+                f"subscription {echo(subscription_id)} is billed by calendar month: use monthly_billing",
+                code="not_anniversary",
+            )
 
     def describe(tenant: Tenant) -> dict[str, Any]:
         return {"as_of": ctx.now, **({"subscription_id": subscription_id} if only else {})}
@@ -256,23 +271,32 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None,
     def work(tenant: Tenant) -> dict[str, Any]:
         catalog = Catalog.load(ctx.store, tenant.id)
         subs: Sequence[Subscription | tuple[str, DataError]] = (
-            [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary"))
+            [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary")
+        )
         candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
         # No grace period (or an admin's "now"): the invoices are final when created.
         at_once = only is not None or tenant.grace_period_hours == 0
         errors_before, generated_before = len(report.errors), report.generated
-        summary = bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=at_once,
-                                     known=subs, known_billing_times=() if only else ("anniversary",))
+        summary = bill_subscriptions(
+            ctx,
+            report,
+            tenant,
+            catalog,
+            candidates,
+            finalize=at_once,
+            known=subs,
+            known_billing_times=() if only else ("anniversary",),
+        )
         finalized_at_once = report.generated - generated_before if at_once else 0
         report.finalized += finalized_at_once
         # This tenant's failures only: another tenant may use the same subscription ids.
         failed = {e.get("subscription_id") for e in report.errors[errors_before:]}
-        moves = [SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end,
-                                  anchor)
-                 for sub_id, (sub, period, anchor) in advances.items()
-                 if sub_id not in failed and sub.current_period_end is not None]
-        advanced = 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves,
-                                                                         now=ctx.now)
+        moves = [
+            SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end, anchor)
+            for sub_id, (sub, period, anchor) in advances.items()
+            if sub_id not in failed and sub.current_period_end is not None
+        ]
+        advanced = 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves, now=ctx.now)
         report.advanced += advanced
         if only is not None:
             drafts = ctx.store.drafts_of_subscription(tenant.id, only.id)

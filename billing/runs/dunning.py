@@ -109,43 +109,67 @@ class DunningReport:
         """Count an overdue invoice left alone this run, with the reason."""
         self.skipped += 1
         if len(self.skips) < MAX_LISTED:
-            self.skips.append({"tenant_id": tenant_id, "invoice_id": invoice_id,
-                               "reason": reason})
+            self.skips.append({"tenant_id": tenant_id, "invoice_id": invoice_id, "reason": reason})
 
     def act(self, tenant_id: str, action: str, **details: Any) -> None:
         """List one action done (or, in a dry run, that would be done)."""
         if len(self.actions) < MAX_LISTED:
-            self.actions.append({"tenant_id": tenant_id, "action": action,
-                                 **{k: v for k, v in details.items() if v is not None}})
+            self.actions.append(
+                {
+                    "tenant_id": tenant_id,
+                    "action": action,
+                    **{k: v for k, v in details.items() if v is not None},
+                }
+            )
 
     def error(self, tenant_id: str, error: BaseException, **ids: str | None) -> None:
         """Record one failure (the run goes on)."""
-        entry: dict[str, Any] = {"tenant_id": tenant_id,
-                                 **{k: v for k, v in ids.items() if v is not None}}
+        entry: dict[str, Any] = {"tenant_id": tenant_id, **{k: v for k, v in ids.items() if v is not None}}
         if isinstance(error, BillingError):
             entry.update(error=error.message, code=error.code)
         else:
             entry.update(error=f"internal error: {type(error).__name__}", code="internal")
         self.errors.append(entry)
-        log.error("dunning failure", extra={
-            **ids, "error": entry["error"], "code": entry["code"],
-            **({} if isinstance(error, BillingError)
-               else {"stack_trace": "".join(traceback.format_exception(error))})})
+        log.error(
+            "dunning failure",
+            extra={
+                **ids,
+                "error": entry["error"],
+                "code": entry["code"],
+                **(
+                    {}
+                    if isinstance(error, BillingError)
+                    else {"stack_trace": "".join(traceback.format_exception(error))}
+                ),
+            },
+        )
 
     def counters(self) -> dict[str, int]:
         """The counters, by name."""
-        return {"reminders_sent": self.reminders_sent, "suspended": self.suspended,
-                "marked_uncollectible": self.marked_uncollectible,
-                "reactivated": self.reactivated, "notices_sent": self.notices_sent,
-                "deliveries_retried": self.deliveries_retried, "skipped": self.skipped,
-                "errors": len(self.errors)}
+        return {
+            "reminders_sent": self.reminders_sent,
+            "suspended": self.suspended,
+            "marked_uncollectible": self.marked_uncollectible,
+            "reactivated": self.reactivated,
+            "notices_sent": self.notices_sent,
+            "deliveries_retried": self.deliveries_retried,
+            "skipped": self.skipped,
+            "errors": len(self.errors),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The response body (JSON-ready)."""
-        return {"run_id": self.run_id, "dry_run": self.dry_run, "as_of": self.as_of.isoformat(),
-                **self.counters(), "errors": self.errors, "skips": self.skips,
-                "skips_truncated": self.skipped > len(self.skips), "actions": self.actions,
-                "tenants": self.tenants}
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "as_of": self.as_of.isoformat(),
+            **self.counters(),
+            "errors": self.errors,
+            "skips": self.skips,
+            "skips_truncated": self.skipped > len(self.skips),
+            "actions": self.actions,
+            "tenants": self.tenants,
+        }
 
 
 @dataclass
@@ -176,8 +200,9 @@ class Suspension:
     reason: str = ""
 
 
-def suspension_plan(tenant: Tenant, invoice: Invoice, account: Account, overdue: timedelta,
-                    notify: bool) -> SuspensionPlan:
+def suspension_plan(
+    tenant: Tenant, invoice: Invoice, account: Account, overdue: timedelta, notify: bool
+) -> SuspensionPlan:
     """What the suspension step does for ``invoice``'s customer (read in the same transaction).
 
     An ``active`` customer is suspended with their ``active`` subscriptions, for a new
@@ -189,23 +214,40 @@ def suspension_plan(tenant: Tenant, invoice: Invoice, account: Account, overdue:
         DataError: the customer document is invalid (when its address is needed).
 
     """
-    reason = (f"Invoice {invoice.label} is unpaid {_overdue_text(overdue)} after its due date "
-              f"({local_date(invoice.due_at, tenant)})")
+    reason = (
+        f"Invoice {invoice.label} is unpaid {_overdue_text(overdue)} after its due date "
+        f"({local_date(invoice.due_at, tenant)})"
+    )
     customer = account.customer or {}
     if customer.get("status") != "active":
         return SuspensionPlan(reason, None)
-    subscriptions = tuple(sub_id for sub_id, sub in account.subscriptions
-                          if sub.get("status") == "active")
+    subscriptions = tuple(sub_id for sub_id, sub in account.subscriptions if sub.get("status") == "active")
     to = recipient(invoice, Customer.parse(account.customer_id, customer)) if notify else None
-    note = Notification(id=f"{invoice.id}.suspension", kind="suspension", to=to,
-                        customer_id=account.customer_id, invoice_id=invoice.id,
-                        step="suspension") if to else None
+    note = (
+        Notification(
+            id=f"{invoice.id}.suspension",
+            kind="suspension",
+            to=to,
+            customer_id=account.customer_id,
+            invoice_id=invoice.id,
+            step="suspension",
+        )
+        if to
+        else None
+    )
     return SuspensionPlan(reason, uuid.uuid4().hex[:16], subscriptions, note)
 
 
-def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
-                        overdue: timedelta, as_of: datetime, now: datetime, run_id: str,
-                        notify: bool) -> Suspension | None:
+def suspend_for_invoice(
+    store: BillingStore,
+    tenant: Tenant,
+    invoice_id: str,
+    overdue: timedelta,
+    as_of: datetime,
+    now: datetime,
+    run_id: str,
+    notify: bool,
+) -> Suspension | None:
     """Record ``dunning.suspension`` on the invoice and suspend its customer, in one transaction.
 
     Returns None when the invoice is no longer open or the step was already recorded (a
@@ -214,20 +256,29 @@ def suspend_for_invoice(store: BillingStore, tenant: Tenant, invoice_id: str,
     ``BillingStore.suspend_for_invoice``.
     """
     plan = store.suspend_for_invoice(
-        tenant.id, invoice_id,
+        tenant.id,
+        invoice_id,
         lambda invoice, account: suspension_plan(tenant, invoice, account, overdue, notify),
-        now=now, as_of=as_of, run_id=run_id)
+        now=now,
+        as_of=as_of,
+        run_id=run_id,
+    )
     if plan is None:
         return None
-    return Suspension(plan.suspension_id is not None, list(plan.subscriptions),
-                      plan.notice.id if plan.notice else None, plan.reason)
+    return Suspension(
+        plan.suspension_id is not None,
+        list(plan.subscriptions),
+        plan.notice.id if plan.notice else None,
+        plan.reason,
+    )
 
 
 class _TenantRun:
     """One tenant's pass: overdue invoices, then reactivations."""
 
-    def __init__(self, ctx: DunningContext, report: DunningReport, tenant: Tenant,
-                 policy: DunningPolicy) -> None:
+    def __init__(
+        self, ctx: DunningContext, report: DunningReport, tenant: Tenant, policy: DunningPolicy
+    ) -> None:
         self.ctx = ctx
         self.report = report
         self.tenant = tenant
@@ -237,35 +288,82 @@ class _TenantRun:
         self.suspended_now: set[str] = set()
 
     # -- emails ----------------------------------------------------------------------------------
-    def _message(self, kind: str, invoice: Invoice, customer: Customer | None, to: str,
-                 key: str, overdue: timedelta, reason: str | None = None) -> Any:
+    def _message(
+        self,
+        kind: str,
+        invoice: Invoice,
+        customer: Customer | None,
+        to: str,
+        key: str,
+        overdue: timedelta,
+        reason: str | None = None,
+    ) -> Any:
         values = invoice_values(self.tenant, invoice.as_document(), customer)
         values["days_overdue"] = _overdue_text(overdue)
         if reason is not None:
             values["suspension_reason"] = reason
-        attachment = (invoice_attachment(self.tenant, invoice, self.ctx.services)
-                      if kind == "reminder" else None)
-        return build_message(kind, tenant=self.tenant, to=to, values=values,
-                             settings=self.ctx.services.mailer().settings, message_key=key,
-                             attachment=attachment)
+        attachment = (
+            invoice_attachment(self.tenant, invoice, self.ctx.services) if kind == "reminder" else None
+        )
+        return build_message(
+            kind,
+            tenant=self.tenant,
+            to=to,
+            values=values,
+            settings=self.ctx.services.mailer().settings,
+            message_key=key,
+            attachment=attachment,
+        )
 
-    def _send(self, kind: str, step: str, invoice: Invoice, customer: Customer | None,
-              overdue: timedelta, record_key: str, reason: str | None = None) -> str:
+    def _send(
+        self,
+        kind: str,
+        step: str,
+        invoice: Invoice,
+        customer: Customer | None,
+        overdue: timedelta,
+        record_key: str,
+        reason: str | None = None,
+    ) -> str:
         ctx = self.ctx
         to = recipient(invoice, customer) or ""
-        note = Notification(id=f"{invoice.id}.{step}", kind=kind, to=to,
-                            customer_id=invoice.customer_id, invoice_id=invoice.id, step=step)
+        note = Notification(
+            id=f"{invoice.id}.{step}",
+            kind=kind,
+            to=to,
+            customer_id=invoice.customer_id,
+            invoice_id=invoice.id,
+            step=step,
+        )
 
         def build() -> Any:
             return self._message(kind, invoice, customer, to, note.id, overdue, reason)
 
         return send_notification(
-            ctx.store, self.tenant, note, build, ctx.services, ctx.now, ctx.run_id,
+            ctx.store,
+            self.tenant,
+            note,
+            build,
+            ctx.services,
+            ctx.now,
+            ctx.run_id,
             invoice_change=InvoiceChange(
-                dunning={record_key: {"at": ctx.now, "as_of": ctx.as_of, "run_id": ctx.run_id,
-                                      "to": to, "notification_id": note.id}},
-                history=(history_entry(f"dunning.{record_key}", "dunning", ctx.now,
-                                       run_id=ctx.run_id, as_of=ctx.as_of, to=to),)))
+                dunning={
+                    record_key: {
+                        "at": ctx.now,
+                        "as_of": ctx.as_of,
+                        "run_id": ctx.run_id,
+                        "to": to,
+                        "notification_id": note.id,
+                    }
+                },
+                history=(
+                    history_entry(
+                        f"dunning.{record_key}", "dunning", ctx.now, run_id=ctx.run_id, as_of=ctx.as_of, to=to
+                    ),
+                ),
+            ),
+        )
 
     # -- steps -----------------------------------------------------------------------------------
     def invoice(self, invoice: Invoice, customer: Customer | None) -> None:
@@ -276,17 +374,14 @@ class _TenantRun:
 
         """
         if invoice.due_at is None:
-            raise DataError(f"invoice {invoice.id!r} is open without a due_at",
-                            code="missing_field")
+            raise DataError(f"invoice {invoice.id!r} is open without a due_at", code="missing_field")
         ctx, report, tenant = self.ctx, self.report, self.tenant
         overdue = ctx.as_of - invoice.due_at
         steps = self.policy.plan(overdue, invoice.dunning)
         if not steps:
-            report.skip(tenant.id, invoice.id, "up_to_date" if self.policy.enabled
-                        else "dunning_disabled")
+            report.skip(tenant.id, invoice.id, "up_to_date" if self.policy.enabled else "dunning_disabled")
             return
-        details = {"invoice_id": invoice.id, "customer_id": invoice.customer_id,
-                   "days_overdue": overdue.days}
+        details = {"invoice_id": invoice.id, "customer_id": invoice.customer_id, "days_overdue": overdue.days}
         for step in steps:
             if step == "suspension":
                 self._suspend(invoice, customer, overdue, details)
@@ -305,8 +400,14 @@ class _TenantRun:
             return "no_email"
         return None
 
-    def _remind(self, step: str, invoice: Invoice, customer: Customer | None,
-                overdue: timedelta, details: dict[str, Any]) -> None:
+    def _remind(
+        self,
+        step: str,
+        invoice: Invoice,
+        customer: Customer | None,
+        overdue: timedelta,
+        details: dict[str, Any],
+    ) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
         blocked = self._deliverable(invoice, customer)
         if blocked:
@@ -323,12 +424,16 @@ class _TenantRun:
         else:
             report.skip(tenant.id, invoice.id, "in_progress" if outcome == "busy" else "done")
 
-    def _suspend(self, invoice: Invoice, customer: Customer | None, overdue: timedelta,
-                 details: dict[str, Any]) -> None:
+    def _suspend(
+        self, invoice: Invoice, customer: Customer | None, overdue: timedelta, details: dict[str, Any]
+    ) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
         if ctx.dry_run:
-            if (customer is not None and customer.status == "active"
-                    and invoice.customer_id not in self.suspended_now):
+            if (
+                customer is not None
+                and customer.status == "active"
+                and invoice.customer_id not in self.suspended_now
+            ):
                 self.suspended_now.add(invoice.customer_id)
                 report.suspended += 1
                 report.act(tenant.id, "suspension", **details)
@@ -337,9 +442,16 @@ class _TenantRun:
             else:
                 report.act(tenant.id, "suspension_recorded", **details)
             return
-        result = suspend_for_invoice(ctx.store, tenant, invoice.id, overdue, ctx.as_of, ctx.now,
-                                     ctx.run_id,
-                                     notify=self._deliverable(invoice, customer) is None)
+        result = suspend_for_invoice(
+            ctx.store,
+            tenant,
+            invoice.id,
+            overdue,
+            ctx.as_of,
+            ctx.now,
+            ctx.run_id,
+            notify=self._deliverable(invoice, customer) is None,
+        )
         if result is None:
             report.skip(tenant.id, invoice.id, "in_progress")
             return
@@ -351,17 +463,21 @@ class _TenantRun:
         if result.notification_id:
             self._suspension_notice(invoice, customer, overdue, details, result.reason)
 
-    def _suspension_notice(self, invoice: Invoice, customer: Customer | None,
-                           overdue: timedelta, details: dict[str, Any],
-                           reason: str | None = None) -> None:
+    def _suspension_notice(
+        self,
+        invoice: Invoice,
+        customer: Customer | None,
+        overdue: timedelta,
+        details: dict[str, Any],
+        reason: str | None = None,
+    ) -> None:
         """Send the suspension notice (``reason``: the suspension's, else its recorded one)."""
         ctx, report, tenant = self.ctx, self.report, self.tenant
         if ctx.dry_run:
             report.notices_sent += 1
             report.act(tenant.id, "suspension_notice", **details)
             return
-        current = ctx.store.get_customers(tenant.id, [invoice.customer_id]).get(
-            invoice.customer_id)
+        current = ctx.store.get_customers(tenant.id, [invoice.customer_id]).get(invoice.customer_id)
         if isinstance(current, Customer) and current.status != "suspended":
             # Reactivated since: a late suspension notice would only confuse.
             ctx.store.cancel_suspension_notice(tenant.id, invoice.id, ctx.now)
@@ -370,8 +486,9 @@ class _TenantRun:
         if reason is None:
             recorded = invoice.dunning.get("suspension")
             reason = str((recorded.get("reason") if isinstance(recorded, Mapping) else "") or "")
-        outcome = self._send("suspension", "suspension", invoice, customer, overdue,
-                             "suspension_notice", reason=reason)
+        outcome = self._send(
+            "suspension", "suspension", invoice, customer, overdue, "suspension_notice", reason=reason
+        )
         if outcome == "sent_now":
             report.notices_sent += 1
             report.act(tenant.id, "suspension_notice", **details)
@@ -386,17 +503,22 @@ class _TenantRun:
             return
         if invoice.stripe_invoice_id and self.stripe:
             try:
-                sync_status(tenant, invoice.as_document(), "mark_uncollectible",
-                            ctx.services.stripe())
+                sync_status(tenant, invoice.as_document(), "mark_uncollectible", ctx.services.stripe())
             except StripeFailure as exc:
                 report.error(tenant.id, exc, invoice_id=invoice.id)
                 return
         try:
-            change_status(ctx.store, tenant.id, invoice.id, "uncollectible", "dunning", ctx.now,
-                          ctx.run_id, details={"as_of": ctx.as_of,
-                                               "days_overdue": details["days_overdue"]},
-                          dunning={"uncollectible": {"at": ctx.now, "as_of": ctx.as_of,
-                                                     "run_id": ctx.run_id}})
+            change_status(
+                ctx.store,
+                tenant.id,
+                invoice.id,
+                "uncollectible",
+                "dunning",
+                ctx.now,
+                ctx.run_id,
+                details={"as_of": ctx.as_of, "days_overdue": details["days_overdue"]},
+                dunning={"uncollectible": {"at": ctx.now, "as_of": ctx.as_of, "run_id": ctx.run_id}},
+            )
         except Conflict:
             report.skip(tenant.id, invoice.id, "status_changed")
             return
@@ -415,18 +537,36 @@ class _TenantRun:
         clock = max(ctx.as_of, ctx.now)
         for customer_id in ctx.store.suspended_customer_ids(tenant.id):
             try:
-                done = reactivate_if_clear(ctx.store, tenant, customer_id, clock, ctx.now,
-                                           ctx.run_id, actor="dunning", notify=self.email,
-                                           dry_run=ctx.dry_run)
+                done = reactivate_if_clear(
+                    ctx.store,
+                    tenant,
+                    customer_id,
+                    clock,
+                    ctx.now,
+                    ctx.run_id,
+                    actor="dunning",
+                    notify=self.email,
+                    dry_run=ctx.dry_run,
+                )
                 if done is None:
                     continue
                 report.reactivated += 1
-                report.act(tenant.id, "reactivation", customer_id=customer_id,
-                           subscriptions=done.subscriptions)
+                report.act(
+                    tenant.id, "reactivation", customer_id=customer_id, subscriptions=done.subscriptions
+                )
                 if done.notification_id and not ctx.dry_run:
-                    if send_reactivation_notice(ctx.store, tenant, done.customer,
-                                                done.notification_id, ctx.services, ctx.now,
-                                                ctx.run_id) == "sent_now":
+                    if (
+                        send_reactivation_notice(
+                            ctx.store,
+                            tenant,
+                            done.customer,
+                            done.notification_id,
+                            ctx.services,
+                            ctx.now,
+                            ctx.run_id,
+                        )
+                        == "sent_now"
+                    ):
                         report.notices_sent += 1
                 elif done.notification_id:
                     report.notices_sent += 1
@@ -444,11 +584,11 @@ def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> di
         retried, failures = sweep(ctx.store, tenant, ctx.services, ctx.run_id, ctx.now)
         report.deliveries_retried += retried
         for object_id, message in failures:
-            report.error(tenant.id, BillingError(message, code="delivery_failed"),
-                         invoice_id=object_id)
+            report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=object_id)
     invoices = ctx.store.overdue_invoices(tenant.id, ctx.as_of)
-    customers = ctx.store.get_customers(tenant.id, {
-        i.customer_id for i in invoices if isinstance(i, Invoice)})
+    customers = ctx.store.get_customers(
+        tenant.id, {i.customer_id for i in invoices if isinstance(i, Invoice)}
+    )
     for invoice in invoices:
         with log_context(tenant_id=tenant.id):
             if isinstance(invoice, tuple):
@@ -461,9 +601,12 @@ def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> di
                 report.error(tenant.id, exc, invoice_id=invoice.id)
     run.reactivations()
     after = report.counters()
-    summary: dict[str, Any] = {"tenant_id": tenant.id, "overdue": len(invoices),
-                               **{k: after[k] - before[k] for k in after},
-                               "seconds": round(time.monotonic() - started, 3)}
+    summary: dict[str, Any] = {
+        "tenant_id": tenant.id,
+        "overdue": len(invoices),
+        **{k: after[k] - before[k] for k in after},
+        "seconds": round(time.monotonic() - started, 3),
+    }
     return summary
 
 
@@ -482,9 +625,17 @@ def run_dunning(ctx: DunningContext, tenant_id: str | None) -> DunningReport:
             continue
         with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
             if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "function": "dunning", "status": "running", "started_at": ctx.now,
-                    "as_of": ctx.as_of, "principal": ctx.principal})
+                ctx.store.write_run(
+                    tenant.id,
+                    ctx.run_id,
+                    {
+                        "function": "dunning",
+                        "status": "running",
+                        "started_at": ctx.now,
+                        "as_of": ctx.as_of,
+                        "principal": ctx.principal,
+                    },
+                )
             errors_before = len(report.errors)
             try:
                 summary = run_tenant(ctx, report, tenant)
@@ -493,15 +644,29 @@ def run_dunning(ctx: DunningContext, tenant_id: str | None) -> DunningReport:
                 summary = {"tenant_id": tenant.id, "failed": True}
             report.tenants.append(summary)
             if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "status": "failed" if summary.get("failed") else "succeeded",
-                    "finished_at": datetime.now(ctx.now.tzinfo),
-                    "summary": {k: v for k, v in summary.items() if k != "tenant_id"},
-                    "error_details": report.errors[errors_before:][:MAX_LISTED]})
-            log.info("dunning finished for tenant", extra={
-                k: v for k, v in summary.items() if k != "tenant_id"})
+                ctx.store.write_run(
+                    tenant.id,
+                    ctx.run_id,
+                    {
+                        "status": "failed" if summary.get("failed") else "succeeded",
+                        "finished_at": datetime.now(ctx.now.tzinfo),
+                        "summary": {k: v for k, v in summary.items() if k != "tenant_id"},
+                        "error_details": report.errors[errors_before:][:MAX_LISTED],
+                    },
+                )
+            log.info(
+                "dunning finished for tenant", extra={k: v for k, v in summary.items() if k != "tenant_id"}
+            )
     return report
 
 
-__all__ = ["DunningContext", "DunningPolicy", "DunningReport", "Suspension", "run_dunning",
-           "run_tenant", "suspend_for_invoice", "suspension_plan"]
+__all__ = [
+    "DunningContext",
+    "DunningPolicy",
+    "DunningReport",
+    "Suspension",
+    "run_dunning",
+    "run_tenant",
+    "suspend_for_invoice",
+    "suspension_plan",
+]

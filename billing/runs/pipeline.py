@@ -53,8 +53,12 @@ class RunContext:
     now: datetime
     dry_run: bool
     store: BillingStore
-    publish_pdfs: Callable[[Tenant, Sequence[Mapping[str, Any]]],
-                           tuple[list[tuple[str, str]], list[tuple[str, str]], float]] | None
+    publish_pdfs: (
+        Callable[
+            [Tenant, Sequence[Mapping[str, Any]]], tuple[list[tuple[str, str]], list[tuple[str, str]], float]
+        ]
+        | None
+    )
     principal: str | None = None
 
 
@@ -86,11 +90,16 @@ class RunReport:
         """Count a subscription that got no invoice, with its reason."""
         self.skipped += 1
         if len(self.skips) < MAX_LISTED:
-            self.skips.append({"tenant_id": tenant_id, "subscription_id": subscription_id,
-                               "reason": reason})
+            self.skips.append({"tenant_id": tenant_id, "subscription_id": subscription_id, "reason": reason})
 
-    def error(self, tenant_id: str, error: BaseException, *, subscription_id: str | None = None,
-              invoice_id: str | None = None) -> None:
+    def error(
+        self,
+        tenant_id: str,
+        error: BaseException,
+        *,
+        subscription_id: str | None = None,
+        invoice_id: str | None = None,
+    ) -> None:
         """Record a failure for one subscription, invoice or tenant (the run goes on)."""
         entry: dict[str, Any] = {"tenant_id": tenant_id}
         if subscription_id is not None:
@@ -102,31 +111,44 @@ class RunReport:
         else:
             entry.update(error=f"internal error: {type(error).__name__}", code="internal")
         self.errors.append(entry)
-        log.error("billing failure", extra={
-            "subscription_id": subscription_id, "invoice_id": invoice_id,
-            "error": entry["error"], "code": entry["code"],
-            **({} if isinstance(error, BillingError)
-               else {"stack_trace": "".join(traceback.format_exception(error))}),
-        })
+        log.error(
+            "billing failure",
+            extra={
+                "subscription_id": subscription_id,
+                "invoice_id": invoice_id,
+                "error": entry["error"],
+                "code": entry["code"],
+                **(
+                    {}
+                    if isinstance(error, BillingError)
+                    else {"stack_trace": "".join(traceback.format_exception(error))}
+                ),
+            },
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The response body (JSON-ready)."""
         body: dict[str, Any] = {
-            "run_id": self.run_id, "dry_run": self.dry_run,
-            "generated": self.generated, "skipped": self.skipped,
-            "skips": self.skips, "skips_truncated": self.skipped > len(self.skips),
-            "errors": self.errors, "warnings": self.warnings[:MAX_LISTED],
-            "warnings_count": self.warnings_count, "totals": self.totals,
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "generated": self.generated,
+            "skipped": self.skipped,
+            "skips": self.skips,
+            "skips_truncated": self.skipped > len(self.skips),
+            "errors": self.errors,
+            "warnings": self.warnings[:MAX_LISTED],
+            "warnings_count": self.warnings_count,
+            "totals": self.totals,
             "tenants": self.tenants,
             "stats": {
-                "firestore_reads": self.firestore_reads, "firestore_writes": self.firestore_writes,
+                "firestore_reads": self.firestore_reads,
+                "firestore_writes": self.firestore_writes,
                 "pdfs_rendered": self.pdfs_rendered,
                 "pdf_render_seconds": round(self.pdf_render_seconds, 3),
             },
         }
         if self.function == "generate_invoices":
-            body.update(finalized=self.finalized, advanced=self.advanced,
-                        draft_totals=self.draft_totals)
+            body.update(finalized=self.finalized, advanced=self.advanced, draft_totals=self.draft_totals)
         if self.dry_run:
             body["invoices"] = self.invoices
         return body
@@ -173,12 +195,17 @@ def empty_invoice_reason(sub: Subscription, period: BillingPeriod, customer: Cus
     return "nothing_to_bill" if suspended_during(sub, period, customer) else "no_usage"
 
 
-def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
-                     candidates: Sequence[tuple[Subscription, BillingPeriod]],
-                     empty: list[InvoiceDraft] | None = None, *,
-                     known: Sequence[Subscription | tuple[str, DataError]] = (),
-                     known_billing_times: Collection[str] = (),
-                     ) -> tuple[list[InvoiceDraft], int]:
+def price_candidates(
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    candidates: Sequence[tuple[Subscription, BillingPeriod]],
+    empty: list[InvoiceDraft] | None = None,
+    *,
+    known: Sequence[Subscription | tuple[str, DataError]] = (),
+    known_billing_times: Collection[str] = (),
+) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
     Reads the candidates' customers and every subscription of those customers (``known`` holds
@@ -210,36 +237,50 @@ def price_candidates(ctx: RunContext, report: RunReport, tenant: Tenant, catalog
             plan = catalog.plan(sub.plan_id)
             customer = customers.get(sub.customer_id)
             if customer is None or isinstance(customer, DataError):
-                raise customer or DataError(f"customer {sub.customer_id!r} does not exist",
-                                            code="unknown_customer")
+                raise customer or DataError(
+                    f"customer {sub.customer_id!r} does not exist", code="unknown_customer"
+                )
             if customer.status == "archived":
                 report.skip(tenant.id, sub.id, "customer_archived")
                 continue
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
-            router.watch(watch_id, sub.id, meters_of_plan(plan.charges, catalog.meters),
-                         start, max(start, end), period_start=period.start,
-                         period_end=period.end)
+            router.watch(
+                watch_id,
+                sub.id,
+                meters_of_plan(plan.charges, catalog.meters),
+                start,
+                max(start, end),
+                period_start=period.start,
+                period_end=period.end,
+            )
             ready.append((sub, period, plan, customer, watch_id))
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
         window_start = min(period.start for _, period, _, _, _ in ready)
         window_end = max(period.end for _, period, _, _, _ in ready)
-        router.consume(store.stream_usage_events(tenant.id, window_start, window_end,
-                                                 properties=router.properties()))
+        router.consume(
+            store.stream_usage_events(tenant.id, window_start, window_end, properties=router.properties())
+        )
         if store.malformed_events:
             report.warnings_count += store.malformed_events
             report.warnings.append(
                 f"{tenant.id}: {store.malformed_events} usage events without a customer_id, "
-                "meter or timestamp were ignored")
+                "meter or timestamp were ignored"
+            )
     return build_drafts(report, tenant, catalog, router, ready, empty), router.events_seen
 
 
-def claim_usage(store: BillingStore, tenant: Tenant, router: UsageRouter, catalog: Catalog,
-                candidates: Sequence[tuple[Subscription, BillingPeriod]],
-                known: Sequence[Subscription | tuple[str, DataError]],
-                known_billing_times: Collection[str]) -> None:
+def claim_usage(
+    store: BillingStore,
+    tenant: Tenant,
+    router: UsageRouter,
+    catalog: Catalog,
+    candidates: Sequence[tuple[Subscription, BillingPeriod]],
+    known: Sequence[Subscription | tuple[str, DataError]],
+    known_billing_times: Collection[str],
+) -> None:
     """Register every subscription of the candidates' customers as the claimer of its meters.
 
     ``known`` holds every subscription of the billing times in ``known_billing_times``; the
@@ -251,8 +292,11 @@ def claim_usage(store: BillingStore, tenant: Tenant, router: UsageRouter, catalo
     """
     customer_ids = {sub.customer_id for sub, _ in candidates}
     missing = [time for time in BILLING_TIMES if time not in known_billing_times]
-    read = store.subscriptions_of_customers(
-        tenant.id, customer_ids, missing[0] if len(missing) == 1 else None) if missing else []
+    read = (
+        store.subscriptions_of_customers(tenant.id, customer_ids, missing[0] if len(missing) == 1 else None)
+        if missing
+        else []
+    )
     for sub in (*known, *read, *(sub for sub, _ in candidates)):
         if isinstance(sub, tuple) or sub.customer_id not in customer_ids:
             continue
@@ -260,9 +304,14 @@ def claim_usage(store: BillingStore, tenant: Tenant, router: UsageRouter, catalo
         router.claim(sub.id, sub.customer_id, codes, sub.started_at, sub.canceled_at)
 
 
-def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: UsageRouter,
-                 ready: Sequence[tuple[Subscription, BillingPeriod, Plan, Customer, str]],
-                 empty: list[InvoiceDraft] | None = None) -> list[InvoiceDraft]:
+def build_drafts(
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    router: UsageRouter,
+    ready: Sequence[tuple[Subscription, BillingPeriod, Plan, Customer, str]],
+    empty: list[InvoiceDraft] | None = None,
+) -> list[InvoiceDraft]:
     """Price each watched candidate from its usage; failures go to ``report.errors``.
 
     Empty drafts are skipped (see ``price_candidates``) and collected in ``empty`` when given.
@@ -282,11 +331,20 @@ def build_drafts(report: RunReport, tenant: Tenant, catalog: Catalog, router: Us
                 raise DataError(
                     f"{usage.ambiguous_events} usage events may belong to subscription(s) "
                     f"{', '.join(sorted(usage.ambiguous_with))} of the same customer, whose "
-                    "plan cannot be read: fix that plan, then run again", code="ambiguous_usage")
+                    "plan cannot be read: fix that plan, then run again",
+                    code="ambiguous_usage",
+                )
             draft = build_invoice(
-                tenant=tenant, customer=customer, subscription=sub, plan=plan,
-                meters=catalog.meters, period=period, usage=usage.quantities(),
-                usage_events=usage.events_counted, warnings=usage.warnings())
+                tenant=tenant,
+                customer=customer,
+                subscription=sub,
+                plan=plan,
+                meters=catalog.meters,
+                period=period,
+                usage=usage.quantities(),
+                usage_events=usage.events_counted,
+                warnings=usage.warnings(),
+            )
             invoice_size(tenant.id, draft.invoice_id, draft.to_document())
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
@@ -307,12 +365,17 @@ def _add_total(totals: dict[str, int], currency: str, amount: int) -> None:
     totals[currency] = totals.get(currency, 0) + amount
 
 
-def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog,
-                       candidates: Sequence[tuple[Subscription, BillingPeriod]], *,
-                       finalize: bool,
-                       known: Sequence[Subscription | tuple[str, DataError]] = (),
-                       known_billing_times: Collection[str] = (),
-                       ) -> dict[str, Any]:
+def bill_subscriptions(
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    candidates: Sequence[tuple[Subscription, BillingPeriod]],
+    *,
+    finalize: bool,
+    known: Sequence[Subscription | tuple[str, DataError]] = (),
+    known_billing_times: Collection[str] = (),
+) -> dict[str, Any]:
     """Price the candidates and create their absent invoices; return the tenant summary.
 
     ``known``/``known_billing_times``: the subscriptions the caller read, every one of those
@@ -323,10 +386,14 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
     only previews. Invoices that exist already are skipped as ``already_invoiced``.
     """
     store = ctx.store
-    drafts, events_read = price_candidates(ctx, report, tenant, catalog, candidates, known=known,
-                                           known_billing_times=known_billing_times)
-    summary: dict[str, Any] = {"tenant_id": tenant.id, "candidates": len(candidates),
-                               "events_read": events_read}
+    drafts, events_read = price_candidates(
+        ctx, report, tenant, catalog, candidates, known=known, known_billing_times=known_billing_times
+    )
+    summary: dict[str, Any] = {
+        "tenant_id": tenant.id,
+        "candidates": len(candidates),
+        "events_read": events_read,
+    }
     if ctx.dry_run:
         existing = store.existing_invoice_ids(tenant.id, [d.invoice_id for d in drafts])
         for draft in drafts:
@@ -334,14 +401,18 @@ def bill_subscriptions(ctx: RunContext, report: RunReport, tenant: Tenant, catal
                 report.skip(tenant.id, draft.subscription_id, "already_invoiced")
                 continue
             report.generated += 1
-            _add_total(report.totals if finalize else report.draft_totals, draft.currency,
-                       draft.total)
+            _add_total(report.totals if finalize else report.draft_totals, draft.currency, draft.total)
             report.invoices.append(preview(draft))
         return summary
 
-    result = store.create_invoices(tenant, drafts, now=ctx.now, run_id=ctx.run_id,
-                                   finalize=finalize,
-                                   delivery_pending=finalize and delivery_enabled(tenant))
+    result = store.create_invoices(
+        tenant,
+        drafts,
+        now=ctx.now,
+        run_id=ctx.run_id,
+        finalize=finalize,
+        delivery_pending=finalize and delivery_enabled(tenant),
+    )
     by_id = {d.invoice_id: d for d in drafts}
     for draft, error in result.rejected:
         report.error(tenant.id, error, subscription_id=draft.subscription_id)
@@ -380,8 +451,7 @@ def republish_missing_pdfs(ctx: RunContext, report: RunReport, tenant: Tenant) -
     publish(ctx, report, tenant, readable)
 
 
-def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
-            invoices: Sequence[Invoice]) -> None:
+def publish(ctx: RunContext, report: RunReport, tenant: Tenant, invoices: Sequence[Invoice]) -> None:
     """Publish finalized ``invoices``: PDFs stored and recorded, then delivered.
 
     Delivery (``billing.delivery.outbox``: the email with the PDF, the Stripe invoice, each as the tenant
@@ -397,14 +467,18 @@ def publish(ctx: RunContext, report: RunReport, tenant: Tenant,
     for invoice_id, message in failures:
         report.error(tenant.id, BillingError(message, code="pdf_failed"), invoice_id=invoice_id)
     for invoice_id, message in deliver_finalized_invoices(
-            ctx.store, tenant, [i.id for i in invoices], ctx.now, ctx.run_id):
-        report.error(tenant.id, BillingError(message, code="delivery_failed"),
-                     invoice_id=invoice_id)
+        ctx.store, tenant, [i.id for i in invoices], ctx.now, ctx.run_id
+    ):
+        report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=invoice_id)
 
 
-def calendar_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
-                        subscriptions: Sequence[Subscription | tuple[str, DataError]],
-                        period: BillingPeriod) -> list[tuple[Subscription, BillingPeriod]]:
+def calendar_candidates(
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    subscriptions: Sequence[Subscription | tuple[str, DataError]],
+    period: BillingPeriod,
+) -> list[tuple[Subscription, BillingPeriod]]:
     """Calendar subscriptions active at some time during ``period``; others skipped or ignored.
 
     Ignored (not counted): started on or after the period's end, or canceled on or before its
@@ -428,7 +502,8 @@ def calendar_candidates(report: RunReport, tenant: Tenant, catalog: Catalog,
                 raise DataError(
                     f"plan {plan.id!r} bills every {plan.interval_count} {plan.interval}(s); a "
                     "calendar subscription needs a monthly plan (use billing_time anniversary)",
-                    code="not_monthly_plan")
+                    code="not_monthly_plan",
+                )
         except DataError as exc:
             report.error(tenant.id, exc, subscription_id=sub.id)
             continue
@@ -451,12 +526,13 @@ def month_close_period(tenant: Tenant, month: str | None, now: datetime) -> Bill
     if period.end > now:
         raise BadRequest(
             f"month {period.month_label} has not ended yet in {tenant.timezone} "
-            f"(it ends {period.end.isoformat()})", code="month_not_closed")
+            f"(it ends {period.end.isoformat()})",
+            code="month_not_closed",
+        )
     return period
 
 
-def resolve_tenants(store: BillingStore,
-                    tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
+def resolve_tenants(store: BillingStore, tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
     """Return the tenants a run covers: the named one, or every active one.
 
     Raises:
@@ -481,10 +557,14 @@ def resolve_tenants(store: BillingStore,
     return out
 
 
-def run_per_tenant(ctx: RunContext, report: RunReport,
-                   tenants: Sequence[Tenant | tuple[str, DataError]], function: str,
-                   describe: Callable[[Tenant], dict[str, Any]],
-                   work: Callable[[Tenant], dict[str, Any]]) -> None:
+def run_per_tenant(
+    ctx: RunContext,
+    report: RunReport,
+    tenants: Sequence[Tenant | tuple[str, DataError]],
+    function: str,
+    describe: Callable[[Tenant], dict[str, Any]],
+    work: Callable[[Tenant], dict[str, Any]],
+) -> None:
     """Run ``work(tenant)`` for each tenant with its run record, logs and summary.
 
     ``describe(tenant)`` gives the fields that say what is billed (month, as_of...), recorded in
@@ -502,11 +582,22 @@ def run_per_tenant(ctx: RunContext, report: RunReport,
             before = (report.generated, report.skipped, len(report.errors), dict(report.totals))
             described = describe(tenant)
             if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "function": function, "status": "running", "started_at": utc_now(),
-                    "principal": ctx.principal, **described})
-            lease = None if ctx.dry_run else ctx.store.acquire_lease(
-                tenant.id, function, ctx.run_id, ttl=LEASE_TTL, wait=LEASE_WAIT)
+                ctx.store.write_run(
+                    tenant.id,
+                    ctx.run_id,
+                    {
+                        "function": function,
+                        "status": "running",
+                        "started_at": utc_now(),
+                        "principal": ctx.principal,
+                        **described,
+                    },
+                )
+            lease = (
+                None
+                if ctx.dry_run
+                else ctx.store.acquire_lease(tenant.id, function, ctx.run_id, ttl=LEASE_TTL, wait=LEASE_WAIT)
+            )
             try:
                 summary = work(tenant)
             except Exception as exc:  # one tenant's outage must not stop the others
@@ -515,29 +606,44 @@ def run_per_tenant(ctx: RunContext, report: RunReport,
             finally:
                 if lease is not None:
                     ctx.store.release_lease(tenant.id, function, lease)
-            summary.update({
-                **{k: v.isoformat() if isinstance(v, datetime) else v
-                   for k, v in described.items()},
-                "generated": report.generated - before[0], "skipped": report.skipped - before[1],
-                "errors": len(report.errors) - before[2],
-                "totals": {c: v - before[3].get(c, 0) for c, v in report.totals.items()
-                           if v != before[3].get(c, 0)},
-                "seconds": round(time.monotonic() - started, 3),
-            })
+            summary.update(
+                {
+                    **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in described.items()},
+                    "generated": report.generated - before[0],
+                    "skipped": report.skipped - before[1],
+                    "errors": len(report.errors) - before[2],
+                    "totals": {
+                        c: v - before[3].get(c, 0)
+                        for c, v in report.totals.items()
+                        if v != before[3].get(c, 0)
+                    },
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            )
             report.tenants.append(summary)
             if not ctx.dry_run:
-                ctx.store.write_run(tenant.id, ctx.run_id, {
-                    "status": "failed" if summary.get("failed") else "succeeded",
-                    "finished_at": utc_now(),
-                    **{k: summary[k] for k in ("generated", "skipped", "errors", "totals",
-                                               "seconds")},
-                    **{k: summary[k] for k in ("finalized", "advanced") if k in summary},
-                    "error_details": [e for e in report.errors
-                                      if e["tenant_id"] == tenant.id][:MAX_LISTED],
-                })
-            log.info(f"{function} finished for tenant", extra={
-                "generated": summary["generated"], "skipped": summary["skipped"],
-                "errors": summary["errors"], "dry_run": ctx.dry_run})
+                ctx.store.write_run(
+                    tenant.id,
+                    ctx.run_id,
+                    {
+                        "status": "failed" if summary.get("failed") else "succeeded",
+                        "finished_at": utc_now(),
+                        **{k: summary[k] for k in ("generated", "skipped", "errors", "totals", "seconds")},
+                        **{k: summary[k] for k in ("finalized", "advanced") if k in summary},
+                        "error_details": [e for e in report.errors if e["tenant_id"] == tenant.id][
+                            :MAX_LISTED
+                        ],
+                    },
+                )
+            log.info(
+                f"{function} finished for tenant",
+                extra={
+                    "generated": summary["generated"],
+                    "skipped": summary["skipped"],
+                    "errors": summary["errors"],
+                    "dry_run": ctx.dry_run,
+                },
+            )
 
 
 def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -> RunReport:
@@ -564,22 +670,28 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
             except BadRequest as exc:
                 if tenant_id is not None:
                     raise
-                report.tenants.append({"tenant_id": tenant.id, "skipped": exc.code,
-                                       "reason": exc.message})
+                report.tenants.append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
                 continue
         ready.append(tenant)
 
     def describe(tenant: Tenant) -> dict[str, Any]:
         period = periods[tenant.id]
-        return {"month": period.month_label, "period_start": period.start,
-                "period_end": period.end}
+        return {"month": period.month_label, "period_start": period.start, "period_end": period.end}
 
     def work(tenant: Tenant) -> dict[str, Any]:
         catalog = Catalog.load(ctx.store, tenant.id)
         subs = ctx.store.load_subscriptions(tenant.id, "calendar")
         candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
-        return bill_subscriptions(ctx, report, tenant, catalog, candidates, finalize=True,
-                                  known=subs, known_billing_times=("calendar",))
+        return bill_subscriptions(
+            ctx,
+            report,
+            tenant,
+            catalog,
+            candidates,
+            finalize=True,
+            known=subs,
+            known_billing_times=("calendar",),
+        )
 
     run_per_tenant(ctx, report, ready, "monthly_billing", describe, work)
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes

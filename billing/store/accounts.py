@@ -98,20 +98,28 @@ def closed_suspensions(data: Mapping[str, Any], now: datetime) -> list[dict[str,
     return [{**i, "to": now} if i.get("to") is None else i for i in intervals]
 
 
-def _resumed_fields(data: Mapping[str, Any], now: datetime,
-                    kept: Sequence[str]) -> dict[str, Any]:
+def _resumed_fields(data: Mapping[str, Any], now: datetime, kept: Sequence[str]) -> dict[str, Any]:
     """The update that ends a suspension: ``active``, the interval closed, ``kept`` remembered."""
-    return {"status": "active", "reactivated_at": now,
-            "suspensions": closed_suspensions(data, now),
-            "last_suspension": {k: data.get(k) for k in kept},
-            **{k: firestore.DELETE_FIELD for k in kept}}
+    return {
+        "status": "active",
+        "reactivated_at": now,
+        "suspensions": closed_suspensions(data, now),
+        "last_suspension": {k: data.get(k) for k in kept},
+        **{k: firestore.DELETE_FIELD for k in kept},
+    }
 
 
 class AccountStore(StoreBase):
     """Subscription advances, suspensions and reactivations (see the module docstring)."""
 
-    def advance_subscriptions(self, tenant_id: str, moves: Sequence[SubscriptionMove], *,
-                              now: datetime, batch_size: int = INVOICE_BATCH_SIZE) -> int:
+    def advance_subscriptions(
+        self,
+        tenant_id: str,
+        moves: Sequence[SubscriptionMove],
+        *,
+        now: datetime,
+        batch_size: int = INVOICE_BATCH_SIZE,
+    ) -> int:
         """Move anniversary subscriptions to their next period, each once.
 
         One transaction per batch reads the subscriptions and updates only those whose
@@ -120,25 +128,30 @@ class AccountStore(StoreBase):
         """
         advanced = 0
         for start in range(0, len(moves), batch_size):
-            batch = list(moves[start:start + batch_size])
+            batch = list(moves[start : start + batch_size])
             refs = [self._doc(tenant_id, "subscriptions", m.subscription_id) for m in batch]
 
-            def run(tx: Transaction, batch: list[SubscriptionMove] = batch,
-                    refs: list[firestore.DocumentReference] = refs) -> int:
+            def run(
+                tx: Transaction,
+                batch: list[SubscriptionMove] = batch,
+                refs: list[firestore.DocumentReference] = refs,
+            ) -> int:
                 snapshots = tx.get_all(refs)
                 moved = 0
                 for move, ref in zip(batch, refs, strict=True):
                     snapshot = snapshots[move.subscription_id]
                     data = snapshot.to_dict() or {}
-                    if (not snapshot.exists
-                            or data.get("current_period_end") != move.expected_period_end):
+                    if not snapshot.exists or data.get("current_period_end") != move.expected_period_end:
                         continue
-                    tx.update(ref, {
-                        "current_period_start": move.period_start,
-                        "current_period_end": move.period_end,
-                        "billing_cycle_anchor": data.get("billing_cycle_anchor") or move.anchor,
-                        "period_advanced_at": now,
-                    })
+                    tx.update(
+                        ref,
+                        {
+                            "current_period_start": move.period_start,
+                            "current_period_end": move.period_end,
+                            "billing_cycle_anchor": data.get("billing_cycle_anchor") or move.anchor,
+                            "period_advanced_at": now,
+                        },
+                    )
                     moved += 1
                 return moved
 
@@ -148,27 +161,46 @@ class AccountStore(StoreBase):
     def suspended_customer_ids(self, tenant_id: str) -> list[str]:
         """Ids of the tenant's customers with ``status == "suspended"``, sorted (``dunning``)."""
         query = self._collection(tenant_id, "customers").where(
-            filter=FieldFilter("status", "==", "suspended"))
+            filter=FieldFilter("status", "==", "suspended")
+        )
         return sorted(s.id for s in self._stream(query.select(["suspended_by"])))
 
-    def _account(self, tx: Transaction, tenant_id: str, customer_id: str,
-                 customer: Mapping[str, Any] | None, with_invoices: bool) -> Account:
+    def _account(
+        self,
+        tx: Transaction,
+        tenant_id: str,
+        customer_id: str,
+        customer: Mapping[str, Any] | None,
+        with_invoices: bool,
+    ) -> Account:
         """Read the customer's subscriptions (and open/uncollectible invoices) in ``tx``."""
-        subs = tx.query(self._collection(tenant_id, "subscriptions").where(
-            filter=FieldFilter("customer_id", "==", customer_id)))
+        subs = tx.query(
+            self._collection(tenant_id, "subscriptions").where(
+                filter=FieldFilter("customer_id", "==", customer_id)
+            )
+        )
         invoices: tuple[StoredInvoice, ...] = ()
         if with_invoices:
-            invoices = tuple(parse_invoice(s) for s in tx.query(
-                self._collection(tenant_id, "invoices")
-                .where(filter=FieldFilter("customer_id", "==", customer_id))
-                .where(filter=FieldFilter("status", "in", ["open", "uncollectible"]))))
-        return Account(customer_id, customer,
-                       tuple((s.id, s.to_dict() or {}) for s in subs), invoices)
+            invoices = tuple(
+                parse_invoice(s)
+                for s in tx.query(
+                    self._collection(tenant_id, "invoices")
+                    .where(filter=FieldFilter("customer_id", "==", customer_id))
+                    .where(filter=FieldFilter("status", "in", ["open", "uncollectible"]))
+                )
+            )
+        return Account(customer_id, customer, tuple((s.id, s.to_dict() or {}) for s in subs), invoices)
 
-    def suspend_for_invoice(self, tenant_id: str, invoice_id: str,
-                            decide: Callable[[Invoice, Account], SuspensionPlan], *,
-                            now: datetime, as_of: datetime, run_id: str,
-                            ) -> SuspensionPlan | None:
+    def suspend_for_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        decide: Callable[[Invoice, Account], SuspensionPlan],
+        *,
+        now: datetime,
+        as_of: datetime,
+        run_id: str,
+    ) -> SuspensionPlan | None:
         """Record ``dunning.suspension`` on the invoice and suspend as ``decide`` says, at once.
 
         In one transaction: the invoice is read; unless it is still ``open`` without a
@@ -192,46 +224,103 @@ class AccountStore(StoreBase):
                 return None
             customer_ref = self._doc(tenant_id, "customers", invoice.customer_id)
             found = tx.get(customer_ref)
-            account = self._account(tx, tenant_id, invoice.customer_id,
-                                    (found.to_dict() or {}) if found.exists else None, False)
+            account = self._account(
+                tx, tenant_id, invoice.customer_id, (found.to_dict() or {}) if found.exists else None, False
+            )
             plan = decide(invoice, account)
             if plan.suspension_id is not None:
                 self._suspend(tx, tenant_id, customer_ref, invoice_id, plan, now, run_id)
-            tx.update(invoice_ref, update_fields(InvoiceChange(
-                dunning={"suspension": {
-                    "at": now, "as_of": as_of, "run_id": run_id,
-                    "customer_suspended": plan.suspension_id is not None,
-                    "suspension_id": plan.suspension_id, "subscriptions": list(plan.subscriptions),
-                    "notice": plan.notice.id if plan.notice else None, "reason": plan.reason}},
-                history=(history_entry("dunning.suspension", "dunning", now, run_id=run_id,
-                                       as_of=as_of,
-                                       customer_suspended=plan.suspension_id is not None),))))
+            tx.update(
+                invoice_ref,
+                update_fields(
+                    InvoiceChange(
+                        dunning={
+                            "suspension": {
+                                "at": now,
+                                "as_of": as_of,
+                                "run_id": run_id,
+                                "customer_suspended": plan.suspension_id is not None,
+                                "suspension_id": plan.suspension_id,
+                                "subscriptions": list(plan.subscriptions),
+                                "notice": plan.notice.id if plan.notice else None,
+                                "reason": plan.reason,
+                            }
+                        },
+                        history=(
+                            history_entry(
+                                "dunning.suspension",
+                                "dunning",
+                                now,
+                                run_id=run_id,
+                                as_of=as_of,
+                                customer_suspended=plan.suspension_id is not None,
+                            ),
+                        ),
+                    )
+                ),
+            )
             return plan
 
         return self.run_transaction(run)
 
-    def _suspend(self, tx: Transaction, tenant_id: str, customer_ref: firestore.DocumentReference,
-                 invoice_id: str, plan: SuspensionPlan, now: datetime, run_id: str) -> None:
+    def _suspend(
+        self,
+        tx: Transaction,
+        tenant_id: str,
+        customer_ref: firestore.DocumentReference,
+        invoice_id: str,
+        plan: SuspensionPlan,
+        now: datetime,
+        run_id: str,
+    ) -> None:
         """Write a suspension: the customer, the planned subscriptions and the queued notice."""
-        fields = {"suspension_reason": plan.reason, "suspended_at": now, "suspended_by": "dunning",
-                  "suspension_id": plan.suspension_id,
-                  "suspensions": firestore.ArrayUnion([{"from": now, "to": None}])}
-        tx.update(customer_ref, {
-            "status": "suspended", **fields, "suspension_invoice_id": invoice_id,
-            "history": firestore.ArrayUnion([history_entry(
-                "suspended", "dunning", now, invoice_id=invoice_id, run_id=run_id,
-                reason=plan.reason)])})
+        fields = {
+            "suspension_reason": plan.reason,
+            "suspended_at": now,
+            "suspended_by": "dunning",
+            "suspension_id": plan.suspension_id,
+            "suspensions": firestore.ArrayUnion([{"from": now, "to": None}]),
+        }
+        tx.update(
+            customer_ref,
+            {
+                "status": "suspended",
+                **fields,
+                "suspension_invoice_id": invoice_id,
+                "history": firestore.ArrayUnion(
+                    [
+                        history_entry(
+                            "suspended",
+                            "dunning",
+                            now,
+                            invoice_id=invoice_id,
+                            run_id=run_id,
+                            reason=plan.reason,
+                        )
+                    ]
+                ),
+            },
+        )
         for sub_id in plan.subscriptions:
-            tx.update(self._doc(tenant_id, "subscriptions", sub_id),
-                      {"status": "suspended", **fields})
+            tx.update(self._doc(tenant_id, "subscriptions", sub_id), {"status": "suspended", **fields})
         if plan.notice is not None:
-            tx.set(self._doc(tenant_id, "notifications", plan.notice.id),
-                   notification_document(plan.notice, "pending", now, run_id))
+            tx.set(
+                self._doc(tenant_id, "notifications", plan.notice.id),
+                notification_document(plan.notice, "pending", now, run_id),
+            )
 
-    def reactivate_customer(self, tenant_id: str, customer_id: str,
-                            decide: Callable[[Account], ReactivationPlan | None], *,
-                            now: datetime, as_of: datetime, run_id: str, actor: str,
-                            dry_run: bool = False) -> ReactivationPlan | None:
+    def reactivate_customer(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        decide: Callable[[Account], ReactivationPlan | None],
+        *,
+        now: datetime,
+        as_of: datetime,
+        run_id: str,
+        actor: str,
+        dry_run: bool = False,
+    ) -> ReactivationPlan | None:
         """End a customer's dunning suspension as ``decide`` says, in one transaction.
 
         Only a customer whose ``status`` is ``suspended`` with ``suspended_by == "dunning"``
@@ -251,18 +340,35 @@ class AccountStore(StoreBase):
             plan = decide(account)
             if plan is None or dry_run:
                 return plan
-            tx.update(customer_ref, {
-                **_resumed_fields(data, now, (*SUSPENSION_FIELDS, "suspension_invoice_id")),
-                "history": firestore.ArrayUnion([history_entry(
-                    "reactivated", actor, now, run_id=run_id, suspension_id=plan.suspension_id,
-                    as_of=as_of)])})
+            tx.update(
+                customer_ref,
+                {
+                    **_resumed_fields(data, now, (*SUSPENSION_FIELDS, "suspension_invoice_id")),
+                    "history": firestore.ArrayUnion(
+                        [
+                            history_entry(
+                                "reactivated",
+                                actor,
+                                now,
+                                run_id=run_id,
+                                suspension_id=plan.suspension_id,
+                                as_of=as_of,
+                            )
+                        ]
+                    ),
+                },
+            )
             subs = dict(account.subscriptions)
             for sub_id in plan.subscriptions:
-                tx.update(self._doc(tenant_id, "subscriptions", sub_id),
-                          _resumed_fields(subs[sub_id], now, SUSPENSION_FIELDS))
+                tx.update(
+                    self._doc(tenant_id, "subscriptions", sub_id),
+                    _resumed_fields(subs[sub_id], now, SUSPENSION_FIELDS),
+                )
             if plan.notice is not None:
-                tx.create(self._doc(tenant_id, "notifications", plan.notice.id),
-                          notification_document(plan.notice, "pending", now, run_id))
+                tx.create(
+                    self._doc(tenant_id, "notifications", plan.notice.id),
+                    notification_document(plan.notice, "pending", now, run_id),
+                )
             return plan
 
         return self.run_transaction(run)

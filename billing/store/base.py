@@ -55,8 +55,10 @@ class Transaction:
         self._store._count(reads=1)
         return snapshot
 
-    def get_all(self, refs: Sequence[firestore.DocumentReference],
-                ) -> dict[str, Snapshot]:
+    def get_all(
+        self,
+        refs: Sequence[firestore.DocumentReference],
+    ) -> dict[str, Snapshot]:
         """Read documents in the transaction, by id (one read each)."""
         snapshots = {s.id: s for s in self._transaction.get_all(list(refs))}
         self._store._count(reads=len(refs))
@@ -73,8 +75,7 @@ class Transaction:
         self._transaction.create(ref, dict(data))
         self.documents_written += 1
 
-    def set(self, ref: firestore.DocumentReference, data: Mapping[str, Any], *,
-            merge: bool = False) -> None:
+    def set(self, ref: firestore.DocumentReference, data: Mapping[str, Any], *, merge: bool = False) -> None:
         """Write a whole document (or merge fields into it)."""
         self._transaction.set(ref, dict(data), merge=merge)
         self.documents_written += 1
@@ -145,24 +146,24 @@ class StoreBase:
         collection: firestore.CollectionReference = self._tenant_ref(tenant_id).collection(name)
         return collection
 
-    def _doc(self, tenant_id: str, collection: str,
-             document_id: str) -> firestore.DocumentReference:
+    def _doc(self, tenant_id: str, collection: str, document_id: str) -> firestore.DocumentReference:
         """``tenants/{tenant_id}/{collection}/{document_id}``."""
         return self._collection(tenant_id, collection).document(document_id)
 
     # -- reads -----------------------------------------------------------------------------
-    def _get(self, ref: firestore.DocumentReference,
-             field_paths: Sequence[str] | None = None) -> Snapshot:
+    def _get(self, ref: firestore.DocumentReference, field_paths: Sequence[str] | None = None) -> Snapshot:
         """Read one document (one read, also when it does not exist)."""
         snapshot = ref.get(field_paths=field_paths)
         self._count(reads=1)
         return snapshot
 
-    def _get_all(self, refs: Sequence[firestore.DocumentReference],
-                 ) -> Iterator[Snapshot]:
+    def _get_all(
+        self,
+        refs: Sequence[firestore.DocumentReference],
+    ) -> Iterator[Snapshot]:
         """Read documents in batched ``get_all`` calls (one read each, missing ones included)."""
         for start in range(0, len(refs), GET_ALL_BATCH):
-            for snapshot in self.db.get_all(list(refs[start:start + GET_ALL_BATCH])):
+            for snapshot in self.db.get_all(list(refs[start : start + GET_ALL_BATCH])):
                 self._count(reads=1)
                 yield snapshot
 
@@ -183,8 +184,9 @@ class StoreBase:
         self._count(writes=1)
         return result
 
-    def _update(self, ref: firestore.DocumentReference, data: Mapping[str, Any], *,
-                last_update: Any = None) -> None:
+    def _update(
+        self, ref: firestore.DocumentReference, data: Mapping[str, Any], *, last_update: Any = None
+    ) -> None:
         """Update fields of a document; with ``last_update``, only if unchanged since.
 
         Raises:
@@ -192,13 +194,11 @@ class StoreBase:
             google.api_core.exceptions.FailedPrecondition: it changed since ``last_update``.
 
         """
-        option = None if last_update is None else self.db.write_option(
-            last_update_time=last_update)
+        option = None if last_update is None else self.db.write_option(last_update_time=last_update)
         ref.update(dict(data), option=option)
         self._count(writes=1)
 
-    def _set(self, ref: firestore.DocumentReference, data: Mapping[str, Any], *,
-             merge: bool = False) -> None:
+    def _set(self, ref: firestore.DocumentReference, data: Mapping[str, Any], *, merge: bool = False) -> None:
         """Write a document (or merge fields into it)."""
         ref.set(dict(data), merge=merge)
         self._count(writes=1)
@@ -240,9 +240,10 @@ class StoreBase:
                 if not (isinstance(exc, Aborted) or isinstance(exc.__cause__, Aborted)):
                     raise
                 if round_ == TRANSACTION_ROUNDS:
-                    raise BillingError("Firestore transaction kept aborting under contention",
-                                       code="contention") from exc
-                time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** round_)))  # noqa: S311
+                    raise BillingError(
+                        "Firestore transaction kept aborting under contention", code="contention"
+                    ) from exc
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**round_)))  # noqa: S311
                 continue
             self._count(writes=last[0].documents_written if last else 0)
             return result

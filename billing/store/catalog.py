@@ -68,8 +68,7 @@ class CatalogStore(StoreBase):
         if value is None:
             return frozenset()
         if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
-            log.warning("tenants/%s.admins is not a list of emails; nobody is its admin",
-                        tenant_id)
+            log.warning("tenants/%s.admins is not a list of emails; nobody is its admin", tenant_id)
             return frozenset()
         return frozenset(e.strip().lower() for e in value if e.strip())
 
@@ -78,8 +77,11 @@ class CatalogStore(StoreBase):
 
         An ``array_contains`` query, so ``admins`` must be stored in lowercase.
         """
-        query = (self.db.collection("tenants")
-                 .where(filter=FieldFilter("admins", "array_contains", email)).limit(1))
+        query = (
+            self.db.collection("tenants")
+            .where(filter=FieldFilter("admins", "array_contains", email))
+            .limit(1)
+        )
         return any(snapshot.exists for snapshot in self._stream(query.select([])))
 
     # -- meters and plans ------------------------------------------------------------------
@@ -91,8 +93,9 @@ class CatalogStore(StoreBase):
         """Every plan of the tenant by id; an invalid one maps to its ``DataError``."""
         return self._load_all(tenant_id, "plans", Plan.parse)
 
-    def _load_all(self, tenant_id: str, collection: str,
-                  parse: Callable[[str, dict[str, Any]], P]) -> dict[str, P | DataError]:
+    def _load_all(
+        self, tenant_id: str, collection: str, parse: Callable[[str, dict[str, Any]], P]
+    ) -> dict[str, P | DataError]:
         out: dict[str, P | DataError] = {}
         for snapshot in self._stream(self._collection(tenant_id, collection)):
             try:
@@ -102,16 +105,21 @@ class CatalogStore(StoreBase):
         return out
 
     # -- subscriptions ---------------------------------------------------------------------
-    def load_subscriptions(self, tenant_id: str,
-                           billing_time: str) -> list[Subscription | tuple[str, DataError]]:
+    def load_subscriptions(
+        self, tenant_id: str, billing_time: str
+    ) -> list[Subscription | tuple[str, DataError]]:
         """Subscriptions with ``billing_time`` (``calendar`` or ``anniversary``), sorted by id."""
         query = self._collection(tenant_id, "subscriptions").where(
-            filter=FieldFilter("billing_time", "==", billing_time))
+            filter=FieldFilter("billing_time", "==", billing_time)
+        )
         return _parsed_subscriptions(self._stream(query), None)
 
-    def subscriptions_of_customers(self, tenant_id: str, customer_ids: Iterable[str],
-                                   billing_time: str | None = None,
-                                   ) -> list[Subscription | tuple[str, DataError]]:
+    def subscriptions_of_customers(
+        self,
+        tenant_id: str,
+        customer_ids: Iterable[str],
+        billing_time: str | None = None,
+    ) -> list[Subscription | tuple[str, DataError]]:
         """Every subscription of the named customers (any status), sorted by id.
 
         The routing of usage needs them all (``billing.pricing.usage``); ``billing_time``
@@ -130,8 +138,10 @@ class CatalogStore(StoreBase):
         if len(wanted) > IN_QUERY_CUSTOMERS:
             queries: list[Any] = [query]
         else:
-            queries = [query.where(filter=FieldFilter("customer_id", "in", wanted[i:i + 30]))
-                       for i in range(0, len(wanted), 30)]
+            queries = [
+                query.where(filter=FieldFilter("customer_id", "in", wanted[i : i + 30]))
+                for i in range(0, len(wanted), 30)
+            ]
         out: list[Subscription | tuple[str, DataError]] = []
         for one in queries:
             out.extend(_parsed_subscriptions(self._stream(one), set(wanted)))
@@ -141,43 +151,47 @@ class CatalogStore(StoreBase):
         """Read one subscription; ``NotFound`` if absent, ``DataError`` if invalid."""
         snapshot = self._get(self._doc(tenant_id, "subscriptions", subscription_id))
         if not snapshot.exists:
-            raise NotFound(f"unknown subscription {echo(subscription_id)}",
-                           code="unknown_subscription")
+            raise NotFound(f"unknown subscription {echo(subscription_id)}", code="unknown_subscription")
         return Subscription.parse(snapshot.id, snapshot.to_dict() or {})
 
-    def get_subscriptions(self, tenant_id: str,
-                          subscription_ids: Iterable[str]) -> dict[str, Subscription | DataError]:
+    def get_subscriptions(
+        self, tenant_id: str, subscription_ids: Iterable[str]
+    ) -> dict[str, Subscription | DataError]:
         """Read the named subscriptions in batched ``get_all`` calls (missing -> ``DataError``)."""
-        return self._get_parsed(tenant_id, "subscriptions", subscription_ids, Subscription.parse,
-                                "unknown_subscription")
+        return self._get_parsed(
+            tenant_id, "subscriptions", subscription_ids, Subscription.parse, "unknown_subscription"
+        )
 
     # -- customers -------------------------------------------------------------------------
-    def get_customers(self, tenant_id: str,
-                      customer_ids: Iterable[str]) -> dict[str, Customer | DataError]:
+    def get_customers(self, tenant_id: str, customer_ids: Iterable[str]) -> dict[str, Customer | DataError]:
         """Read the named customers in batched ``get_all`` calls; a missing one is a ``DataError``."""
-        return self._get_parsed(tenant_id, "customers", customer_ids, Customer.parse,
-                                "unknown_customer")
+        return self._get_parsed(tenant_id, "customers", customer_ids, Customer.parse, "unknown_customer")
 
     def customer_document(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
         """A customer's document as stored (``None`` if absent): Stripe's customer fields."""
         snapshot = self._get(self._doc(tenant_id, "customers", customer_id))
         return (snapshot.to_dict() or {}) if snapshot.exists else None
 
-    def update_customer(self, tenant_id: str, customer_id: str,
-                        fields: Mapping[str, Any]) -> None:
+    def update_customer(self, tenant_id: str, customer_id: str, fields: Mapping[str, Any]) -> None:
         """Set plain ``fields`` on an existing customer (the Stripe customer id and its times)."""
         self._update(self._doc(tenant_id, "customers", customer_id), fields)
 
-    def _get_parsed(self, tenant_id: str, collection: str, ids: Iterable[str],
-                    parse: Callable[[str, dict[str, Any]], P], missing_code: str,
-                    ) -> dict[str, P | DataError]:
+    def _get_parsed(
+        self,
+        tenant_id: str,
+        collection: str,
+        ids: Iterable[str],
+        parse: Callable[[str, dict[str, Any]], P],
+        missing_code: str,
+    ) -> dict[str, P | DataError]:
         """Batched reads of ``tenants/{t}/{collection}/{id}``, each parsed or its error."""
         parent = self._collection(tenant_id, collection)
         out: dict[str, P | DataError] = {}
         for snapshot in self._get_all([parent.document(i) for i in sorted(set(ids))]):
             if not snapshot.exists:
                 out[snapshot.id] = DataError(
-                    f"{collection[:-1]} {snapshot.id!r} does not exist", code=missing_code)
+                    f"{collection[:-1]} {snapshot.id!r} does not exist", code=missing_code
+                )
                 continue
             try:
                 out[snapshot.id] = parse(snapshot.id, snapshot.to_dict() or {})
@@ -186,8 +200,10 @@ class CatalogStore(StoreBase):
         return out
 
 
-def _parsed_subscriptions(snapshots: Iterable[Any], customers: set[str] | None,
-                          ) -> list[Subscription | tuple[str, DataError]]:
+def _parsed_subscriptions(
+    snapshots: Iterable[Any],
+    customers: set[str] | None,
+) -> list[Subscription | tuple[str, DataError]]:
     """Parse subscription snapshots (of ``customers`` only, when given), sorted by id."""
     out: list[Subscription | tuple[str, DataError]] = []
     for snapshot in snapshots:

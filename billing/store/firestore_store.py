@@ -44,8 +44,7 @@ from billing.store.sizes import (
 from billing.store.usage import UsageStore
 
 
-class BillingStore(CatalogStore, UsageStore, InvoiceStore, IssuingStore, AccountStore,
-                   OutboxStore, RunStore):
+class BillingStore(CatalogStore, UsageStore, InvoiceStore, IssuingStore, AccountStore, OutboxStore, RunStore):
     """Typed access to one Firestore database in the contract's layout (every part above).
 
     Args:
@@ -58,9 +57,26 @@ class BillingStore(CatalogStore, UsageStore, InvoiceStore, IssuingStore, Account
 
 
 __all__ = [
-    "INVOICE_BATCH_SIZE", "INVOICE_HEADROOM", "IN_QUERY_CUSTOMERS", "MAX_DOCUMENT_BYTES",
-    "MAX_INVOICE_BYTES", "TRANSACTION_ATTEMPTS", "TRANSACTION_BYTES", "TRANSACTION_ROUNDS",
-    "Account", "BillingStore", "CreatedInvoices", "InvoiceChange", "Notification",
-    "ReactivationPlan", "StoreBase", "StoredInvoice", "SubscriptionMove", "SuspensionPlan",
-    "Transaction", "firestore_document_size", "history_entry", "invoice_size",
+    "INVOICE_BATCH_SIZE",
+    "INVOICE_HEADROOM",
+    "IN_QUERY_CUSTOMERS",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_INVOICE_BYTES",
+    "TRANSACTION_ATTEMPTS",
+    "TRANSACTION_BYTES",
+    "TRANSACTION_ROUNDS",
+    "Account",
+    "BillingStore",
+    "CreatedInvoices",
+    "InvoiceChange",
+    "Notification",
+    "ReactivationPlan",
+    "StoreBase",
+    "StoredInvoice",
+    "SubscriptionMove",
+    "SuspensionPlan",
+    "Transaction",
+    "firestore_document_size",
+    "history_entry",
+    "invoice_size",
 ]

@@ -52,8 +52,7 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("customer_id",), (), "store.reactivate_customer"),
     QueryShape("subscriptions", ("customer_id",), (), "store.suspend_for_invoice"),
     QueryShape("subscriptions", ("customer_id",), (), "store.subscriptions_of_customers"),
-    QueryShape("subscriptions", ("billing_time", "customer_id"), (),
-               "store.subscriptions_of_customers"),
+    QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
 )

@@ -73,21 +73,39 @@ class InvoiceChange:
     history: tuple[Mapping[str, Any], ...] = ()
 
 
-_PLAIN = ("status", "paid_at", "voided_at", "marked_uncollectible_at", "amount_paid",
-          "amount_due", "pdf_uri", "pdf_rendered_at", "email_sent_at", "email_to",
-          "email_notification_id", "email_resent_at", "delivery_pending", "delivered_at",
-          "delivery_failed_at")
+_PLAIN = (
+    "status",
+    "paid_at",
+    "voided_at",
+    "marked_uncollectible_at",
+    "amount_paid",
+    "amount_due",
+    "pdf_uri",
+    "pdf_rendered_at",
+    "email_sent_at",
+    "email_to",
+    "email_notification_id",
+    "email_resent_at",
+    "delivery_pending",
+    "delivered_at",
+    "delivery_failed_at",
+)
 
 
 def _payment_document(payment: Payment) -> dict[str, Any]:
-    return {"amount": payment.amount, "paid_at": payment.paid_at, "source": payment.source,
-            "reference": payment.reference, "by": payment.by, "at": payment.at}
+    return {
+        "amount": payment.amount,
+        "paid_at": payment.paid_at,
+        "source": payment.source,
+        "reference": payment.reference,
+        "by": payment.by,
+        "at": payment.at,
+    }
 
 
 def _plain_fields(change: InvoiceChange) -> dict[str, Any]:
     """The fields ``change`` sets to a value (the same in the update and the document after)."""
-    fields = {name: getattr(change, name) for name in _PLAIN
-              if getattr(change, name) is not None}
+    fields = {name: getattr(change, name) for name in _PLAIN if getattr(change, name) is not None}
     if change.delivery_errors is not None:
         fields["delivery_errors"] = list(change.delivery_errors)
     if change.payment_failure is not None:
@@ -123,8 +141,10 @@ def _applied(document: Mapping[str, Any], change: InvoiceChange) -> dict[str, An
     """The document ``document`` becomes once ``change`` is written."""
     after = {**document, **_plain_fields(change)}
     if change.dunning:
-        after["dunning"] = {**(document.get("dunning") or {}),
-                            **{step: dict(record) for step, record in change.dunning.items()}}
+        after["dunning"] = {
+            **(document.get("dunning") or {}),
+            **{step: dict(record) for step, record in change.dunning.items()},
+        }
     if change.payment is not None:
         after["payments"] = _union(document.get("payments"), [_payment_document(change.payment)])
     if change.payment_failure is not None:
@@ -132,8 +152,7 @@ def _applied(document: Mapping[str, Any], change: InvoiceChange) -> dict[str, An
     if change.delivery_attempt:
         after["delivery_attempts"] = int(document.get("delivery_attempts") or 0) + 1
     if change.stripe_event_id is not None:
-        after["stripe_event_ids"] = _union(document.get("stripe_event_ids"),
-                                           [change.stripe_event_id])
+        after["stripe_event_ids"] = _union(document.get("stripe_event_ids"), [change.stripe_event_id])
     if change.history:
         after["history"] = _union(document.get("history"), [dict(h) for h in change.history])
     return after
@@ -163,8 +182,7 @@ class InvoiceStore(StoreBase):
             return None
         return Invoice.from_document(invoice_id, snapshot.to_dict() or {})
 
-    def get_invoices(self, tenant_id: str,
-                     invoice_ids: Sequence[str]) -> dict[str, Invoice | DataError]:
+    def get_invoices(self, tenant_id: str, invoice_ids: Sequence[str]) -> dict[str, Invoice | DataError]:
         """The named invoices that exist, by id (batched reads); unreadable ones as their error."""
         parent = self._collection(tenant_id, "invoices")
         out: dict[str, Invoice | DataError] = {}
@@ -177,11 +195,11 @@ class InvoiceStore(StoreBase):
     def existing_invoice_ids(self, tenant_id: str, invoice_ids: Sequence[str]) -> set[str]:
         """Which of ``invoice_ids`` exist already (batched reads; used by dry runs)."""
         parent = self._collection(tenant_id, "invoices")
-        return {s.id for s in self._get_all([parent.document(i) for i in invoice_ids])
-                if s.exists}
+        return {s.id for s in self._get_all([parent.document(i) for i in invoice_ids]) if s.exists}
 
-    def _query(self, tenant_id: str, *filters: tuple[str, str, Any],
-               order_by: str | None = None) -> list[StoredInvoice]:
+    def _query(
+        self, tenant_id: str, *filters: tuple[str, str, Any], order_by: str | None = None
+    ) -> list[StoredInvoice]:
         query: Any = self._collection(tenant_id, "invoices")
         for name, op, value in filters:
             query = query.where(filter=FieldFilter(name, op, value))
@@ -199,18 +217,17 @@ class InvoiceStore(StoreBase):
 
     def due_drafts(self, tenant_id: str, as_of: datetime) -> list[StoredInvoice]:
         """Draft invoices whose ``finalize_at <= as_of`` (grace period over), oldest first."""
-        return self._query(tenant_id, ("status", "==", "draft"), ("finalize_at", "<=", as_of),
-                           order_by="finalize_at")
+        return self._query(
+            tenant_id, ("status", "==", "draft"), ("finalize_at", "<=", as_of), order_by="finalize_at"
+        )
 
     def drafts_of_subscription(self, tenant_id: str, subscription_id: str) -> list[StoredInvoice]:
         """Every draft invoice of one subscription (the admin's "invoice it now")."""
-        return self._query(tenant_id, ("status", "==", "draft"),
-                           ("subscription_id", "==", subscription_id))
+        return self._query(tenant_id, ("status", "==", "draft"), ("subscription_id", "==", subscription_id))
 
     def overdue_invoices(self, tenant_id: str, as_of: datetime) -> list[StoredInvoice]:
         """``open`` invoices with ``due_at < as_of``, oldest due first (``dunning``)."""
-        return self._query(tenant_id, ("status", "==", "open"), ("due_at", "<", as_of),
-                           order_by="due_at")
+        return self._query(tenant_id, ("status", "==", "open"), ("due_at", "<", as_of), order_by="due_at")
 
     def pending_deliveries(self, tenant_id: str) -> list[StoredInvoice]:
         """Invoices whose delivery is not finished (``delivery_pending == true``)."""
@@ -226,8 +243,7 @@ class InvoiceStore(StoreBase):
         """
         self._update(self._doc(tenant_id, "invoices", invoice_id), update_fields(change))
 
-    def update_invoice_fields(self, tenant_id: str, invoice_id: str,
-                              fields: Mapping[str, Any]) -> None:
+    def update_invoice_fields(self, tenant_id: str, invoice_id: str, fields: Mapping[str, Any]) -> None:
         """Set plain ``fields`` (field paths allowed, e.g. ``stripe.steps.finalize``).
 
         For ``billing.delivery.stripe_billing``, which records each step of a push on the
@@ -235,9 +251,12 @@ class InvoiceStore(StoreBase):
         """
         self._update(self._doc(tenant_id, "invoices", invoice_id), fields)
 
-    def change_invoice(self, tenant_id: str, invoice_id: str,
-                       decide: Callable[[Invoice | None], tuple[R, InvoiceChange | None]],
-                       ) -> tuple[R, Invoice | None]:
+    def change_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        decide: Callable[[Invoice | None], tuple[R, InvoiceChange | None]],
+    ) -> tuple[R, Invoice | None]:
         """Read an invoice and write what ``decide`` makes of it, in one transaction.
 
         ``decide(invoice or None)`` returns ``(value, change or None)``; it may run several
@@ -253,8 +272,7 @@ class InvoiceStore(StoreBase):
 
         def body(tx: Transaction) -> tuple[R, Invoice | None]:
             snapshot = tx.get(ref)
-            invoice = (Invoice.from_document(invoice_id, snapshot.to_dict() or {})
-                       if snapshot.exists else None)
+            invoice = Invoice.from_document(invoice_id, snapshot.to_dict() or {}) if snapshot.exists else None
             value, change = decide(invoice)
             if change is None or invoice is None:
                 return value, None
@@ -263,12 +281,13 @@ class InvoiceStore(StoreBase):
 
         return self.run_transaction(body)
 
-    def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]],
-                    rendered_at: datetime) -> None:
+    def record_pdfs(self, tenant_id: str, uris: Sequence[tuple[str, str]], rendered_at: datetime) -> None:
         """Set ``pdf_uri`` on each ``(invoice_id, gs_uri)``, in write batches of 400."""
         for start in range(0, len(uris), PDF_BATCH):
             batch = self._batch()
-            for invoice_id, uri in uris[start:start + PDF_BATCH]:
-                batch.update(self._doc(tenant_id, "invoices", invoice_id),
-                             {"pdf_uri": uri, "pdf_rendered_at": rendered_at})
+            for invoice_id, uri in uris[start : start + PDF_BATCH]:
+                batch.update(
+                    self._doc(tenant_id, "invoices", invoice_id),
+                    {"pdf_uri": uri, "pdf_rendered_at": rendered_at},
+                )
             batch.commit()

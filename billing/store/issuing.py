@@ -85,8 +85,7 @@ class _Numbering:
 
     def record(self, tx: Transaction, last: int) -> None:
         """Record ``last`` as the year's last issued sequence, in ``tx``."""
-        tx.set(self.sequence, {"last": last, "year": self.year, "updated_at": self.now},
-               merge=True)
+        tx.set(self.sequence, {"last": last, "year": self.year, "updated_at": self.now}, merge=True)
 
 
 class IssuingStore(StoreBase):
@@ -96,9 +95,17 @@ class IssuingStore(StoreBase):
         year = sequence_year(now, tenant.timezone)
         return _Numbering(tenant, year, self._doc(tenant.id, "invoice_sequences", str(year)), now)
 
-    def create_invoices(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
-                        run_id: str, finalize: bool, delivery_pending: bool = False,
-                        batch_size: int = INVOICE_BATCH_SIZE) -> CreatedInvoices:
+    def create_invoices(
+        self,
+        tenant: Tenant,
+        drafts: Sequence[InvoiceDraft],
+        *,
+        now: datetime,
+        run_id: str,
+        finalize: bool,
+        delivery_pending: bool = False,
+        batch_size: int = INVOICE_BATCH_SIZE,
+    ) -> CreatedInvoices:
         """Create the absent invoices among ``drafts``; never touch one that exists.
 
         With ``finalize`` each created invoice is ``open`` with the next gapless number of the
@@ -121,21 +128,23 @@ class IssuingStore(StoreBase):
         for draft in drafts:
             document = draft.to_document()
             try:
-                sized.append(((draft, document), invoice_size(tenant.id, draft.invoice_id,
-                                                              document)))
+                sized.append(((draft, document), invoice_size(tenant.id, draft.invoice_id, document)))
             except DataError as error:
                 result.rejected.append((draft, error))
         for batch in byte_batches(sized, batch_size, TRANSACTION_BYTES):
-            created, existing = self._create_batch(numbering, batch, run_id, finalize,
-                                                   delivery_pending)
+            created, existing = self._create_batch(numbering, batch, run_id, finalize, delivery_pending)
             result.created.extend(Invoice.from_document(i, document) for i, document in created)
             result.existing.extend(existing)
         return result
 
-    def _create_batch(self, numbering: _Numbering,
-                      batch: list[tuple[InvoiceDraft, dict[str, Any]]], run_id: str,
-                      finalize: bool, delivery_pending: bool,
-                      ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    def _create_batch(
+        self,
+        numbering: _Numbering,
+        batch: list[tuple[InvoiceDraft, dict[str, Any]]],
+        run_id: str,
+        finalize: bool,
+        delivery_pending: bool,
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
         """Create one batch of (draft, its document) in one transaction (see create_invoices)."""
         tenant, now = numbering.tenant, numbering.now
         refs = [self._doc(tenant.id, "invoices", draft.invoice_id) for draft, _ in batch]
@@ -157,10 +166,14 @@ class IssuingStore(StoreBase):
                     if delivery_pending:
                         document["delivery_pending"] = True
                 else:
-                    document.update({
-                        "status": "draft", "number": None, "due_at": None,
-                        "finalize_at": now + timedelta(hours=float(tenant.grace_period_hours)),
-                    })
+                    document.update(
+                        {
+                            "status": "draft",
+                            "number": None,
+                            "due_at": None,
+                            "finalize_at": now + timedelta(hours=float(tenant.grace_period_hours)),
+                        }
+                    )
                 tx.create(ref, document)
                 created.append((draft.invoice_id, document))
             if finalize and created:
@@ -169,9 +182,16 @@ class IssuingStore(StoreBase):
 
         return self.run_transaction(run)
 
-    def finalize_drafts(self, tenant: Tenant, drafts: Sequence[InvoiceDraft], *, now: datetime,
-                        run_id: str, delivery_pending: bool = False,
-                        batch_size: int = INVOICE_BATCH_SIZE) -> list[Invoice]:
+    def finalize_drafts(
+        self,
+        tenant: Tenant,
+        drafts: Sequence[InvoiceDraft],
+        *,
+        now: datetime,
+        run_id: str,
+        delivery_pending: bool = False,
+        batch_size: int = INVOICE_BATCH_SIZE,
+    ) -> list[Invoice]:
         """Finalize the given invoices, freezing the amounts of ``drafts`` (recomputed by the caller).
 
         In one transaction per batch: each invoice that is still ``draft`` gets the draft's lines
@@ -192,22 +212,27 @@ class IssuingStore(StoreBase):
             try:
                 sized.append(((draft, update), firestore_document_size((), update)))
             except ValueError as exc:
-                log.error("invoice cannot be stored", extra={
-                    "invoice_id": draft.invoice_id, "error": str(exc)})
+                log.error(
+                    "invoice cannot be stored", extra={"invoice_id": draft.invoice_id, "error": str(exc)}
+                )
         finalized: list[Invoice] = []
         for batch in byte_batches(sized, batch_size, TRANSACTION_BYTES):
-            def run(tx: Transaction,
-                    batch: list[tuple[InvoiceDraft, dict[str, Any]]] = batch,
-                    ) -> list[tuple[str, dict[str, Any]]]:
+
+            def run(
+                tx: Transaction,
+                batch: list[tuple[InvoiceDraft, dict[str, Any]]] = batch,
+            ) -> list[tuple[str, dict[str, Any]]]:
                 return self._finalize_batch(tx, numbering, batch)
 
-            finalized.extend(Invoice.from_document(i, document)
-                             for i, document in self.run_transaction(run))
+            finalized.extend(Invoice.from_document(i, document) for i, document in self.run_transaction(run))
         return finalized
 
-    def _finalize_batch(self, tx: Transaction, numbering: _Numbering,
-                        batch: list[tuple[InvoiceDraft, dict[str, Any]]],
-                        ) -> list[tuple[str, dict[str, Any]]]:
+    def _finalize_batch(
+        self,
+        tx: Transaction,
+        numbering: _Numbering,
+        batch: list[tuple[InvoiceDraft, dict[str, Any]]],
+    ) -> list[tuple[str, dict[str, Any]]]:
         """One transaction of ``finalize_drafts``: number and open the drafts still ``draft``."""
         tenant_id = numbering.tenant.id
         refs = [self._doc(tenant_id, "invoices", draft.invoice_id) for draft, _ in batch]
@@ -231,8 +256,9 @@ class IssuingStore(StoreBase):
             numbering.record(tx, last)
         return done
 
-    def discard_drafts(self, tenant_id: str, reasons: Mapping[str, str], *, now: datetime,
-                       run_id: str) -> list[str]:
+    def discard_drafts(
+        self, tenant_id: str, reasons: Mapping[str, str], *, now: datetime, run_id: str
+    ) -> list[str]:
         """Set the named invoices that are still ``draft`` to ``deleted``; return their ids.
 
         ``reasons`` maps invoice id -> why (a skip reason such as ``no_usage``), written as
@@ -243,8 +269,7 @@ class IssuingStore(StoreBase):
         ids = sorted(reasons)
         done: list[str] = []
         for start in range(0, len(ids), INVOICE_BATCH_SIZE):
-            refs = [self._doc(tenant_id, "invoices", i)
-                    for i in ids[start:start + INVOICE_BATCH_SIZE]]
+            refs = [self._doc(tenant_id, "invoices", i) for i in ids[start : start + INVOICE_BATCH_SIZE]]
 
             def run(tx: Transaction, refs: list[firestore.DocumentReference] = refs) -> list[str]:
                 gone: list[str] = []
@@ -252,12 +277,23 @@ class IssuingStore(StoreBase):
                     if not snapshot.exists or (snapshot.to_dict() or {}).get("status") != "draft":
                         continue
                     reason = reasons[snapshot.id]
-                    tx.update(snapshot.reference, {
-                        "status": "deleted", "deleted_at": now, "deleted_reason": reason,
-                        "deleted_by_run": run_id, "finalize_at": None,
-                        "history": firestore.ArrayUnion([history_entry(
-                            "deleted", "generate_invoices", now, run_id=run_id,
-                            reason=reason)])})
+                    tx.update(
+                        snapshot.reference,
+                        {
+                            "status": "deleted",
+                            "deleted_at": now,
+                            "deleted_reason": reason,
+                            "deleted_by_run": run_id,
+                            "finalize_at": None,
+                            "history": firestore.ArrayUnion(
+                                [
+                                    history_entry(
+                                        "deleted", "generate_invoices", now, run_id=run_id, reason=reason
+                                    )
+                                ]
+                            ),
+                        },
+                    )
                     gone.append(snapshot.id)
                 return gone
 

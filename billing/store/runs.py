@@ -23,8 +23,16 @@ class RunStore(StoreBase):
         """Create or update ``tenants/{t}/billing_runs/{run_id}`` (merge)."""
         self._set(self._doc(tenant_id, "billing_runs", run_id), record, merge=True)
 
-    def acquire_lease(self, tenant_id: str, name: str, holder: str, *, ttl: timedelta,
-                      wait: timedelta, poll_seconds: float = 0.25) -> Any | None:
+    def acquire_lease(
+        self,
+        tenant_id: str,
+        name: str,
+        holder: str,
+        *,
+        ttl: timedelta,
+        wait: timedelta,
+        poll_seconds: float = 0.25,
+    ) -> Any | None:
         """Take the lease ``tenants/{t}/run_leases/{name}``, waiting up to ``wait`` for it.
 
         A lease keeps concurrent runs of one function for one tenant (a Scheduler retry that
@@ -40,8 +48,7 @@ class RunStore(StoreBase):
         while True:
             now = utc_now()
             try:
-                result = self._create(ref, {"holder": holder, "acquired_at": now,
-                                            "expires_at": now + ttl})
+                result = self._create(ref, {"holder": holder, "acquired_at": now, "expires_at": now + ttl})
                 return result.update_time
             except AlreadyExists:
                 pass

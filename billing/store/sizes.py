@@ -28,6 +28,7 @@ under the emulator's 4 MiB message limit and far under Firestore's 10 MiB reques
 _INT64 = (-(2**63), 2**63 - 1)
 T = TypeVar("T")
 
+
 def _string_size(text: str) -> int:
     if text.isascii():
         return len(text) + 1
@@ -100,13 +101,16 @@ def invoice_size(tenant_id: str, invoice_id: str, document: Mapping[str, Any]) -
     try:
         size = firestore_document_size(("tenants", tenant_id, "invoices", invoice_id), document)
     except ValueError as exc:
-        raise DataError(f"invoice {invoice_id!r} cannot be stored: {exc}",
-                        code="invoice_unstorable") from None
+        raise DataError(
+            f"invoice {invoice_id!r} cannot be stored: {exc}", code="invoice_unstorable"
+        ) from None
     if size > MAX_INVOICE_BYTES:
         raise DataError(
             f"invoice {invoice_id!r} would take {size:,} bytes, over the {MAX_INVOICE_BYTES:,} "
             "an invoice may take in Firestore (1 MiB per document): too many lines (group_by "
-            "groups?)", code="invoice_too_large")
+            "groups?)",
+            code="invoice_too_large",
+        )
     return size
 
 

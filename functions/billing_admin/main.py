@@ -15,6 +15,9 @@ from billing.http.shell import handle
 @functions_framework.http
 def billing_admin(request: flask.Request) -> flask.Response:
     """Entry point: validate and authenticate, then perform the action."""
-    return handle(request, function="billing_admin",
-                  fields=payment_handlers.BILLING_ADMIN_FIELDS,
-                  run=payment_handlers.billing_admin)
+    return handle(
+        request,
+        function="billing_admin",
+        fields=payment_handlers.BILLING_ADMIN_FIELDS,
+        run=payment_handlers.billing_admin,
+    )

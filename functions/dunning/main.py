@@ -15,5 +15,6 @@ from billing.http.shell import handle
 @functions_framework.http
 def dunning(request: flask.Request) -> flask.Response:
     """Entry point: validate and authenticate, then run the dunning policy."""
-    return handle(request, function="dunning", fields=payment_handlers.DUNNING_FIELDS,
-                  run=payment_handlers.dunning)
+    return handle(
+        request, function="dunning", fields=payment_handlers.DUNNING_FIELDS, run=payment_handlers.dunning
+    )

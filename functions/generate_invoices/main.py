@@ -14,5 +14,9 @@ from billing.http.shell import handle
 @functions_framework.http
 def generate_invoices(request: flask.Request) -> flask.Response:
     """Entry point: validate and authenticate, then bill due anniversary subscriptions."""
-    return handle(request, function="generate_invoices", fields=handlers.GENERATE_INVOICES_FIELDS,
-                  run=handlers.generate_invoices)
+    return handle(
+        request,
+        function="generate_invoices",
+        fields=handlers.GENERATE_INVOICES_FIELDS,
+        run=handlers.generate_invoices,
+    )

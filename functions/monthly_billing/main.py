@@ -14,5 +14,9 @@ from billing.http.shell import handle
 @functions_framework.http
 def monthly_billing(request: flask.Request) -> flask.Response:
     """Entry point: validate and authenticate, then close the month."""
-    return handle(request, function="monthly_billing", fields=handlers.MONTHLY_BILLING_FIELDS,
-                  run=handlers.monthly_billing)
+    return handle(
+        request,
+        function="monthly_billing",
+        fields=handlers.MONTHLY_BILLING_FIELDS,
+        run=handlers.monthly_billing,
+    )

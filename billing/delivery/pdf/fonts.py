@@ -62,8 +62,10 @@ class SourceFont:
         self._post = {key: getattr(font["post"], key) for key in _POST_FIELDS}
         self._prepared: dict[str, Any] = {}
         self._names = [
-            record for record in font["name"].names
-            if record.platformID == 3 and record.nameID <= 6
+            record
+            for record in font["name"].names
+            if record.platformID == 3
+            and record.nameID <= 6
             and (record.langID == 0x409 or record.nameID == 0)
         ]
 
@@ -183,5 +185,3 @@ def fonts_for(pdf: FPDF, text: str) -> Iterator[str]:
                 ttfont = getattr(font, "ttfont", None)
                 if ttfont is not None:
                     ttfont.close()
-
-

@@ -225,14 +225,19 @@ class _Layout:
             x += (w - self.width(text)) / 2
         self.text(x, y + 0.5 * h + 0.3 * self.pdf.font_size, text)
 
-    def rule(self, y: float, x1: float = _MARGIN_X, x2: float = _RIGHT,
-             color: tuple[int, int, int] = _RULE, width: float = 0.2) -> None:
+    def rule(
+        self,
+        y: float,
+        x1: float = _MARGIN_X,
+        x2: float = _RIGHT,
+        color: tuple[int, int, int] = _RULE,
+        width: float = 0.2,
+    ) -> None:
         if self.draw:
             self.stroke(color, width)
             self.pdf.line(x1, y, x2, y)
 
-    def fill(self, x: float, y: float, w: float, h: float,
-             color: tuple[int, int, int] = _SHADE) -> None:
+    def fill(self, x: float, y: float, w: float, h: float, color: tuple[int, int, int] = _SHADE) -> None:
         if self.draw:
             if color != self.state.get("fill"):
                 self.pdf.set_fill_color(*color)
@@ -343,8 +348,7 @@ class _Layout:
         y += 1.5
         if self.draw:
             self.stroke(color, 0.4)
-            self.pdf.rect(_RIGHT - badge_w, y, badge_w, 6, style="D",
-                          round_corners=True, corner_radius=1.2)
+            self.pdf.rect(_RIGHT - badge_w, y, badge_w, 6, style="D", round_corners=True, corner_radius=1.2)
         self.put(_RIGHT - badge_w, y, badge_w, 6, label, "C")
         return y + 6
 
@@ -373,8 +377,11 @@ class _Layout:
         for label, value in m.meta:
             self.font("", 8.5, _MUTED)
             self.put(meta_x, y, meta_label_w, 4.8, label)
-            self.font("B" if label == "Invoice number" else "", 8.5,
-                      _DRAFT_RED if label == "Invoice number" and m.is_draft else _INK)
+            self.font(
+                "B" if label == "Invoice number" else "",
+                8.5,
+                _DRAFT_RED if label == "Invoice number" and m.is_draft else _INK,
+            )
             for line in self.wrap(value, meta_value_w):
                 self.put(meta_x + meta_label_w, y, meta_value_w, 4.8, line, "R")
                 y += 4.8
@@ -406,8 +413,7 @@ class _Layout:
         self.rows = []
         for row in self.model.rows:
             cells = [
-                self.wrap(text, width - 2 * _CELL_PAD_X)
-                for text, width in zip(row, _COL_W, strict=True)
+                self.wrap(text, width - 2 * _CELL_PAD_X) for text, width in zip(row, _COL_W, strict=True)
             ]
             self.rows.append(_Row(cells, max(len(c) for c in cells)))
 
@@ -435,8 +441,7 @@ class _Layout:
         x = _MARGIN_X
         for lines, width, align in zip(row.cells, _COL_W, _COL_ALIGN, strict=True):
             for i, line in enumerate(lines[first:last]):
-                self.put(x + _CELL_PAD_X, y + i * _LINE_H, width - 2 * _CELL_PAD_X, _LINE_H,
-                         line, align)
+                self.put(x + _CELL_PAD_X, y + i * _LINE_H, width - 2 * _CELL_PAD_X, _LINE_H, line, align)
             x += width
         self.y += (last - first) * _LINE_H + 2 * _ROW_PAD_Y
         self.rule(self.y, color=_ROW_RULE, width=0.2)
@@ -491,4 +496,3 @@ class _Layout:
                 self.font("", 8.5)
             self.put(_MARGIN_X, self.y, _CONTENT_W, 4.2, line)
             self.y += 4.2 if line else 2.0
-

@@ -28,8 +28,7 @@ BADGES: dict[str, tuple[str, tuple[int, int, int]]] = {
 
 # Countries whose addresses put the postal code before the city.
 _POSTCODE_FIRST = frozenset(
-    "AT BE BG CH CZ DE DK EE ES FI FR GR HR HU IS IT JP LI LT LU LV MC NL NO PL PT RO SE SI SK"
-    .split()
+    "AT BE BG CH CZ DE DK EE ES FI FR GR HR HU IS IT JP LI LT LU LV MC NL NO PL PT RO SE SI SK".split()
 )
 
 Row = tuple[str, str, str, str, str]  # Description | Qty | Unit price | Tax | Amount
@@ -212,8 +211,12 @@ def _dates(invoice: Mapping[str, Any]) -> _Dates:
     start = v.moment(v.get(invoice, "period_start"), "period_start")
     end = v.moment(v.get(invoice, "period_end"), "period_end")
     assert start is not None and end is not None
-    return _Dates(start, end, v.moment(invoice.get("issued_at"), "issued_at", optional=True),
-                  v.moment(invoice.get("due_at"), "due_at", optional=True))
+    return _Dates(
+        start,
+        end,
+        v.moment(invoice.get("issued_at"), "issued_at", optional=True),
+        v.moment(invoice.get("due_at"), "due_at", optional=True),
+    )
 
 
 def _seller(invoice: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -256,8 +259,7 @@ def _address_lines(address: Mapping[str, Any], locale: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def _meta(number_text: str, dates: _Dates, customer_id: object,
-          ctx: _Context) -> list[tuple[str, str]]:
+def _meta(number_text: str, dates: _Dates, customer_id: object, ctx: _Context) -> list[tuple[str, str]]:
     """The labelled values beside "Bill to": number, dates, billing period, customer id."""
     meta = [("Invoice number", number_text)]
     if dates.issued_at is not None:
@@ -299,8 +301,7 @@ def _row(item: object, where: str, ctx: _Context, tax_by_rate: dict[Decimal, int
         tax = v.integer(line.get("tax", 0), f"{where}.tax")
         tax_by_rate[rate] = tax_by_rate.get(rate, 0) + tax
     unit_text = v.unit_price(unit, ctx.currency, ctx.locale)
-    return (description, v.format_quantity(quantity, ctx.locale), unit_text, rate_text,
-            ctx.money(amount))
+    return (description, v.format_quantity(quantity, ctx.locale), unit_text, rate_text, ctx.money(amount))
 
 
 def _amounts(invoice: Mapping[str, Any]) -> _Amounts:
@@ -311,7 +312,9 @@ def _amounts(invoice: Mapping[str, Any]) -> _Amounts:
     return _Amounts(
         subtotal=v.integer(v.get(invoice, "subtotal"), "subtotal"),
         tax=v.integer(v.get(invoice, "tax"), "tax"),
-        total=total, paid=paid, due=due,
+        total=total,
+        paid=paid,
+        due=due,
         inclusive=bool(invoice.get("tax_inclusive", False)),
     )
 
@@ -337,8 +340,9 @@ def _totals(amounts: _Amounts, tax_rows: list[tuple[str, int]], ctx: _Context) -
         if amounts.subtotal != amounts.total:
             totals.append(TotalRow("Subtotal", money(amounts.subtotal)))
         totals.append(TotalRow("Total (incl. tax)", money(amounts.total), "total"))
-        totals.extend(TotalRow(f"of which tax {label}".strip(), money(value), "muted")
-                      for label, value in tax_rows)
+        totals.extend(
+            TotalRow(f"of which tax {label}".strip(), money(value), "muted") for label, value in tax_rows
+        )
     else:
         totals.append(TotalRow("Subtotal", money(amounts.subtotal)))
         totals.extend(TotalRow(f"Tax {label}".strip(), money(value)) for label, value in tax_rows)
@@ -362,8 +366,9 @@ def _headline(status: str, amounts: _Amounts, due_text: str | None, ctx: _Contex
     return f"{ctx.money(amounts.due)} due"
 
 
-def _notes(invoice: Mapping[str, Any], state: _Status, amounts: _Amounts, due_text: str | None,
-           ctx: _Context) -> list[str]:
+def _notes(
+    invoice: Mapping[str, Any], state: _Status, amounts: _Amounts, due_text: str | None, ctx: _Context
+) -> list[str]:
     """The notes: the payment request, the memo, the draft warning."""
     notes: list[str] = []
     if state.status in ("open", "draft") and amounts.due > 0 and due_text:

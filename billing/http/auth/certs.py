@@ -82,7 +82,10 @@ class CertCache:
             self._last_error.clear()
 
     def verifier(
-        self, url: str, kid: str, request: google.auth.transport.Request | None = None,
+        self,
+        url: str,
+        kid: str,
+        request: google.auth.transport.Request | None = None,
     ) -> google.auth.crypt.Verifier | None:
         """Return the verifier for ``kid`` from ``url``'s key set, fetching when due.
 
@@ -102,7 +105,10 @@ class CertCache:
             return keys.verifiers.get(kid)
 
     def _fetch(
-        self, url: str, request: google.auth.transport.Request | None, now: float,
+        self,
+        url: str,
+        request: google.auth.transport.Request | None,
+        now: float,
         stale: _KeySet | None,
     ) -> _KeySet:
         if stale is not None and now - stale.fetched_at > _MAX_STALE_AGE:
@@ -138,7 +144,8 @@ DEFAULT_CERT_CACHE = CertCache()
 
 
 def _download_keys(
-    url: str, request: google.auth.transport.Request,
+    url: str,
+    request: google.auth.transport.Request,
 ) -> tuple[dict[str, google.auth.crypt.Verifier], float]:
     """Fetch ``url`` (``{kid: PEM}`` or a JWKS); return verifiers by kid and the cache TTL.
 
@@ -154,7 +161,8 @@ def _download_keys(
 
 
 def _fetch_document(
-    url: str, request: google.auth.transport.Request,
+    url: str,
+    request: google.auth.transport.Request,
 ) -> tuple[object, Mapping[str, str]]:
     """GET ``url``: its JSON body (``None`` when not JSON) and its response headers.
 
@@ -217,13 +225,15 @@ def _jwk_to_pem(jwk: object) -> str | None:
         return None
     try:
         numbers = rsa.RSAPublicNumbers(
-            e=int.from_bytes(b64url_decode(e), "big"), n=int.from_bytes(b64url_decode(n), "big"),
+            e=int.from_bytes(b64url_decode(e), "big"),
+            n=int.from_bytes(b64url_decode(n), "big"),
         )
         key = numbers.public_key()
     except (ValueError, binascii.Error):
         return None
     return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo,
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo,
     ).decode("ascii")
 
 

@@ -89,8 +89,13 @@ class AuthSettings:
                 errors.append("AUTH_CLOCK_SKEW_SECONDS must be an integer from 0 to 300")
                 skew = 30
         return cls(
-            mode=mode, audience=audience, allowed_principals=principals, certs_url=certs_url,
-            issuers=issuers, clock_skew_seconds=skew, config_errors=tuple(errors),
+            mode=mode,
+            audience=audience,
+            allowed_principals=principals,
+            certs_url=certs_url,
+            issuers=issuers,
+            clock_skew_seconds=skew,
+            config_errors=tuple(errors),
         )
 
 

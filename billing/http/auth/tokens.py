@@ -27,8 +27,16 @@ from billing.http.auth.certs import DEFAULT_CERT_CACHE, CertCache
 from billing.http.auth.settings import MODES, AuthSettings
 from billing.http.auth.tenants import TenantDirectory
 
-__all__ = ["SIGNATURE_REMOVED", "Principal", "authenticate", "authenticate_headers",
-           "authorization_header", "authorize", "verify_headers", "verify_token"]
+__all__ = [
+    "SIGNATURE_REMOVED",
+    "Principal",
+    "authenticate",
+    "authenticate_headers",
+    "authorization_header",
+    "authorize",
+    "verify_headers",
+    "verify_token",
+]
 
 SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
 """What Cloud Run puts in place of the signature of a token it verified (platform mode)."""
@@ -79,29 +87,44 @@ def authorization_header(headers: Mapping[str, str], settings: AuthSettings) -> 
 
 
 def authenticate_headers(
-    headers: Mapping[str, str], settings: AuthSettings, *,
-    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
-    tenant_id: str | None = None, directory: TenantDirectory | None = None,
+    headers: Mapping[str, str],
+    settings: AuthSettings,
+    *,
+    request: google.auth.transport.Request | None = None,
+    cache: CertCache | None = None,
+    tenant_id: str | None = None,
+    directory: TenantDirectory | None = None,
 ) -> Principal:
     """:func:`authenticate` the token found by :func:`authorization_header` in ``headers``."""
     return authenticate(
-        authorization_header(headers, settings), settings, request=request, cache=cache,
-        tenant_id=tenant_id, directory=directory,
+        authorization_header(headers, settings),
+        settings,
+        request=request,
+        cache=cache,
+        tenant_id=tenant_id,
+        directory=directory,
     )
 
 
 def verify_headers(
-    headers: Mapping[str, str], settings: AuthSettings, *,
-    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    headers: Mapping[str, str],
+    settings: AuthSettings,
+    *,
+    request: google.auth.transport.Request | None = None,
+    cache: CertCache | None = None,
 ) -> Principal:
     """:func:`verify_token` on the token found by :func:`authorization_header` in ``headers``."""
     return verify_token(
-        authorization_header(headers, settings), settings, request=request, cache=cache,
+        authorization_header(headers, settings),
+        settings,
+        request=request,
+        cache=cache,
     )
 
 
-def authorize(principal: Principal, settings: AuthSettings, tenant_id: str | None,
-              directory: TenantDirectory | None) -> Principal:
+def authorize(
+    principal: Principal, settings: AuthSettings, tenant_id: str | None, directory: TenantDirectory | None
+) -> Principal:
     """Decide whether a verified caller may act, on ``tenant_id`` or (``None``) on every tenant.
 
     Rules (``CONTRACT.md``, "Tenants: who may act on one"), in order:
@@ -131,20 +154,24 @@ def authorize(principal: Principal, settings: AuthSettings, tenant_id: str | Non
         if directory.administers_any(email):
             if tenant_id is None:
                 raise PermissionDenied(
-                    f"{quote(email)} administers a tenant: name it in X-Tenant-ID",
-                    code="tenant_required")
+                    f"{quote(email)} administers a tenant: name it in X-Tenant-ID", code="tenant_required"
+                )
             raise PermissionDenied(
-                f"{quote(email)} may not act on tenant {quote(tenant_id)}",
-                code="tenant_not_allowed")
+                f"{quote(email)} may not act on tenant {quote(tenant_id)}", code="tenant_not_allowed"
+            )
     raise PermissionDenied(
-        f"{quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS "
-        "or a tenant's admins)")
+        f"{quote(email)} is not allowed to call this function (AUTH_ALLOWED_PRINCIPALS or a tenant's admins)"
+    )
 
 
 def authenticate(
-    authorization: str | None, settings: AuthSettings, *,
-    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
-    tenant_id: str | None = None, directory: TenantDirectory | None = None,
+    authorization: str | None,
+    settings: AuthSettings,
+    *,
+    request: google.auth.transport.Request | None = None,
+    cache: CertCache | None = None,
+    tenant_id: str | None = None,
+    directory: TenantDirectory | None = None,
 ) -> Principal:
     """:func:`verify_token`, then :func:`authorize` for ``tenant_id`` with ``directory``.
 
@@ -155,8 +182,11 @@ def authenticate(
 
 
 def verify_token(
-    authorization: str | None, settings: AuthSettings, *,
-    request: google.auth.transport.Request | None = None, cache: CertCache | None = None,
+    authorization: str | None,
+    settings: AuthSettings,
+    *,
+    request: google.auth.transport.Request | None = None,
+    cache: CertCache | None = None,
 ) -> Principal:
     """Check the raw ``Authorization`` header value and return the caller (not yet authorized).
 
@@ -209,15 +239,11 @@ def _check_settings(settings: AuthSettings) -> None:
 
 def _bearer_token(authorization: str | None) -> str:
     if authorization is None or not authorization.strip():
-        raise Unauthenticated(
-            "missing Authorization header: send 'Authorization: Bearer <OIDC ID token>'"
-        )
+        raise Unauthenticated("missing Authorization header: send 'Authorization: Bearer <OIDC ID token>'")
     parts = authorization.strip().split(None, 1)
     # RFC 7235 section 2.1: the auth-scheme is case-insensitive.
     if len(parts) != 2 or parts[0].lower() != "bearer":
-        raise Unauthenticated(
-            "the Authorization header must be 'Bearer <OIDC ID token>' (RFC 6750)"
-        )
+        raise Unauthenticated("the Authorization header must be 'Bearer <OIDC ID token>' (RFC 6750)")
     token = parts[1].strip()
     if not token or len(token) > _MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
         raise Unauthenticated("the bearer token is not a well-formed JWT")
@@ -242,8 +268,12 @@ def _split_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, str]:
 
 
 def _verify_signature(
-    header: Mapping[str, Any], signing_input: bytes, signature: str, settings: AuthSettings,
-    request: google.auth.transport.Request | None, cache: CertCache | None,
+    header: Mapping[str, Any],
+    signing_input: bytes,
+    signature: str,
+    settings: AuthSettings,
+    request: google.auth.transport.Request | None,
+    cache: CertCache | None,
 ) -> None:
     if signature == SIGNATURE_REMOVED:
         raise Unauthenticated(
@@ -265,8 +295,7 @@ def _verify_signature(
     verifier = (cache or DEFAULT_CERT_CACHE).verifier(settings.certs_url, kid, request)
     if verifier is None:
         raise Unauthenticated(
-            f"the token is signed by a key that {settings.certs_url} does not publish "
-            f"(kid {quote(kid)})"
+            f"the token is signed by a key that {settings.certs_url} does not publish (kid {quote(kid)})"
         )
     try:
         valid = bool(verifier.verify(signing_input, signature_bytes))  # type: ignore[no-untyped-call]
@@ -291,15 +320,13 @@ def _check_claims(payload: Mapping[str, Any], settings: AuthSettings, now: float
         raise Unauthenticated(f"the token expired at {_iso(exp)} (now {_iso(now)})")
     if iat is not None and iat - skew > now:
         raise Unauthenticated(
-            f"the token is issued in the future ({_iso(iat)}, now {_iso(now)}); "
-            "check the clocks"
+            f"the token is issued in the future ({_iso(iat)}, now {_iso(now)}); check the clocks"
         )
     if nbf is not None and nbf - skew > now:
         raise Unauthenticated(f"the token is not valid before {_iso(nbf)} (now {_iso(now)})")
     audience = payload.get("aud")
     # RFC 7519 section 4.1.3: aud is a string or a list of strings that must contain ours.
-    if not (audience == settings.audience
-            or (isinstance(audience, list) and settings.audience in audience)):
+    if not (audience == settings.audience or (isinstance(audience, list) and settings.audience in audience)):
         raise Unauthenticated(
             f"the token's audience {quote(audience)} is not this function's audience "
             f"{quote(settings.audience)}"

@@ -28,7 +28,20 @@ from billing.runs.payments.stripe_events import (
     apply_stripe_event,
 )
 
-__all__ = ["ALLOWED", "FINAL", "HANDLED_EVENTS", "PAYMENT_EVENTS", "EventIgnored", "EventOutcome",
-           "ManualPayment", "Reactivation", "StatusChange", "apply_stripe_event",
-           "blocking_invoices", "can_move", "change_status", "reactivate_if_clear",
-           "status_change"]
+__all__ = [
+    "ALLOWED",
+    "FINAL",
+    "HANDLED_EVENTS",
+    "PAYMENT_EVENTS",
+    "EventIgnored",
+    "EventOutcome",
+    "ManualPayment",
+    "Reactivation",
+    "StatusChange",
+    "apply_stripe_event",
+    "blocking_invoices",
+    "can_move",
+    "change_status",
+    "reactivate_if_clear",
+    "status_change",
+]

@@ -34,8 +34,8 @@ def blocking_invoices(invoices: Sequence[StoredInvoice], as_of: datetime) -> lis
         if isinstance(invoice, tuple):
             out.append(invoice[0])
         elif invoice.status == "uncollectible" or (
-                invoice.status == "open" and invoice.due_at is not None
-                and invoice.due_at < as_of):
+            invoice.status == "open" and invoice.due_at is not None and invoice.due_at < as_of
+        ):
             out.append(invoice.id)
     return out
 
@@ -46,9 +46,11 @@ def resumes(subscription: Mapping[str, Any], suspension_id: str) -> bool:
     Only those dunning suspended, for this suspension (a document without ``suspension_id``
     was suspended by it: written before suspensions had ids).
     """
-    return (subscription.get("status") == "suspended"
-            and subscription.get("suspended_by") == "dunning"
-            and subscription.get("suspension_id", suspension_id) == suspension_id)
+    return (
+        subscription.get("status") == "suspended"
+        and subscription.get("suspended_by") == "dunning"
+        and subscription.get("suspension_id", suspension_id) == suspension_id
+    )
 
 
 @dataclass
@@ -60,9 +62,18 @@ class Reactivation:
     notification_id: str | None
 
 
-def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, as_of: datetime,
-                        now: datetime, run_id: str, *, actor: str = "system",
-                        notify: bool = True, dry_run: bool = False) -> Reactivation | None:
+def reactivate_if_clear(
+    store: BillingStore,
+    tenant: Tenant,
+    customer_id: str,
+    as_of: datetime,
+    now: datetime,
+    run_id: str,
+    *,
+    actor: str = "system",
+    notify: bool = True,
+    dry_run: bool = False,
+) -> Reactivation | None:
     """Reactivate ``customer_id`` if dunning suspended them and nothing blocks any more.
 
     One transaction reads the customer, their open/uncollectible invoices and subscriptions,
@@ -75,20 +86,20 @@ def reactivate_if_clear(store: BillingStore, tenant: Tenant, customer_id: str, a
         DataError: the customer document is invalid.
 
     """
+
     def decide(account: Account) -> ReactivationPlan | None:
         if blocking_invoices(account.invoices, as_of):
             return None
         data = account.customer or {}
         customer = Customer.parse(customer_id, {**data, "status": "active"})
         suspension_id = str(data.get("suspension_id") or f"t{int(now.timestamp())}")
-        resumed = tuple(sub_id for sub_id, sub in account.subscriptions
-                        if resumes(sub, suspension_id))
+        resumed = tuple(sub_id for sub_id, sub in account.subscriptions if resumes(sub, suspension_id))
         note = reactivation_notification(customer, suspension_id) if notify else None
         return ReactivationPlan(customer, suspension_id, resumed, note)
 
-    plan = store.reactivate_customer(tenant.id, customer_id, decide, now=now, as_of=as_of,
-                                     run_id=run_id, actor=actor, dry_run=dry_run)
+    plan = store.reactivate_customer(
+        tenant.id, customer_id, decide, now=now, as_of=as_of, run_id=run_id, actor=actor, dry_run=dry_run
+    )
     if plan is None:
         return None
-    return Reactivation(plan.customer, list(plan.subscriptions),
-                        plan.notice.id if plan.notice else None)
+    return Reactivation(plan.customer, list(plan.subscriptions), plan.notice.id if plan.notice else None)

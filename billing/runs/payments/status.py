@@ -55,8 +55,9 @@ def status_change(target: str, at: datetime, invoice: Invoice) -> InvoiceChange:
 
     """
     if target == "paid":
-        return InvoiceChange(status="paid", paid_at=at, amount_due=0,
-                             amount_paid=max(invoice.amount_paid, invoice.total))
+        return InvoiceChange(
+            status="paid", paid_at=at, amount_due=0, amount_paid=max(invoice.amount_paid, invoice.total)
+        )
     if target == "void":
         return InvoiceChange(status="void", voided_at=at, amount_due=0)
     if target == "uncollectible":
@@ -73,8 +74,9 @@ class ManualPayment:
     reference: str | None = None
 
 
-def payment_change(invoice: Invoice, payment: ManualPayment, actor: str,
-                   now: datetime) -> tuple[InvoiceChange, str]:
+def payment_change(
+    invoice: Invoice, payment: ManualPayment, actor: str, now: datetime
+) -> tuple[InvoiceChange, str]:
     """The change recording ``payment`` on ``invoice`` and its history action.
 
     ``mark_paid`` when it pays everything due (the invoice becomes ``paid``), else
@@ -86,11 +88,15 @@ def payment_change(invoice: Invoice, payment: ManualPayment, actor: str,
     """
     due = invoice.amount_due
     if payment.amount > due:
-        raise Conflict(f"amount {payment.amount} exceeds the amount due {due} of invoice "
-                       f"{echo(invoice.id)}", code="amount_exceeds_due")
+        raise Conflict(
+            f"amount {payment.amount} exceeds the amount due {due} of invoice {echo(invoice.id)}",
+            code="amount_exceeds_due",
+        )
     change = InvoiceChange(
         payment=Payment(payment.amount, payment.paid_at, "admin", payment.reference, actor, now),
-        amount_paid=invoice.amount_paid + payment.amount, amount_due=due - payment.amount)
+        amount_paid=invoice.amount_paid + payment.amount,
+        amount_due=due - payment.amount,
+    )
     if payment.amount < due:
         return change, "partial_payment"
     return replace(change, status="paid", paid_at=payment.paid_at), "mark_paid"
@@ -104,11 +110,20 @@ class StatusChange:
     changed: bool
 
 
-def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: str,
-                  actor: str, now: datetime, run_id: str, *, at: datetime | None = None,
-                  payment: ManualPayment | None = None,
-                  details: Mapping[str, Any] | None = None,
-                  dunning: Mapping[str, Mapping[str, Any]] | None = None) -> StatusChange:
+def change_status(
+    store: BillingStore,
+    tenant_id: str,
+    invoice_id: str,
+    target: str,
+    actor: str,
+    now: datetime,
+    run_id: str,
+    *,
+    at: datetime | None = None,
+    payment: ManualPayment | None = None,
+    details: Mapping[str, Any] | None = None,
+    dunning: Mapping[str, Mapping[str, Any]] | None = None,
+) -> StatusChange:
     """Move one invoice to ``target`` (``paid``, ``void``, ``uncollectible``) or record a payment.
 
     ``payment`` (for ``paid``): an amount below what is due is recorded as a partial payment
@@ -122,20 +137,26 @@ def change_status(store: BillingStore, tenant_id: str, invoice_id: str, target: 
             due.
 
     """
+
     def decide(invoice: Invoice | None) -> tuple[Invoice, InvoiceChange | None]:
         if invoice is None:
             raise NotFound(f"unknown invoice {echo(invoice_id)}", code="unknown_invoice")
         if payment is not None and invoice.paid_by(payment.reference):
             return invoice, None
         if not can_move(invoice.status, target):
-            raise Conflict(f"invoice {echo(invoice_id)} is {invoice.status}; it cannot become "
-                           f"{target}", code="invalid_transition")
+            raise Conflict(
+                f"invoice {echo(invoice_id)} is {invoice.status}; it cannot become {target}",
+                code="invalid_transition",
+            )
         if payment is not None:
             change, action = payment_change(invoice, payment, actor, now)
         else:
             change, action = status_change(target, at or now, invoice), ACTIONS[target]
-        return invoice, replace(change, dunning=dunning or {}, history=(history_entry(
-            action, actor, now, run_id=run_id, **dict(details or {})),))
+        return invoice, replace(
+            change,
+            dunning=dunning or {},
+            history=(history_entry(action, actor, now, run_id=run_id, **dict(details or {})),),
+        )
 
     before, after = store.change_invoice(tenant_id, invoice_id, decide)
     return StatusChange(after or before, after is not None)

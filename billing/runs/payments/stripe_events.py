@@ -39,8 +39,7 @@ from billing.runs.payments.status import can_move, status_change
 from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 
 PAYMENT_EVENTS = ("invoice.paid", "invoice.payment_succeeded")
-HANDLED_EVENTS = (*PAYMENT_EVENTS, "invoice.payment_failed", "invoice.voided",
-                  "invoice.marked_uncollectible")
+HANDLED_EVENTS = (*PAYMENT_EVENTS, "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible")
 # Our document-id rule (billing.http.shell.identifier), matched in full.
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}")
 
@@ -182,20 +181,24 @@ def stripe_payment(invoice: Invoice, obj: Mapping[str, Any]) -> int:
     return from_stripe_amount(invoice.currency, paid) - invoice.stripe_paid()
 
 
-def _payment_change(invoice: Invoice, amount: int, paid_at: datetime, event_id: str,
-                    now: datetime) -> tuple[InvoiceChange, str]:
+def _payment_change(
+    invoice: Invoice, amount: int, paid_at: datetime, event_id: str, now: datetime
+) -> tuple[InvoiceChange, str]:
     """The change recording ``amount`` received; ``paid`` once nothing is due, else partial."""
     due = invoice.amount_due
     change = InvoiceChange(
-        amount_paid=invoice.amount_paid + amount, amount_due=max(0, due - amount),
-        payment=Payment(amount, paid_at, "stripe", event_id, "stripe", now))
+        amount_paid=invoice.amount_paid + amount,
+        amount_due=max(0, due - amount),
+        payment=Payment(amount, paid_at, "stripe", event_id, "stripe", now),
+    )
     if amount < due:
         return change, "partial_payment"
     return replace(change, status="paid", paid_at=paid_at), "paid"
 
 
-def event_change(event_type: str, event: Mapping[str, Any], obj: Mapping[str, Any],
-                 invoice: Invoice, now: datetime) -> tuple[InvoiceChange, str]:
+def event_change(
+    event_type: str, event: Mapping[str, Any], obj: Mapping[str, Any], invoice: Invoice, now: datetime
+) -> tuple[InvoiceChange, str]:
     """``(change, effect)`` of a trusted event on ``invoice``; effect ``none``: nothing changes.
 
     Raises:
@@ -209,8 +212,9 @@ def event_change(event_type: str, event: Mapping[str, Any], obj: Mapping[str, An
         if not can_move(invoice.status, "paid") or amount <= 0:
             return InvoiceChange(), "none"
         transitions = obj.get("status_transitions")
-        paid_at = _epoch_time((transitions if isinstance(transitions, Mapping) else {})
-                              .get("paid_at")) or happened
+        paid_at = (
+            _epoch_time((transitions if isinstance(transitions, Mapping) else {}).get("paid_at")) or happened
+        )
         return _payment_change(invoice, amount, paid_at, event_id, now)
     if event_type in ("invoice.voided", "invoice.marked_uncollectible"):
         target = "void" if event_type == "invoice.voided" else "uncollectible"
@@ -219,13 +223,19 @@ def event_change(event_type: str, event: Mapping[str, Any], obj: Mapping[str, An
         return status_change(target, happened, invoice), target
     if invoice.status != "open":  # invoice.payment_failed: informative, no status change
         return InvoiceChange(), "none"
-    return InvoiceChange(payment_failure={
-        "at": happened, "event_id": event_id, "attempt_count": obj.get("attempt_count"),
-        "next_payment_attempt": _epoch_time(obj.get("next_payment_attempt"))}), "payment_failed"
+    return InvoiceChange(
+        payment_failure={
+            "at": happened,
+            "event_id": event_id,
+            "attempt_count": obj.get("attempt_count"),
+            "next_payment_attempt": _epoch_time(obj.get("next_payment_attempt")),
+        }
+    ), "payment_failed"
 
 
-def _decide(target: EventTarget, event: Mapping[str, Any], invoice: Invoice | None,
-            now: datetime, run_id: str) -> tuple[EventOutcome, InvoiceChange | None]:
+def _decide(
+    target: EventTarget, event: Mapping[str, Any], invoice: Invoice | None, now: datetime, run_id: str
+) -> tuple[EventOutcome, InvoiceChange | None]:
     """The twin check, then the event's effect on the invoice (run in the store's transaction).
 
     Raises:
@@ -240,26 +250,46 @@ def _decide(target: EventTarget, event: Mapping[str, Any], invoice: Invoice | No
         raise EventIgnored("no_stripe_twin")
     if invoice.stripe_invoice_id != target.stripe_id:
         raise EventIgnored("stripe_invoice_mismatch")
-    outcome = EventOutcome("applied", tenant_id=target.tenant_id, invoice_id=target.invoice_id,
-                           customer_id=invoice.customer_id, status=invoice.status)
+    outcome = EventOutcome(
+        "applied",
+        tenant_id=target.tenant_id,
+        invoice_id=target.invoice_id,
+        customer_id=invoice.customer_id,
+        status=invoice.status,
+    )
     if event["id"] in invoice.stripe_event_ids:
         outcome.result = "duplicate"
         return outcome, None
     change, effect = event_change(event_type, event, target.obj, invoice, now)
     if effect == "none":
         outcome.result = "ignored"
-        outcome.reason = ("no_new_payment" if event_type in PAYMENT_EVENTS
-                          and can_move(outcome.status, "paid")
-                          else f"invoice_is_{outcome.status}")
+        outcome.reason = (
+            "no_new_payment"
+            if event_type in PAYMENT_EVENTS and can_move(outcome.status, "paid")
+            else f"invoice_is_{outcome.status}"
+        )
     outcome.status = change.status or outcome.status
     outcome.reactivate = effect in ("paid", "void")
-    return outcome, replace(change, stripe_event_id=str(event["id"]), history=(history_entry(
-        event_type, "stripe", now, event_id=event["id"], effect=effect, run_id=run_id,
-        event_created=_epoch_time(event.get("created")) or now),))
+    return outcome, replace(
+        change,
+        stripe_event_id=str(event["id"]),
+        history=(
+            history_entry(
+                event_type,
+                "stripe",
+                now,
+                event_id=event["id"],
+                effect=effect,
+                run_id=run_id,
+                event_created=_epoch_time(event.get("created")) or now,
+            ),
+        ),
+    )
 
 
-def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datetime,
-                       run_id: str) -> EventOutcome:
+def apply_stripe_event(
+    store: BillingStore, event: Mapping[str, Any], now: datetime, run_id: str
+) -> EventOutcome:
     """Apply a verified Stripe event to our invoice (idempotent; see the module docstring).
 
     An event acts only when every rule of the contract holds (see ``event_target``,
@@ -284,9 +314,10 @@ def apply_stripe_event(store: BillingStore, event: Mapping[str, Any], now: datet
         return EventOutcome("ignored", reason=ignored.reason)
     try:
         outcome, _ = store.change_invoice(
-            target.tenant_id, target.invoice_id,
-            lambda invoice: _decide(target, event, invoice, now, run_id))
+            target.tenant_id, target.invoice_id, lambda invoice: _decide(target, event, invoice, now, run_id)
+        )
     except EventIgnored as ignored:
-        return EventOutcome("ignored", reason=ignored.reason, tenant_id=target.tenant_id,
-                            invoice_id=target.invoice_id)
+        return EventOutcome(
+            "ignored", reason=ignored.reason, tenant_id=target.tenant_id, invoice_id=target.invoice_id
+        )
     return outcome
