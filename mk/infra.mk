@@ -11,7 +11,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-# `make test` runs tests/test_infra.py, which needs checkov.
+# `make test` runs tests/infra/test_infra.py, which needs checkov.
 TEST_DEPS += $(CHECKOV_STAMP)
 
 .PHONY: build check-infra deploy deploy-secrets tfvars-check
@@ -27,7 +27,7 @@ build: $(STAMP)
 
 ## check-infra: parse and assert the Terraform, checkov, terraform fmt, the function zips
 check-infra: $(STAMP) $(CHECKOV_STAMP)
-	$(PY) -m pytest tests/test_infra.py tests/test_build.py
+	$(PY) -m pytest tests/infra
 
 tfvars-check:
 	@test -f $(TF_DIR)/terraform.tfvars || { \

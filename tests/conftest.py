@@ -25,6 +25,30 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 TEST_BUCKET = "test-invoices"
+E2E = REPO / "tests" / "e2e"
+INFRA = REPO / "tests" / "infra"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under ``tests/e2e/`` ``emulator`` and under ``tests/infra/`` ``infra``;
+    refuse an emulator test anywhere else.
+
+    So ``pytest -m "not emulator"`` runs the unit tests (``tests/unit/``) and the infrastructure
+    checks without starting an emulator, ``pytest -m "not emulator and not infra"`` (or
+    ``pytest tests/unit``) the unit tests alone, in seconds; and a unit test that asks for ``db``,
+    ``call_function`` or any fixture built on ``emulators`` fails collection instead of quietly
+    starting the emulators.
+    """
+    misplaced = []
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.emulator)
+        elif item.path.is_relative_to(INFRA):
+            item.add_marker(pytest.mark.infra)
+        if not item.path.is_relative_to(E2E) and "emulators" in getattr(item, "fixturenames", ()):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(f"emulator-backed tests outside tests/e2e/: {', '.join(misplaced)}")
 
 
 @pytest.fixture(scope="session")

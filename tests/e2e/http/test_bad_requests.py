@@ -13,7 +13,7 @@ from google.cloud import firestore
 from devtools.dev_issuer import generate_key, mint_token
 from tests import factories as f
 from tests.conftest import AUDIENCE, TODAY
-from tests.test_monthly_billing import MONTH, T, seed_acme
+from tests.e2e.runs.test_monthly_billing import MONTH, T, seed_acme
 
 
 @pytest.fixture

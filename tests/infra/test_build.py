@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from devtools.build import FIXED_DATE_TIME, BuiltZip, build, function_names
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS = function_names(REPO)
 
 PROBE = r"""

@@ -27,8 +27,8 @@ import pytest
 from hcl2 import SerializationOptions
 
 from billing.store.indexes import QUERIES, QueryShape
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 TF_DIR = REPO / "infra" / "terraform"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 

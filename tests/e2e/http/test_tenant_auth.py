@@ -18,7 +18,7 @@ from google.cloud import firestore
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.conftest import ALLOWED
-from tests.test_monthly_billing import MONTH, T, seed_acme
+from tests.e2e.runs.test_monthly_billing import MONTH, T, seed_acme
 
 OTHER = "globex"
 ADMIN = "ann@acme.test"

@@ -29,8 +29,7 @@ from devtools.dev_issuer import (
     mint_token,
     serve_certs,
 )
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 @dataclass

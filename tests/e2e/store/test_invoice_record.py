@@ -19,7 +19,7 @@ from billing.runs.payments import ManualPayment, can_move, change_status, status
 from billing.runs.payments.status import payment_change
 from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 from tests import getting_paid as gp
-from tests.test_store import NOW, TENANT, drafts
+from tests.e2e.store.test_store import NOW, TENANT, drafts
 
 PAID_AT = datetime(2026, 11, 20, 10, tzinfo=UTC)
 

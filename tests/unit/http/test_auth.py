@@ -46,8 +46,8 @@ from devtools.dev_issuer import (
     serve_certs,
     strip_signature,
 )
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 AUD = "https://europe-west1-proj.cloudfunctions.net/monthly_billing"
 
 
