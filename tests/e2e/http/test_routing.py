@@ -22,8 +22,10 @@ T = "routeco"
 MONTH = "2026-10"  # Europe/London: [2026-09-30T23:00Z, 2026-11-01T00:00Z)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def seed(db: firestore.Client, grace: int = 0) -> None:

@@ -22,13 +22,24 @@ from tests import factories as f
 T = "sched"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
-def wall(tz: str, *args: int) -> datetime:
+def wall(
+    tz: str,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
     """A wall-clock time in ``tz`` as an aware UTC instant."""
-    return datetime(*args, tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
 def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:

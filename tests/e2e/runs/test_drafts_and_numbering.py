@@ -16,8 +16,10 @@ from tests import factories as f
 T = "drafty"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:

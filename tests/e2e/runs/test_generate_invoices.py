@@ -12,8 +12,10 @@ from tests import factories as f
 T = "cloudco"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def seed(db: firestore.Client, *, grace: float = 1, **sub_fields: Any) -> None:

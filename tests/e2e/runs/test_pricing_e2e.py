@@ -27,8 +27,10 @@ STRIPE_TIERS = [  # 1-5 at 7.00, 6-10 at 6.50, 11+ at 6.00
 ]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def rows(invoice: dict[str, Any]) -> list[tuple[str, str, str, int, int]]:

@@ -23,8 +23,10 @@ from tests import getting_paid as gp
 T = gp.T
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def dunning_at(db: firestore.Client, now: datetime) -> dict[str, Any]:

@@ -21,8 +21,10 @@ END = datetime(2026, 11, 1, tzinfo=UTC)
 PERIOD_SECONDS = 31 * 86400 + 3600  # 2,682,000
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def meter(aggregation: str, field: str | None = "value", group_by: list[str] | None = None) -> Meter:

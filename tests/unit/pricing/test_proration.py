@@ -22,15 +22,21 @@ LONDON = "Europe/London"
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
-def london(*args: int) -> datetime:
+def london(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
     """A wall-clock time in London, as an aware UTC instant."""
     from zoneinfo import ZoneInfo
 
-    return datetime(*args, tzinfo=ZoneInfo(LONDON)).astimezone(UTC)
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=ZoneInfo(LONDON)).astimezone(
+        UTC
+    )
 
 
 def sub(

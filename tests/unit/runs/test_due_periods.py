@@ -19,8 +19,10 @@ from billing.runs.anniversary import MAX_PERIODS_PER_RUN, due_periods, next_peri
 TZ = "Europe/London"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def sub(start: datetime, end: datetime, **fields: object) -> Subscription:
