@@ -190,7 +190,7 @@ def call_function(
         auth: bool = True,
     ) -> tuple[int, dict[str, object]]:
         if name not in apps:
-            apps[name] = functions_framework.create_app(
+            apps[name] = functions_framework.create_app(  # type: ignore[no-untyped-call]
                 target=name, source=str(REPO / "functions" / name / "main.py")
             )
         client = apps[name].test_client()  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ def test_timestamps_are_london_time_across_the_bst_changes(tmp_path: Path) -> No
     events, report = ort.read_usage_events(path)
     assert report.events == 8
     utc = {e.invoice_no: e.timestamp for e in events}
-    assert all(t.tzinfo is not None and t.utcoffset().total_seconds() == 0 for t in utc.values())
+    assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in utc.values())
     assert utc["600001"] == datetime(2011, 11, 15, 10, 0, tzinfo=UTC)  # GMT: UTC = local
     assert utc["600002"] == datetime(2011, 7, 1, 7, 16, tzinfo=UTC)  # BST: UTC = local - 1 h
     assert utc["600003"] == datetime(2011, 3, 27, 0, 59, tzinfo=UTC)

@@ -74,13 +74,15 @@ def anniversary(
 def month_close(call_function: Any) -> dict[str, Any]:
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
-    return body
+    result: dict[str, Any] = body
+    return result
 
 
 def generate(call_function: Any, as_of: str) -> dict[str, Any]:
     status, body = call_function("generate_invoices", {"as_of": as_of}, tenant=T)
     assert status == 200, body
-    return body
+    result: dict[str, Any] = body
+    return result
 
 
 def usage_quantity(invoice: dict[str, Any]) -> str:

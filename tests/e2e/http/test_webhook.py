@@ -480,17 +480,17 @@ def chunked_post(project_id: str, payload: bytes, header: str) -> tuple[int, dic
     import functions_framework
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-    app = functions_framework.create_app(
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
         target="stripe_webhook", source=str(REPO / "functions" / "stripe_webhook" / "main.py")
     )
     environ = EnvironBuilder(
         "/",
         method="POST",
-        headers={
-            "Stripe-Signature": header,
-            "Content-Type": "application/json",
-            "Transfer-Encoding": "chunked",
-        },
+        headers=[
+            ("Stripe-Signature", header),
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
     ).get_environ()
     environ.pop("CONTENT_LENGTH", None)
     environ.update({"wsgi.input": io.BufferedReader(ChunkedBody(payload)), "wsgi.input_terminated": True})

@@ -171,6 +171,7 @@ def test_daily_invoices_across_the_dst_change(
     )
     f.customer(db, T, "dee")
     sub = daily(tz, first)
+    assert sub.current_period_start is not None and sub.current_period_end is not None
     f.subscription(
         db, T, "sub-dee", "dee", "daily", **anniversary(sub.current_period_start, sub.current_period_end)
     )

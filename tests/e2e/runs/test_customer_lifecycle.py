@@ -98,7 +98,11 @@ def test_one_customer_from_invoice_to_reactivation(
 
     # 2. Three reminders on their days; every day runs 4 times at once, then again later.
     for day in (1, 7, 14):
-        results = f.concurrently(4, lambda d=day: dunning(due + timedelta(days=d)))
+
+        def on_the_day(d: int = day) -> dict[str, Any]:
+            return dunning(due + timedelta(days=d))
+
+        results = f.concurrently(4, on_the_day)
         assert sum(r["reminders_sent"] for r in results) == 1, (day, results)
         later = dunning(due + timedelta(days=day, hours=20))
         assert later["reminders_sent"] == 0 and later["skips"][0]["reason"] == "up_to_date"

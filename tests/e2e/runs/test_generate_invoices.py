@@ -45,7 +45,8 @@ def seed(db: firestore.Client, *, grace: float = 1, **sub_fields: Any) -> None:
 def run(call_function: Any, as_of: str, **body: Any) -> dict[str, Any]:
     status, response = call_function("generate_invoices", {"as_of": as_of, **body}, tenant=T)
     assert status == 200, response
-    return response
+    result: dict[str, Any] = response
+    return result
 
 
 def sub(db: firestore.Client) -> dict[str, Any]:

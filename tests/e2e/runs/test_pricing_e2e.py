@@ -55,7 +55,8 @@ def close_october(call_function: Any, tenant: str) -> dict[str, Any]:
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=tenant)
     assert status == 200, body
     assert body["errors"] == [], body["errors"]
-    return body
+    result: dict[str, Any] = body
+    return result
 
 
 def seed_catalogue(db: firestore.Client) -> None:

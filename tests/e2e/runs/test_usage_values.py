@@ -44,7 +44,8 @@ def seed(db: firestore.Client, price: str = "100") -> None:
 def close(call_function: Any) -> dict[str, Any]:
     status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T)
     assert status == 200, body
-    return body
+    result: dict[str, Any] = body
+    return result
 
 
 def test_a_huge_event_value_is_a_warning_not_a_failed_run(db: firestore.Client, call_function: Any) -> None:

@@ -63,7 +63,9 @@ def draft(customer_id: str, groups: int = 0, width: int = 400) -> InvoiceDraft:
             "started_at": datetime(2020, 1, 1, tzinfo=UTC),
         },
     )
-    usage = {"hours": {(f"{i:0{width}d}",): Decimal(1) for i in range(groups)}}
+    usage: dict[str, dict[tuple[str, ...], Decimal]] = {
+        "hours": {(f"{i:0{width}d}",): Decimal(1) for i in range(groups)}
+    }
     return build_invoice(
         tenant=TENANT,
         customer=customer,
@@ -81,7 +83,7 @@ def test_document_size_is_firestores_own_measure(db: firestore.Client) -> None:
     empty = firestore_document_size(path, {"x": "", "lines": [{"y": ""}], "n": 1, "at": NOW})
     fill = MAX_DOCUMENT_BYTES - empty  # one value may not take it all (1 MiB - 89): split it
     rest = fill - fill // 2  # in "é", two bytes each in UTF-8
-    at_limit = {
+    at_limit: dict[str, Any] = {
         "x": "a" * (fill // 2),
         "lines": [{"y": "é" * (rest // 2) + "b" * (rest % 2)}],
         "n": 1,

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from fontTools.ttLib import TTFont
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
 from billing.delivery.pdf import fonts, format_percent, format_quantity, render_invoice_pdf
 from billing.errors import DataError

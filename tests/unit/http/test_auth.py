@@ -258,7 +258,7 @@ def test_known_kid_but_wrong_key(
     key: DevKey, other_key: DevKey, settings: AuthSettings, cache: CertCache
 ) -> None:
     claims = json.loads(base64.urlsafe_b64decode(mint_token(key, audience=AUD).split(".")[1] + "=="))
-    forged = google.auth.jwt.encode(other_key.signer(), claims, key_id=key.kid).decode()
+    forged = google.auth.jwt.encode(other_key.signer(), claims, key_id=key.kid).decode()  # type: ignore[no-untyped-call]
     assert "signature does not verify" in rejected(forged, settings, cache)
 
 
@@ -531,7 +531,7 @@ def test_load_or_create_key_persists(tmp_path: Path) -> None:
 
 def test_mint_token_claims(key: DevKey) -> None:
     token = mint_token(key, audience=AUD, now=1_700_000_000, lifetime=600, extra_claims={"custom": "x"})
-    claims = google.auth.jwt.decode(token, certs=key.certs(), verify=False)
+    claims = google.auth.jwt.decode(token, certs=key.certs(), verify=False)  # type: ignore[no-untyped-call]
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header == {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     assert claims["iss"] == DEV_ISSUER and claims["aud"] == AUD
@@ -540,7 +540,7 @@ def test_mint_token_claims(key: DevKey) -> None:
     assert claims["azp"] == claims["sub"] and claims["custom"] == "x"
     # google-auth itself accepts the signature against the served certificate.
     fresh = mint_token(key, audience=AUD)
-    assert google.auth.jwt.decode(fresh, certs=key.certs(), audience=AUD)["email"] == (DEV_PRINCIPAL)
+    assert google.auth.jwt.decode(fresh, certs=key.certs(), audience=AUD)["email"] == (DEV_PRINCIPAL)  # type: ignore[no-untyped-call]
 
 
 def test_dev_issuer_cli(tmp_path: Path) -> None:
@@ -566,7 +566,7 @@ def test_dev_issuer_cli(tmp_path: Path) -> None:
         cwd=REPO,
     ).stdout.strip()
     key = load_or_create_key(directory)
-    claims = google.auth.jwt.decode(out, certs=key.certs(), audience=AUD)
+    claims = google.auth.jwt.decode(out, certs=key.certs(), audience=AUD)  # type: ignore[no-untyped-call]
     assert claims["email"] == "ops@dev.local"
 
     process = subprocess.Popen(
@@ -596,7 +596,7 @@ def signed_raw(key: DevKey, payload: str) -> str:
     """A token whose payload is exactly ``payload`` (JSON text), correctly signed by ``key``."""
     header = b64({"alg": "RS256", "kid": key.kid, "typ": "JWT"})
     body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
-    signature = key.signer().sign(f"{header}.{body}".encode())
+    signature = key.signer().sign(f"{header}.{body}".encode())  # type: ignore[no-untyped-call]
     return f"{header}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 

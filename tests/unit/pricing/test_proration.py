@@ -368,7 +368,7 @@ def test_prorated_line_shape() -> None:
     # 1000 x 17/31 = 548.387096774193548... -> unit 548.387096774194 (12 places), amount 548
     assert line.description == "Pro plan (17 of 31 days)"
     assert line.unit_amount_decimal == Decimal("548.387096774194")
-    assert (line.quantity, line.amount) == (1, 548)
+    assert (line.quantity, line.amount) == (Decimal(1), 548)
 
 
 def test_stub_period_is_prorated_over_its_full_anchored_period() -> None:

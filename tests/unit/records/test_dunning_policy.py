@@ -25,7 +25,8 @@ def plan(policy: DunningPolicy, days: float, *done: str, **records: Any) -> list
 
 def test_absent_map_and_absent_keys_take_the_defaults() -> None:
     expected = ((1, 7, 14), 21, 60, True)
-    for raw in (None, {}):
+    raws: tuple[object, ...] = (None, {})
+    for raw in raws:
         policy = DunningPolicy.parse(raw, "tenant acme")
         got = (
             policy.reminder_days,

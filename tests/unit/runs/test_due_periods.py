@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from itertools import pairwise
 
+from billing.pricing.periods import BillingPeriod
 from billing.records import Subscription
 from billing.runs.anniversary import MAX_PERIODS_PER_RUN, due_periods, next_period
 
@@ -44,8 +45,8 @@ def sub(start: datetime, end: datetime, **fields: object) -> Subscription:
 JAN = sub(utc(2026, 1, 10, 9), utc(2026, 2, 10, 9))
 
 
-def spans(periods: list[object]) -> list[tuple[datetime, datetime]]:
-    return [(p.start, p.end) for p in periods]  # type: ignore[attr-defined]
+def spans(periods: list[BillingPeriod]) -> list[tuple[datetime, datetime]]:
+    return [(p.start, p.end) for p in periods]
 
 
 def test_nothing_is_due_before_the_period_ends() -> None:
