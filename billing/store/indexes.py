@@ -1,7 +1,7 @@
 """Every Firestore query the code makes, as data: the single list the Terraform indexes are checked against.
 
 The Firestore emulator ignores composite indexes; production refuses a query that needs one that
-is not declared. Each module that adds a query adds its shape here, and ``tests/test_infra*.py``
+is not declared. Each module that adds a query adds its shape here, and ``tests/infra/test_infra.py``
 asserts that ``infra/terraform`` declares a composite index for every shape that needs one.
 
 Rule (Firestore docs, "Index types"): equality filters alone, or one range/order field alone, are

@@ -81,7 +81,7 @@ def firestore_document_size(path: Sequence[str], data: Mapping[str, Any]) -> int
     UTF-8 length + 1, plus 16), each field name (UTF-8 + 1) and value (string UTF-8 + 1; integer,
     float, timestamp 8; boolean, null 1; bytes their length; an array the sum of its values; a
     map the sum of its keys and values), plus 32. The emulator refuses a document at one byte
-    over 1 MiB in exactly this measure (``tests/test_invoice_size.py``).
+    over 1 MiB in exactly this measure (``tests/e2e/store/test_invoice_size.py``).
 
     Raises:
         ValueError: a value Firestore cannot store (an integer beyond 64 bits, an unknown type).
