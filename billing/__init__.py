@@ -11,9 +11,11 @@ The package is laid out along the flow of a billing run:
 - ``billing.pricing``: the rules this product exists for, free of I/O: money in integer minor
   units, billing periods in the tenant's timezone, meter aggregation, usage routing, charge
   models, proration, tax, the invoice builder and invoice numbers.
-- ``billing.runs``: the use cases, each composed from named steps: the billing pipeline and month
-  close (``pipeline``), anniversary billing (``anniversary``), ``dunning``, admin actions on one
-  invoice (``admin_actions``) and payment status changes (``payments``).
+- ``billing.runs``: the use cases, each composed from named steps and run through one run shell
+  (``shell``: context, report, run record, lease, per-tenant loop): the billing pipeline
+  (``pipeline``), the month close (``month_close``), anniversary billing (``anniversary``),
+  ``dunning``, admin actions on one invoice (``admin_actions``) and payment status changes
+  (``payments``).
 - ``billing.store``: the Firestore layout of ``../shared/CONTRACT.md`` (reads, transactional
   writes, numbering, leases), the Google Cloud clients and the list of query shapes (``indexes``).
 - ``billing.delivery``: what leaves the system: invoice PDFs (``pdf``, ``documents``), email

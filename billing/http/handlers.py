@@ -16,7 +16,8 @@ from billing.http.shell import Call, boolean, check_as_of, clock, identifier, rf
 from billing.pricing.periods import parse_month
 from billing.records import Tenant
 from billing.runs.anniversary import run_generate_invoices
-from billing.runs.pipeline import RunContext, run_month_close
+from billing.runs.month_close import run_month_close
+from billing.runs.shell import RunContext
 from billing.store.clients import firestore_client, invoices_bucket, storage_client
 from billing.store.firestore_store import BillingStore
 
@@ -60,7 +61,7 @@ MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean}
 
 
 def monthly_billing(call: Call) -> dict[str, Any]:
-    """The month close (``billing.runs.pipeline.run_month_close``) for ``month`` or the previous month."""
+    """The month close (``billing.runs.month_close.run_month_close``) for ``month`` or the previous month."""
     dry_run = bool(call.body.get("dry_run", False))
     ctx = make_context(call, dry_run=dry_run)
     if not dry_run:

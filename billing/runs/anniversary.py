@@ -41,20 +41,22 @@ from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.periods import BillingPeriod, add_interval, anniversary_period, zone
 from billing.records import Invoice, Subscription, Tenant
 from billing.runs.pipeline import (
+    BILLING_SECTIONS,
     Catalog,
-    RunContext,
-    RunReport,
     bill_subscriptions,
     empty_invoice_reason,
     price_candidates,
     publish,
     republish_missing_pdfs,
-    resolve_tenants,
-    run_per_tenant,
 )
+from billing.runs.shell import RunContext, RunKind, RunReport, resolve_tenants, run_per_tenant
 from billing.store.firestore_store import StoredInvoice, SubscriptionMove
 
 MAX_PERIODS_PER_RUN = 400
+GENERATE_INVOICES = RunKind(
+    "generate_invoices", ("generated", "finalized", "advanced"), BILLING_SECTIONS | {"draft_totals"}
+)
+"""``generate_invoices``' report: the month close's, plus ``finalized``, ``advanced``, ``draft_totals``."""
 
 
 def next_period(sub: Subscription, period_end: datetime, interval: str, count: int, tz: str) -> BillingPeriod:
@@ -219,7 +221,7 @@ def finalize_due_drafts(
     )
     if ctx.dry_run:
         for draft in priced:
-            report.finalized += 1
+            report.count("finalized")
             report.totals[draft.currency] = report.totals.get(draft.currency, 0) + draft.total
         return len(priced)
     ctx.store.discard_drafts(
@@ -230,7 +232,7 @@ def finalize_due_drafts(
     )
     for invoice in finalized:
         report.totals[invoice.currency] = report.totals.get(invoice.currency, 0) + invoice.total
-    report.finalized += len(finalized)
+    report.count("finalized", len(finalized))
     publish(ctx, report, tenant, finalized)
     return len(finalized)
 
@@ -242,8 +244,59 @@ def empty_reason(subs: Mapping[str, Subscription | DataError], draft: InvoiceDra
     return empty_invoice_reason(sub, draft.period, draft.customer)
 
 
+def bill_tenant(
+    ctx: RunContext, report: RunReport, tenant: Tenant, only: Subscription | None
+) -> dict[str, Any]:
+    """One tenant's ``generate_invoices`` pass (steps 1-3 of the module docstring); its summary.
+
+    ``only``: the one subscription of an admin's "invoice it now" (its drafts finalize at once),
+    else every anniversary subscription of the tenant.
+    """
+    catalog = Catalog.load(ctx.store, tenant.id)
+    subs: Sequence[Subscription | tuple[str, DataError]] = (
+        [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary")
+    )
+    candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
+    # No grace period (or an admin's "now"): the invoices are final when created.
+    at_once = only is not None or tenant.grace_period_hours == 0
+    errors_before, generated_before = len(report.errors), report.generated
+    summary = bill_subscriptions(
+        ctx,
+        report,
+        tenant,
+        catalog,
+        candidates,
+        finalize=at_once,
+        known=subs,
+        known_billing_times=() if only else ("anniversary",),
+    )
+    report.count("finalized", report.generated - generated_before if at_once else 0)
+    # This tenant's failures only: another tenant may use the same subscription ids.
+    failed = {e.get("subscription_id") for e in report.errors[errors_before:]}
+    moves = [
+        SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end, anchor)
+        for sub_id, (sub, period, anchor) in advances.items()
+        if sub_id not in failed and sub.current_period_end is not None
+    ]
+    report.count(
+        "advanced", 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves, now=ctx.now)
+    )
+    if only is not None:
+        drafts = ctx.store.drafts_of_subscription(tenant.id, only.id)
+    else:
+        drafts = ctx.store.due_drafts(tenant.id, ctx.now)
+    # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
+    finalize_due_drafts(ctx, report, tenant, catalog, drafts)
+    republish_missing_pdfs(ctx, report, tenant)
+    # finalized and advanced: the run shell adds this tenant's counters to its summary.
+    return summary
+
+
 def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_id: str | None) -> RunReport:
     """Anniversary billing at ``ctx.now`` (the request's ``as_of``) for one tenant or all.
+
+    Each tenant goes through the run shell (``billing.runs.shell.run_per_tenant``) with
+    ``bill_tenant`` as its work.
 
     Raises:
         BadRequest: ``subscription_id`` without a tenant, or naming a calendar subscription.
@@ -252,7 +305,7 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_i
     """
     if subscription_id is not None and tenant_id is None:
         raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)", code="missing_tenant")
-    report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run, function="generate_invoices")
+    report = RunReport(GENERATE_INVOICES, ctx.run_id, ctx.dry_run)
     tenants = resolve_tenants(ctx.store, tenant_id)
     only: Subscription | None = None
     if subscription_id is not None:
@@ -268,46 +321,6 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_i
     def describe(tenant: Tenant) -> dict[str, Any]:
         return {"as_of": ctx.now, **({"subscription_id": subscription_id} if only else {})}
 
-    def work(tenant: Tenant) -> dict[str, Any]:
-        catalog = Catalog.load(ctx.store, tenant.id)
-        subs: Sequence[Subscription | tuple[str, DataError]] = (
-            [only] if only is not None else ctx.store.load_subscriptions(tenant.id, "anniversary")
-        )
-        candidates, advances = anniversary_candidates(report, tenant, catalog, subs, ctx.now)
-        # No grace period (or an admin's "now"): the invoices are final when created.
-        at_once = only is not None or tenant.grace_period_hours == 0
-        errors_before, generated_before = len(report.errors), report.generated
-        summary = bill_subscriptions(
-            ctx,
-            report,
-            tenant,
-            catalog,
-            candidates,
-            finalize=at_once,
-            known=subs,
-            known_billing_times=() if only else ("anniversary",),
-        )
-        finalized_at_once = report.generated - generated_before if at_once else 0
-        report.finalized += finalized_at_once
-        # This tenant's failures only: another tenant may use the same subscription ids.
-        failed = {e.get("subscription_id") for e in report.errors[errors_before:]}
-        moves = [
-            SubscriptionMove(sub_id, sub.current_period_end, period.start, period.end, anchor)
-            for sub_id, (sub, period, anchor) in advances.items()
-            if sub_id not in failed and sub.current_period_end is not None
-        ]
-        advanced = 0 if ctx.dry_run else ctx.store.advance_subscriptions(tenant.id, moves, now=ctx.now)
-        report.advanced += advanced
-        if only is not None:
-            drafts = ctx.store.drafts_of_subscription(tenant.id, only.id)
-        else:
-            drafts = ctx.store.due_drafts(tenant.id, ctx.now)
-        # A dry run creates no drafts, so it finalizes (in preview) only those already stored.
-        finalized = finalized_at_once + finalize_due_drafts(ctx, report, tenant, catalog, drafts)
-        republish_missing_pdfs(ctx, report, tenant)
-        summary.update(finalized=finalized, advanced=advanced)
-        return summary
-
-    run_per_tenant(ctx, report, tenants, "generate_invoices", describe, work)
+    run_per_tenant(ctx, report, tenants, describe, lambda tenant: bill_tenant(ctx, report, tenant, only))
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
     return report

@@ -39,8 +39,12 @@ and, unless ``dry_run``, retries what earlier
 runs left undone (``billing.delivery.outbox.sweep``: invoice emails and Stripe pushes with
 ``delivery_pending``, pending reactivation notices).
 
-A dry run reads, decides and reports the same actions without writing or sending anything.
-Response (``DunningReport.to_json``): ``run_id``, ``dry_run``, ``as_of``, counters
+The run goes tenant by tenant through the same run shell as the billing runs
+(``billing.runs.shell.run_per_tenant``): run record ``tenants/{t}/billing_runs/{run_id}``
+(``function: "dunning"``, ``as_of``, status, counters, principal), lease, log context. A dry run
+reads, decides and reports the same actions without writing or sending anything (no run record,
+no lease). Response (``billing.runs.shell.RunReport.to_json``, kind ``DUNNING``): ``run_id``,
+``dry_run``, ``as_of``, counters
 ``reminders_sent``, ``suspended``, ``marked_uncollectible``, ``reactivated``, ``notices_sent``,
 ``deliveries_retried``, ``skipped``, ``skips`` [{tenant_id, invoice_id, reason}], ``actions``
 [{tenant_id, invoice_id | customer_id, action, ...}], ``errors`` [{tenant_id, invoice_id |
@@ -49,11 +53,9 @@ customer_id, error, code}], ``tenants``.
 
 from __future__ import annotations
 
-import time
-import traceback
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,10 +71,9 @@ from billing.delivery.outbox import (
 )
 from billing.delivery.stripe_billing import enabled_for, sync_status
 from billing.errors import BillingError, Conflict, DataError, StripeFailure
-from billing.logs import get_logger, log_context
 from billing.records import Customer, DunningPolicy, Invoice, Tenant
 from billing.runs.payments import change_status, reactivate_if_clear
-from billing.runs.pipeline import resolve_tenants
+from billing.runs.shell import RunContext, RunKind, RunReport, no_description, resolve_tenants, run_per_tenant
 from billing.store.firestore_store import (
     Account,
     BillingStore,
@@ -82,107 +83,31 @@ from billing.store.firestore_store import (
     history_entry,
 )
 
-log = get_logger("billing.dunning")
-MAX_LISTED = 1000
+DUNNING = RunKind(
+    "dunning",
+    (
+        "reminders_sent",
+        "suspended",
+        "marked_uncollectible",
+        "reactivated",
+        "notices_sent",
+        "deliveries_retried",
+    ),
+    frozenset({"actions"}),
+)
+"""The dunning report: its counters and ``actions``; the header carries ``as_of``."""
 
 
-@dataclass
-class DunningReport:
-    """Counters and lists of one dunning run over every tenant it covered."""
+@dataclass(kw_only=True)
+class DunningContext(RunContext):
+    """A run context (``billing.runs.shell.RunContext``) with dunning's policy clock and services.
 
-    run_id: str
-    dry_run: bool
+    ``as_of`` is the policy date (what is overdue, which steps are due); ``now`` the real time of
+    the run (recorded on each step, and the reactivation clock with ``as_of``).
+    """
+
     as_of: datetime
-    reminders_sent: int = 0
-    suspended: int = 0
-    marked_uncollectible: int = 0
-    reactivated: int = 0
-    notices_sent: int = 0
-    deliveries_retried: int = 0
-    skipped: int = 0
-    skips: list[dict[str, Any]] = field(default_factory=list)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    tenants: list[dict[str, Any]] = field(default_factory=list)
-
-    def skip(self, tenant_id: str, invoice_id: str, reason: str) -> None:
-        """Count an overdue invoice left alone this run, with the reason."""
-        self.skipped += 1
-        if len(self.skips) < MAX_LISTED:
-            self.skips.append({"tenant_id": tenant_id, "invoice_id": invoice_id, "reason": reason})
-
-    def act(self, tenant_id: str, action: str, **details: Any) -> None:
-        """List one action done (or, in a dry run, that would be done)."""
-        if len(self.actions) < MAX_LISTED:
-            self.actions.append(
-                {
-                    "tenant_id": tenant_id,
-                    "action": action,
-                    **{k: v for k, v in details.items() if v is not None},
-                }
-            )
-
-    def error(self, tenant_id: str, error: BaseException, **ids: str | None) -> None:
-        """Record one failure (the run goes on)."""
-        entry: dict[str, Any] = {"tenant_id": tenant_id, **{k: v for k, v in ids.items() if v is not None}}
-        if isinstance(error, BillingError):
-            entry.update(error=error.message, code=error.code)
-        else:
-            entry.update(error=f"internal error: {type(error).__name__}", code="internal")
-        self.errors.append(entry)
-        log.error(
-            "dunning failure",
-            extra={
-                **ids,
-                "error": entry["error"],
-                "code": entry["code"],
-                **(
-                    {}
-                    if isinstance(error, BillingError)
-                    else {"stack_trace": "".join(traceback.format_exception(error))}
-                ),
-            },
-        )
-
-    def counters(self) -> dict[str, int]:
-        """The counters, by name."""
-        return {
-            "reminders_sent": self.reminders_sent,
-            "suspended": self.suspended,
-            "marked_uncollectible": self.marked_uncollectible,
-            "reactivated": self.reactivated,
-            "notices_sent": self.notices_sent,
-            "deliveries_retried": self.deliveries_retried,
-            "skipped": self.skipped,
-            "errors": len(self.errors),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """The response body (JSON-ready)."""
-        return {
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "as_of": self.as_of.isoformat(),
-            **self.counters(),
-            "errors": self.errors,
-            "skips": self.skips,
-            "skips_truncated": self.skipped > len(self.skips),
-            "actions": self.actions,
-            "tenants": self.tenants,
-        }
-
-
-@dataclass
-class DunningContext:
-    """What a run needs: identity, clocks, store, outside services."""
-
-    run_id: str
-    as_of: datetime
-    now: datetime
-    dry_run: bool
-    store: BillingStore
     services: Services
-    principal: str | None = None
 
 
 def _overdue_text(overdue: timedelta) -> str:
@@ -276,9 +201,7 @@ def suspend_for_invoice(
 class _TenantRun:
     """One tenant's pass: overdue invoices, then reactivations."""
 
-    def __init__(
-        self, ctx: DunningContext, report: DunningReport, tenant: Tenant, policy: DunningPolicy
-    ) -> None:
+    def __init__(self, ctx: DunningContext, report: RunReport, tenant: Tenant, policy: DunningPolicy) -> None:
         self.ctx = ctx
         self.report = report
         self.tenant = tenant
@@ -379,7 +302,11 @@ class _TenantRun:
         overdue = ctx.as_of - invoice.due_at
         steps = self.policy.plan(overdue, invoice.dunning)
         if not steps:
-            report.skip(tenant.id, invoice.id, "up_to_date" if self.policy.enabled else "dunning_disabled")
+            report.skip(
+                tenant.id,
+                invoice_id=invoice.id,
+                reason="up_to_date" if self.policy.enabled else "dunning_disabled",
+            )
             return
         details = {"invoice_id": invoice.id, "customer_id": invoice.customer_id, "days_overdue": overdue.days}
         for step in steps:
@@ -411,18 +338,20 @@ class _TenantRun:
         ctx, report, tenant = self.ctx, self.report, self.tenant
         blocked = self._deliverable(invoice, customer)
         if blocked:
-            report.skip(tenant.id, invoice.id, f"{step}_{blocked}")
+            report.skip(tenant.id, invoice_id=invoice.id, reason=f"{step}_{blocked}")
             return
         if ctx.dry_run:
-            report.reminders_sent += 1
+            report.count("reminders_sent")
             report.act(tenant.id, step, **details)
             return
         outcome = self._send("reminder", step, invoice, customer, overdue, step)
         if outcome == "sent_now":
-            report.reminders_sent += 1
+            report.count("reminders_sent")
             report.act(tenant.id, step, **details)
         else:
-            report.skip(tenant.id, invoice.id, "in_progress" if outcome == "busy" else "done")
+            report.skip(
+                tenant.id, invoice_id=invoice.id, reason="in_progress" if outcome == "busy" else "done"
+            )
 
     def _suspend(
         self, invoice: Invoice, customer: Customer | None, overdue: timedelta, details: dict[str, Any]
@@ -435,10 +364,10 @@ class _TenantRun:
                 and invoice.customer_id not in self.suspended_now
             ):
                 self.suspended_now.add(invoice.customer_id)
-                report.suspended += 1
+                report.count("suspended")
                 report.act(tenant.id, "suspension", **details)
                 if self._deliverable(invoice, customer) is None:
-                    report.notices_sent += 1
+                    report.count("notices_sent")
             else:
                 report.act(tenant.id, "suspension_recorded", **details)
             return
@@ -453,12 +382,12 @@ class _TenantRun:
             notify=self._deliverable(invoice, customer) is None,
         )
         if result is None:
-            report.skip(tenant.id, invoice.id, "in_progress")
+            report.skip(tenant.id, invoice_id=invoice.id, reason="in_progress")
             return
         if not result.customer_suspended:
             report.act(tenant.id, "suspension_recorded", **details)
             return
-        report.suspended += 1
+        report.count("suspended")
         report.act(tenant.id, "suspension", subscriptions=result.subscriptions, **details)
         if result.notification_id:
             self._suspension_notice(invoice, customer, overdue, details, result.reason)
@@ -474,7 +403,7 @@ class _TenantRun:
         """Send the suspension notice (``reason``: the suspension's, else its recorded one)."""
         ctx, report, tenant = self.ctx, self.report, self.tenant
         if ctx.dry_run:
-            report.notices_sent += 1
+            report.count("notices_sent")
             report.act(tenant.id, "suspension_notice", **details)
             return
         current = ctx.store.get_customers(tenant.id, [invoice.customer_id]).get(invoice.customer_id)
@@ -490,15 +419,15 @@ class _TenantRun:
             "suspension", "suspension", invoice, customer, overdue, "suspension_notice", reason=reason
         )
         if outcome == "sent_now":
-            report.notices_sent += 1
+            report.count("notices_sent")
             report.act(tenant.id, "suspension_notice", **details)
         elif outcome == "busy":
-            report.skip(tenant.id, invoice.id, "in_progress")
+            report.skip(tenant.id, invoice_id=invoice.id, reason="in_progress")
 
     def _uncollectible(self, invoice: Invoice, details: dict[str, Any]) -> None:
         ctx, report, tenant = self.ctx, self.report, self.tenant
         if ctx.dry_run:
-            report.marked_uncollectible += 1
+            report.count("marked_uncollectible")
             report.act(tenant.id, "uncollectible", **details)
             return
         if invoice.stripe_invoice_id and self.stripe:
@@ -520,9 +449,9 @@ class _TenantRun:
                 dunning={"uncollectible": {"at": ctx.now, "as_of": ctx.as_of, "run_id": ctx.run_id}},
             )
         except Conflict:
-            report.skip(tenant.id, invoice.id, "status_changed")
+            report.skip(tenant.id, invoice_id=invoice.id, reason="status_changed")
             return
-        report.marked_uncollectible += 1
+        report.count("marked_uncollectible")
         report.act(tenant.id, "uncollectible", **details)
 
     # -- reactivation ----------------------------------------------------------------------------
@@ -550,7 +479,7 @@ class _TenantRun:
                 )
                 if done is None:
                     continue
-                report.reactivated += 1
+                report.count("reactivated")
                 report.act(
                     tenant.id, "reactivation", customer_id=customer_id, subscriptions=done.subscriptions
                 )
@@ -567,22 +496,23 @@ class _TenantRun:
                         )
                         == "sent_now"
                     ):
-                        report.notices_sent += 1
+                        report.count("notices_sent")
                 elif done.notification_id:
-                    report.notices_sent += 1
+                    report.count("notices_sent")
             except Exception as exc:
                 report.error(tenant.id, exc, customer_id=customer_id)
 
 
-def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> dict[str, Any]:
-    """One tenant's dunning pass; returns its summary. Failures go to ``report.errors``."""
-    started = time.monotonic()
-    before = report.counters()
-    policy = tenant.dunning
-    run = _TenantRun(ctx, report, tenant, policy)
+def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[str, Any]:
+    """One tenant's dunning pass: ``{tenant_id, overdue}``. Failures go to ``report.errors``.
+
+    The run shell (``run_dunning``) adds the tenant's counters, ``skipped``, ``errors`` and
+    ``seconds`` to this summary.
+    """
+    run = _TenantRun(ctx, report, tenant, tenant.dunning)
     if not ctx.dry_run:
         retried, failures = sweep(ctx.store, tenant, ctx.services, ctx.run_id, ctx.now)
-        report.deliveries_retried += retried
+        report.count("deliveries_retried", retried)
         for object_id, message in failures:
             report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=object_id)
     invoices = ctx.store.overdue_invoices(tenant.id, ctx.as_of)
@@ -590,80 +520,40 @@ def run_tenant(ctx: DunningContext, report: DunningReport, tenant: Tenant) -> di
         tenant.id, {i.customer_id for i in invoices if isinstance(i, Invoice)}
     )
     for invoice in invoices:
-        with log_context(tenant_id=tenant.id):
-            if isinstance(invoice, tuple):
-                report.error(tenant.id, invoice[1], invoice_id=invoice[0])
-                continue
-            try:
-                customer = customers.get(invoice.customer_id)
-                run.invoice(invoice, customer if isinstance(customer, Customer) else None)
-            except Exception as exc:
-                report.error(tenant.id, exc, invoice_id=invoice.id)
+        if isinstance(invoice, tuple):
+            report.error(tenant.id, invoice[1], invoice_id=invoice[0])
+            continue
+        try:
+            customer = customers.get(invoice.customer_id)
+            run.invoice(invoice, customer if isinstance(customer, Customer) else None)
+        except Exception as exc:  # one invoice's failure must not stop the tenant's run
+            report.error(tenant.id, exc, invoice_id=invoice.id)
     run.reactivations()
-    after = report.counters()
-    summary: dict[str, Any] = {
-        "tenant_id": tenant.id,
-        "overdue": len(invoices),
-        **{k: after[k] - before[k] for k in after},
-        "seconds": round(time.monotonic() - started, 3),
-    }
-    return summary
+    return {"tenant_id": tenant.id, "overdue": len(invoices)}
 
 
-def run_dunning(ctx: DunningContext, tenant_id: str | None) -> DunningReport:
+def run_dunning(ctx: DunningContext, tenant_id: str | None) -> RunReport:
     """The dunning run over one tenant (``tenant_id``) or every active tenant.
+
+    Goes through the run shell (``billing.runs.shell.run_per_tenant``) like the billing runs:
+    each tenant's run record (``function: "dunning"``, ``as_of``, status, counters, principal),
+    its ``dunning`` lease and log context; a dry run records nothing and takes no lease.
 
     Raises:
         NotFound: the named tenant does not exist (before anything is written).
         PermissionDenied: the named tenant is disabled.
 
     """
-    report = DunningReport(run_id=ctx.run_id, dry_run=ctx.dry_run, as_of=ctx.as_of)
-    for tenant in resolve_tenants(ctx.store, tenant_id):
-        if isinstance(tenant, tuple):
-            report.error(tenant[0], tenant[1])
-            continue
-        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
-            if not ctx.dry_run:
-                ctx.store.write_run(
-                    tenant.id,
-                    ctx.run_id,
-                    {
-                        "function": "dunning",
-                        "status": "running",
-                        "started_at": ctx.now,
-                        "as_of": ctx.as_of,
-                        "principal": ctx.principal,
-                    },
-                )
-            errors_before = len(report.errors)
-            try:
-                summary = run_tenant(ctx, report, tenant)
-            except Exception as exc:
-                report.error(tenant.id, exc)
-                summary = {"tenant_id": tenant.id, "failed": True}
-            report.tenants.append(summary)
-            if not ctx.dry_run:
-                ctx.store.write_run(
-                    tenant.id,
-                    ctx.run_id,
-                    {
-                        "status": "failed" if summary.get("failed") else "succeeded",
-                        "finished_at": datetime.now(ctx.now.tzinfo),
-                        "summary": {k: v for k, v in summary.items() if k != "tenant_id"},
-                        "error_details": report.errors[errors_before:][:MAX_LISTED],
-                    },
-                )
-            log.info(
-                "dunning finished for tenant", extra={k: v for k, v in summary.items() if k != "tenant_id"}
-            )
+    report = RunReport(DUNNING, ctx.run_id, ctx.dry_run, header={"as_of": ctx.as_of})
+    tenants = resolve_tenants(ctx.store, tenant_id)
+    run_per_tenant(ctx, report, tenants, no_description, lambda tenant: run_tenant(ctx, report, tenant))
     return report
 
 
 __all__ = [
+    "DUNNING",
     "DunningContext",
     "DunningPolicy",
-    "DunningReport",
     "Suspension",
     "run_dunning",
     "run_tenant",

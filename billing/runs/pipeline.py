@@ -1,157 +1,40 @@
-"""Billing runs: pick subscriptions and periods, collect usage, build, create, number, render.
+"""The billing pipeline: price (subscription, period) candidates, create, number, publish.
 
 ``bill_subscriptions`` is the one pipeline every billing run uses; the month close
-(``run_month_close``) and ``generate_invoices`` only choose the candidates (subscription, period).
-A run never stops for one subscription: its ``DataError`` (or any unexpected exception) lands in
-the report's ``errors`` and the rest are billed. A dry run reads but writes nothing, and returns
-previews of the invoices it would create.
+(``billing.runs.month_close``) and ``generate_invoices`` (``billing.runs.anniversary``) only choose
+the candidates, and both go through the run shell (``billing.runs.shell``). A run never stops for
+one subscription: its ``DataError`` (or any unexpected exception) lands in the report's
+``errors`` and the rest are billed. A dry run reads but writes nothing, and returns previews of
+the invoices it would create.
 
-Report shape (the HTTP response body; amounts in minor units of each currency):
-``{"run_id", "dry_run", "generated", "skipped", "skips": [{tenant_id, subscription_id, reason}],
-"errors": [{tenant_id, subscription_id | invoice_id, error, code}], "warnings": [...],
-"warnings_count", "totals": {currency: minor units}, "tenants": [{tenant_id, period, ...}],
-"stats": {firestore_reads, firestore_writes, pdfs_rendered, pdf_render_seconds},
+Report shape (the HTTP response body, ``RunReport.to_json``; amounts in minor units of each
+currency): ``{"run_id", "dry_run", "generated", "skipped", "skips": [{tenant_id,
+subscription_id, reason}], "errors": [{tenant_id, subscription_id | invoice_id, error, code}],
+"warnings": [...], "warnings_count", "totals": {currency: minor units}, "tenants": [{tenant_id,
+period, ...}], "stats": {firestore_reads, firestore_writes, pdfs_rendered, pdf_render_seconds},
 "invoices": [...previews, dry runs only]}``.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
-from billing.errors import BadRequest, BillingError, DataError, PermissionDenied, echo
-from billing.logs import get_logger, log_context
+from billing.errors import BillingError, DataError
 from billing.pricing.invoicing import InvoiceDraft, build_invoice
-from billing.pricing.periods import BillingPeriod, month_period, parse_month, previous_month, utc_now
+from billing.pricing.periods import BillingPeriod
 from billing.pricing.proration import suspended_during
 from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
 from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
+from billing.runs.shell import RunContext, RunReport
 from billing.store.firestore_store import BillingStore, invoice_size
 
-MAX_LISTED = 1000
 BILLING_TIMES = ("calendar", "anniversary")
-# Concurrent deliveries of one run wait for each other (see BillingStore.acquire_lease).
-LEASE_TTL = timedelta(minutes=15)
-LEASE_WAIT = timedelta(minutes=5)
-log = get_logger("billing.runs")
-
-
-@dataclass
-class RunContext:
-    """What a run needs besides its request: identity, clock, store and PDF sink.
-
-    ``publish_pdfs(tenant, invoices)`` renders and stores PDFs and returns
-    ``(uris, failures, render_seconds)``; ``None`` skips PDFs (benchmarks measure them apart).
-    """
-
-    run_id: str
-    now: datetime
-    dry_run: bool
-    store: BillingStore
-    publish_pdfs: (
-        Callable[
-            [Tenant, Sequence[Mapping[str, Any]]], tuple[list[tuple[str, str]], list[tuple[str, str]], float]
-        ]
-        | None
-    )
-    principal: str | None = None
-
-
-@dataclass
-class RunReport:
-    """Counters and lists of a run, over every tenant it covered."""
-
-    run_id: str
-    dry_run: bool
-    generated: int = 0
-    skipped: int = 0
-    skips: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    warnings_count: int = 0
-    totals: dict[str, int] = field(default_factory=dict)
-    tenants: list[dict[str, Any]] = field(default_factory=list)
-    invoices: list[dict[str, Any]] = field(default_factory=list)
-    draft_totals: dict[str, int] = field(default_factory=dict)
-    finalized: int = 0
-    advanced: int = 0
-    pdf_render_seconds: float = 0.0
-    pdfs_rendered: int = 0
-    function: str = "monthly_billing"
-    firestore_reads: int = 0
-    firestore_writes: int = 0
-
-    def skip(self, tenant_id: str, subscription_id: str, reason: str) -> None:
-        """Count a subscription that got no invoice, with its reason."""
-        self.skipped += 1
-        if len(self.skips) < MAX_LISTED:
-            self.skips.append({"tenant_id": tenant_id, "subscription_id": subscription_id, "reason": reason})
-
-    def error(
-        self,
-        tenant_id: str,
-        error: BaseException,
-        *,
-        subscription_id: str | None = None,
-        invoice_id: str | None = None,
-    ) -> None:
-        """Record a failure for one subscription, invoice or tenant (the run goes on)."""
-        entry: dict[str, Any] = {"tenant_id": tenant_id}
-        if subscription_id is not None:
-            entry["subscription_id"] = subscription_id
-        if invoice_id is not None:
-            entry["invoice_id"] = invoice_id
-        if isinstance(error, BillingError):
-            entry.update(error=error.message, code=error.code)
-        else:
-            entry.update(error=f"internal error: {type(error).__name__}", code="internal")
-        self.errors.append(entry)
-        log.error(
-            "billing failure",
-            extra={
-                "subscription_id": subscription_id,
-                "invoice_id": invoice_id,
-                "error": entry["error"],
-                "code": entry["code"],
-                **(
-                    {}
-                    if isinstance(error, BillingError)
-                    else {"stack_trace": "".join(traceback.format_exception(error))}
-                ),
-            },
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The response body (JSON-ready)."""
-        body: dict[str, Any] = {
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "generated": self.generated,
-            "skipped": self.skipped,
-            "skips": self.skips,
-            "skips_truncated": self.skipped > len(self.skips),
-            "errors": self.errors,
-            "warnings": self.warnings[:MAX_LISTED],
-            "warnings_count": self.warnings_count,
-            "totals": self.totals,
-            "tenants": self.tenants,
-            "stats": {
-                "firestore_reads": self.firestore_reads,
-                "firestore_writes": self.firestore_writes,
-                "pdfs_rendered": self.pdfs_rendered,
-                "pdf_render_seconds": round(self.pdf_render_seconds, 3),
-            },
-        }
-        if self.function == "generate_invoices":
-            body.update(finalized=self.finalized, advanced=self.advanced, draft_totals=self.draft_totals)
-        if self.dry_run:
-            body["invoices"] = self.invoices
-        return body
+"""Every ``billing_time`` a subscription may have (``claim_usage`` reads the ones not known)."""
+BILLING_SECTIONS = frozenset({"warnings", "totals", "stats", "previews"})
+"""The parts of a billing run's response body beyond the shell's (``RunKind.sections``)."""
 
 
 def preview(draft: InvoiceDraft) -> dict[str, Any]:
@@ -241,7 +124,7 @@ def price_candidates(
                     f"customer {sub.customer_id!r} does not exist", code="unknown_customer"
                 )
             if customer.status == "archived":
-                report.skip(tenant.id, sub.id, "customer_archived")
+                report.skip(tenant.id, "customer_archived", subscription_id=sub.id)
                 continue
             start = max(period.start, sub.started_at)
             end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
@@ -352,7 +235,7 @@ def build_drafts(
         report.warnings_count += usage.warning_count()
         report.warnings.extend(f"{tenant.id}/{sub.id}: {w}" for w in draft.warnings)
         if draft.is_empty:
-            report.skip(tenant.id, sub.id, empty_invoice_reason(sub, period, customer))
+            report.skip(tenant.id, empty_invoice_reason(sub, period, customer), subscription_id=sub.id)
             if empty is not None:
                 empty.append(draft)
             continue
@@ -398,9 +281,9 @@ def bill_subscriptions(
         existing = store.existing_invoice_ids(tenant.id, [d.invoice_id for d in drafts])
         for draft in drafts:
             if draft.invoice_id in existing:
-                report.skip(tenant.id, draft.subscription_id, "already_invoiced")
+                report.skip(tenant.id, "already_invoiced", subscription_id=draft.subscription_id)
                 continue
-            report.generated += 1
+            report.count("generated")
             _add_total(report.totals if finalize else report.draft_totals, draft.currency, draft.total)
             report.invoices.append(preview(draft))
         return summary
@@ -417,8 +300,8 @@ def bill_subscriptions(
     for draft, error in result.rejected:
         report.error(tenant.id, error, subscription_id=draft.subscription_id)
     for invoice_id in result.existing:
-        report.skip(tenant.id, by_id[invoice_id].subscription_id, "already_invoiced")
-    report.generated += len(result.created)
+        report.skip(tenant.id, "already_invoiced", subscription_id=by_id[invoice_id].subscription_id)
+    report.count("generated", len(result.created))
     summary["generated"] = len(result.created)
     if finalize:
         for invoice in result.created:
@@ -470,229 +353,3 @@ def publish(ctx: RunContext, report: RunReport, tenant: Tenant, invoices: Sequen
         ctx.store, tenant, [i.id for i in invoices], ctx.now, ctx.run_id
     ):
         report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=invoice_id)
-
-
-def calendar_candidates(
-    report: RunReport,
-    tenant: Tenant,
-    catalog: Catalog,
-    subscriptions: Sequence[Subscription | tuple[str, DataError]],
-    period: BillingPeriod,
-) -> list[tuple[Subscription, BillingPeriod]]:
-    """Calendar subscriptions active at some time during ``period``; others skipped or ignored.
-
-    Ignored (not counted): started on or after the period's end, or canceled on or before its
-    start. A suspended subscription is a candidate like any other (its period is billed, fixed
-    fees prorated to the days not suspended: issue 8 item 5). Errors: invalid documents, and a
-    plan that is not monthly (the month close bills calendar months; a yearly or weekly plan
-    is billed on its anniversaries instead, by ``generate_invoices``).
-    """
-    out: list[tuple[Subscription, BillingPeriod]] = []
-    for sub in subscriptions:
-        if isinstance(sub, tuple):
-            report.error(tenant.id, sub[1], subscription_id=sub[0])
-            continue
-        if sub.started_at >= period.end:
-            continue
-        if sub.canceled_at is not None and sub.canceled_at <= period.start:
-            continue
-        try:
-            plan = catalog.plan(sub.plan_id)
-            if (plan.interval, plan.interval_count) != ("month", 1):
-                raise DataError(
-                    f"plan {plan.id!r} bills every {plan.interval_count} {plan.interval}(s); a "
-                    "calendar subscription needs a monthly plan (use billing_time anniversary)",
-                    code="not_monthly_plan",
-                )
-        except DataError as exc:
-            report.error(tenant.id, exc, subscription_id=sub.id)
-            continue
-        out.append((sub, period))
-    return out
-
-
-def month_close_period(tenant: Tenant, month: str | None, now: datetime) -> BillingPeriod:
-    """The month to close for ``tenant``: ``month`` or the previous month in its timezone.
-
-    Raises:
-        BadRequest: ``month`` is malformed, or has not ended yet in the tenant's timezone.
-
-    """
-    if month is None:
-        year, number = previous_month(now, tenant.timezone)
-    else:
-        year, number = parse_month(month)
-    period = month_period(year, number, tenant.timezone)
-    if period.end > now:
-        raise BadRequest(
-            f"month {period.month_label} has not ended yet in {tenant.timezone} "
-            f"(it ends {period.end.isoformat()})",
-            code="month_not_closed",
-        )
-    return period
-
-
-def resolve_tenants(store: BillingStore, tenant_id: str | None) -> list[Tenant | tuple[str, DataError]]:
-    """Return the tenants a run covers: the named one, or every active one.
-
-    Raises:
-        NotFound: the named tenant does not exist.
-        PermissionDenied: the named tenant is disabled.
-
-    """
-    if tenant_id is not None:
-        try:
-            tenant = store.get_tenant(tenant_id)
-        except DataError as exc:  # its data is broken: reported in errors, like any data problem
-            return [(tenant_id, exc)]
-        if tenant.status != "active":
-            raise PermissionDenied(f"tenant {echo(tenant_id)} is disabled", code="tenant_disabled")
-        return [tenant]
-    out: list[Tenant | tuple[str, DataError]] = []
-    for tid in store.active_tenant_ids():
-        try:
-            out.append(store.get_tenant(tid))
-        except DataError as exc:
-            out.append((tid, exc))
-    return out
-
-
-def run_per_tenant(
-    ctx: RunContext,
-    report: RunReport,
-    tenants: Sequence[Tenant | tuple[str, DataError]],
-    function: str,
-    describe: Callable[[Tenant], dict[str, Any]],
-    work: Callable[[Tenant], dict[str, Any]],
-) -> None:
-    """Run ``work(tenant)`` for each tenant with its run record, logs and summary.
-
-    ``describe(tenant)`` gives the fields that say what is billed (month, as_of...), recorded in
-    ``tenants/{t}/billing_runs/{run_id}`` before the work starts (not in dry runs) and in the
-    summary. A tenant whose work raises is recorded as failed in ``errors``; the others go on.
-    A real run holds the tenant's lease for ``function`` while it works, so that an overlapping
-    delivery of the same schedule waits instead of contending in the same transactions.
-    """
-    for tenant in tenants:
-        if isinstance(tenant, tuple):
-            report.error(tenant[0], tenant[1])
-            continue
-        with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
-            started = time.monotonic()
-            before = (report.generated, report.skipped, len(report.errors), dict(report.totals))
-            described = describe(tenant)
-            if not ctx.dry_run:
-                ctx.store.write_run(
-                    tenant.id,
-                    ctx.run_id,
-                    {
-                        "function": function,
-                        "status": "running",
-                        "started_at": utc_now(),
-                        "principal": ctx.principal,
-                        **described,
-                    },
-                )
-            lease = (
-                None
-                if ctx.dry_run
-                else ctx.store.acquire_lease(tenant.id, function, ctx.run_id, ttl=LEASE_TTL, wait=LEASE_WAIT)
-            )
-            try:
-                summary = work(tenant)
-            except Exception as exc:  # one tenant's outage must not stop the others
-                report.error(tenant.id, exc)
-                summary = {"tenant_id": tenant.id, "failed": True}
-            finally:
-                if lease is not None:
-                    ctx.store.release_lease(tenant.id, function, lease)
-            summary.update(
-                {
-                    **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in described.items()},
-                    "generated": report.generated - before[0],
-                    "skipped": report.skipped - before[1],
-                    "errors": len(report.errors) - before[2],
-                    "totals": {
-                        c: v - before[3].get(c, 0)
-                        for c, v in report.totals.items()
-                        if v != before[3].get(c, 0)
-                    },
-                    "seconds": round(time.monotonic() - started, 3),
-                }
-            )
-            report.tenants.append(summary)
-            if not ctx.dry_run:
-                ctx.store.write_run(
-                    tenant.id,
-                    ctx.run_id,
-                    {
-                        "status": "failed" if summary.get("failed") else "succeeded",
-                        "finished_at": utc_now(),
-                        **{k: summary[k] for k in ("generated", "skipped", "errors", "totals", "seconds")},
-                        **{k: summary[k] for k in ("finalized", "advanced") if k in summary},
-                        "error_details": [e for e in report.errors if e["tenant_id"] == tenant.id][
-                            :MAX_LISTED
-                        ],
-                    },
-                )
-            log.info(
-                f"{function} finished for tenant",
-                extra={
-                    "generated": summary["generated"],
-                    "skipped": summary["skipped"],
-                    "errors": summary["errors"],
-                    "dry_run": ctx.dry_run,
-                },
-            )
-
-
-def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -> RunReport:
-    """The month close: invoice every calendar subscription for the month, per tenant.
-
-    All request validation (month format, month ended, tenant known) happens before any write.
-    Across all tenants, an explicit ``month`` that has not ended yet in some tenant's timezone
-    skips that tenant (``month_not_closed`` in its summary) rather than failing the run.
-
-    Raises:
-        BadRequest, NotFound, PermissionDenied: before anything is written.
-
-    """
-    report = RunReport(run_id=ctx.run_id, dry_run=ctx.dry_run)
-    if month is not None:
-        parse_month(month)
-    tenants = resolve_tenants(ctx.store, tenant_id)
-    periods: dict[str, BillingPeriod] = {}
-    ready: list[Tenant | tuple[str, DataError]] = []
-    for tenant in tenants:
-        if isinstance(tenant, Tenant):
-            try:
-                periods[tenant.id] = month_close_period(tenant, month, ctx.now)
-            except BadRequest as exc:
-                if tenant_id is not None:
-                    raise
-                report.tenants.append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
-                continue
-        ready.append(tenant)
-
-    def describe(tenant: Tenant) -> dict[str, Any]:
-        period = periods[tenant.id]
-        return {"month": period.month_label, "period_start": period.start, "period_end": period.end}
-
-    def work(tenant: Tenant) -> dict[str, Any]:
-        catalog = Catalog.load(ctx.store, tenant.id)
-        subs = ctx.store.load_subscriptions(tenant.id, "calendar")
-        candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
-        return bill_subscriptions(
-            ctx,
-            report,
-            tenant,
-            catalog,
-            candidates,
-            finalize=True,
-            known=subs,
-            known_billing_times=("calendar",),
-        )
-
-    run_per_tenant(ctx, report, ready, "monthly_billing", describe, work)
-    report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes
-    return report

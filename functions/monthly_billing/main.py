@@ -1,4 +1,4 @@
-"""HTTP Cloud Function ``monthly_billing``: the month close (see ``billing.runs.pipeline.run_month_close``).
+"""HTTP Cloud Function ``monthly_billing``: the month close (``billing.runs.month_close.run_month_close``).
 
 POST ``{"month": "YYYY-MM", "dry_run": bool, "tenant_id": str}`` (all optional) with an OIDC
 bearer token; ``X-Tenant-ID`` restricts the run to one tenant. GET answers a health document.

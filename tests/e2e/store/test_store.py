@@ -161,7 +161,8 @@ def test_concurrent_advances_move_each_subscription_once(db: firestore.Client) -
 
 
 def test_an_explicit_month_skips_tenants_where_it_has_not_ended(db: firestore.Client) -> None:
-    from billing.runs.pipeline import RunContext, run_month_close
+    from billing.runs.month_close import run_month_close
+    from billing.runs.shell import RunContext
 
     f.tenant(db, "london", timezone="Europe/London")
     f.tenant(db, "la", timezone="America/Los_Angeles")
