@@ -147,7 +147,6 @@ COUNTRY_CODES: dict[str, str | None] = {
 }
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_MISSING: Any = object()
 #: Wide enough that quantity x unit price never loses a digit (as ``billing.pricing.money``).
 _EXACT = Context(prec=60)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -351,98 +350,166 @@ def open_csv(csv_path: str | Path) -> IO[str]:
     return open(path, encoding="utf-8", newline="")
 
 
+#: What :meth:`_RowClassifier.classify` returns for a row outside the requested month (not a skip).
+_OUT_OF_MONTH = "out_of_month"
+
+
 def iter_usage_events(csv_path: str | Path, month: str | None, report: SkipReport) -> Iterator[UsageEventRow]:
     """Yield the qualifying rows of the CSV as events, in file order, filling ``report``.
 
     ``month`` (``"YYYY-MM"``, UK local time) keeps only rows of that calendar month; ``None`` keeps
-    every month. ``report`` is complete once the iterator is exhausted.
+    every month. ``report`` is complete once the iterator is exhausted. Each row goes through
+    :meth:`_RowClassifier.classify`, which returns its event or the reason it is left out.
 
     Raises:
         RetailDataError: bad ``month``, or the header is not the data set's.
 
     """
-    wanted = parse_month(month) if month is not None else None
-    ordinals: Counter[str] = Counter()
+    classifier = _RowClassifier(parse_month(month) if month is not None else None, report.customer_countries)
     skipped = report.skipped
-    countries = report.customer_countries
-    # Values repeat a lot (an invoice's rows share date and customer): parse each text once.
-    dates: dict[str, datetime | None] = {}
-    customers: dict[str, str | ValueError | None] = {}
-    prices: dict[str, Decimal | None] = {}
     with open_csv(csv_path) as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != HEADER:
-            raise RetailDataError(f"{csv_path}: header {header!r} is not {list(HEADER)!r}")
+        _check_header(csv_path, next(reader, None))
         for line, row in enumerate(reader, start=2):
             report.rows_read += 1
-            if len(row) != len(HEADER):
-                skipped["malformed_row"] += 1
-                continue
-            invoice_no, stock_code, description, qty_text, date_text, price_text, cid_text, country = row
-            invoice_no = invoice_no.strip()
-            ordinals[invoice_no] += 1
-            customer_id = customers.get(cid_text, _MISSING)
-            if customer_id is _MISSING:
-                try:
-                    customer_id = customers[cid_text] = parse_customer_id(cid_text)
-                except ValueError as exc:
-                    customer_id = customers[cid_text] = exc
-            if isinstance(customer_id, str) and customer_id not in countries:
-                countries[customer_id] = country.strip()
-            local_time = dates.get(date_text, _MISSING)
-            if local_time is _MISSING:
-                try:
-                    local_time = dates[date_text] = parse_local_time(date_text)
-                except ValueError:
-                    local_time = dates[date_text] = None
-            if local_time is None:
-                skipped["unparseable"] += 1
-                continue
-            if wanted is not None and (local_time.year, local_time.month) != wanted:
+            outcome = classifier.classify(line, row)
+            if isinstance(outcome, UsageEventRow):
+                report.events += 1
+                yield outcome
+            elif outcome == _OUT_OF_MONTH:
                 report.out_of_month += 1
-                continue
-            unit_price = prices.get(price_text, _MISSING)
-            if unit_price is _MISSING:
-                unit_price = prices[price_text] = _parse_price(price_text)
-            try:
-                quantity = int(qty_text.strip())
-            except ValueError:
-                quantity = None
-            if (
-                quantity is None
-                or unit_price is None
-                or isinstance(customer_id, ValueError)
-                or not invoice_no
-            ):
-                skipped["unparseable"] += 1
-                continue
-            if invoice_no[0] in "Cc":
-                skipped["cancelled_invoice"] += 1
-                continue
-            if quantity <= 0:
-                skipped["non_positive_quantity"] += 1
-                continue
-            if unit_price < 0:
-                skipped["negative_unit_price"] += 1
-                continue
-            if customer_id is None:
-                skipped["missing_customer_id"] += 1
-                continue
-            report.events += 1
-            yield UsageEventRow(
-                event_id=f"{EVENT_ID_PREFIX}-{invoice_no}-{ordinals[invoice_no]}",
-                invoice_no=invoice_no,
-                customer_id=customer_id,
-                local_time=local_time,
-                quantity=quantity,
-                unit_price=price_text.strip(),
-                amount=_EXACT.multiply(Decimal(quantity), unit_price),
-                stock_code=stock_code,
-                description=description,
-                country=country.strip(),
-                line=line,
-            )
+            else:
+                skipped[outcome] += 1
+
+
+def _check_header(csv_path: str | Path, header: list[str] | None) -> None:
+    """Raise :class:`RetailDataError` unless ``header`` is the data set's (``None``: empty file)."""
+    if header is None or tuple(h.strip() for h in header) != HEADER:
+        raise RetailDataError(f"{csv_path}: header {header!r} is not {list(HEADER)!r}")
+
+
+class _RowClassifier:
+    """Turn one CSV row into its event or the reason it is left out (the order of ``SKIP_REASONS``).
+
+    Holds what spans rows: the ordinal of each InvoiceNo (every row with 8 columns counts, in or
+    out of scope), the first CSV country of each CustomerID (written into ``countries``), and
+    caches of parsed text: an invoice's rows repeat the same date, customer and prices, so each
+    distinct text is parsed once (this loop runs over 541,909 rows in ``make demo`` and the tests).
+    """
+
+    __slots__ = ("_customers", "_dates", "_prices", "countries", "ordinals", "wanted")
+
+    def __init__(self, wanted: tuple[int, int] | None, countries: dict[str, str]) -> None:
+        self.wanted = wanted
+        self.countries = countries
+        self.ordinals: Counter[str] = Counter()
+        self._dates: dict[str, datetime | None] = {}
+        self._customers: dict[str, str | ValueError | None] = {}
+        self._prices: dict[str, Decimal | None] = {}
+
+    def classify(self, line: int, row: list[str]) -> UsageEventRow | str:
+        """Return the row's event, a reason from ``SKIP_REASONS``, or ``_OUT_OF_MONTH``.
+
+        ``line`` is the row's 1-based line number (kept on the event for error messages).
+        """
+        if len(row) != len(HEADER):
+            return "malformed_row"
+        invoice_no, stock_code, description, qty_text, date_text, price_text, cid_text, country = row
+        invoice_no = invoice_no.strip()
+        self.ordinals[invoice_no] += 1
+        customer_id = self._customer(cid_text, country)
+        local_time = self._local_time(date_text)
+        if local_time is None:
+            return "unparseable"
+        if self.wanted is not None and (local_time.year, local_time.month) != self.wanted:
+            return _OUT_OF_MONTH
+        unit_price = self._price(price_text)
+        quantity = _parse_quantity(qty_text)
+        if quantity is None or unit_price is None or isinstance(customer_id, ValueError) or not invoice_no:
+            return "unparseable"
+        reason = _rule_skip_reason(invoice_no, quantity, unit_price)
+        if reason is not None:
+            return reason
+        if customer_id is None:
+            return "missing_customer_id"
+        return UsageEventRow(
+            event_id=f"{EVENT_ID_PREFIX}-{invoice_no}-{self.ordinals[invoice_no]}",
+            invoice_no=invoice_no,
+            customer_id=customer_id,
+            local_time=local_time,
+            quantity=quantity,
+            unit_price=price_text.strip(),
+            amount=_EXACT.multiply(Decimal(quantity), unit_price),
+            stock_code=stock_code,
+            description=description,
+            country=country.strip(),
+            line=line,
+        )
+
+    def _customer(self, text: str, country: str) -> str | ValueError | None:
+        """Return the CustomerID of ``text`` (``None``: blank; the error: unparseable), cached.
+
+        A CustomerID seen for the first time records ``country`` as its first country. Doing this
+        on a cache miss only is enough: the first row carrying an id has a text not seen before.
+        """
+        try:
+            return self._customers[text]
+        except KeyError:
+            pass
+        customer_id: str | ValueError | None
+        try:
+            customer_id = parse_customer_id(text)
+        except ValueError as exc:
+            customer_id = exc
+        self._customers[text] = customer_id
+        if isinstance(customer_id, str) and customer_id not in self.countries:
+            self.countries[customer_id] = country.strip()
+        return customer_id
+
+    def _local_time(self, text: str) -> datetime | None:
+        """Return ``InvoiceDate`` as Europe/London time (``None``: unparseable), cached."""
+        try:
+            return self._dates[text]
+        except KeyError:
+            pass
+        local_time: datetime | None
+        try:
+            local_time = parse_local_time(text)
+        except ValueError:
+            local_time = None
+        self._dates[text] = local_time
+        return local_time
+
+    def _price(self, text: str) -> Decimal | None:
+        """Return the unit price (``None``: unparseable), cached."""
+        try:
+            return self._prices[text]
+        except KeyError:
+            unit_price = self._prices[text] = _parse_price(text)
+            return unit_price
+
+
+def _parse_quantity(text: str) -> int | None:
+    """Return the Quantity as an int, or ``None`` when it does not parse."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _rule_skip_reason(invoice_no: str, quantity: int, unit_price: Decimal) -> str | None:
+    """Return the first skip reason of a parsed row's own values, or ``None``.
+
+    Checked in the order of ``SKIP_REASONS``: ``cancelled_invoice``, ``non_positive_quantity``,
+    ``negative_unit_price`` (``missing_customer_id``, last, is checked by the caller).
+    """
+    if invoice_no[0] in "Cc":
+        return "cancelled_invoice"
+    if quantity <= 0:
+        return "non_positive_quantity"
+    if unit_price < 0:
+        return "negative_unit_price"
+    return None
 
 
 def _parse_price(text: str) -> Decimal | None:

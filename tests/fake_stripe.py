@@ -37,7 +37,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,6 +169,45 @@ class Fault:
     method: str
 
 
+_INVOICE_PATH = re.compile(r"/v1/invoices/(in_\w+)(?:/(\w+))?")
+# A handler of a path without an id: (params, Stripe-Account) -> response body.
+_Route = Callable[[dict[str, Any], str | None], dict[str, Any]]
+# An invoice action: (invoice, params, now as a unix time) -> the invoice.
+_Action = Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
+
+
+def _read_request(h: BaseHTTPRequestHandler, method: str) -> Recorded:
+    """Parse the path, the form body (POST) or query (GET, DELETE) and the Stripe headers."""
+    split = urlsplit(h.path)
+    length = int(h.headers.get("Content-Length") or 0)
+    raw = h.rfile.read(length).decode() if length else ""
+    pairs = parse_qsl(split.query if method != "POST" else raw, keep_blank_values=True)
+    return Recorded(
+        method, split.path, _nest(pairs), h.headers.get("Idempotency-Key"), h.headers.get("Stripe-Account")
+    )
+
+
+def _respond(
+    h: BaseHTTPRequestHandler,
+    status: int,
+    body: dict[str, Any],
+    key: str | None,
+    replayed: bool,
+    request_id: str,
+) -> None:
+    payload = json.dumps(body).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(payload)))
+    h.send_header("Request-Id", request_id)
+    if key:
+        h.send_header("Idempotency-Key", key)
+    if replayed:
+        h.send_header("Idempotent-Replayed", "true")
+    h.end_headers()
+    h.wfile.write(payload)
+
+
 @dataclass
 class FakeStripe:
     """The fake's state; ``start()`` serves it on a free port (``url``)."""
@@ -287,126 +326,143 @@ class FakeStripe:
             self._server.server_close()
 
     def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        split = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length).decode() if length else ""
-        pairs = parse_qsl(split.query if method != "POST" else raw, keep_blank_values=True)
-        params = _nest(pairs)
-        key = h.headers.get("Idempotency-Key")
-        account = h.headers.get("Stripe-Account")
-        record = Recorded(method, split.path, params, key, account)
-        status, body, replayed = 200, {}, False
-        with self._lock:
-            self.requests.append(record)
-            fault = next(
-                (
-                    f
-                    for f in self.faults
-                    if f.times > 0 and f.method == method and f.pattern.search(split.path)
-                ),
-                None,
-            )
-            if fault is not None:
-                fault.times -= 1
+        record = _read_request(h, method)
+        fault = self._take_fault(record)
         if fault is not None and fault.status == 0:
             record.status = 0
             h.close_connection = True
             h.connection.shutdown(2)  # drop: the client sees a network error
             return
         try:
-            if h.headers.get("Authorization") != f"Bearer {self.api_key}":
-                raise StripeFakeError(401, "Invalid API Key provided", type_="invalid_request_error")
-            if fault is not None:
-                raise StripeFakeError(
-                    fault.status,
-                    f"injected {fault.status}",
-                    type_="api_error" if fault.status >= 500 else "invalid_request_error",
-                    code="rate_limit" if fault.status == 429 else None,
-                )
-            if method == "POST" and not key:
-                self.violations.append(f"POST {split.path} without Idempotency-Key")
-                raise StripeFakeError(400, "this fake requires an Idempotency-Key on every POST")
-            with self._lock:
-                stored = self.keys.get((account, key)) if key and method == "POST" else None
-                if stored is not None:
-                    s_method, s_path, s_params, s_status, s_body = stored
-                    if (s_method, s_path, s_params) != (method, split.path, params):
-                        self.violations.append(f"key {key} reused with other parameters")
-                        raise StripeFakeError(
-                            400,
-                            "Keys for idempotent requests can only be used with the same "
-                            "parameters they were first used with.",
-                            type_="idempotency_error",
-                        )
-                    status, body, replayed = s_status, s_body, True
-                else:
-                    try:
-                        body = self._route(method, split.path, params, account)
-                    except StripeFakeError as exc:
-                        status, body = exc.status, exc.body
-                    if key and method == "POST" and status == 200:
-                        self.keys[(account, key)] = (method, split.path, params, status, body)
+            self._check_request(h, record, fault)
+            status, body, replayed = self._execute(record)
         except StripeFakeError as exc:
-            status, body = exc.status, exc.body
+            status, body, replayed = exc.status, exc.body, False
         record.status, record.replayed = status, replayed
-        payload = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(payload)))
-        h.send_header("Request-Id", f"req_{next(self._ids):06d}")
-        if key:
-            h.send_header("Idempotency-Key", key)
-        if replayed:
-            h.send_header("Idempotent-Replayed", "true")
-        h.end_headers()
-        h.wfile.write(payload)
+        _respond(h, status, body, record.idempotency_key, replayed, f"req_{next(self._ids):06d}")
+
+    def _take_fault(self, record: Recorded) -> Fault | None:
+        """Record the request; return (and use up one time of) the first fault matching it."""
+        with self._lock:
+            self.requests.append(record)
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.times > 0 and f.method == record.method and f.pattern.search(record.path)
+                ),
+                None,
+            )
+            if fault is not None:
+                fault.times -= 1
+        return fault
+
+    def _check_request(self, h: BaseHTTPRequestHandler, record: Recorded, fault: Fault | None) -> None:
+        """Raise what Stripe answers before doing anything: bad key, an injected fault, no key."""
+        if h.headers.get("Authorization") != f"Bearer {self.api_key}":
+            raise StripeFakeError(401, "Invalid API Key provided", type_="invalid_request_error")
+        if fault is not None:
+            raise StripeFakeError(
+                fault.status,
+                f"injected {fault.status}",
+                type_="api_error" if fault.status >= 500 else "invalid_request_error",
+                code="rate_limit" if fault.status == 429 else None,
+            )
+        if record.method == "POST" and not record.idempotency_key:
+            self.violations.append(f"POST {record.path} without Idempotency-Key")
+            raise StripeFakeError(400, "this fake requires an Idempotency-Key on every POST")
+
+    def _execute(self, record: Recorded) -> tuple[int, dict[str, Any], bool]:
+        """Replay a known key or route the request: ``(status, body, replayed)``; stores new keys."""
+        method, path, params, key = record.method, record.path, record.params, record.idempotency_key
+        with self._lock:
+            stored = self.keys.get((record.account, key)) if key and method == "POST" else None
+            if stored is not None:
+                return self._replay(record, stored)
+            try:
+                body = self._route(method, path, params, record.account)
+            except StripeFakeError as exc:
+                return exc.status, exc.body, False
+            if key and method == "POST":
+                self.keys[(record.account, key)] = (method, path, params, 200, body)
+            return 200, body, False
+
+    def _replay(
+        self, record: Recorded, stored: tuple[str, str, dict[str, Any], int, dict[str, Any]]
+    ) -> tuple[int, dict[str, Any], bool]:
+        s_method, s_path, s_params, s_status, s_body = stored
+        if (s_method, s_path, s_params) != (record.method, record.path, record.params):
+            self.violations.append(f"key {record.idempotency_key} reused with other parameters")
+            raise StripeFakeError(
+                400,
+                "Keys for idempotent requests can only be used with the same "
+                "parameters they were first used with.",
+                type_="idempotency_error",
+            )
+        return s_status, s_body, True
 
     # -- the API ---------------------------------------------------------------------------------
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):08d}"
 
     def _route(self, method: str, path: str, params: dict[str, Any], account: str | None) -> dict[str, Any]:
-        if method == "POST" and path == "/v1/customers":
-            return self._create_customer(params)
-        if method == "GET" and path == "/v1/customers":
-            _allowed(params, {"email", "limit", "starting_after"})
-            data = [
-                c
-                for c in self.customers.values()
-                if "email" not in params or c.get("email") == params["email"]
-            ]
-            return self._list(path, data)
-        if method == "POST" and path == "/v1/invoices":
-            created = self._create_invoice(params)
-            self.accounts[created["id"]] = account
-            return created
-        if method == "GET" and path == "/v1/invoices":
-            _allowed(params, {"customer", "limit", "starting_after", "status"})
-            data = [i for i in self.invoices.values() if params.get("customer") in (None, i["customer"])]
-            return self._list(path, data)
-        if method == "POST" and path == "/v1/invoiceitems":
-            return self._create_item(params)
-        match = re.fullmatch(r"/v1/invoices/(in_\w+)(?:/(\w+))?", path)
+        handler = self._routes().get((method, path))
+        if handler is not None:
+            return handler(params, account)
+        match = _INVOICE_PATH.fullmatch(path)
         if match:
-            invoice = self.invoices.get(match.group(1))
-            if invoice is None:
-                raise StripeFakeError(
-                    404, f"No such invoice: '{match.group(1)}'", code="resource_missing", param="id"
-                )
-            action = match.group(2)
-            if action is None and method == "GET":
-                _allowed(params, {"expand"})
-                return invoice
-            if action is None and method == "DELETE":
-                if invoice["status"] != "draft":
-                    raise StripeFakeError(400, "You can only delete draft invoices.")
-                del self.invoices[invoice["id"]]
-                return {"id": invoice["id"], "object": "invoice", "deleted": True}
-            if action == "lines" and method == "GET":
-                _allowed(params, {"limit", "starting_after"})
-                return self._list(path, invoice["lines"]["data"])
-            if method == "POST" and action is not None:
-                return self._invoice_action(invoice, action, params)
+            return self._invoice_route(method, path, params, match.group(1), match.group(2))
+        raise StripeFakeError(404, f"Unrecognized request URL ({method}: {path}).")
+
+    def _routes(self) -> dict[tuple[str, str], _Route]:
+        """(method, path) -> handler of the paths without an id."""
+        return {
+            ("POST", "/v1/customers"): lambda params, _account: self._create_customer(params),
+            ("GET", "/v1/customers"): lambda params, _account: self._list_customers(params),
+            ("POST", "/v1/invoices"): self._create_invoice_on,
+            ("GET", "/v1/invoices"): lambda params, _account: self._list_invoices(params),
+            ("POST", "/v1/invoiceitems"): lambda params, _account: self._create_item(params),
+        }
+
+    def _list_customers(self, params: dict[str, Any]) -> dict[str, Any]:
+        _allowed(params, {"email", "limit", "starting_after"})
+        data = [
+            c for c in self.customers.values() if "email" not in params or c.get("email") == params["email"]
+        ]
+        return self._list("/v1/customers", data)
+
+    def _create_invoice_on(self, params: dict[str, Any], account: str | None) -> dict[str, Any]:
+        created = self._create_invoice(params)
+        self.accounts[created["id"]] = account
+        return created
+
+    def _list_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
+        _allowed(params, {"customer", "limit", "starting_after", "status"})
+        data = [i for i in self.invoices.values() if params.get("customer") in (None, i["customer"])]
+        return self._list("/v1/invoices", data)
+
+    def _invoice_route(
+        self, method: str, path: str, params: dict[str, Any], invoice_id: str, action: str | None
+    ) -> dict[str, Any]:
+        """``/v1/invoices/{id}`` (GET, DELETE) and ``/v1/invoices/{id}/{action}``."""
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None:
+            raise StripeFakeError(
+                404, f"No such invoice: '{invoice_id}'", code="resource_missing", param="id"
+            )
+        if action is None and method == "GET":
+            _allowed(params, {"expand"})
+            return invoice
+        if action is None and method == "DELETE":
+            if invoice["status"] != "draft":
+                raise StripeFakeError(400, "You can only delete draft invoices.")
+            del self.invoices[invoice["id"]]
+            return {"id": invoice["id"], "object": "invoice", "deleted": True}
+        if action == "lines" and method == "GET":
+            _allowed(params, {"limit", "starting_after"})
+            return self._list(path, invoice["lines"]["data"])
+        if method == "POST" and action is not None:
+            return self._invoice_action(invoice, action, params)
         raise StripeFakeError(404, f"Unrecognized request URL ({method}: {path}).")
 
     def _list(self, url: str, data: list[dict[str, Any]]) -> dict[str, Any]:
@@ -555,68 +611,87 @@ class FakeStripe:
         return item
 
     def _invoice_action(self, invoice: dict[str, Any], action: str, params: dict[str, Any]) -> dict[str, Any]:
-        now = int(time.time())
+        actions: dict[str, _Action] = {
+            "finalize": self._finalize,
+            "send": self._send,
+            "pay": self._pay_invoice,
+            "void": self._void,
+            "mark_uncollectible": self._mark_uncollectible,
+        }
+        handler = actions.get(action)
+        if handler is None:
+            raise StripeFakeError(404, f"Unrecognized request URL (POST: .../{action}).")
+        return handler(invoice, params, int(time.time()))
+
+    def _finalize(self, invoice: dict[str, Any], params: dict[str, Any], now: int) -> dict[str, Any]:
+        _allowed(params, {"auto_advance"})
         status = invoice["status"]
-        if action == "finalize":
-            _allowed(params, {"auto_advance"})
-            if status != "draft":
-                raise StripeFakeError(
-                    400, f"This invoice is already finalized ({status}).", code="invoice_not_editable"
-                )
-            auto = _bool(params, "auto_advance")
-            invoice.update(
-                status="open",
-                auto_advance=bool(auto),
-                hosted_invoice_url=f"https://invoice.stripe.test/{invoice['id']}",
+        if status != "draft":
+            raise StripeFakeError(
+                400, f"This invoice is already finalized ({status}).", code="invoice_not_editable"
             )
-            if not invoice["number"]:
-                invoice["number"] = f"FAKE-{next(self._numbers):04d}"
-            invoice["status_transitions"]["finalized_at"] = now
-            if invoice["amount_due"] == 0:
-                invoice.update(status="paid")
-                invoice["status_transitions"]["paid_at"] = now
-            return invoice
-        if action == "send":
-            _allowed(params, set())
-            if status != "open" or invoice["collection_method"] != "send_invoice":
-                raise StripeFakeError(400, "Only open send_invoice invoices can be sent.")
-            invoice["sent"] = True
-            return invoice
-        if action == "pay":
-            _allowed(params, {"paid_out_of_band"})
-            if status not in ("open", "uncollectible"):
-                raise StripeFakeError(
-                    400,
-                    f"Invoice is {status}; it cannot be paid.",
-                    code="invoice_not_open" if status != "paid" else "invoice_already_paid",
-                )
-            invoice.update(
-                status="paid",
-                amount_paid=invoice["amount_due"],
-                amount_remaining=0,
-                paid_out_of_band=bool(_bool(params, "paid_out_of_band")),
-            )
+        auto = _bool(params, "auto_advance")
+        invoice.update(
+            status="open",
+            auto_advance=bool(auto),
+            hosted_invoice_url=f"https://invoice.stripe.test/{invoice['id']}",
+        )
+        if not invoice["number"]:
+            invoice["number"] = f"FAKE-{next(self._numbers):04d}"
+        invoice["status_transitions"]["finalized_at"] = now
+        if invoice["amount_due"] == 0:
+            invoice.update(status="paid")
             invoice["status_transitions"]["paid_at"] = now
-            return invoice
-        if action == "void":
-            _allowed(params, set())
-            if status not in ("open", "uncollectible"):
-                raise StripeFakeError(
-                    400, f"Invoice is {status}; only open or uncollectible invoices can be voided."
-                )
-            invoice.update(status="void")
-            invoice["status_transitions"]["voided_at"] = now
-            return invoice
-        if action == "mark_uncollectible":
-            _allowed(params, set())
-            if status != "open":
-                raise StripeFakeError(
-                    400, f"Invoice is {status}; only open invoices can be marked uncollectible."
-                )
-            invoice.update(status="uncollectible")
-            invoice["status_transitions"]["marked_uncollectible_at"] = now
-            return invoice
-        raise StripeFakeError(404, f"Unrecognized request URL (POST: .../{action}).")
+        return invoice
+
+    def _send(self, invoice: dict[str, Any], params: dict[str, Any], now: int) -> dict[str, Any]:
+        _allowed(params, set())
+        if invoice["status"] != "open" or invoice["collection_method"] != "send_invoice":
+            raise StripeFakeError(400, "Only open send_invoice invoices can be sent.")
+        invoice["sent"] = True
+        return invoice
+
+    def _pay_invoice(self, invoice: dict[str, Any], params: dict[str, Any], now: int) -> dict[str, Any]:
+        _allowed(params, {"paid_out_of_band"})
+        status = invoice["status"]
+        if status not in ("open", "uncollectible"):
+            raise StripeFakeError(
+                400,
+                f"Invoice is {status}; it cannot be paid.",
+                code="invoice_not_open" if status != "paid" else "invoice_already_paid",
+            )
+        invoice.update(
+            status="paid",
+            amount_paid=invoice["amount_due"],
+            amount_remaining=0,
+            paid_out_of_band=bool(_bool(params, "paid_out_of_band")),
+        )
+        invoice["status_transitions"]["paid_at"] = now
+        return invoice
+
+    def _void(self, invoice: dict[str, Any], params: dict[str, Any], now: int) -> dict[str, Any]:
+        _allowed(params, set())
+        status = invoice["status"]
+        if status not in ("open", "uncollectible"):
+            raise StripeFakeError(
+                400, f"Invoice is {status}; only open or uncollectible invoices can be voided."
+            )
+        invoice.update(status="void")
+        invoice["status_transitions"]["voided_at"] = now
+        return invoice
+
+    def _mark_uncollectible(
+        self, invoice: dict[str, Any], params: dict[str, Any], now: int
+    ) -> dict[str, Any]:
+        _allowed(params, set())
+        status = invoice["status"]
+        if status != "open":
+            raise StripeFakeError(
+                400, f"Invoice is {status}; only open invoices can be marked uncollectible."
+            )
+        invoice.update(status="uncollectible")
+        invoice["status_transitions"]["marked_uncollectible_at"] = now
+        return invoice
 
 
 @contextmanager

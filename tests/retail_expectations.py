@@ -138,16 +138,7 @@ def summarize(csv_path: str | Path, month: str | None = "2011-11") -> Summary:
                 first_country.setdefault(customer, row[country_at])
             quantity = Decimal(row[quantity_at])
             price = Decimal(row[price_at])
-            if row[invoice_at].startswith("C"):
-                reason = "cancelled_invoice"
-            elif quantity <= 0:
-                reason = "non_positive_quantity"
-            elif price < 0:
-                reason = "negative_unit_price"
-            elif not customer:
-                reason = "missing_customer_id"
-            else:
-                reason = ""
+            reason = _skip_reason(row[invoice_at], quantity, price, customer)
             if reason:
                 summary.file_skipped[reason] += 1
             else:
@@ -160,18 +151,30 @@ def summarize(csv_path: str | Path, month: str | None = "2011-11") -> Summary:
                 amounts[customer] += quantity * price
                 events[customer] += 1
     for customer, amount in amounts.items():
-        country = ISO_COUNTRY[first_country[customer]]
-        subtotal = _half_up(amount * 100)
-        tax = _half_up(subtotal * TAX_PERCENT.get(country or "", Decimal(0)) / 100)
-        summary.invoices[customer] = Expected(
-            subtotal=subtotal,
-            tax=tax,
-            total=subtotal + tax,
-            country=country,
-            events=events[customer],
-            amount=amount,
-        )
+        summary.invoices[customer] = _expected(amount, events[customer], ISO_COUNTRY[first_country[customer]])
     return summary
+
+
+def _skip_reason(invoice_no: str, quantity: Decimal, price: Decimal, customer: str) -> str:
+    """The first skip reason that applies, in the loader's documented order; "" when none does."""
+    if invoice_no.startswith("C"):
+        return "cancelled_invoice"
+    if quantity <= 0:
+        return "non_positive_quantity"
+    if price < 0:
+        return "negative_unit_price"
+    if not customer:
+        return "missing_customer_id"
+    return ""
+
+
+def _expected(amount: Decimal, events: int, country: str | None) -> Expected:
+    """One invoice line of ``amount`` GBP: subtotal and tax in pence, each rounded once HALF_UP."""
+    subtotal = _half_up(amount * 100)
+    tax = _half_up(subtotal * TAX_PERCENT.get(country or "", Decimal(0)) / 100)
+    return Expected(
+        subtotal=subtotal, tax=tax, total=subtotal + tax, country=country, events=events, amount=amount
+    )
 
 
 def expected_invoices(csv_path: str | Path, month: str = "2011-11") -> dict[str, Expected]:
