@@ -376,4 +376,10 @@ def run_per_tenant(
             report.error(tenant[0], tenant[1])
             continue
         with log_context(run_id=ctx.run_id, tenant_id=tenant.id):
-            _run_tenant(ctx, report, tenant, describe, work)
+            listed = len(report.tenants)
+            try:
+                _run_tenant(ctx, report, tenant, describe, work)
+            except Exception as exc:  # its record or lease failed: this tenant only, never the others
+                report.error(tenant.id, exc)
+                if len(report.tenants) == listed:
+                    report.tenants.append({"tenant_id": tenant.id, "failed": True})

@@ -108,3 +108,36 @@ def test_a_dunning_dry_run_writes_no_record_and_takes_no_lease(
     assert body["tenants"][0]["seconds"] < 60
     assert records(db) == {}
     assert f.all_documents(db, T) == before and smtp.messages == []
+
+
+def test_a_tenant_whose_run_record_cannot_be_written_does_not_stop_the_others(
+    db: firestore.Client, call_function: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: the run record and the lease were written outside the per-tenant guard, so
+    # a Firestore error on one tenant's record stopped the month close for every tenant after it.
+    from billing.store.firestore_store import BillingStore
+
+    fee = [{"type": "fixed", "description": "Pro", "unit_amount_decimal": "1000", "quantity": "1"}]
+    for tid in ("a-first", "b-broken", "c-last"):
+        f.tenant(db, tid, invoice_prefix=tid[0].upper())
+        f.plan(db, tid, "pro", fee)
+        f.customer(db, tid, "alice")
+        f.subscription(db, tid, "sub-alice", "alice", "pro")
+    real_write_run = BillingStore.write_run
+
+    def write_run(self: BillingStore, tenant_id: str, run_id: str, fields: dict[str, Any]) -> None:
+        if tenant_id == "b-broken":
+            raise RuntimeError("Firestore is unavailable for this tenant's run record")
+        real_write_run(self, tenant_id, run_id, fields)
+
+    monkeypatch.setattr(BillingStore, "write_run", write_run)
+    status, body = call_function("monthly_billing", {"month": "2026-10"})
+    assert status == 200, body
+    assert body["generated"] == 2
+    assert [(e["tenant_id"], e["code"]) for e in body["errors"]] == [("b-broken", "internal")]
+    assert {t["tenant_id"]: t.get("failed", False) for t in body["tenants"]} == {
+        "a-first": False,
+        "b-broken": True,
+        "c-last": False,
+    }
+    assert len(f.invoices(db, "c-last")) == 1 and f.invoices(db, "b-broken") == {}
