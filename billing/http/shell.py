@@ -233,6 +233,8 @@ def decode_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest(
             "body is not valid JSON: not UTF-8, or a number too long", code="invalid_json"
         ) from None
+    except RecursionError:  # nested deeper than the parser recurses: bad input, never a 500
+        raise BadRequest("body is not valid JSON: nested too deep", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest(f"body must be a JSON object, got {type(data).__name__}", code="invalid_body")
     return data

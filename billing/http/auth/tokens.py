@@ -259,7 +259,7 @@ def _split_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, str]:
     try:
         header = json.loads(b64url_decode(segments[0]))
         payload = json.loads(b64url_decode(segments[1]))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep
         raise malformed from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise malformed

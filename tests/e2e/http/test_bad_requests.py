@@ -44,6 +44,8 @@ def assert_unchanged(db: firestore.Client, before: dict[str, Any]) -> None:
         (b'{"tenant_id": "other"}', "invalid_field"),
         (b"\xff\xfe", "invalid_json"),
         (b'{"dry_run": ' + b"1" * 5000 + b"}", "invalid_json"),
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),  # deeper than json's recursion: was a 500
+        (b'{"a": ' * 3000 + b"1" + b"}" * 3000, "invalid_json"),
     ],
 )
 def test_bad_body_is_400(
@@ -350,4 +352,22 @@ def test_the_functions_read_now_from_the_clock_seam(
     clock.set(datetime(2026, 5, 1, tzinfo=UTC))
     status, answer = call_function(function, body, tenant=T)
     assert status == 400 and answer["error"]["code"] == code, answer
+    assert_unchanged(db, seeded)
+
+
+def test_a_deeply_nested_token_is_401_not_500(
+    seeded: dict[str, Any], db: firestore.Client, call_function: Any
+) -> None:
+    # Review finding: a JWT whose header is JSON nested deeper than the parser's recursion limit
+    # raised RecursionError before the signature check, answered 500 and logged a stack trace.
+    import base64
+
+    def segment(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    token = f"{segment(b'[' * 3000 + b']' * 3000)}.{segment(b'{}')}.c2ln"
+    headers = {"Authorization": f"Bearer {token}"}
+    status, body = call_function("monthly_billing", {"month": MONTH}, tenant=T, headers=headers)
+    assert status == 401, body
+    assert body["error"]["code"] == "unauthenticated"
     assert_unchanged(db, seeded)
