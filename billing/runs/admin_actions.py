@@ -332,7 +332,7 @@ def _resend(
     services: Services,
     details: dict[str, Any],
 ) -> None:
-    if invoice.status in ("draft", "void"):
+    if invoice.status in ("draft", "void", "deleted"):
         raise _conflict(invoice, "resend_email")
     if not email_enabled(tenant):
         raise Conflict(f"email is disabled for tenant {echo(tenant.id)}", code="email_disabled")
@@ -378,6 +378,8 @@ def _render(
         raise Conflict(
             "a draft has no number yet: its PDF is rendered when it is finalized", code="invoice_is_draft"
         )
+    if invoice.status == "deleted":  # a draft re-priced to nothing: never issued, so no document
+        raise _conflict(invoice, "render_pdf")
     outcome = render_and_upload(tenant, [invoice.as_document()], storage_client(), invoices_bucket())
     if outcome.failures or not outcome.uris:
         message = outcome.failures[0][1] if outcome.failures else "no PDF produced"

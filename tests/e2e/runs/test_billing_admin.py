@@ -332,6 +332,20 @@ def test_render_pdf_refuses_a_draft(db: firestore.Client, admin: Any) -> None:
     assert f.all_documents(db, T) == before
 
 
+@pytest.mark.parametrize("action", ["render_pdf", "resend_email"])
+def test_a_deleted_draft_is_neither_rendered_nor_sent(db: firestore.Client, admin: Any, action: str) -> None:
+    # Review finding: a draft re-priced to nothing is `deleted`; resend_email mailed it (an
+    # unnumbered invoice for a period never billed) and render_pdf stored a PDF of it.
+    gp.seed_tenant(db)
+    f.customer(db, T, "alice", "GB", name="Alice Ltd")
+    gp.seed_invoice(db, "gone-1", "alice", status="deleted", number=None)
+    db.document(f"tenants/{T}/invoices/gone-1").update({"number": None})
+    before = f.all_documents(db, T)
+    status, body = admin({"action": action, "invoice_id": "gone-1"})
+    assert status == 409 and body["error"]["code"] == "invalid_transition", body
+    assert f.all_documents(db, T) == before
+
+
 STRIPE_EDGE_BODIES = [
     (
         "void, reason with a lone surrogate",
