@@ -277,13 +277,18 @@ def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
     return validate_fields(decode_body(raw), fields)
 
 
+def _has_tenant_header(headers: Mapping[str, str]) -> bool:
+    """Whether the request carries ``X-Tenant-ID`` (matched case-insensitively)."""
+    return any(k.lower() == "x-tenant-id" for k in headers)
+
+
 def request_tenant(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:
     """The tenant a request names: ``X-Tenant-ID`` or the body's ``tenant_id`` (``None``: all).
 
     Header names are matched case-insensitively (HTTP field names are, RFC 9110 section 5.1).
 
-    Both are accepted alike, for authorization as for the run; when both are given they must
-    agree.
+    Both name the run's tenant; when both are given they must agree. Authorization scopes a tenant
+    admin by the header alone (``handle``).
 
     Raises:
         BadRequest: (``invalid_field``) either is not an id, or they disagree.
@@ -438,8 +443,11 @@ def _serve(
         raise BadRequest("GET takes no body; POST the request", code="invalid_body")
     data = decode_body(raw)
     tenant_id = request_tenant(dict(request.headers), data)
-    # Before anything is read but the tenant document, and before any field is checked.
-    principal = authorize(principal, settings, tenant_id, tenant_directory())
+    # Before anything is read but the tenant document, and before any field is checked. A tenant
+    # admin is scoped by X-Tenant-ID alone (CONTRACT.md); the body's tenant_id serves platform
+    # principals, so authorization sees the header's tenant only.
+    named = tenant_id if _has_tenant_header(dict(request.headers)) else None
+    principal = authorize(principal, settings, named, tenant_directory())
     if request.method == "GET":
         return health_response(function, run_id)
     body = validate_fields(data, fields)

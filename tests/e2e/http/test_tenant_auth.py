@@ -85,11 +85,17 @@ def test_tenant_admin_acts_on_own_tenant(
     assert f.all_documents(db, OTHER) == before_other
 
 
-def test_tenant_admin_may_name_the_tenant_in_the_body(
+def test_tenant_admin_must_name_the_tenant_in_the_header(
     tenants: Any, db: firestore.Client, call_function: Any, token: Any
 ) -> None:
+    # CONTRACT.md: a tenant admin may call "only with X-Tenant-ID: t. Without the header: 403
+    # tenant_required", even when the body names their own tenant (review finding: it ran).
+    before = f.all_documents(db, T)
+    status, body = as_(call_function, token, ADMIN, "monthly_billing", {"month": MONTH, "tenant_id": T})
+    assert status == 403 and body["error"]["code"] == "tenant_required", body
+    assert f.all_documents(db, T) == before and runs(db, T) == []
     status, body = as_(
-        call_function, token, "OPS@acme.test", "monthly_billing", {"month": MONTH, "tenant_id": T}
+        call_function, token, "OPS@acme.test", "monthly_billing", {"month": MONTH, "tenant_id": T}, tenant=T
     )
     assert status == 200, body
     assert [t["tenant_id"] for t in body["tenants"]] == [T]
@@ -107,7 +113,8 @@ REFUSALS: list[tuple[str, str, str | None, str | None, str]] = [
     # (case, email, X-Tenant-ID, tenant_id in the body, expected code)
     ("admin without tenant", ADMIN, None, None, "tenant_required"),
     ("admin, other tenant in header", ADMIN, OTHER, None, "tenant_not_allowed"),
-    ("admin, other tenant in body", ADMIN, None, OTHER, "tenant_not_allowed"),
+    ("admin, other tenant in body", ADMIN, None, OTHER, "tenant_required"),
+    ("admin, own tenant in body only", ADMIN, None, T, "tenant_required"),
     ("admin, unknown tenant", ADMIN, "ghost", None, "tenant_not_allowed"),
     ("other admin, this tenant", OTHER_ADMIN, T, None, "tenant_not_allowed"),
     ("stranger with tenant", STRANGER, T, None, "permission_denied"),
