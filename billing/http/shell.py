@@ -39,6 +39,7 @@ from billing.errors import (
     BillingError,
     CertificatesUnavailableError,
     MethodNotAllowed,
+    PayloadTooLarge,
     Unauthenticated,
     echo,
 )
@@ -54,6 +55,10 @@ from billing.pricing.periods import require_aware, utc_now
 from billing.store.clients import firestore_client
 from billing.store.firestore_store import BillingStore
 
+MAX_BODY_BYTES = 262_144
+"""Largest request body the OIDC functions read (256 KiB; their requests are a few hundred bytes):
+read before authorization, so an unbounded one would let any verified caller make an instance
+buffer megabytes (413 ``body_too_large`` past it)."""
 Validator = Callable[[Any], Any]
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}")
 _UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -277,6 +282,29 @@ def parse_body(raw: bytes, fields: Mapping[str, Validator]) -> dict[str, Any]:
     return validate_fields(decode_body(raw), fields)
 
 
+def read_capped(request: flask.Request, cap: int) -> bytes:
+    """The request body, reading at most ``cap + 1`` bytes from the stream.
+
+    ``Content-Length`` alone is no bound: a chunked request has none, and gunicorn (the server
+    Cloud Run runs functions-framework with) hands its decoded stream to the application
+    as it is. A declared length over ``cap`` is refused before reading.
+
+    Raises:
+        PayloadTooLarge: the body is longer than ``cap`` bytes (413 ``body_too_large``).
+
+    """
+    if (request.content_length or 0) > cap:
+        raise PayloadTooLarge(f"body over {cap} bytes (Content-Length {request.content_length})")
+    stream = request.stream
+    payload = b""
+    while len(payload) <= cap:
+        chunk = stream.read(cap + 1 - len(payload))
+        if not chunk:
+            return payload
+        payload += chunk
+    raise PayloadTooLarge(f"body over {cap} bytes")
+
+
 def _has_tenant_header(headers: Mapping[str, str]) -> bool:
     """Whether the request carries ``X-Tenant-ID`` (matched case-insensitively)."""
     return any(k.lower() == "x-tenant-id" for k in headers)
@@ -438,7 +466,7 @@ def _serve(
         raise MethodNotAllowed(f"{echo(request.method)} is not allowed; use POST (or GET for health)")
     settings = AuthSettings.from_env()
     principal = verify_headers(dict(request.headers), settings)
-    raw = request.get_data(cache=True)
+    raw = read_capped(request, MAX_BODY_BYTES)
     if request.method == "GET" and raw:
         raise BadRequest("GET takes no body; POST the request", code="invalid_body")
     data = decode_body(raw)

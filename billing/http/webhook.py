@@ -26,7 +26,7 @@ import flask
 import stripe
 
 from billing.delivery.outbox import Services, email_enabled, send_reactivation_notice
-from billing.errors import BadRequest, BillingError, MethodNotAllowed, Misconfigured, PayloadTooLarge
+from billing.errors import BadRequest, BillingError, MethodNotAllowed, Misconfigured, echo
 from billing.http import shell
 from billing.logs import get_logger
 from billing.runs.payments import EventOutcome, apply_stripe_event, reactivate_if_clear
@@ -37,7 +37,6 @@ __all__ = [
     "MAX_WEBHOOK_BYTES",
     "WEBHOOK_TOLERANCE_SECONDS",
     "process_event",
-    "read_capped",
     "stripe_webhook_response",
     "verify_event",
     "webhook_secret",
@@ -93,29 +92,6 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str
     if not isinstance(event, dict):
         raise BadRequest("body is not a JSON object", code="invalid_json")
     return event
-
-
-def read_capped(request: flask.Request, cap: int) -> bytes:
-    """The request body, reading at most ``cap + 1`` bytes from the stream.
-
-    ``Content-Length`` alone is no bound: a chunked request has none, and gunicorn (the server
-    Cloud Run runs functions-framework with) hands its decoded stream to the application
-    as it is. A declared length over ``cap`` is refused before reading.
-
-    Raises:
-        PayloadTooLarge: the body is longer than ``cap`` bytes (413 ``body_too_large``).
-
-    """
-    if (request.content_length or 0) > cap:
-        raise PayloadTooLarge(f"body over {cap} bytes (Content-Length {request.content_length})")
-    stream = request.stream
-    payload = b""
-    while len(payload) <= cap:
-        chunk = stream.read(cap + 1 - len(payload))
-        if not chunk:
-            return payload
-        payload += chunk
-    raise PayloadTooLarge(f"body over {cap} bytes")
 
 
 def process_event(
@@ -189,8 +165,8 @@ def _serve(request: flask.Request, run_id: str) -> flask.Response:
     if request.method == "GET":
         return shell.health_response("stripe_webhook", run_id)
     if request.method != "POST":
-        raise MethodNotAllowed(f"{request.method} is not allowed; Stripe POSTs events")
+        raise MethodNotAllowed(f"{echo(request.method)} is not allowed; Stripe POSTs events")
     secret = webhook_secret()
-    payload = read_capped(request, MAX_WEBHOOK_BYTES)
+    payload = shell.read_capped(request, MAX_WEBHOOK_BYTES)
     event = verify_event(payload, request.headers.get("Stripe-Signature"), secret)
     return shell.json_response(process_event(BillingStore(firestore_client()), event, run_id))

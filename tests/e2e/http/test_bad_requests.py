@@ -371,3 +371,15 @@ def test_a_deeply_nested_token_is_401_not_500(
     assert status == 401, body
     assert body["error"]["code"] == "unauthenticated"
     assert_unchanged(db, seeded)
+
+
+def test_a_body_over_the_cap_is_413_before_authorization(
+    seeded: dict[str, Any], db: firestore.Client, call_function: Any
+) -> None:
+    # Review finding: the OIDC functions read any body whole, before authorization.
+    from billing.http.shell import MAX_BODY_BYTES
+
+    raw = b'{"month": "' + b"1" * MAX_BODY_BYTES + b'"}'
+    status, body = call_function("monthly_billing", raw=raw, tenant=T)
+    assert status == 413 and body["error"]["code"] == "body_too_large", body
+    assert_unchanged(db, seeded)
