@@ -308,9 +308,8 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_i
     report = RunReport(GENERATE_INVOICES, ctx.run_id, ctx.dry_run)
     tenants = resolve_tenants(ctx.store, tenant_id)
     only: Subscription | None = None
-    if subscription_id is not None:
-        tenant = tenants[0]
-        assert isinstance(tenant, Tenant)
+    tenant = tenants[0] if subscription_id is not None else None
+    if isinstance(tenant, Tenant) and subscription_id is not None:  # unreadable: the shell reports it
         only = ctx.store.get_subscription(tenant.id, subscription_id)
         if only.billing_time != "anniversary":
             raise BadRequest(

@@ -221,3 +221,16 @@ def test_open_invoices_without_a_pdf_are_repaired_by_the_next_run(
     repaired = ref.get().to_dict() or {}
     assert repaired["pdf_uri"].endswith(f"/{T}/2026-01/{number}.pdf")
     assert repaired["number"] == number
+
+
+def test_an_unreadable_tenant_with_a_subscription_id_is_reported_not_500(
+    db: firestore.Client, call_function: Any
+) -> None:
+    # Review finding: with subscription_id, an unreadable tenant document hit an assert (500).
+    f.tenant(db, "broken", timezone="Mars/Olympus_Mons")
+    status, body = call_function(
+        "generate_invoices", {"subscription_id": "sub-1", "as_of": "2026-11-02T00:00:00Z"}, tenant="broken"
+    )
+    assert status == 200, body
+    assert [(e["tenant_id"], e["code"]) for e in body["errors"]] == [("broken", "unknown_timezone")]
+    assert body["generated"] == 0 and f.invoices(db, "broken") == {}
