@@ -320,6 +320,16 @@ def _reactivate(
         response["errors"].append(
             {"tenant_id": tenant.id, "customer_id": customer_id, "error": exc.message, "code": exc.code}
         )
+    except Exception as exc:  # the action is committed: say so (200), never a 500 that invites a retry
+        log.exception("reactivation failed after the action", extra={"customer_id": customer_id})
+        response["errors"].append(
+            {
+                "tenant_id": tenant.id,
+                "customer_id": customer_id,
+                "error": f"internal error: {type(exc).__name__}; the dunning run reactivates later",
+                "code": "internal",
+            }
+        )
 
 
 def _resend(

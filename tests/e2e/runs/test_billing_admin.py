@@ -321,6 +321,25 @@ def test_payment_reactivates_the_customer(db: firestore.Client, admin: Any, smtp
     assert [m.kind for m in smtp.messages] == ["reactivation"]
 
 
+def test_a_reactivation_failure_after_the_payment_is_reported_not_500(
+    db: firestore.Client, admin: Any, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: the void is committed before the reactivation; an unexpected error there
+    # answered 500, and a retried call then got 409 for an action that had been done.
+    from billing.runs import admin_actions
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Firestore went away")
+
+    monkeypatch.setattr(admin_actions, "reactivate_if_clear", broken)
+    seed(db)
+    db.document(f"tenants/{T}/customers/alice").update({"status": "suspended", "suspended_by": "dunning"})
+    status, body = admin({"action": "void", "invoice_id": "inv-1"})
+    assert status == 200 and body["status"] == "void", body
+    assert [(e["customer_id"], e["code"]) for e in body["errors"]] == [("alice", "internal")]
+    assert gp.invoice(db, "inv-1")["status"] == "void"
+
+
 def test_render_pdf_refuses_a_draft(db: firestore.Client, admin: Any) -> None:
     gp.seed_tenant(db)
     f.customer(db, T, "alice", "GB", name="Alice Ltd")
