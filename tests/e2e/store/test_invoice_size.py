@@ -17,23 +17,11 @@ from google.cloud import firestore
 
 from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import month_period
-from billing.records import Customer, Meter, Plan, Subscription, Tenant
+from billing.records import Customer, Meter, Plan, Subscription
 from billing.store.firestore_store import MAX_DOCUMENT_BYTES, BillingStore, firestore_document_size
 from tests import factories as f
+from tests.e2e.store.test_store import NOW, TENANT
 
-NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
-TENANT = Tenant.parse(
-    "t1",
-    {
-        "name": "T1",
-        "status": "active",
-        "timezone": "Europe/London",
-        "currency": "GBP",
-        "invoice_prefix": "T1",
-        "payment_terms_days": 30,
-        "tax_rates": {"GB": "20"},
-    },
-)
 METER = Meter.parse("hours", {"aggregation": "sum", "field": "hours", "group_by": ["project"]})
 PLAN = Plan.parse(
     "p",
