@@ -157,7 +157,7 @@ def parse_request(call: Call, now: datetime) -> AdminRequest:
         extra = [name for name in ("amount", "paid_at", "reference") if name in body]
         if extra:
             raise BadRequest(f"{', '.join(extra)}: only for mark_paid, not {action}", code="unknown_field")
-    actor = call.principal.email if call.principal else "unknown"
+    actor = call.principal.email
     return AdminRequest(
         tenant_id=call.tenant_id,
         action=action,
