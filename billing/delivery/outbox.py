@@ -40,11 +40,11 @@ from billing.delivery.mailer import (
     customer_values,
     invoice_values,
 )
-from billing.delivery.stripe_billing import StripeGateway, TenantStripe, enabled_for, push_invoice
+from billing.delivery.stripe_billing import StripeGateway, enabled_for, push_invoice
 from billing.errors import BillingError, DataError, EmailError
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
-from billing.records import Customer, Invoice, Tenant
+from billing.records import Customer, Invoice, Tenant, TenantStripe
 from billing.store.firestore_store import BillingStore, InvoiceChange, Notification, history_entry
 
 log = get_logger("billing.delivery")

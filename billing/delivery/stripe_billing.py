@@ -85,7 +85,7 @@ from stripe.params import (
 
 from billing.errors import BillingError, DataError, StripeFailure
 from billing.logs import get_logger
-from billing.records import COLLECTION_METHODS, Tenant, TenantStripe
+from billing.records import Tenant, TenantStripe
 from billing.store.firestore_store import BillingStore
 
 log = get_logger("billing.stripe")
@@ -825,12 +825,9 @@ def enabled_for(tenant: Tenant) -> bool:
 
 
 __all__ = [
-    "COLLECTION_METHODS",
     "PushResult",
-    "StripeFailure",
     "StripeGateway",
     "StripeSettings",
-    "TenantStripe",
     "enabled_for",
     "ensure_customer",
     "idempotency_key",
