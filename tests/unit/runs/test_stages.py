@@ -14,7 +14,7 @@ KIND = RunKind("monthly_billing", ("generated",), frozenset({"totals"}))
 def test_each_error_source_has_its_stage() -> None:
     assert stage_of(DataError("plan 'p' names meter 'm' that does not exist")) == "pricing"
     assert stage_of(KeyError("x")) == "pricing"
-    assert stage_of(Aborted("contention")) == "storage"
+    assert stage_of(Aborted("contention")) == "storage"  # type: ignore[no-untyped-call]
     assert stage_of(BillingError("PDF rendering failed: boom", code="pdf_failed")) == "pdf"
     assert stage_of(BillingError("PDF upload failed: 503", code="pdf_failed")) == "upload"
     assert stage_of(StripeFailure("card declined")) == "stripe"
