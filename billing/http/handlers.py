@@ -40,6 +40,7 @@ def make_context(call: Call, *, dry_run: bool, now: datetime | None = None) -> R
         store=BillingStore(firestore_client()),
         publish_pdfs=None if dry_run else publish_to_bucket,
         principal=call.principal.email,
+        all_tenants=call.tenant_id is None,
     )
 
 

@@ -39,6 +39,7 @@ def dunning(call: Call) -> dict[str, Any]:
         store=BillingStore(firestore_client()),
         services=Services(),
         principal=call.principal.email,
+        all_tenants=call.tenant_id is None,
     )
     return run_dunning(ctx, call.tenant_id).to_json()
 

@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from billing.delivery.mailer import Mailer
 from billing.errors import BillingError, DataError, PermissionDenied, echo
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
 from billing.records import Tenant
+from billing.runs.notify import send_summary, summaries_to_send
 from billing.runs.stages import STAGES, empty_counts, split_delivery, stage_of
 from billing.store.firestore_store import BillingStore
 
@@ -64,7 +66,9 @@ class RunContext:
     ``now`` is the run's clock for every decision (the request's ``as_of`` for
     ``generate_invoices``). ``publish_pdfs`` (``PdfSink``) renders and stores PDFs; ``None``
     skips PDFs (dry runs, dunning, benchmarks that measure them apart). ``principal``: the
-    caller's email, recorded on the run record.
+    caller's email, recorded on the run record. ``all_tenants``: the run covers every tenant
+    (no ``X-Tenant-ID``), so the operator (``NOTIFY_EMAIL``) may get its summary;
+    ``mailer_factory`` sends the run summaries (``billing.runs.notify``; tests inject theirs).
     """
 
     run_id: str
@@ -73,6 +77,8 @@ class RunContext:
     store: BillingStore
     publish_pdfs: PdfSink | None = None
     principal: str | None = None
+    all_tenants: bool = False
+    mailer_factory: Callable[[], Mailer] = Mailer.from_env
 
 
 @dataclass(frozen=True)
@@ -400,6 +406,7 @@ def run_per_tenant(
     ``failed``); the others go on. A real run holds the tenant's lease for ``report.function``
     while it works. See the module docstring for the record's fields.
     """
+    started = time.monotonic()
     for tenant in tenants:
         if isinstance(tenant, tuple):
             report.error(tenant[0], tenant[1])
@@ -412,3 +419,28 @@ def run_per_tenant(
                 report.error(tenant.id, exc)
                 if len(report.tenants) == listed:
                     report.tenants.append({"tenant_id": tenant.id, "failed": True})
+    if not ctx.dry_run:
+        notify_run(ctx, report, [t for t in tenants if isinstance(t, Tenant)], time.monotonic() - started)
+
+
+def notify_run(ctx: RunContext, report: RunReport, tenants: Sequence[Tenant], seconds: float) -> None:
+    """Send the run summaries the finished run owes (``billing.runs.notify``), each once.
+
+    A summary that cannot be sent is reported in ``errors`` (stage ``email``) and is sent by the
+    next delivery of the same run; it never fails the run.
+    """
+    from billing.store.reporting import ReportingStore
+
+    try:
+        owed = summaries_to_send(report, tenants, all_tenants=ctx.all_tenants, seconds=seconds)
+    except BillingError as exc:  # NOTIFY_EMAIL is not one address
+        report.error("", exc, stage="email")
+        return
+    if not owed:
+        return
+    store = ReportingStore(ctx.store.db)
+    for summary, to in owed:
+        try:
+            send_summary(store, summary, to, ctx.mailer_factory)
+        except Exception as exc:  # the run is done; its summary is retried with it
+            report.error(summary.tenant_id or "", exc, stage="email")
