@@ -112,13 +112,7 @@ class ReportingStore(BillingStore):
             query = query.where(filter=FieldFilter("status", "==", status))
         if customer_id:
             query = query.where(filter=FieldFilter("customer_id", "==", customer_id))
-        out: list[Invoice | tuple[str, DataError]] = []
-        for snapshot in self._stream(query.limit(MAX_ROWS)):
-            try:
-                out.append(Invoice.from_document(snapshot.id, snapshot.to_dict() or {}))
-            except DataError as exc:
-                out.append((snapshot.id, exc))
-        return out
+        return [_parsed(s) for s in self._stream(query.limit(MAX_ROWS))]
 
     def list_credit_notes(self, tenant_id: str, invoice_id: str | None = None) -> list[dict[str, Any]]:
         """The tenant's credit notes (``tenants/{t}/credit_notes``), each with ``credit_note_id``."""
@@ -127,9 +121,44 @@ class ReportingStore(BillingStore):
             query = query.where(filter=FieldFilter("invoice_id", "==", invoice_id))
         return [{**(s.to_dict() or {}), "credit_note_id": s.id} for s in self._stream(query.limit(MAX_ROWS))]
 
+    def invoices_finalized_between(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> list[Invoice | tuple[str, DataError]]:
+        """Every invoice finalized in ``[start, end)`` (``finalized_at``; one range, no limit)."""
+        query = (
+            self._collection(tenant_id, "invoices")
+            .where(filter=FieldFilter("finalized_at", ">=", start))
+            .where(filter=FieldFilter("finalized_at", "<", end))
+        )
+        return [_parsed(s) for s in self._stream(query)]
+
+    def receivable_invoices(self, tenant_id: str) -> list[Invoice | tuple[str, DataError]]:
+        """Every ``open`` invoice (the receivables of the AR aging; no limit)."""
+        query = self._collection(tenant_id, "invoices").where(filter=FieldFilter("status", "==", "open"))
+        return [_parsed(s) for s in self._stream(query)]
+
+    def credit_notes_created_between(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """Every credit note created in ``[start, end)``, each with ``credit_note_id``."""
+        query = (
+            self._collection(tenant_id, "credit_notes")
+            .where(filter=FieldFilter("created_at", ">=", start))
+            .where(filter=FieldFilter("created_at", "<", end))
+        )
+        return [{**(s.to_dict() or {}), "credit_note_id": s.id} for s in self._stream(query)]
+
     def tenant_ids(self) -> list[str]:
         """Every tenant's id (active or not), sorted: the platform principal's tenant list."""
         return sorted(s.id for s in self._stream(self.db.collection("tenants").select([])))
+
+
+def _parsed(snapshot: Any) -> Invoice | tuple[str, DataError]:
+    """An invoice snapshot parsed, or ``(invoice_id, DataError)`` when it cannot be."""
+    try:
+        return Invoice.from_document(snapshot.id, snapshot.to_dict() or {})
+    except DataError as exc:
+        return (snapshot.id, exc)
 
 
 __all__ = ["MAX_ROWS", "ReportingStore"]
