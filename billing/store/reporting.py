@@ -148,6 +148,11 @@ class ReportingStore(BillingStore):
         )
         return [{**(s.to_dict() or {}), "credit_note_id": s.id} for s in self._stream(query)]
 
+    def administered_tenants(self, email: str) -> list[str]:
+        """The tenants whose ``admins`` list holds ``email`` (lowercased, as stored), sorted."""
+        query = self.db.collection("tenants").where(filter=FieldFilter("admins", "array_contains", email))
+        return sorted(s.id for s in self._stream(query.select([])))
+
     def tenant_ids(self) -> list[str]:
         """Every tenant's id (active or not), sorted: the platform principal's tenant list."""
         return sorted(s.id for s in self._stream(self.db.collection("tenants").select([])))
