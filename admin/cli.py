@@ -44,6 +44,9 @@ When the token's audience (its ``aud`` claim, or ``--audience``) is not on the U
 a warning goes to stderr: the function will probably answer 401, and the server at the URL
 receives a token meant for another.
 
+``python -m admin runs list|show`` and ``python -m admin export register|aging`` read run
+records and write the CSV exports (``admin.runs``).
+
 The response is printed as indented JSON (raw text if it is not JSON). Exit status: 0 for HTTP
 < 400, 1 for HTTP >= 400, 2 for bad arguments, 3 when no token could be obtained or the
 function could not be reached. The token is never printed or logged.
@@ -271,6 +274,11 @@ def main(
     """Run the command line; return the exit status (see the module docstring)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] in (["runs"], ["export"]):  # run records and CSV exports: admin.runs
+        from admin import runs
+
+        return runs.main(words, stdout=out, stderr=err)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not _FUNCTION_NAME.fullmatch(args.function):
