@@ -15,12 +15,15 @@ locals {
   # - SMTP_PASSWORD (billing.delivery.mailer.SmtpSettings): every function sends email, the webhook too (the
   #   reactivation notice when a payment clears a suspended customer, webhook.process_event).
   # - STRIPE_WEBHOOK_SECRET (billing.http.webhook.webhook_secret): the webhook only.
+  # - CONSOLE_SECRET_KEY (billing.console.settings): the console's session and CSRF key; the
+  #   console also runs the admin actions (Stripe, email) in-process.
   function_secrets = {
     monthly_billing   = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     generate_invoices = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     dunning           = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     billing_admin     = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     stripe_webhook    = ["STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"]
+    billing_console   = ["STRIPE_API_KEY", "SMTP_PASSWORD", "CONSOLE_SECRET_KEY"]
   }
 
   # The service account each function runs as (google_service_account.<value>). The public
@@ -32,6 +35,7 @@ locals {
     dunning           = "runtime"
     billing_admin     = "runtime"
     stripe_webhook    = "webhook"
+    billing_console   = "console"
   }
 
   # Every (account, secret) pair some function needs, keyed "<account> <ENV_NAME>".

@@ -24,6 +24,7 @@ locals {
       # The webhook has no access to the invoices bucket, nor needs its name.
       name == "stripe_webhook" ? {} : { INVOICES_BUCKET = google_storage_bucket.invoices.name },
       var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
+      name == "billing_console" ? local.console_env : {},
     )
   }
 }

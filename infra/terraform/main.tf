@@ -29,6 +29,9 @@ locals {
     stripe_webhook = {
       description = "Stripe events; authenticated by the Stripe signature, not by IAM."
     }
+    billing_console = {
+      description = "The finance console (HTML), behind IAP (console.tf)."
+    }
   }
 
   # Functions Cloud Scheduler calls, with their schedule and retry policy. Every run is
@@ -51,7 +54,8 @@ locals {
   # Functions admins may call by hand (run.invoker for the operator account,
   # var.admin_members and var.tenant_admin_members): everything but the Stripe webhook, which
   # only Stripe calls.
-  admin_functions = toset([for name in keys(local.functions) : name if name != "stripe_webhook"])
+  # The console is reached through IAP, not run.invoker (console.tf).
+  admin_functions = toset([for name in keys(local.functions) : name if !contains(["stripe_webhook", "billing_console"], name)])
 
   service_names = { for name in keys(local.functions) : name => replace(name, "_", "-") }
 
@@ -78,7 +82,8 @@ locals {
   allowed_principals = {
     for name in keys(local.functions) :
     name => join(",", concat(
-      contains(keys(local.scheduled_jobs), name) ? [google_service_account.scheduler.email] : [],
+      # The console's account dry-runs the scheduled functions (console.tf).
+      contains(keys(local.scheduled_jobs), name) ? [google_service_account.scheduler.email, google_service_account.console.email] : [],
       local.admin_emails,
     ))
   }
@@ -87,10 +92,12 @@ locals {
   account_emails = {
     runtime = google_service_account.runtime.email
     webhook = google_service_account.webhook.email
+    console = google_service_account.console.email
   }
   account_members = {
     runtime = google_service_account.runtime.member
     webhook = google_service_account.webhook.member
+    console = google_service_account.console.member
   }
 
   # Secret Manager secret id for each secret environment variable (values added with gcloud);
@@ -99,6 +106,7 @@ locals {
     STRIPE_API_KEY        = "stripe-api-key"
     STRIPE_WEBHOOK_SECRET = "stripe-webhook-secret"
     SMTP_PASSWORD         = "smtp-password"
+    CONSOLE_SECRET_KEY    = "console-secret-key"
   }
 
   invoices_bucket_name = coalesce(var.invoices_bucket_name, "${var.project_id}-invoices")

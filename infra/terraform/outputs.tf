@@ -67,3 +67,13 @@ output "function_secrets" {
   description = "Secret environment variables mounted in each function, keyed by contract name."
   value       = local.function_secrets
 }
+
+output "console_url" {
+  description = "URL of the finance console (billing_console), behind IAP."
+  value       = local.function_urls["billing_console"]
+}
+
+output "console_iap_audience" {
+  description = "The IAP audience the console checks (IAP_AUDIENCE)."
+  value       = local.console_iap_audience
+}

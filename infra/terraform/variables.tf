@@ -109,41 +109,43 @@ variable "tenant_admin_members" {
 
 variable "function_memory" {
   type        = map(string)
-  description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give all five."
+  description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give every function."
   default = {
     monthly_billing   = "1Gi"
     generate_invoices = "1Gi"
     dunning           = "512Mi"
     billing_admin     = "512Mi"
     stripe_webhook    = "256Mi"
+    billing_console   = "512Mi"
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
       contains(keys(var.function_memory), f)
     ])
-    error_message = "function_memory must have an entry for each of the five functions."
+    error_message = "function_memory must have an entry for each of the six functions."
   }
 }
 
 variable "function_timeout_seconds" {
   type        = map(number)
-  description = "Request timeout of each function in seconds (15 to 3600), keyed by function name; give all five. A scheduler job's attempt deadline is min(timeout, 1800)."
+  description = "Request timeout of each function in seconds (15 to 3600), keyed by function name; give every function. A scheduler job's attempt deadline is min(timeout, 1800)."
   default = {
     monthly_billing   = 1800
     generate_invoices = 900
     dunning           = 900
     billing_admin     = 120
     stripe_webhook    = 60
+    billing_console   = 300
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
       contains(keys(var.function_timeout_seconds), f)
     ])
-    error_message = "function_timeout_seconds must have an entry for each of the five functions."
+    error_message = "function_timeout_seconds must have an entry for each of the six functions."
   }
 
   validation {
@@ -154,41 +156,43 @@ variable "function_timeout_seconds" {
 
 variable "function_min_instances" {
   type        = map(number)
-  description = "Minimum warm instances of each function, keyed by function name; give all five (0 scales to zero)."
+  description = "Minimum warm instances of each function, keyed by function name; give every function (0 scales to zero)."
   default = {
     monthly_billing   = 0
     generate_invoices = 0
     dunning           = 0
     billing_admin     = 0
     stripe_webhook    = 0
+    billing_console   = 0
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
       contains(keys(var.function_min_instances), f)
     ])
-    error_message = "function_min_instances must have an entry for each of the five functions."
+    error_message = "function_min_instances must have an entry for each of the six functions."
   }
 }
 
 variable "function_max_instances" {
   type        = map(number)
-  description = "Maximum instances of each function, keyed by function name; give all five. Billing runs need few: one run per call, and the code is safe under concurrent runs."
+  description = "Maximum instances of each function, keyed by function name; give every function. Billing runs need few: one run per call, and the code is safe under concurrent runs."
   default = {
     monthly_billing   = 2
     generate_invoices = 2
     dunning           = 2
     billing_admin     = 3
     stripe_webhook    = 10
+    billing_console   = 2
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
       contains(keys(var.function_max_instances), f)
     ])
-    error_message = "function_max_instances must have an entry for each of the five functions."
+    error_message = "function_max_instances must have an entry for each of the six functions."
   }
 }
 
@@ -229,4 +233,21 @@ variable "labels" {
   type        = map(string)
   description = "Labels put on the buckets, secrets and functions."
   default     = { app = "billing" }
+}
+
+variable "console_iap_audience" {
+  type        = string
+  description = "Audience of the IAP assertion the console accepts (IAP_AUDIENCE). Empty: IAP for Cloud Run's own, /projects/PROJECT_NUMBER/locations/REGION/services/billing-console."
+  default     = ""
+}
+
+variable "console_iap_members" {
+  type        = list(string)
+  description = "Who may pass IAP to open the billing console (roles/iap.httpsResourceAccessor), e.g. group:finance@example.com. The console then allows only platform principals and tenant admins."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.console_iap_members : can(regex("^(user|group|serviceAccount):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", m))])
+    error_message = "Each console IAP member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\" (one address, no public principal, no domain)."
+  }
 }

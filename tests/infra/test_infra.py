@@ -38,7 +38,8 @@ CONTRACT_FUNCTIONS = frozenset(
 SCHEDULED = frozenset({"monthly_billing", "generate_invoices", "dunning"})
 PUBLIC_FUNCTION = "stripe_webhook"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-SECRET_ENV = frozenset({"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"})
+SECRET_ENV = frozenset({"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD", "CONSOLE_SECRET_KEY"})
+CONSOLE = "billing_console"
 # The secrets each function's code reads, worked out from the code independently of access.tf:
 # the billing runs push invoices to Stripe and send email; dunning and billing_admin sync statuses
 # with Stripe and send email; the webhook verifies the Stripe-Signature locally (it never calls
@@ -50,10 +51,13 @@ EXPECTED_SECRETS = {
     "dunning": BILLING_SECRETS,
     "billing_admin": BILLING_SECRETS,
     "stripe_webhook": frozenset({"STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"}),
+    # The console runs the admin actions in-process and signs its sessions and CSRF tokens.
+    CONSOLE: BILLING_SECRETS | {"CONSOLE_SECRET_KEY"},
 }
 # The service account (google_service_account.<name>) each function runs as.
 EXPECTED_ACCOUNTS = {name: "runtime" for name in CONTRACT_FUNCTIONS - {PUBLIC_FUNCTION}} | {
-    PUBLIC_FUNCTION: "webhook"
+    PUBLIC_FUNCTION: "webhook",
+    CONSOLE: "console",
 }
 REQUIRED_ENV = (
     "GOOGLE_CLOUD_PROJECT",
@@ -765,6 +769,11 @@ def test_no_iam_grant_can_make_a_private_function_public(tf: Config) -> None:
             assert grant.address == "google_cloud_run_service_iam_member.stripe_webhook_public"
             continue
         variables = set(re.findall(r"\bvar\.(\w+)", member + str(grant.body.get("for_each", ""))))
+        if grant.address == "google_cloud_run_service_iam_member.console_iap_invoker":
+            # IAP's service agent is the console's only invoker (console.tf).
+            assert member == "${local.iap_service_agent}", member
+            assert "@gcp-sa-iap.iam.gserviceaccount.com" in str(tf.locals["iap_service_agent"])
+            continue
         if not variables:
             assert re.fullmatch(
                 r"\$\{(google_service_account\.\w+\.member"
@@ -934,7 +943,7 @@ def test_tenant_admins_may_invoke_every_private_function(tf: Config) -> None:
     assert service == "${google_cloudfunctions2_function.functions[each.value.function].name}"
     for_each = str(grant.body["for_each"])
     assert "var.tenant_admin_members" in for_each and "local.admin_functions" in for_each
-    assert 'name != "stripe_webhook"' in str(tf.locals["admin_functions"])
+    assert '!contains(["stripe_webhook", "billing_console"], name)' in str(tf.locals["admin_functions"])
 
 
 def test_tenant_admin_grants_evaluate_to_the_private_functions_only(tf: Config, tmp_path: Path) -> None:
@@ -1091,3 +1100,76 @@ def test_terraform_fmt() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- billing_console: private, behind IAP, RunJob on the billing jobs only (issue 12) ---------
+
+
+def test_the_console_is_a_function_reached_only_through_iap(tf: Config) -> None:
+    assert CONSOLE in set(for_each_keys(tf, function_resource(tf)))
+    # Not a run.invoker of any person: IAP's service agent is its only invoker.
+    assert "billing_console" in str(tf.locals["admin_functions"]) and "!contains" in str(
+        tf.locals["admin_functions"]
+    )
+    invokers = [
+        r
+        for r in tf.of_type(*INVOKER_TYPES)
+        if 'functions["billing_console"]' in str(r.body.get("service", ""))
+    ]  # the per-person grants iterate local.admin_functions, which leaves the console out
+    assert [r.address for r in invokers] == ["google_cloud_run_service_iam_member.console_iap_invoker"]
+    enable = tf.get("terraform_data", "console_iap_enabled").body
+    command = str(one(enable, "provisioner")["local-exec"]["command"])
+    assert "gcloud run services update ${local.console_service}" in command and "--iap" in command
+    users = tf.get("google_iap_web_cloud_run_service_iam_member", "console_users").body
+    assert users["role"] == "roles/iap.httpsResourceAccessor"
+    assert users["for_each"] == "${toset(var.console_iap_members)}"
+    assert (
+        users["cloud_run_service_name"]
+        == '${google_cloudfunctions2_function.functions["billing_console"].name}'
+    )
+    for name in ("console_iap_audience", "console_iap_members"):
+        assert tf.variables[name].get("description") and tf.variables[name].get("type")
+
+
+def test_the_console_runs_jobs_only_of_the_scheduled_functions(tf: Config) -> None:
+    runner = tf.get("google_project_iam_member", "console_job_runner").body
+    assert runner["role"] == "roles/cloudscheduler.jobRunner"
+    assert runner["member"] == "${google_service_account.console.member}"
+    condition = one(runner, "condition")
+    assert "local.console_job_names" in str(condition["expression"]) and "resource.name ==" in str(
+        condition["expression"]
+    )
+    names = str(tf.locals["console_job_names"])
+    assert "keys(local.scheduled_jobs)" in names and "/jobs/${local.service_names[name]}" in names
+    # The jobs it runs are scheduler.tf's (same names), and its dry runs invoke those functions only.
+    job = tf.get("google_cloud_scheduler_job", "jobs").body
+    assert job["name"] == "${local.service_names[each.key]}" and job["for_each"] == "${local.scheduled_jobs}"
+    dry = tf.get("google_cloud_run_service_iam_member", "console_dry_run_invoker").body
+    assert dry["for_each"] == "${local.scheduled_jobs}" and dry["role"] == "roles/run.invoker"
+
+
+def test_the_console_account_holds_only_what_the_console_uses(tf: Config) -> None:
+    grants = {(g.type, str(g.body["role"])) for g in bindings_of(tf, "console")}
+    assert grants == {
+        ("google_project_iam_member", "roles/datastore.user"),
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_project_iam_member", "roles/cloudscheduler.jobRunner"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectAdmin"),
+        ("google_cloud_run_service_iam_member", "roles/run.invoker"),  # dry runs (checked above)
+    }, grants
+
+
+def test_the_console_environment(tf: Config) -> None:
+    env = tf.locals["console_env"]
+    assert set(env) == {
+        "IAP_AUDIENCE",
+        "CONSOLE_RUN_MODE",
+        "CONSOLE_SCHEDULER_JOBS",
+        "CONSOLE_FUNCTION_URLS",
+        "CONSOLE_URL",
+    }
+    assert env["CONSOLE_RUN_MODE"] == "scheduler" and env["IAP_AUDIENCE"] == "${local.console_iap_audience}"
+    assert "local.console_job_names" in str(env["CONSOLE_SCHEDULER_JOBS"])
+    assert 'name == "billing_console" ? local.console_env : {}' in str(tf.locals["function_env"])
+    audience = str(tf.locals["console_iap_audience"])
+    assert "var.console_iap_audience" in audience and "/locations/${var.region}/services/" in audience
