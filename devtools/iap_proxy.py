@@ -188,6 +188,15 @@ def serve(key: IapKey, upstream: str, audience: str, email: str, port: int = 0) 
     return server
 
 
+def serve_wsgi(app: Any, port: int = 0) -> tuple[Any, str]:
+    """Serve a WSGI app (the console) on ``127.0.0.1:port`` in a daemon thread: ``(server, url)``."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the proxy until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m devtools.iap_proxy")

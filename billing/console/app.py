@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from billing.console.settings import ConsoleSettings
 from billing.errors import BillingError
 from billing.http.auth.iap import DEFAULT_KEYS, IAP_HEADER, IapKeys
 from billing.logs import get_logger
-from billing.pricing.money import format_money
+from billing.pricing.money import format_money, format_unit_amount
 from billing.store.reporting import ReportingStore
 
 log = get_logger("billing.console")
@@ -113,6 +114,13 @@ def _money(amount: Any, currency: str, locale: str = "en_GB") -> str:
     return format_money(int(amount or 0), currency, locale) if currency else str(amount)
 
 
+def _unit_price(value: Any, currency: str, locale: str = "en_GB") -> str:
+    try:
+        return format_unit_amount(Decimal(str(value)), currency, locale)
+    except (InvalidOperation, ValueError, BillingError):
+        return str(value)
+
+
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -182,7 +190,9 @@ def create_app(
     app.after_request(_secure)
     app.register_error_handler(BillingError, _error_page)
     app.register_error_handler(CSRFError, _csrf_refused)
-    app.jinja_env.filters.update(money=_money, when=_when, badge=lambda s: BADGES.get(str(s), "muted"))
+    app.jinja_env.filters.update(
+        money=_money, unit_price=_unit_price, when=_when, badge=lambda s: BADGES.get(str(s), "muted")
+    )
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(actions.blueprint)
     return app
