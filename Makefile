@@ -24,6 +24,7 @@ setup: $(STAMP)
 	@command -v gcloud >/dev/null || { echo "gcloud (with the cloud-firestore-emulator component) is required"; exit 1; }
 	@command -v java >/dev/null || { echo "java (for the Firestore emulator) is required"; exit 1; }
 	@command -v pdftotext >/dev/null || { apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null; }
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -46,7 +47,8 @@ clean:
 demo: setup
 	$(PY) -m devtools.demo $(if $(DEMO_CSV),--csv $(DEMO_CSV))
 
-## serve: every function on loopback with the emulators and the local OIDC issuer (Ctrl-C stops)
+## serve: every function on loopback with the emulators and the local OIDC issuer, and the console
+## behind the development IAP proxy (prints its URL; Ctrl-C stops)
 serve: setup
 	$(PY) -m devtools.serve
 

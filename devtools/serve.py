@@ -4,21 +4,34 @@ Loads the shipped Online Retail sample (tenant ``uk-retail``, November 2011) unl
 starts each function in ``functions/`` with ``functions-framework`` on its own port, prints the
 URLs and ready-to-run admin commands, and keeps running until Ctrl-C (or SIGTERM), then stops
 everything by PID.
+
+The finance console (``billing_console``) runs in this process behind the development IAP proxy
+(``devtools.iap_proxy``), which signs the IAP assertion for ``--console-email`` (default
+``admin@dev.local``, a platform principal here): open the printed URL in a browser. Its "Dry run"
+and "Run now" POST the local functions with tokens from the local issuer.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from google.cloud import firestore
 
+from billing.console import create_app
+from billing.console.run_now import HttpRunner
+from billing.console.settings import SCHEDULED_FUNCTIONS, ConsoleSettings
+from billing.http.auth.iap import IapSettings
 from billing.pricing.periods import add_interval
-from devtools import online_retail
+from devtools import iap_proxy, online_retail
 from devtools.demo import SAMPLE
+from devtools.dev_issuer import mint_token
+from devtools.emulators import free_port
 from devtools.local import FUNCTIONS, REPO, LocalStack
 
 ANNIVERSARY_TENANT = "saas-demo"
@@ -112,11 +125,38 @@ def seed_anniversary_tenant(db: firestore.Client) -> None:
         batch.commit()
 
 
+CONSOLE_AUDIENCE = "/dev/billing_console"
+
+
+def start_console(stack: LocalStack, email: str) -> tuple[list[Any], str]:
+    """The console in this process behind the dev IAP proxy; ``(servers to stop, URL to open)``."""
+    key = iap_proxy.load_or_create(stack.dev_dir / "iap")
+    proxy_port = free_port()
+    issuer = stack.key
+    assert issuer is not None
+    settings = ConsoleSettings(
+        iap=IapSettings(
+            audience=CONSOLE_AUDIENCE, certs_url=f"http://127.0.0.1:{proxy_port}{iap_proxy.JWK_PATH}"
+        ),
+        secret_key=secrets.token_urlsafe(32),
+        allowed_principals=frozenset(stack.env["AUTH_ALLOWED_PRINCIPALS"].split(",")),
+        run_mode="http",
+        function_urls={n: stack.functions[n][1] for n in SCHEDULED_FUNCTIONS if n in stack.functions},
+    )
+    runner = HttpRunner(
+        settings.function_urls, token_source=lambda audience: mint_token(issuer, audience=audience)
+    )
+    server, upstream = iap_proxy.serve_wsgi(create_app(settings, runner=runner))
+    proxy = iap_proxy.serve(key, upstream, CONSOLE_AUDIENCE, email, proxy_port)
+    return [proxy, server], f"http://127.0.0.1:{proxy_port}/"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m devtools.serve")
     parser.add_argument("--empty", action="store_true", help="do not load the sample data")
     parser.add_argument("--base-port", type=int, default=8081)
+    parser.add_argument("--console-email", default="admin@dev.local", help="who the dev IAP proxy signs in")
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -140,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             if (REPO / "functions" / name / "main.py").exists():
                 url = stack.start_function(name, args.base_port + offset)
                 print(f"{name:<18} {url}")
+        servers, console_url = start_console(stack, args.console_email)
+        print(f"{'billing_console':<18} {console_url}  (browser; dev IAP proxy as {args.console_email})")
         print("\nenvironment of the functions:")
         for key, value in sorted(stack.env.items()):
             print(f"  {key}={value}")
@@ -158,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("\nCtrl-C stops everything.")
         stop.wait()
+        for server in servers:
+            server.shutdown()
     return 0
 
 
