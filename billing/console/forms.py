@@ -53,6 +53,8 @@ def major_to_minor(text: str, currency: str, label: str, *, exact: bool = True) 
 def mark_paid_body(form: Mapping[str, str], invoice_id: str, currency: str, timezone: str) -> dict[str, Any]:
     """``mark_paid``: ``amount`` (major units) and ``paid_on`` (a date, default today), ``reference``."""
     amount = int(major_to_minor(_field(form, "amount", "Amount"), currency, "Amount"))
+    if amount <= 0:
+        raise BadRequest("Amount must be more than zero", code="invalid_field")
     day = (form.get("paid_on") or "").strip()
     if day:
         try:
