@@ -55,4 +55,12 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
+    # The console, exports and admin CLI (billing.store.reporting): none needs a composite index.
+    QueryShape("billing_runs", (), ("started_at",), "reporting.list_runs"),
+    QueryShape("invoices", ("status", "customer_id"), (), "reporting.list_invoices"),
+    QueryShape("invoices", (), ("finalized_at",), "reporting.invoices_finalized_between"),
+    QueryShape("invoices", ("status",), (), "reporting.receivable_invoices"),
+    QueryShape("credit_notes", ("invoice_id",), (), "reporting.list_credit_notes"),
+    QueryShape("credit_notes", (), ("created_at",), "reporting.credit_notes_created_between"),
+    QueryShape("tenants", ("admins",), (), "reporting.administered_tenants"),
 )
