@@ -27,7 +27,7 @@ from billing.console.settings import ConsoleSettings
 from billing.errors import BillingError
 from billing.http.auth.iap import DEFAULT_KEYS, IAP_HEADER, IapKeys
 from billing.logs import get_logger
-from billing.pricing.money import format_money, format_unit_amount
+from billing.pricing.money import format_money, format_unit_amount, minor_to_major
 from billing.store.reporting import ReportingStore
 
 log = get_logger("billing.console")
@@ -121,6 +121,10 @@ def _unit_price(value: Any, currency: str, locale: str = "en_GB") -> str:
         return str(value)
 
 
+def _major(amount: Any, currency: str) -> str:
+    return str(minor_to_major(int(amount or 0), currency))
+
+
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -174,6 +178,7 @@ def create_app(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.run_mode == "scheduler",  # production is https behind IAP
         WTF_CSRF_SSL_STRICT=False,  # IAP terminates TLS; the token itself is the check
         MAX_CONTENT_LENGTH=256 * 1024,
     )
@@ -191,7 +196,11 @@ def create_app(
     app.register_error_handler(BillingError, _error_page)
     app.register_error_handler(CSRFError, _csrf_refused)
     app.jinja_env.filters.update(
-        money=_money, unit_price=_unit_price, when=_when, badge=lambda s: BADGES.get(str(s), "muted")
+        money=_money,
+        major=_major,
+        unit_price=_unit_price,
+        when=_when,
+        badge=lambda s: BADGES.get(str(s), "muted"),
     )
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(actions.blueprint)
