@@ -201,7 +201,7 @@ def test_finance_user_corrects_and_finalizes_drafts(
     page.get_by_label("Unit amount (GBP, negative for a discount)").fill("-10.00")
     page.get_by_role("button", name="Add line").click()
     expect(page.locator(".notice")).to_have_text("Line added.")
-    expect(page.locator("tbody")).to_contain_text("Loyalty discount")
+    expect(page.locator("tbody").first).to_contain_text("Loyalty discount")
     custom = [line for line in invoices(db)[drafts[0]]["lines"] if line.get("kind") == "custom"]
     assert [(c["description"], c["amount"]) for c in custom] == [("Loyalty discount", -1000)]
     shot(page, "07-draft-discount")
@@ -222,11 +222,18 @@ def test_finance_user_corrects_and_finalizes_drafts(
     page.goto(f"{console}/invoices/{T}/{drafts[1]}")
     panel = page.locator(".panel", has_text="Credit note")
     panel.get_by_label("Reason").select_option("order_change")
-    panel.get_by_label("Amount incl. tax (GBP)").fill("6.00")
+    panel.get_by_label("Amount before tax (GBP; its tax is credited too)").fill("6.00")
     panel.get_by_role("button", name="Issue credit note").click()
     expect(page.locator(".notice")).to_have_text("Credit note issued.")
     notes = [s.to_dict() or {} for s in db.collection(f"tenants/{T}/credit_notes").stream()]
-    assert [(n["invoice_id"], n["total"], n["reason"]) for n in notes] == [(drafts[1], 600, "order_change")]
-    assert invoices(db)[drafts[1]]["amount_due"] == 6000 - 600
-    expect(page.locator("table", has_text="Reason")).to_contain_text(str(notes[0]["number"]))
+    # 6.00 taken from the lines, and the tax charged on it (20 %) credited with it.
+    assert [(n["invoice_id"], n["subtotal"], n["tax"], n["total"], n["reason"]) for n in notes] == [
+        (drafts[1], 600, 120, 720, "order_change")
+    ]
+    assert invoices(db)[drafts[1]]["amount_due"] == 6000 - 720
+    expect(page.locator("#credit-notes")).to_contain_text(str(notes[0]["number"]))
     shot(page, "09-credit-note")
+    page.get_by_role("link", name="Credit notes", exact=True).click()
+    expect(page.locator("tbody tr").first).to_contain_text(str(notes[0]["number"]))
+    expect(page.locator("tbody tr").first.locator("td.num").last).to_have_text("£7.20")
+    shot(page, "10-credit-notes")
