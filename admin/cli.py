@@ -44,9 +44,6 @@ When the token's audience (its ``aud`` claim, or ``--audience``) is not on the U
 a warning goes to stderr: the function will probably answer 401, and the server at the URL
 receives a token meant for another.
 
-``python -m admin runs list|show`` and ``python -m admin export register|aging`` read run
-records and write the CSV exports (``admin.runs``).
-
 The response is printed as indented JSON (raw text if it is not JSON). Exit status: 0 for HTTP
 < 400, 1 for HTTP >= 400, 2 for bad arguments, 3 when no token could be obtained or the
 function could not be reached. The token is never printed or logged.
