@@ -965,6 +965,10 @@ _INVOICE_TEXTS = (
     "stripe_invoice_id",
     "deleted_reason",
     "deleted_by_run",
+    "replaces",
+    "replaced_by",
+    "memo",
+    "idempotency_key",
 )
 
 
@@ -1013,15 +1017,37 @@ def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+LINE_KINDS = ("fixed", "usage", "custom")
+"""The contract's line kinds ("Review and correction"); ``flat`` (a tier's flat fee, Lago's name)
+is still read on lines stored before issue 10 and counts as a generated (usage) line."""
+INVOICE_TYPES = ("subscription", "one_off")
+"""``Invoice.type``: billed by a run for a (subscription, period), or created by a person
+(``create_invoice``, Stripe's one-off invoice); documents stored before issue 10 are ``subscription``."""
+
+
+def legacy_line_id(index: int) -> str:
+    """The ``line_id`` of a line stored without one (before issue 10): ``line-{index}``, by position.
+
+    Deterministic, so every read of the same document names its lines alike; the first edit of
+    the draft writes these ids onto the lines, after which they never change.
+    """
+    return f"line-{index}"
+
+
 @dataclass(frozen=True)
 class InvoiceLine:
     """One stored invoice line (``invoices/{id}.lines[]``): the contract's fields and extensions.
 
     ``quantity`` and ``unit_amount_decimal`` are stored as decimal text (the contract) and read
     as ``Decimal``; ``amount`` and ``tax`` are minor units of the invoice's currency;
-    ``tax_rate`` is a percent (``None`` on a line stored without it). ``kind`` is ``fixed``,
-    ``usage`` or ``flat`` (a tier's flat fee, Lago's name); ``meter`` and ``group`` identify a
-    usage line. The line as computed before it is stored is ``billing.pricing.invoicing.InvoiceLine``.
+    ``tax_rate`` is a percent (``None`` on a line stored without it). ``line_id`` names the line
+    within its invoice (``legacy_line_id`` for a line stored without one); ``kind`` is one of
+    ``LINE_KINDS`` (``fixed`` and ``usage`` from the plan, ``custom`` added by a person), or
+    ``flat`` on older documents; a line stored without a kind reads as ``usage`` when it names a
+    meter, else ``fixed``. ``meter`` and ``group`` identify a usage line; ``tax_exempt``: the line
+    carries no tax whatever the customer's rate. ``added_by``/``added_at``: who added a custom
+    line, and when. The line as computed before it is stored is
+    ``billing.pricing.invoicing.InvoiceLine``.
     """
 
     description: str
@@ -1030,13 +1056,28 @@ class InvoiceLine:
     amount: int
     tax_rate: Decimal | None = None
     tax: int = 0
-    kind: str | None = None
+    kind: str = "fixed"
     meter: str | None = None
     group: tuple[str, ...] = ()
+    line_id: str = ""
+    tax_exempt: bool = False
+    flat: bool = False
+    added_by: str | None = None
+    added_at: datetime | None = None
 
     @classmethod
-    def from_document(cls, data: Mapping[str, Any], where: str) -> InvoiceLine:
-        """Parse one stored line; raise ``DataError`` (naming ``where``) on an invalid field."""
+    def from_document(cls, data: Mapping[str, Any], where: str, index: int = 0) -> InvoiceLine:
+        """Parse one stored line (``index``: its position, for a line stored without an id).
+
+        Raises:
+            DataError: (naming ``where``) an invalid field, or a ``kind`` that is not one of
+                ``LINE_KINDS`` or ``flat``.
+
+        """
+        meter = _optional_str(data, "meter", where)
+        kind = _optional_str(data, "kind", where) or ("usage" if meter else "fixed")
+        if kind not in (*LINE_KINDS, "flat"):
+            raise DataError(f"{where}: 'kind' must be one of {', '.join(LINE_KINDS)}", code="invalid_field")
         return cls(
             description=str(data.get("description") or ""),
             quantity=_decimal(data, "quantity", where),
@@ -1044,10 +1085,20 @@ class InvoiceLine:
             amount=_int(data, "amount", where),
             tax_rate=None if data.get("tax_rate") is None else _decimal(data, "tax_rate", where),
             tax=_int(data, "tax", where, 0),
-            kind=_optional_str(data, "kind", where),
-            meter=_optional_str(data, "meter", where),
+            kind=kind,
+            meter=meter,
             group=tuple(str(g) for g in data.get("group") or ()),
+            line_id=_optional_str(data, "line_id", where) or legacy_line_id(index),
+            tax_exempt=_flag(data, "tax_exempt", where, False),
+            flat=kind == "flat" or _flag(data, "flat", where, False),
+            added_by=_optional_str(data, "added_by", where),
+            added_at=_optional_datetime(data, "added_at", where),
         )
+
+    @property
+    def generated(self) -> bool:
+        """True for a line priced from the plan (``fixed``, ``usage``, ``flat``), False for ``custom``."""
+        return self.kind != "custom"
 
 
 @dataclass(frozen=True)
@@ -1124,6 +1175,12 @@ class Invoice:
     ``dunning`` steps done (step -> record), ``history`` entries (``{action, actor, at, ...}``)
     and a deleted draft's ``deleted_*``. ``amount_due`` of a document without it is ``total``.
 
+    Issue 10 ("Review and correction"): ``type`` (``INVOICE_TYPES``; ``subscription`` when
+    absent), ``amount_credited`` (minor units credited by credit notes, 0 when absent),
+    ``credit_note_ids``, ``replaces`` / ``replaced_by`` (a regenerated invoice and the void one
+    it replaces), ``memo`` and, for a one-off invoice, its ``idempotency_key``. A ``one_off``
+    invoice has no ``subscription_id``; a ``subscription`` invoice must have one.
+
     ``raw`` is the document as stored, unknown fields included: writes are field updates made
     by the store, so nothing in it is ever lost; ``as_document()`` hands it to the renderers
     that take a mapping (PDF, email values, Stripe).
@@ -1131,7 +1188,7 @@ class Invoice:
 
     id: str
     customer_id: str
-    subscription_id: str
+    subscription_id: str | None
     period_start: datetime
     period_end: datetime
     status: str
@@ -1182,6 +1239,13 @@ class Invoice:
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
     deleted_by_run: str | None = None
+    type: str = "subscription"
+    amount_credited: int = 0
+    credit_note_ids: tuple[str, ...] = ()
+    replaces: str | None = None
+    replaced_by: str | None = None
+    memo: str | None = None
+    idempotency_key: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -1198,6 +1262,12 @@ class Invoice:
         where = f"invoices/{invoice_id}"
         customer_id = _str(data, "customer_id", where)
         total = _int(data, "total", where)
+        kind = _choice(data, "type", INVOICE_TYPES, where) if data.get("type") is not None else "subscription"
+        subscription_id = (
+            _str(data, "subscription_id", where)
+            if kind == "subscription"
+            else _optional_str(data, "subscription_id", where)
+        )
         snapshot = data.get("customer")
         if snapshot is not None and not isinstance(snapshot, Mapping):
             raise DataError(f"{where}: 'customer' must be a map", code="invalid_field")
@@ -1206,13 +1276,13 @@ class Invoice:
         return cls(
             id=invoice_id,
             customer_id=customer_id,
-            subscription_id=_str(data, "subscription_id", where),
+            subscription_id=subscription_id,
             period_start=_datetime(data, "period_start", where),
             period_end=_datetime(data, "period_end", where),
             status=_str(data, "status", where),
             currency=_str(data, "currency", where),
             lines=tuple(
-                InvoiceLine.from_document(line, f"{where} line {n}")
+                InvoiceLine.from_document(line, f"{where} line {n}", n)
                 for n, line in enumerate(_maps(data, "lines", where))
             ),
             subtotal=_int(data, "subtotal", where),
@@ -1238,6 +1308,9 @@ class Invoice:
             stripe_event_ids=_strings(data, "stripe_event_ids", where),
             dunning=_map(data, "dunning", where),
             history=_maps(data, "history", where),
+            type=kind,
+            amount_credited=_int(data, "amount_credited", where, 0),
+            credit_note_ids=_strings(data, "credit_note_ids", where),
             raw=dict(data),
             **optional,
         )

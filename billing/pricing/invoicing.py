@@ -22,6 +22,7 @@ Quantities are kept exactly (``billing.pricing.money.EXACT``) and stored as plai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -47,8 +48,12 @@ from billing.records import Customer, Meter, Plan, Subscription, Tenant
 class InvoiceLine:
     """One invoice line. ``amount`` = ``quantity x unit_amount_decimal`` rounded once (minor units).
 
-    ``tax_rate`` is a percent; ``tax`` is this line's tax in minor units. ``kind`` is ``"fixed"``,
-    ``"usage"`` or ``"flat"`` (a tier's flat fee); ``meter`` and ``group`` identify usage lines.
+    ``tax_rate`` is a percent; ``tax`` is this line's tax in minor units. ``line_id`` names the
+    line within its invoice, deterministically (``line_id_for``: the same charge, group and tier
+    give the same id on every pricing, so ``refresh_draft`` keeps ids stable). ``kind`` is
+    ``"fixed"``, ``"usage"`` or ``"custom"`` (the contract's kinds); ``flat`` marks a tier's flat
+    fee (a ``usage`` line, Lago's "flat fee"); ``meter`` and ``group`` identify usage lines.
+    ``tax_exempt``: no tax on this line (a custom line may be), ``tax_rate`` is then 0.
     """
 
     description: str
@@ -60,10 +65,14 @@ class InvoiceLine:
     kind: str
     meter: str | None = None
     group: tuple[str, ...] = ()
+    line_id: str = ""
+    flat: bool = False
+    tax_exempt: bool = False
 
     def to_document(self) -> dict[str, Any]:
-        """The contract's line map (decimals as strings) plus ``tax_rate``, ``tax``, ``kind``."""
+        """The contract's line map (decimals as strings) plus ``line_id``, ``kind``, tax fields."""
         doc: dict[str, Any] = {
+            "line_id": self.line_id,
             "description": self.description,
             "quantity": decimal_text(self.quantity),
             "unit_amount_decimal": decimal_text(self.unit_amount_decimal),
@@ -75,6 +84,10 @@ class InvoiceLine:
         if self.meter is not None:
             doc["meter"] = self.meter
             doc["group"] = list(self.group)
+        if self.flat:
+            doc["flat"] = True
+        if self.tax_exempt:
+            doc["tax_exempt"] = True
         return doc
 
 
@@ -134,8 +147,10 @@ class InvoiceDraft:
             "tax": self.tax,
             "total": self.total,
             "tax_inclusive": self.tax_inclusive,
+            "type": "subscription",
             "amount_paid": 0,
             "amount_due": self.total,
+            "amount_credited": 0,
             "customer": {
                 "id": customer.id,
                 "name": customer.name,
@@ -149,6 +164,25 @@ class InvoiceDraft:
 def invoice_id_for(subscription_id: str, period: BillingPeriod) -> str:
     """Deterministic invoice document id for (subscription, period): ``{sub}-{YYYYMMDD}``."""
     return f"{subscription_id}-{period.key}"
+
+
+def line_id_for(charge_index: int, group: GroupKey = (), part: int | None = None) -> str:
+    """The deterministic ``line_id`` of a generated line, from its charge, group and tier.
+
+    ``c{n}`` for the plan's n-th charge (1-based), ``-g{hash}`` for a usage group (10 hex
+    digits of the group's SHA-256, since group values are arbitrary text), ``-p{k}`` for the
+    k-th part (tier) of a usage charge's price.
+
+    The same charge, group and tier give the same id on every pricing, so a refreshed draft's
+    lines keep their ids; custom lines use another prefix (``custom-``), so ids never collide.
+    """
+    line_id = f"c{charge_index}"
+    if group:
+        digest = hashlib.sha256("\x1f".join(group).encode("utf-8", "surrogatepass")).hexdigest()
+        line_id += f"-g{digest[:10]}"
+    if part is not None:
+        line_id += f"-p{part}"
+    return line_id
 
 
 def _usage_description(
@@ -192,8 +226,14 @@ class LineTax:
         kind: str,
         meter: str | None = None,
         group: GroupKey = (),
+        *,
+        line_id: str = "",
+        flat: bool = False,
+        tax_exempt: bool = False,
     ) -> InvoiceLine:
         """One line: ``amount = quantity x unit_amount`` rounded once, and its tax.
+
+        ``tax_exempt``: the line carries no tax (rate 0), whatever the customer's rate.
 
         Raises:
             DataError: (``amount_too_large``) an amount Firestore cannot store.
@@ -201,20 +241,26 @@ class LineTax:
         """
         amount = line_amount(quantity, unit_amount)
         _check_storable(amount, description)
+        rate = Decimal(0) if tax_exempt else self.rate
         return InvoiceLine(
             description=description,
             quantity=quantity,
             unit_amount_decimal=unit_amount,
             amount=amount,
-            tax_rate=self.rate,
-            tax=line_tax(amount, self.rate, inclusive=self.inclusive),
+            tax_rate=rate,
+            tax=line_tax(amount, rate, inclusive=self.inclusive),
             kind=kind,
             meter=meter,
             group=group,
+            line_id=line_id,
+            flat=flat,
+            tax_exempt=tax_exempt,
         )
 
 
-def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> InvoiceLine | None:
+def fixed_line(
+    charge: FixedCharge, days: tuple[int, int], tax: LineTax, charge_index: int = 1
+) -> InvoiceLine | None:
     """The line of a fixed fee prorated to ``days`` = ``(active, period)``; ``None`` if 0 active.
 
     A partial period prorates the unit price, ``unit x active / period`` at 60 digits, rounded
@@ -229,7 +275,7 @@ def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> Invo
         with localcontext(prec=60):
             unit = (unit * active / total_days).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
         label = f"{label} ({active} of {total_days} days)"
-    return tax.line(label, charge.quantity, unit, "fixed")
+    return tax.line(label, charge.quantity, unit, "fixed", line_id=line_id_for(charge_index))
 
 
 def usage_lines(
@@ -239,8 +285,12 @@ def usage_lines(
     tax: LineTax,
     currency: str,
     locale: str,
+    charge_index: int = 1,
 ) -> list[InvoiceLine]:
     """The lines of a usage charge: each group of its meter priced by the charge's model.
+
+    ``charge_index`` (1-based position of the charge in the plan) makes the lines' ids
+    (``line_id_for``).
 
     A meter without usage prices a zero quantity (one zero line shows the charge), unless it
     groups (no group, no line).
@@ -264,12 +314,14 @@ def usage_lines(
             _usage_description(label, meter, group, part, currency, locale),
             part.quantity,
             part.unit_amount,
-            "flat" if part.flat else "usage",
+            "usage",
             meter.code,
             group,
+            line_id=line_id_for(charge_index, group, number),
+            flat=part.flat,
         )
         for group, quantity in sorted(groups.items())
-        for part in charge.price(quantity)
+        for number, part in enumerate(charge.price(quantity))
     ]
 
 
@@ -330,12 +382,14 @@ def build_invoice(
         try:
             if isinstance(charge, FixedCharge):
                 days = days or proration_days(subscription, period, plan, customer)
-                line = fixed_line(charge, days, tax)
+                line = fixed_line(charge, days, tax, index + 1)
                 if line is not None:
                     has_fixed = True
                     lines.append(line)
             else:
-                lines.extend(usage_lines(charge, meters, usage, tax, tenant.currency, tenant.locale))
+                lines.extend(
+                    usage_lines(charge, meters, usage, tax, tenant.currency, tenant.locale, index + 1)
+                )
         except DataError as exc:
             raise DataError(f"plan {plan.id!r} charge {index + 1}: {exc.message}", code=exc.code) from None
     subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)
