@@ -129,7 +129,7 @@ def credit_note_pdf_input(tenant: Tenant, note: CreditNote) -> dict[str, Any]:
     The seller block comes from ``Tenant.seller()`` (as on every invoice PDF); the customer is
     the invoice's snapshot, copied onto the credit note when it was issued.
     """
-    customer = note.raw.get("customer") or {"id": note.customer_id, "name": note.customer_id}
+    customer = note.as_document().get("customer") or {"id": note.customer_id, "name": note.customer_id}
     return {
         "credit_note_id": note.id,
         "number": note.number,

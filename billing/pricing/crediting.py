@@ -99,7 +99,9 @@ def credited_tax(line: CreditableLine, amount: int) -> int:
     return max(0, min(tax, left))
 
 
-def _by_lines(lines: Sequence[CreditableLine], requested: Sequence[tuple[str, int]]) -> list[tuple[CreditableLine, int]]:
+def _by_lines(
+    lines: Sequence[CreditableLine], requested: Sequence[tuple[str, int]]
+) -> list[tuple[CreditableLine, int]]:
     """``requested`` ``(line_id, amount)`` checked against ``lines``, in the request's order."""
     known = {line.line_id: line for line in lines}
     seen: set[str] = set()

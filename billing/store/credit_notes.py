@@ -160,7 +160,7 @@ def _invoice_update(note: CreditNote, effect: CreditEffect, now: datetime) -> di
         "amount_credited": effect.amount_credited,
         "amount_due": effect.amount_due,
         "credit_note_ids": firestore.ArrayUnion([note.id]),
-        "history": firestore.ArrayUnion([dict(effect.history)]),
+        "history": firestore.ArrayUnion([{**effect.history, "credit_note_number": note.number}]),
     }
     if effect.status == "void":
         update.update(status="void", voided_at=now)

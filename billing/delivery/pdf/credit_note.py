@@ -20,8 +20,8 @@ from billing.delivery.pdf.model import (
     InvoiceModel,
     Row,
     TotalRow,
-    _context,
     _Context,
+    _context,
     _customer,
     _seller,
 )
