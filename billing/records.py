@@ -1555,3 +1555,23 @@ def _snapshot_document(snapshot: CustomerSnapshot) -> dict[str, Any]:
         "address": dict(snapshot.address),
         "tax_id": snapshot.tax_id,
     }
+
+
+def parse_line_credits(data: Mapping[str, Any], where: str) -> dict[str, tuple[int, int]]:
+    """An invoice's ``line_credits``: ``line_id -> (amount, tax)`` credited by its credit notes.
+
+    The map ``{line_id: {amount, tax}}`` (minor units) that ``billing.store.credit_notes``
+    keeps on the invoice, so that a new credit note knows what is left of each line without
+    reading the earlier credit notes. Absent: nothing credited.
+
+    Raises:
+        DataError: (``invalid_field``) not a map of ``{amount, tax}`` integer maps.
+
+    """
+    raw = _map(data, "line_credits", where)
+    out: dict[str, tuple[int, int]] = {}
+    for line_id, entry in raw.items():
+        if not isinstance(entry, Mapping):
+            raise DataError(f"{where}: line_credits.{line_id} must be a map", code="invalid_field")
+        out[str(line_id)] = (_int(entry, "amount", where, 0), _int(entry, "tax", where, 0))
+    return out

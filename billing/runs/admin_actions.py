@@ -68,6 +68,7 @@ from billing.runs.payments import (
     can_move,
     change_status,
     reactivate_if_clear,
+    transition_conflict,
 )
 from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 
@@ -278,7 +279,7 @@ def _status_action(
             return StatusChange(invoice, changed=False)
         payment = ManualPayment(request.amount, request.paid_at, request.reference)
     if not can_move(invoice.status, target):
-        raise _conflict(invoice, request.action)
+        raise transition_conflict(invoice.id, invoice.status, target)
     due = invoice.amount_due
     if request.amount is not None and request.amount > due:
         raise Conflict(f"amount {request.amount} exceeds the amount due {due}", code="amount_exceeds_due")

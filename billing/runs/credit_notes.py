@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -68,6 +68,7 @@ from billing.records import (
     parse_email,
 )
 from billing.runs.payments import reactivate_if_clear
+from billing.store.credit_notes import LineCredits
 from billing.store.firestore_store import BillingStore, CreditEffect, credit_note_id_for, history_entry
 
 log = get_logger("billing.credit_notes")
@@ -186,16 +187,11 @@ def parse_request(call: Call) -> CreditNoteRequest:
 
 
 # -- the decision (inside the store's transaction) -----------------------------------------------
-def creditable_lines(invoice: Invoice, notes: Sequence[CreditNote]) -> list[CreditableLine]:
-    """The invoice's lines with what its issued credit notes ``notes`` credited of each."""
-    credited: dict[str, tuple[int, int]] = {}
-    for note in notes:
-        for line in note.lines:
-            amount, tax = credited.get(line.invoice_line_id, (0, 0))
-            credited[line.invoice_line_id] = (amount + line.amount, tax + line.tax)
+def creditable_lines(invoice: Invoice, credits: Mapping[str, tuple[int, int]]) -> list[CreditableLine]:
+    """The invoice's lines with what its credit notes credited of each (``line_credits``)."""
     return [
         CreditableLine(
-            line.line_id, line.description, line.amount, line.tax, *credited.get(line.line_id, (0, 0))
+            line.line_id, line.description, line.amount, line.tax, *credits.get(line.line_id, (0, 0))
         )
         for line in invoice.lines
     ]
@@ -251,11 +247,11 @@ def decide(
 ) -> Any:
     """The ``decide`` of ``BillingStore.issue_credit_note`` for ``request`` (see the module doc)."""
 
-    def run(invoice: Invoice | None, notes: list[CreditNote]) -> tuple[CreditNote, CreditEffect]:
+    def run(invoice: Invoice | None, credits: LineCredits) -> tuple[CreditNote, CreditEffect]:
         checked = check_invoice(invoice, request)
-        credited_before = sum(note.total for note in notes)
+        credited_before = checked.amount_credited
         split = credit_split(
-            creditable_lines(checked, notes),
+            creditable_lines(checked, credits),
             requested=request.lines,
             amount=request.amount,
             inclusive=checked.tax_inclusive,

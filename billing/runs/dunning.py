@@ -10,7 +10,10 @@ defaults above are Stripe Billing's usual cadence (reminders, then suspension, t
 
 Each run (``as_of``, default now) looks at every ``open`` invoice with ``due_at < as_of``
 (query: ``status == "open"``, ``due_at < as_of``, ordered by ``due_at``; composite index
-``status`` + ``due_at``) and takes the steps that are due and not yet done, each once per invoice:
+``status`` + ``due_at``) and takes the steps that are due and not yet done, each once per invoice.
+What it chases is ``amount_due``: the total less payments and credit notes (reminders print it;
+an invoice with nothing left due is skipped as ``nothing_due``; a credit note that credits an
+open invoice to zero voids it, so it is no longer overdue):
 
 - ``reminder_<d>``: the reminder email; only the latest reminder that is due is sent (a missed
   day is not made up by several emails at once), and none once suspension is due unless a
@@ -299,6 +302,9 @@ class _TenantRun:
         if invoice.due_at is None:
             raise DataError(f"invoice {invoice.id!r} is open without a due_at", code="missing_field")
         ctx, report, tenant = self.ctx, self.report, self.tenant
+        if invoice.amount_due <= 0:  # credited or paid down to nothing: nothing to chase
+            report.skip(tenant.id, invoice_id=invoice.id, reason="nothing_due")
+            return
         overdue = ctx.as_of - invoice.due_at
         steps = self.policy.plan(overdue, invoice.dunning)
         if not steps:

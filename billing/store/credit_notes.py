@@ -4,14 +4,16 @@
 
 - it reads the credit note's deterministic id (``credit_note_id_for``: invoice id and the
   caller's ``idempotency_key``); one that exists is returned as it is (a retried request);
-- it reads the invoice and its issued credit notes (``credit_note_ids``), so the caller decides
-  on what is credited *now* (concurrent credit notes on one invoice serialize here: the one that
-  no longer fits is refused);
+- it reads the invoice, with what its credit notes credited so far (``amount_credited`` and, per
+  line, ``line_credits``: ``{line_id: {amount, tax}}``, an extension written here), so the
+  caller decides on what is credited *now* (concurrent credit notes on one invoice serialize on
+  the invoice document: the one that no longer fits is refused). Earlier credit notes are not
+  read, so nothing but a retry of the same request ever waits on a credit note's document;
 - it takes the next number of the tenant's credit note series for the year
   (``tenants/{t}/credit_note_sequences/{YYYY}``, ``last``; distinct from the invoice series'
   ``invoice_sequences``), gapless because the number is written in the same commit;
 - it creates the credit note, and writes its effect on the invoice (``amount_credited``,
-  ``amount_due``, ``credit_note_ids``, ``history``, and ``status`` ``void``/``paid`` with
+  ``line_credits``, ``amount_due``, ``credit_note_ids``, ``history``, and ``status`` ``void``/``paid`` with
   ``voided_at``/``paid_at`` when nothing is left due) and, for a credit owed to the customer,
   on the customer document: ``balance`` (minor units, negative = owed to the customer, Stripe's
   customer balance sign) and a ``balance_transactions`` entry ``{type: "credit_note",
@@ -33,7 +35,7 @@ from google.cloud import firestore
 
 from billing.pricing.crediting import format_credit_note_number
 from billing.pricing.numbering import sequence_year
-from billing.records import CreditNote, Invoice, Tenant
+from billing.records import CreditNote, Invoice, Tenant, parse_line_credits
 from billing.store.base import StoreBase, Transaction
 
 
@@ -62,9 +64,11 @@ class CreditEffect:
     history: Mapping[str, Any]
 
 
-Decide = Callable[[Invoice | None, list[CreditNote]], tuple[CreditNote, CreditEffect]]
-"""``decide(invoice or None, its issued credit notes) -> (credit note without number, effect)``;
-it raises (``NotFound``, ``Conflict``...) to write nothing. It may run several times."""
+LineCredits = dict[str, tuple[int, int]]
+"""``line_id -> (amount, tax)`` credited so far on an invoice's lines (minor units)."""
+Decide = Callable[[Invoice | None, LineCredits], tuple[CreditNote, CreditEffect]]
+"""``decide(invoice or None, its line credits) -> (credit note without number, effect)``; it
+raises (``NotFound``, ``Conflict``...) to write nothing. It may run several times."""
 
 
 class CreditNoteStore(StoreBase):
@@ -119,11 +123,12 @@ class CreditNoteStore(StoreBase):
             if found.exists:
                 return CreditNote.from_document(credit_note_id, found.to_dict() or {}), False
             snapshot = tx.get(invoice_ref)
-            invoice = Invoice.from_document(invoice_id, snapshot.to_dict() or {}) if snapshot.exists else None
-            existing = self._issued_notes(tx, tenant.id, invoice)
+            data = snapshot.to_dict() or {}
+            invoice = Invoice.from_document(invoice_id, data) if snapshot.exists else None
+            credits = parse_line_credits(data, f"invoices/{invoice_id}")
             counter = tx.get(sequence_ref)
             last = int((counter.to_dict() or {}).get("last", 0)) if counter.exists else 0
-            draft, effect = decide(invoice, existing)
+            draft, effect = decide(invoice, credits)
             note = replace(
                 draft,
                 number=format_credit_note_number(tenant.invoice_prefix, year, last + 1),
@@ -132,7 +137,7 @@ class CreditNoteStore(StoreBase):
             )
             tx.create(note_ref, note.to_document())
             tx.set(sequence_ref, {"last": last + 1, "year": year, "updated_at": now}, merge=True)
-            tx.update(invoice_ref, _invoice_update(note, effect, now))
+            tx.update(invoice_ref, _invoice_update(note, effect, credits, now))
             if note.credited_to_balance:
                 tx.set(
                     self._doc(tenant.id, "customers", note.customer_id),
@@ -143,21 +148,18 @@ class CreditNoteStore(StoreBase):
 
         return self.run_transaction(body)
 
-    def _issued_notes(self, tx: Transaction, tenant_id: str, invoice: Invoice | None) -> list[CreditNote]:
-        """The invoice's credit notes (``credit_note_ids``) still ``issued``, read in ``tx``."""
-        if invoice is None or not invoice.credit_note_ids:
-            return []
-        refs = [self._doc(tenant_id, "credit_notes", i) for i in invoice.credit_note_ids]
-        notes = [
-            CreditNote.from_document(s.id, s.to_dict() or {}) for s in tx.get_all(refs).values() if s.exists
-        ]
-        return [note for note in notes if note.status == "issued"]
 
-
-def _invoice_update(note: CreditNote, effect: CreditEffect, now: datetime) -> dict[str, Any]:
-    """The invoice's field update for ``note`` (see ``CreditEffect``)."""
+def _invoice_update(
+    note: CreditNote, effect: CreditEffect, credits: LineCredits, now: datetime
+) -> dict[str, Any]:
+    """The invoice's field update for ``note`` (see ``CreditEffect``), ``line_credits`` included."""
+    after = dict(credits)
+    for line in note.lines:
+        amount, tax = after.get(line.invoice_line_id, (0, 0))
+        after[line.invoice_line_id] = (amount + line.amount, tax + line.tax)
     update: dict[str, Any] = {
         "amount_credited": effect.amount_credited,
+        "line_credits": {key: {"amount": a, "tax": t} for key, (a, t) in after.items()},
         "amount_due": effect.amount_due,
         "credit_note_ids": firestore.ArrayUnion([note.id]),
         "history": firestore.ArrayUnion([{**effect.history, "credit_note_number": note.number}]),
