@@ -411,3 +411,21 @@ def test_another_tenants_invoice(db: firestore.Client, admin: Any, call_function
     status, body = call_function("billing_admin", credit(amount=100), tenant=T, headers=headers)
     assert status == 403
     assert f.all_documents(db, T) == before
+
+
+def test_dunning_chases_the_amount_due_after_credits(
+    db: firestore.Client, admin: Any, call_function: Any, smtp: SmtpServer
+) -> None:
+    seed(db)  # due 2026-11-15: 10 days overdue on TODAY, so reminder_7 is due
+    status, body = admin(credit(amount=5000))  # 5000 + 1000 tax off 18000
+    assert status == 200 and body["amount_due"] == 12000, body
+    status, run = call_function("dunning", {}, tenant=T)
+    assert status == 200 and run["reminders_sent"] == 1, run
+    reminder = next(m for m in smtp.messages if m.kind == "reminder")
+    assert "£120.00" in reminder.text() and "£180.00" not in reminder.text()
+
+    # Credited to zero: void, so the next run has nothing overdue for it.
+    status, body = admin(credit("k2", amount=10000))
+    assert status == 200 and body["status"] == "void", body
+    status, run = call_function("dunning", {}, tenant=T)
+    assert status == 200 and run["tenants"][0]["overdue"] == 0, run
