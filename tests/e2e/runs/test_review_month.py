@@ -10,8 +10,6 @@ functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,59 +17,9 @@ from google.cloud import firestore, storage
 
 from tests import factories as f
 from tests.conftest import TEST_BUCKET
+from tests.reviewing import OCT, Admin, T, admin_fixture, close, draft_id, ok, seed
 
-T = "review"
-OCT = datetime(2026, 10, 10, 12, tzinfo=UTC)
-Admin = Callable[..., tuple[int, dict[str, Any]]]
-
-
-@pytest.fixture
-def admin(call_function: Any, token: Callable[..., str]) -> Admin:
-    """``admin(body, request_id=None)`` calls billing_admin for tenant T as a platform principal."""
-
-    def call(body: dict[str, Any], request_id: str | None = None) -> tuple[int, dict[str, Any]]:
-        headers = {"X-Request-ID": request_id} if request_id else {}
-        result: tuple[int, dict[str, Any]] = call_function("billing_admin", body, tenant=T, headers=headers)
-        return result
-
-    return call
-
-
-def ok(result: tuple[int, dict[str, Any]]) -> dict[str, Any]:
-    status, body = result
-    assert status == 200, body
-    return body
-
-
-def seed(db: firestore.Client, customers: int = 5) -> None:
-    """A review tenant: plan ``pro`` = 10.00 a month + 0.10 a call; ``customers`` customers."""
-    f.tenant(db, T, invoice_prefix="RV", month_close_review=True)
-    f.meter(db, T, "calls", "count", field=None)
-    f.plan(
-        db,
-        T,
-        "pro",
-        [
-            {"type": "fixed", "description": "Pro plan", "unit_amount_decimal": "1000", "quantity": "1"},
-            {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "10"},
-        ],
-    )
-    for n in range(1, customers + 1):
-        f.customer(db, T, f"c{n}")
-        f.subscription(db, T, f"sub-c{n}", f"c{n}", "pro")
-        for e in range(n):
-            f.event(db, T, f"e-c{n}-{e}", f"c{n}", "calls", OCT)
-
-
-def close(call_function: Any) -> dict[str, Any]:
-    status, body = call_function("monthly_billing", {"month": "2026-10"}, tenant=T)
-    assert status == 200 and body["errors"] == [], body
-    result: dict[str, Any] = body
-    return result
-
-
-def draft_id(n: int) -> str:
-    return f"sub-c{n}-20261001"
+admin = pytest.fixture(admin_fixture, name="admin")
 
 
 def test_a_review_month(db: firestore.Client, gcs: storage.Client, call_function: Any, admin: Admin) -> None:
