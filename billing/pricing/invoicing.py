@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+from typing import Any, Protocol
 
 from billing.errors import DataError
 from billing.pricing.aggregation import GroupKey
@@ -151,13 +152,7 @@ class InvoiceDraft:
             "amount_paid": 0,
             "amount_due": self.total,
             "amount_credited": 0,
-            "customer": {
-                "id": customer.id,
-                "name": customer.name,
-                "email": customer.email,
-                "address": dict(customer.address),
-                "tax_id": customer.tax_id,
-            },
+            "customer": customer_snapshot(customer),
         }
 
 
@@ -325,8 +320,23 @@ def usage_lines(
     ]
 
 
-def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int]:
+class PricedLine(Protocol):
+    """A line with its amount and tax in minor units: a computed or a stored invoice line."""
+
+    @property
+    def amount(self) -> int:
+        """The line's amount, minor units."""
+
+    @property
+    def tax(self) -> int:
+        """The line's tax, minor units."""
+
+
+def totals(lines: Sequence[PricedLine], inclusive: bool) -> tuple[int, int, int]:
     """``(subtotal, tax, total)`` of ``lines``; tax inclusive: ``total == subtotal``.
+
+    The one rule every change of an invoice's lines follows (the builder, and the review
+    actions of ``billing.runs.review``, which pass stored lines).
 
     Raises:
         DataError: (``amount_too_large``) ``subtotal + tax`` is more than Firestore can store.
@@ -336,6 +346,81 @@ def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int
     tax = sum(line.tax for line in lines)
     _check_storable(subtotal + tax, "the invoice total")
     return subtotal, tax, subtotal if inclusive else subtotal + tax
+
+
+def custom_line(
+    description: str,
+    quantity: Decimal,
+    unit_amount: Decimal,
+    tax: LineTax,
+    line_id: str,
+    *,
+    tax_exempt: bool = False,
+) -> InvoiceLine:
+    """A ``custom`` line a person adds (issue 10): priced and taxed like every other line.
+
+    ``amount = quantity x unit_amount`` rounded once, ROUND_HALF_UP; a negative unit amount
+    makes a discount (Stripe's negative invoice item), whose tax is negative too, so the
+    invoice's tax stays the sum of its lines'. ``tax_exempt`` lines carry no tax.
+
+    Raises:
+        DataError: (``amount_too_large``) an amount Firestore cannot store.
+
+    """
+    return tax.line(description, quantity, unit_amount, "custom", line_id=line_id, tax_exempt=tax_exempt)
+
+
+def one_off_document(
+    tenant: Tenant,
+    customer: Customer,
+    lines: Sequence[InvoiceLine],
+    *,
+    at: datetime,
+    memo: str | None,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """The stored fields of a one-off invoice (Stripe's one-off invoice; ``type: one_off``).
+
+    No subscription, plan or billing time; the period is the instant it is created (``at``),
+    since the contract's ``period_start``/``period_end`` are required on every invoice. Totals
+    by ``totals``; the customer snapshot as the builder makes it.
+
+    Raises:
+        DataError: (``amount_too_large``) a total Firestore cannot store.
+
+    """
+    subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)
+    return {
+        "type": "one_off",
+        "tenant_id": tenant.id,
+        "customer_id": customer.id,
+        "subscription_id": None,
+        "period_start": at,
+        "period_end": at,
+        "currency": tenant.currency,
+        "lines": [line.to_document() for line in lines],
+        "subtotal": subtotal,
+        "tax": tax_total,
+        "total": total,
+        "tax_inclusive": tenant.tax_inclusive,
+        "amount_paid": 0,
+        "amount_due": total,
+        "amount_credited": 0,
+        "memo": memo,
+        "idempotency_key": idempotency_key,
+        "customer": customer_snapshot(customer),
+    }
+
+
+def customer_snapshot(customer: Customer) -> dict[str, Any]:
+    """The ``customer`` map an invoice keeps: the customer as the invoice was issued to."""
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "email": customer.email,
+        "address": dict(customer.address),
+        "tax_id": customer.tax_id,
+    }
 
 
 def build_invoice(
