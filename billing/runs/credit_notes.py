@@ -32,8 +32,8 @@ Steps, in order:
    done by the same request sent again (same ``idempotency_key``).
 
 Response: ``{run_id, dry_run: false, tenant_id, invoice_id, action, changed (a credit note was
-issued now), credit_note: {...}, status, amount_due, amount_paid, amount_credited,
-reactivated, skipped: 0, errors}``.
+issued now), credit_note: {...}, invoice (``billing.runs.review.common.invoice_view``), status,
+amount_due, amount_paid, amount_credited, reactivated, skipped: 0, errors}``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from billing.records import (
     parse_email,
 )
 from billing.runs.payments import reactivate_if_clear
+from billing.runs.review.common import invoice_view
 from billing.store.credit_notes import LineCredits
 from billing.store.firestore_store import BillingStore, CreditEffect, credit_note_id_for, history_entry
 
@@ -508,6 +509,7 @@ def create_credit_note(
         "action": ACTION,
         "changed": created,
         "credit_note": _shown(final),
+        "invoice": invoice_view(invoice),
         "status": invoice.status,
         "amount_due": invoice.amount_due,
         "amount_paid": invoice.amount_paid,
