@@ -1395,7 +1395,9 @@ class CreditNote:
     PDF prints them), the ``customer`` snapshot of the invoice, ``tax_inclusive``,
     ``invoice_status_after`` (the invoice's status once credited), ``request_fingerprint`` (a
     reused ``idempotency_key`` with another request is refused), ``created_by``, ``run_id``,
-    ``pdf_rendered_at``, ``email_*``, ``stripe_credit_note_id`` and the ``stripe`` map.
+    ``pdf_rendered_at``, ``email_*``, ``stripe_credit_note_id``, the ``stripe`` map, and
+    ``delivery_pending`` (true from its creation until its PDF, email and Stripe twin are all
+    done; the daily dunning run finishes those left pending) with ``delivered_at``.
 
     Raises (``from_document`` and construction):
         DataError: a missing or mistyped field, an unknown reason or status, or totals that do
@@ -1437,6 +1439,8 @@ class CreditNote:
     email_to: str | None = None
     stripe_credit_note_id: str | None = None
     stripe: Mapping[str, Any] = field(default_factory=dict)
+    delivery_pending: bool = True
+    delivered_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -1505,6 +1509,8 @@ class CreditNote:
             email_to=_optional_str(data, "email_to", where),
             stripe_credit_note_id=_optional_str(data, "stripe_credit_note_id", where),
             stripe=_map(data, "stripe", where),
+            delivery_pending=_flag(data, "delivery_pending", where, False),
+            delivered_at=_optional_datetime(data, "delivered_at", where),
             raw=dict(data),
         )
 
@@ -1543,6 +1549,7 @@ class CreditNote:
             "request_fingerprint": self.request_fingerprint,
             "created_by": self.created_by,
             "run_id": self.run_id,
+            "delivery_pending": self.delivery_pending,
         }
 
 

@@ -396,6 +396,17 @@ class _Followup:
         except Exception as exc:
             self.fail("stripe", note, exc)
 
+    def deliver(self, note: CreditNote, invoice: Invoice) -> None:
+        """PDF, email and Stripe as needed; ``delivery_pending`` cleared once all are done."""
+        before = len(self.errors)
+        if note.pdf_uri is None or (email_enabled(self.tenant) and note.email_sent_at is None):
+            self.email(note, self.pdf(note))
+        self.stripe(note, invoice)
+        if len(self.errors) == before and note.delivery_pending:
+            self.store.update_credit_note(
+                self.tenant.id, note.id, {"delivery_pending": False, "delivered_at": self.now}
+            )
+
     def reactivate(self, note: CreditNote, invoice: Invoice) -> bool:
         """Reactivate the customer (as after a payment) once the invoice leaves nothing due."""
         if invoice.amount_due > 0 and invoice.status == "open":
@@ -427,6 +438,43 @@ class _Followup:
             self.fail("reactivation", note, exc)
             return False
         return True
+
+
+def deliver_pending_credit_notes(
+    store: BillingStore, tenant: Tenant, services: Services, now: datetime, run_id: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """Finish the credit notes whose PDF, email or Stripe twin is still pending (dunning's sweep).
+
+    A request that died after issuing its credit note, or whose step failed and was never
+    retried, leaves ``delivery_pending`` set; this does what is missing, each step once (the
+    same steps as ``create_credit_note``). Returns ``(finished now, errors)``; errors have
+    ``credit_note_id`` and ``stage``. Never raises for one credit note.
+    """
+    errors: list[dict[str, Any]] = []
+    followup = _Followup(store, tenant, services, now, run_id, "dunning", errors)
+    finished = 0
+    for note in store.pending_credit_notes(tenant.id):
+        if isinstance(note, tuple):
+            errors.append(
+                {
+                    "tenant_id": tenant.id,
+                    "credit_note_id": note[0],
+                    "stage": "storage",
+                    "error": note[1].message,
+                    "code": note[1].code,
+                }
+            )
+            continue
+        before = len(errors)
+        try:
+            invoice = store.get_invoice(tenant.id, note.invoice_id)
+        except BillingError as exc:
+            followup.fail("storage", note, exc)
+            continue
+        if invoice is not None:
+            followup.deliver(note, invoice)
+            finished += len(errors) == before
+    return finished, errors
 
 
 def _shown(note: CreditNote) -> dict[str, Any]:
@@ -487,9 +535,7 @@ def create_credit_note(
     followup = _Followup(store, tenant, services, now, call.run_id, request.actor, errors)
     invoice = store.get_invoice(tenant.id, note.invoice_id)
     assert invoice is not None  # the transaction above read it
-    if note.pdf_uri is None or (email_enabled(tenant) and note.email_sent_at is None):
-        followup.email(note, followup.pdf(note))
-    followup.stripe(note, invoice)
+    followup.deliver(note, invoice)
     reactivated = followup.reactivate(note, invoice) if created else False
     final = store.get_credit_note(tenant.id, note.id) or note
     log.info(

@@ -40,7 +40,8 @@ Then the run reactivates suspended customers with nothing overdue left by the re
 by ``as_of`` if later; ``billing.runs.payments``: query ``customers`` where ``status == "suspended"``)
 and, unless ``dry_run``, retries what earlier
 runs left undone (``billing.delivery.outbox.sweep``: invoice emails and Stripe pushes with
-``delivery_pending``, pending reactivation notices).
+``delivery_pending``, pending reactivation notices; and credit notes whose PDF, email or Stripe
+twin is pending, ``billing.runs.credit_notes.deliver_pending_credit_notes``).
 
 The run goes tenant by tenant through the same run shell as the billing runs
 (``billing.runs.shell.run_per_tenant``): run record ``tenants/{t}/billing_runs/{run_id}``
@@ -509,6 +510,23 @@ class _TenantRun:
                 report.error(tenant.id, exc, customer_id=customer_id)
 
 
+def _finish_credit_notes(ctx: DunningContext, report: RunReport, tenant: Tenant) -> None:
+    """Finish credit notes whose PDF, email or Stripe twin is pending (counted as retried)."""
+    from billing.runs.credit_notes import deliver_pending_credit_notes
+
+    try:
+        finished, failures = deliver_pending_credit_notes(
+            ctx.store, tenant, ctx.services, ctx.now, ctx.run_id
+        )
+    except Exception as exc:  # the query failed: the rest of the tenant's run goes on
+        report.error(tenant.id, exc, stage="credit_notes")
+        return
+    report.count("deliveries_retried", finished)
+    for failure in failures:
+        error = BillingError(failure["error"], code=failure["code"])
+        report.error(tenant.id, error, credit_note_id=failure["credit_note_id"], stage=failure["stage"])
+
+
 def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[str, Any]:
     """One tenant's dunning pass: ``{tenant_id, overdue}``. Failures go to ``report.errors``.
 
@@ -521,6 +539,7 @@ def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[s
         report.count("deliveries_retried", retried)
         for object_id, message in failures:
             report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=object_id)
+        _finish_credit_notes(ctx, report, tenant)
     invoices = ctx.store.overdue_invoices(tenant.id, ctx.as_of)
     customers = ctx.store.get_customers(
         tenant.id, {i.customer_id for i in invoices if isinstance(i, Invoice)}

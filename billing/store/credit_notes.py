@@ -20,7 +20,8 @@
   credit_note_id, invoice_id, amount, currency, at}`` (Stripe's customer balance transaction).
 
 After the commit the credit note's PDF, email and Stripe twin are recorded by
-``update_credit_note``.
+``update_credit_note``; ``pending_credit_notes`` finds those whose delivery is not finished
+(``delivery_pending``, query listed in ``billing.store.indexes``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
+from billing.errors import DataError
 from billing.pricing.crediting import format_credit_note_number
 from billing.pricing.numbering import sequence_year
 from billing.records import CreditNote, Invoice, Tenant, parse_line_credits
@@ -85,6 +88,22 @@ class CreditNoteStore(StoreBase):
         if not snapshot.exists:
             return None
         return CreditNote.from_document(credit_note_id, snapshot.to_dict() or {})
+
+    def pending_credit_notes(self, tenant_id: str) -> list[CreditNote | tuple[str, DataError]]:
+        """Credit notes whose PDF, email or Stripe twin is not done (``delivery_pending``).
+
+        An unreadable one is ``(id, DataError)``; usually there are none (one read).
+        """
+        query = self._collection(tenant_id, "credit_notes").where(
+            filter=FieldFilter("delivery_pending", "==", True)
+        )
+        out: list[CreditNote | tuple[str, DataError]] = []
+        for snapshot in self._stream(query):
+            try:
+                out.append(CreditNote.from_document(snapshot.id, snapshot.to_dict() or {}))
+            except DataError as exc:
+                out.append((snapshot.id, exc))
+        return out
 
     def update_credit_note(self, tenant_id: str, credit_note_id: str, fields: Mapping[str, Any]) -> None:
         """Set plain ``fields`` on a credit note (field paths allowed: ``stripe.steps.create``)."""

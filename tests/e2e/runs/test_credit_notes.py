@@ -137,7 +137,11 @@ def test_partial_credit_lowers_amount_due_with_pdf_and_one_email(
     assert message.kind == "credit_note" and message.rcpt_tos == ["alice@example.com"]
     assert message.attachments() == [("ACME-CN-2026-000001.pdf", "application/pdf", pdf)]
     stored = notes(db)[0]
-    assert stored["email_sent_at"] == TODAY and stored["status"] == "issued"
+    assert (
+        stored["email_sent_at"] == TODAY
+        and stored["status"] == "issued"
+        and stored["delivery_pending"] is False
+    )
 
     # The same request again: the same credit note, nothing new, no second email.
     before = f.all_documents(db, T)
@@ -429,3 +433,21 @@ def test_dunning_chases_the_amount_due_after_credits(
     assert status == 200 and body["status"] == "void", body
     status, run = call_function("dunning", {}, tenant=T)
     assert status == 200 and run["tenants"][0]["overdue"] == 0, run
+
+
+def test_dunning_finishes_a_credit_note_whose_email_failed(
+    db: firestore.Client, admin: Any, call_function: Any, smtp: SmtpServer
+) -> None:
+    seed(db, due_at=TODAY)  # not overdue: the run only sweeps
+    smtp.fail_next(1)
+    status, body = admin(credit(amount=1000))
+    assert status == 200 and [e["stage"] for e in body["errors"]] == ["email"], body
+    (stored,) = notes(db)
+    assert stored["delivery_pending"] is True and stored["pdf_uri"] and "email_sent_at" not in stored
+    status, run = call_function("dunning", {}, tenant=T)
+    assert status == 200 and run["errors"] == [] and run["deliveries_retried"] == 1, run
+    (stored,) = notes(db)
+    assert stored["delivery_pending"] is False and stored["email_sent_at"] == TODAY
+    assert [m.kind for m in smtp.messages] == ["credit_note"]
+    status, run = call_function("dunning", {}, tenant=T)
+    assert run["deliveries_retried"] == 0 and len(smtp.messages) == 1
