@@ -24,7 +24,10 @@ invoice carries our number)), ``push_invoice`` mirrors a finalized invoice:
 
 Each step records itself on our invoice (``stripe.steps.<step>``) as soon as it is done.
 Status changes made on our side later (void, uncollectible, paid out of band) reach Stripe
-through ``sync_status``.
+through ``sync_status``. A credit note on an invoice with a Stripe twin becomes a Stripe credit
+note (``create_credit_note``: ``POST /v1/credit_notes`` with our total as ``amount``, Stripe's
+``reason`` when it has ours, the part owed to the customer as ``out_of_band_amount``, key
+``{tenant}:{credit_note_id}:credit_note_create``), recorded on our credit note.
 
 Units: our amounts are integer ISO 4217 minor units. Stripe's API amounts are in Stripe's own
 units, which are the same except for a few currencies (Stripe docs, "Supported currencies",

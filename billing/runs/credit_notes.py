@@ -69,7 +69,7 @@ from billing.records import (
 )
 from billing.runs.payments import reactivate_if_clear
 from billing.runs.review.common import invoice_view
-from billing.store.credit_notes import LineCredits
+from billing.store.credit_notes import Decide, LineCredits
 from billing.store.firestore_store import BillingStore, CreditEffect, credit_note_id_for, history_entry
 
 log = get_logger("billing.credit_notes")
@@ -245,7 +245,7 @@ def credit_effect(
 
 def decide(
     tenant: Tenant, request: CreditNoteRequest, credit_note_id: str, now: datetime, run_id: str
-) -> Any:
+) -> Decide:
     """The ``decide`` of ``BillingStore.issue_credit_note`` for ``request`` (see the module doc)."""
 
     def run(invoice: Invoice | None, credits: LineCredits) -> tuple[CreditNote, CreditEffect]:
