@@ -306,8 +306,8 @@ def credit_note_values(tenant: Tenant, note: CreditNote, customer: Customer | No
         outcome.append(f"{money(note.pre_payment_amount)} is deducted from the amount due on the invoice.")
     if note.credited_to_balance:
         outcome.append(
-            f"{money(note.credited_to_balance)} is credited to your account balance and set against "
-            "your next invoices."
+            f"{money(note.credited_to_balance)} is credited to your account balance (owed to you; "
+            "no refund is made)."
         )
     values.update(
         {

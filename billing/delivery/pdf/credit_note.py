@@ -85,8 +85,7 @@ def _notes(note: Mapping[str, Any], invoice_ref: str) -> list[str]:
         notes.append(v.text(memo, "memo"))
     if note.get("credited_to_balance"):
         notes.append(
-            "The amount credited to your balance is owed to you: it is set against your next "
-            "invoices. No refund is made."
+            "The amount credited to your balance is owed to you and held on your account. No refund is made."
         )
     if note.get("status") == "void":
         notes.append("This credit note has been voided.")
