@@ -54,7 +54,7 @@ from billing.delivery.outbox import (
 )
 from billing.delivery.stripe_billing import create_credit_note as create_stripe_credit_note
 from billing.delivery.stripe_billing import enabled_for
-from billing.errors import BadRequest, BillingError, Conflict, NotFound, PermissionDenied, echo
+from billing.errors import BadRequest, BillingError, Conflict, EmailError, NotFound, PermissionDenied, echo
 from billing.http.shell import Call, text
 from billing.logs import get_logger
 from billing.pricing.crediting import CreditableLine, CreditSplit, credit_split
@@ -329,6 +329,7 @@ class _Followup:
     run_id: str
     actor: str
     errors: list[dict[str, Any]]
+    in_progress: bool = False  # another request is sending the email now: not an error, not done
 
     def fail(self, stage: str, note: CreditNote, exc: Exception) -> None:
         """Record a failed step (``stage``: ``pdf``, ``upload``, ``email``, ``stripe``...)."""
@@ -382,6 +383,11 @@ class _Followup:
             send_credit_note_email(
                 self.store, self.tenant, note, to, pdf, self.services, self.now, self.run_id, customer
             )
+        except EmailError as exc:
+            if exc.code == "email_in_progress":  # a concurrent same request holds the outbox claim
+                self.in_progress = True
+            else:
+                self.fail("email", note, exc)
         except Exception as exc:
             self.fail("email", note, exc)
 
@@ -402,7 +408,7 @@ class _Followup:
         if note.pdf_uri is None or (email_enabled(self.tenant) and note.email_sent_at is None):
             self.email(note, self.pdf(note))
         self.stripe(note, invoice)
-        if len(self.errors) == before and note.delivery_pending:
+        if len(self.errors) == before and not self.in_progress and note.delivery_pending:
             self.store.update_credit_note(
                 self.tenant.id, note.id, {"delivery_pending": False, "delivered_at": self.now}
             )
