@@ -55,6 +55,7 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
+    QueryShape("credit_notes", ("delivery_pending",), (), "store.pending_credit_notes"),
     # The console, exports and admin CLI (billing.store.reporting): none needs a composite index.
     QueryShape("billing_runs", (), ("started_at",), "reporting.list_runs"),
     QueryShape("invoices", ("status", "customer_id"), (), "reporting.list_invoices"),
