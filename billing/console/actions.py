@@ -1,8 +1,8 @@
 """The console's forms (POST): every ``billing_admin`` action, bulk Finalize, Dry run and Run now.
 
 Each invoice action goes through the one dispatcher of ``billing_admin``
-(``billing.runs.admin_actions.run_admin_action``, after the same field validators,
-``BILLING_ADMIN_FIELDS``), with the viewer as the actor and the tenant checked first: the console
+(``billing.runs.admin_actions.dispatch``: the same field validators, ``BILLING_ADMIN_FIELDS``,
+then the same action code), with the viewer as the actor and the tenant checked first: the console
 never implements an action a second time. A refused form (missing or invalid field, a state
 that forbids the action) re-renders its page with the message and the status (400, 404, 409),
 and nothing is written; a success redirects (303) to the page with a notice.
@@ -10,7 +10,6 @@ and nothing is written; a success redirects (303) to the page with a notice.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,10 +28,9 @@ from billing.console.security import scoped
 from billing.console.settings import SCHEDULED_FUNCTIONS
 from billing.errors import BadRequest, BillingError, NotFound, PermissionDenied
 from billing.http.auth.tokens import Principal
-from billing.http.shell import Call, validate_fields
 from billing.logs import get_logger
 from billing.records import Tenant
-from billing.runs.admin_actions import BILLING_ADMIN_FIELDS, run_admin_action
+from billing.runs import admin_actions
 
 blueprint = flask.Blueprint("actions", __name__)
 log = get_logger("billing.console")
@@ -40,20 +38,17 @@ CLIENT_ERRORS = (400, 404, 409, 422)
 
 
 def dispatch(tenant: Tenant, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one ``billing_admin`` action for the console (the function's validators and code).
+    """Run one ``billing_admin`` action for the console: ``billing.runs.admin_actions.dispatch``.
+
+    The same validators and code as the function (``BILLING_ADMIN_FIELDS``, then the action);
+    the viewer's email is the actor recorded in ``history``.
 
     Raises:
-        BadRequest, NotFound, Conflict, PermissionDenied: before anything is written.
+        BadRequest, NotFound, Conflict, PermissionDenied, DataError: before anything is written.
         UpstreamFailure: Stripe, SMTP or Storage refused (502).
 
     """
-    call = Call(
-        body=validate_fields(body, BILLING_ADMIN_FIELDS),
-        tenant_id=tenant.id,
-        principal=principal,
-        run_id=uuid.uuid4().hex,
-    )
-    answer = run_admin_action(store(), call, deps().clock())
+    answer = admin_actions.dispatch(store(), tenant.id, principal.email, body, now=deps().clock())
     log.info("console action", extra={"action": body.get("action"), "tenant_id": tenant.id})
     return answer
 
