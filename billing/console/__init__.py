@@ -6,7 +6,7 @@ with a CSRF token on every form (Flask-WTF). Pages (``billing.console.pages``): 
 errors by stage, invoices (filters, detail with lines, history, credit notes, PDF), the draft
 review queue, overdue invoices with their dunning stage, credit notes, CSV exports, and the
 scheduled functions with "Dry run" then "Run now". Actions (``billing.console.actions``) go
-through ``billing_admin``'s own dispatcher (``billing.runs.admin_actions.run_admin_action``).
+through ``billing_admin``'s own dispatcher (``billing.runs.admin_actions.dispatch``).
 ``functions/billing_console/main.py`` serves ``create_app()`` as a Cloud Function.
 """
 

@@ -4,11 +4,11 @@ The console runs on the Firestore and Storage emulators behind ``devtools.iap_pr
 the IAP assertion), exactly as under ``make serve``. Each step asserts what the page shows and what
 Firestore holds, and saves a screenshot of the page under ``.dev/screenshots/``.
 
-``test_finance_user_reviews_runs_pays_and_exports`` walks what the console does on ``main`` today;
-``test_finance_user_corrects_and_finalizes_drafts`` walks the review-and-correction actions
-(contract, "Review and correction": ``add_line_item``, ``finalize`` of many, ``create_credit_note``),
-which the console sends through ``billing_admin``'s dispatcher and which pass once those actions
-are merged.
+``test_finance_user_reviews_runs_pays_and_exports`` walks the runs, the queue, the overdue list, a
+payment, the AR aging CSV and a run's errors by stage; ``test_finance_user_corrects_and_finalizes_drafts``
+walks the review-and-correction actions (contract, "Review and correction": ``add_line_item``,
+``finalize`` of many, ``create_credit_note``), which the console sends through ``billing_admin``'s
+dispatcher (``billing.runs.admin_actions.dispatch``).
 """
 
 from __future__ import annotations
