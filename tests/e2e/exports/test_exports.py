@@ -94,3 +94,27 @@ def test_the_aging_buckets_sum_to_the_amount_due_of_open_invoices(db: firestore.
         if (s.to_dict() or {})["status"] == "open"
     )
     assert sum(Decimal(r["total"]) for r in rows.values()) == Decimal(open_due) / 100
+
+
+def test_a_credit_note_issued_by_billing_admin_is_a_negative_row_of_the_register(
+    db: firestore.Client,
+) -> None:
+    from billing.runs.admin_actions import dispatch
+
+    gp.seed_tenant(db, email=False)
+    f.customer(db, T, "alice", "GB", name="Alice Ltd")
+    gp.seed_invoice(db, "a1", "alice", due_at=datetime(2026, 11, 15, tzinfo=UTC))
+    store = ReportingStore(db)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    body = {"action": "create_credit_note", "invoice_id": "a1", "reason": "order_change", "amount": 2500}
+    dispatch(store, T, "finance@acme.test", {**body, "idempotency_key": "cn-a1-1"}, now=now)
+    (note,) = [s.to_dict() or {} for s in db.collection(f"tenants/{T}/credit_notes").stream()]
+    rows = parse(
+        write_register, invoice_register(store, store.get_tenant(T), date(2026, 10, 1), date(2026, 11, 30))
+    )
+    credited = [r for r in rows if r["document_type"] == "credit_note"]
+    assert [r["number"] for r in credited] == [note["number"]]
+    assert sum(Decimal(r["total"]) for r in credited) == -Decimal(note["total"]) / 100 == Decimal("-30.00")
+    assert sum(Decimal(r["total"]) for r in rows) == Decimal(12000 - note["total"]) / 100
+    aging = parse(write_aging, ar_aging(store, store.get_tenant(T), now))
+    assert [(r["customer_id"], r["days_1_30"], r["total"]) for r in aging] == [("alice", "90.00", "90.00")]
