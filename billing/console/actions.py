@@ -21,6 +21,7 @@ from billing.console.forms import (
     bulk_finalize_body,
     credit_note_body,
     mark_paid_body,
+    remove_line_body,
     simple_body,
 )
 from billing.console.pages import drafts_page, invoice_page, render, tenant_of
@@ -59,6 +60,7 @@ INVOICE_FORMS: dict[str, Callable[[dict[str, str], str, Tenant, str], dict[str, 
     ),
     "add_line": lambda form, invoice_id, tenant, currency: add_line_body(form, invoice_id, currency),
     "credit_note": lambda form, invoice_id, tenant, currency: credit_note_body(form, invoice_id, currency),
+    "remove_line": lambda form, invoice_id, tenant, currency: remove_line_body(form, invoice_id),
     "void": lambda form, invoice_id, tenant, currency: simple_body("void", invoice_id, form),
     "finalize": lambda form, invoice_id, tenant, currency: simple_body("finalize", invoice_id, form),
     "delete_draft": lambda form, invoice_id, tenant, currency: simple_body("delete_draft", invoice_id, form),
@@ -67,6 +69,7 @@ INVOICE_FORMS: dict[str, Callable[[dict[str, str], str, Tenant, str], dict[str, 
 NOTICES = {
     "mark_paid": "Payment recorded.",
     "add_line": "Line added.",
+    "remove_line": "Line removed.",
     "credit_note": "Credit note issued.",
     "void": "Invoice voided.",
     "finalize": "Draft finalized.",

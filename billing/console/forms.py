@@ -127,6 +127,15 @@ def simple_body(action: str, invoice_id: str, form: Mapping[str, str]) -> dict[s
     return body
 
 
+def remove_line_body(form: Mapping[str, str], invoice_id: str) -> dict[str, Any]:
+    """``remove_line_item``: the line's ``line_id`` (a custom line of a draft)."""
+    return {
+        "action": "remove_line_item",
+        "invoice_id": invoice_id,
+        "line_id": _field(form, "line_id", "Line"),
+    }
+
+
 def bulk_finalize_body(invoice_ids: Sequence[str]) -> dict[str, Any]:
     """``finalize`` of many drafts, in the order they were listed.
 
@@ -147,5 +156,6 @@ __all__ = [
     "credit_note_body",
     "major_to_minor",
     "mark_paid_body",
+    "remove_line_body",
     "simple_body",
 ]

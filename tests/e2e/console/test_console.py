@@ -212,3 +212,41 @@ def test_run_now_needs_a_dry_run_and_a_platform_principal(db: firestore.Client) 
         ).status_code
         == 403
     )
+
+
+def test_a_draft_line_is_added_and_removed_from_its_page(db: firestore.Client) -> None:
+    seed(db)
+    gp.seed_invoice(db, "d-1", "alice", status="draft", number=None, finalized_at=None, issued_at=None)
+    c = client(db)
+    page = c.get("/invoices/acme/d-1", headers=as_user(FINANCE)).get_data(as_text=True)
+    token = csrf_token(page)
+    before = gp.invoice(db, "d-1")
+    refused = c.post(
+        "/invoices/acme/d-1/add_line",
+        data={"csrf_token": token, "description": "Discount", "quantity": "1", "unit_amount": "ten"},
+        headers=as_user(FINANCE),
+    )
+    assert refused.status_code == 400 and "Unit amount must be a number" in refused.get_data(as_text=True)
+    assert gp.invoice(db, "d-1") == before
+    added = c.post(
+        "/invoices/acme/d-1/add_line",
+        data={"csrf_token": token, "description": "Discount", "quantity": "1", "unit_amount": "-5.00"},
+        headers=as_user(FINANCE),
+    )
+    assert added.status_code == 303
+    (custom,) = [line for line in gp.invoice(db, "d-1")["lines"] if line.get("kind") == "custom"]
+    assert custom["amount"] == -500
+    page = c.get("/invoices/acme/d-1", headers=as_user(FINANCE)).get_data(as_text=True)
+    assert ">Remove</button>" in page
+    removed = c.post(
+        "/invoices/acme/d-1/remove_line",
+        data={"csrf_token": token, "line_id": custom["line_id"]},
+        headers=as_user(FINANCE),
+    )
+    assert removed.status_code == 303
+    stored = gp.invoice(db, "d-1")
+    assert [line.get("kind") for line in stored["lines"]] == ["fixed"]
+    assert [(h["action"], h["actor"]) for h in stored["history"]] == [
+        ("add_line_item", FINANCE),
+        ("remove_line_item", FINANCE),
+    ]
