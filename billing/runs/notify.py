@@ -18,6 +18,9 @@ Bodies: plain text and HTML (Jinja2, HTML autoescaped): function, tenant, period
 counters, totals formatted for their currency (``billing.pricing.money.format_money``, Babel,
 the tenant's ``locale``), ``errors_by_stage``, the first ``FIRST_ERRORS`` errors, the duration,
 and the run's page in the console (``CONSOLE_URL``; no link when unset).
+
+A run that ends outside the request (a fanned-out run, whose last task finishes it) sends its
+tenants' summaries from their run records: ``notify_recorded_run`` (same outbox, same keys).
 """
 
 from __future__ import annotations
@@ -162,6 +165,60 @@ def operator_summary(report: Any, seconds: float) -> RunSummary:
     )
 
 
+def record_summary(tenant: Tenant, run_id: str, record: Mapping[str, Any]) -> RunSummary:
+    """A tenant's summary from its run record ``tenants/{t}/billing_runs/{run_id}``.
+
+    For runs that end outside the request (a fanned-out run's last task): the record's
+    ``function``, ``status`` (``failed`` -> outcome ``failed``), ``month``/``as_of``, counters
+    (its ``summary``), ``skipped``, ``errors`` (a count), ``errors_by_stage``, ``totals``,
+    ``seconds`` and ``error_details`` (the first errors).
+    """
+    details = [e for e in record.get("error_details") or [] if isinstance(e, Mapping)]
+    raw = record.get("summary")
+    figures: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    errors = int(record.get("errors") or len(details))
+    counters = {
+        k: v
+        for k, v in figures.items()
+        if isinstance(v, int) and not isinstance(v, bool) and k not in ("skipped", "errors")
+    }
+    return RunSummary(
+        function=str(record.get("function") or ""),
+        run_id=run_id,
+        tenant_id=tenant.id,
+        outcome=outcome_of(record.get("status") == "failed", errors),
+        period=_period(record),
+        counters=counters,
+        skipped=int(record.get("skipped") or 0),
+        errors=errors,
+        errors_by_stage=record.get("errors_by_stage") or empty_counts(),
+        totals=dict(record.get("totals") or {}),
+        seconds=float(record.get("seconds") or 0.0),
+        first_errors=tuple(details[:FIRST_ERRORS]),
+        link=console_link(tenant.id, run_id),
+        locale=tenant.locale,
+    )
+
+
+def notify_recorded_run(
+    store: ReportingStore,
+    tenant: Tenant,
+    run_id: str,
+    record: Mapping[str, Any],
+    mailer_factory: Callable[[], Mailer] = Mailer.from_env,
+) -> list[str]:
+    """Send a tenant's summary of a finished run from its record, once per recipient.
+
+    Returns what happened per recipient (``sent_now``, ``sent``, ``busy``).
+
+    Raises:
+        EmailError, Misconfigured: a send failed (recorded ``failed``; a later call retries).
+
+    """
+    summary = record_summary(tenant, run_id, record)
+    return [send_summary(store, summary, to, mailer_factory) for to in recipients(tenant, summary.outcome)]
+
+
 def render_summary(summary: RunSummary) -> tuple[str, str, str]:
     """``(subject, plain text, HTML)`` of a summary; amounts formatted for their currency."""
     totals = [(c, format_money(a, c, summary.locale)) for c, a in sorted(summary.totals.items())]
@@ -270,10 +327,12 @@ __all__ = [
     "FIRST_ERRORS",
     "RunSummary",
     "console_link",
+    "notify_recorded_run",
     "operator_address",
     "operator_summary",
     "outcome_of",
     "recipients",
+    "record_summary",
     "render_summary",
     "send_summary",
     "summaries_to_send",

@@ -117,3 +117,37 @@ def test_the_operator_gets_one_summary_of_an_all_tenant_run_with_errors(
     assert "all tenants" in operator.subject
     assert "https://console.example.test/runs?run_id=run-all" in operator.text()
     assert db.document("operator_notifications/run_summary.run-all").get().get("status") == "sent"
+
+
+def test_a_run_finished_elsewhere_sends_its_summary_from_the_record_once(
+    db: firestore.Client, smtp: SmtpServer
+) -> None:
+    from billing.runs.notify import notify_recorded_run
+    from billing.store.reporting import ReportingStore
+
+    seed(db)
+    close(db, "run-recorded", all_tenants=False)  # the inline run sent its summary already
+    assert len(smtp.of_kind("run_summary")) == 1
+    smtp.clear()
+    store = ReportingStore(db)
+    record = db.document(f"tenants/{T}/billing_runs/run-fanned").get().to_dict() or {}
+    assert record == {}
+    record = {
+        "function": "monthly_billing",
+        "status": "completed",
+        "month": "2026-10",
+        "errors": 1,
+        "errors_by_stage": {"pricing": 0, "storage": 0, "pdf": 1, "upload": 0, "stripe": 0, "email": 0},
+        "error_details": [
+            {"tenant_id": T, "invoice_id": "i-1", "error": "PDF rendering failed: x", "stage": "pdf"}
+        ],
+        "totals": {"GBP": 148147},
+        "summary": {"generated": 1},
+        "seconds": 75.2,
+    }
+    tenant = store.get_tenant(T)
+    outcomes = [notify_recorded_run(store, tenant, "run-fanned", record) for _ in range(3)]
+    assert outcomes == [["sent_now"], ["sent"], ["sent"]]
+    (mail,) = smtp.of_kind("run_summary")
+    assert "monthly_billing errors: acme (2026-10), 1 error" in mail.subject
+    assert "pdf: 1" in mail.text() and "Duration: 1 min 15 s" in mail.text() and "£1,481.47" in mail.text()
