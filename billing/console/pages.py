@@ -22,6 +22,7 @@ from billing.console.security import scoped
 from billing.console.settings import SCHEDULED_FUNCTIONS
 from billing.errors import BadRequest, DataError, NotFound
 from billing.exports import ar_aging, invoice_register, parse_date_range, write_aging, write_register
+from billing.exports.ar_aging import days_past_due
 from billing.pricing.periods import zone
 from billing.records import Invoice, Tenant
 from billing.runs.stages import STAGES
@@ -204,7 +205,7 @@ def overdue() -> tuple[str, int]:
     now = deps().clock()
     found, broken = _readable(store().overdue_invoices(tenant.id, now))
     rows, pager = paginate(found)
-    shown = [(i, (now - i.due_at).days if i.due_at else 0, dunning_stage(i)) for i in rows]
+    shown = [(i, days_past_due(i, tenant, now), dunning_stage(i)) for i in rows]  # as the AR aging counts
     return render("overdue.html", tenant=tenant, rows=shown, pager=pager, broken=broken)
 
 
