@@ -190,15 +190,13 @@ class RunReport:
         The entry is ``{tenant_id, **ids, error, code, stage}``: a ``BillingError`` gives its
         message and code, anything else ``internal error: <type>`` and ``internal`` (its stack
         trace is logged, never answered). ``stage`` (one of ``STAGES``) defaults to
-        ``stage_of(error)``; a ``delivery_failed`` whose email and Stripe push both failed gives
-        one entry per stage (``split_delivery``).
-
-        Raises:
-            ValueError: ``stage`` is not one of ``STAGES``.
-
+        ``stage_of(error)``, which also replaces a stage that is not one of ``STAGES`` (logged:
+        recording an error must never fail); a ``delivery_failed`` whose email and Stripe push
+        both failed gives one entry per stage (``split_delivery``).
         """
         if stage is not None and stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}")
+            log.warning("unknown error stage, classified by the error", extra={"stage": stage})
+            stage = None
         entry: dict[str, Any] = {"tenant_id": tenant_id, **{k: v for k, v in ids.items() if v is not None}}
         if isinstance(error, BillingError):
             entry.update(error=error.message, code=error.code)
