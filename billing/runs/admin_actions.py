@@ -91,6 +91,7 @@ from billing.runs.review.common import (
     unit_amount_field,
 )
 from billing.runs.shell import PdfSink
+from billing.runs.stages import stage_of
 from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 
 log = get_logger("billing.admin")
@@ -373,7 +374,13 @@ def _reactivate(
     except BillingError as exc:
         # The action itself is done; the notice is retried by the dunning run's sweep.
         response["errors"].append(
-            {"tenant_id": tenant.id, "customer_id": customer_id, "error": exc.message, "code": exc.code}
+            {
+                "tenant_id": tenant.id,
+                "customer_id": customer_id,
+                "error": exc.message,
+                "code": exc.code,
+                "stage": stage_of(exc),  # billing.runs.stages
+            }
         )
     except Exception as exc:  # the action is committed: say so (200), never a 500 that invites a retry
         log.exception("reactivation failed after the action", extra={"customer_id": customer_id})
@@ -383,6 +390,7 @@ def _reactivate(
                 "customer_id": customer_id,
                 "error": f"internal error: {type(exc).__name__}; the dunning run reactivates later",
                 "code": "internal",
+                "stage": "storage",  # the customer's reactivation is a Firestore write
             }
         )
 

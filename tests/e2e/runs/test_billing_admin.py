@@ -337,7 +337,9 @@ def test_a_reactivation_failure_after_the_payment_is_reported_not_500(
     db.document(f"tenants/{T}/customers/alice").update({"status": "suspended", "suspended_by": "dunning"})
     status, body = admin({"action": "void", "invoice_id": "inv-1"})
     assert status == 200 and body["status"] == "void", body
-    assert [(e["customer_id"], e["code"]) for e in body["errors"]] == [("alice", "internal")]
+    assert [(e["customer_id"], e["code"], e["stage"]) for e in body["errors"]] == [
+        ("alice", "internal", "storage")
+    ]
     assert gp.invoice(db, "inv-1")["status"] == "void"
 
 
