@@ -44,6 +44,7 @@ the one Firestore write. A bad field can therefore never leave Stripe changed an
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -516,8 +517,6 @@ def dispatch(
         UpstreamFailure: Stripe, SMTP or Cloud Storage failed (an invoice action).
 
     """
-    import uuid
-
     checked = validate_fields(body, BILLING_ADMIN_FIELDS)
     checked.pop("tenant_id", None)
     principal = Principal(email=actor, subject=actor, issuer="billing.runs.admin_actions.dispatch")
