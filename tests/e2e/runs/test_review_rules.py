@@ -177,3 +177,26 @@ def test_dispatch_is_the_library_entry_point(db: firestore.Client, call_function
     )
     assert done["invoice"]["number"] == "RV-2026-000001" and rendered == [draft_id(1)]
     assert f.invoices(db, T)[draft_id(1)]["history"][-1]["actor"] == "finance@review.test"
+
+
+def test_a_one_off_draft_is_edited_then_finalized_in_the_same_series(
+    db: firestore.Client, call_function: Any, admin: Admin
+) -> None:
+    seed(db, customers=1)
+    close(call_function)
+    ok(admin({"action": "finalize", "invoice_id": draft_id(1)}))  # RV-2026-000001
+    body = {"action": "create_invoice", "customer_id": "c1", "idempotency_key": "extras-c1", "lines": [LINE]}
+    draft = ok(admin(body))["invoice"]
+    assert (draft["status"], draft["number"], draft["subscription_id"]) == ("draft", None, None)
+    edited = ok(admin({"action": "add_line_item", "invoice_id": draft["invoice_id"], **LINE}, "more"))[
+        "invoice"
+    ]
+    assert edited["total"] == 2 * 601  # 2 x 2.505 = 5.01 + 20 % = 6.01, twice
+    # The same key again with finalize: the stored draft (with its added line) is finalized.
+    final = ok(admin({**body, "finalize": True}))
+    assert (final["created"], final["invoice"]["number"], final["invoice"]["total"]) == (
+        False,
+        "RV-2026-000002",
+        1202,
+    )
+    assert f.invoices(db, T)[draft["invoice_id"]]["pdf_uri"]
