@@ -33,6 +33,10 @@ def test_a_review_month(db: firestore.Client, gcs: storage.Client, call_function
         i["number"] is None and i["pdf_uri"] is None and i["finalize_at"] is None for i in stored.values()
     )
     assert list(db.collection(f"tenants/{T}/invoice_sequences").stream()) == []
+    # generate_invoices (hourly) never finalizes them, whatever the grace period.
+    status, hourly = call_function("generate_invoices", {"as_of": "2026-11-25T11:00:00Z"}, tenant=T)
+    assert status == 200 and hourly["finalized"] == 0, hourly
+    assert {i["status"] for i in f.invoices(db, T).values()} == {"draft"}
     # c1: 10.00 + 1 call x 0.10 = 10.10, + 20 % VAT
     assert (stored[draft_id(1)]["subtotal"], stored[draft_id(1)]["total"]) == (1010, 1212)
 
