@@ -485,7 +485,7 @@ def _sweep_notices(
             ):
                 sent += 1
         except BillingError as exc:
-            errors.append((customer.id, exc.message))
+            errors.append((customer.id, f"email: {exc.message}"))  # its stage (billing.runs.stages)
     return sent, errors
 
 
