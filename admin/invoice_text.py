@@ -71,6 +71,23 @@ def render_invoice(invoice: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def render_credit_note(note: Mapping[str, Any]) -> list[str]:
+    """A credit note (``create_credit_note``'s answer) as text: number, lines, where it went."""
+    currency = str(note.get("currency") or "")
+    out = [
+        f"Credit note {note.get('number')} [{note.get('status')}] reason {note.get('reason')}",
+        f"  id {note.get('credit_note_id')}  pdf {note.get('pdf_uri')}",
+    ]
+    for line in note.get("lines") or []:
+        out.append(
+            f"  {_cell(line.get('invoice_line_id'), 18):<18} {_cell(line.get('description'), 36):<36} "
+            f"{money(line.get('amount'), currency):>12} {money(line.get('tax'), currency):>10}"
+        )
+    figures = ("subtotal", "tax", "total", "pre_payment_amount", "credited_to_balance")
+    out.append("  " + "  ".join(f"{n.replace('_', ' ')} {money(note.get(n), currency)}" for n in figures))
+    return out
+
+
 def render_answer(document: Any) -> str | None:
     """The readable form of a ``billing_admin`` answer with invoices; ``None`` without one."""
     if not isinstance(document, Mapping):
@@ -86,6 +103,8 @@ def render_answer(document: Any) -> str | None:
     ]
     for invoice in invoices:
         out.extend(render_invoice(invoice))
+    if isinstance(document.get("credit_note"), Mapping):
+        out.extend(render_credit_note(document["credit_note"]))
     for error in document.get("errors") or []:
         out.append(f"error: {error}")
     return "\n".join(out)

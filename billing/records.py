@@ -1335,3 +1335,250 @@ class Invoice:
     def stripe_paid(self) -> int:
         """The Stripe payments recorded on the invoice, in minor units (``source == "stripe"``)."""
         return sum(p.amount for p in self.payments if p.source == "stripe")
+
+
+# -- credit notes (issue 10 item 4) ----------------------------------------------------------------
+CREDIT_NOTE_REASONS = (
+    "duplicate",
+    "product_unsatisfactory",
+    "order_change",
+    "order_cancellation",
+    "fraudulent",
+    "other",
+)
+"""``create_credit_note``'s reasons (``CONTRACT.md``): Stripe's four plus ``order_cancellation``
+and ``other``."""
+CREDIT_NOTE_STATUSES = ("issued", "void")
+
+
+@dataclass(frozen=True)
+class CreditNoteLine:
+    """One credit note line: ``{description, invoice_line_id, amount, tax}`` (minor units)."""
+
+    description: str
+    invoice_line_id: str
+    amount: int
+    tax: int
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], where: str) -> CreditNoteLine:
+        """Parse one stored line; ``DataError`` on a missing or mistyped field."""
+        return cls(
+            description=str(data.get("description") or ""),
+            invoice_line_id=_str(data, "invoice_line_id", where),
+            amount=_int(data, "amount", where),
+            tax=_int(data, "tax", where, 0),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored line map."""
+        return {
+            "description": self.description,
+            "invoice_line_id": self.invoice_line_id,
+            "amount": self.amount,
+            "tax": self.tax,
+        }
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    """``tenants/{t}/credit_notes/{id}``: a credit note on one invoice (contract fields first).
+
+    Amounts are ``int`` minor units of ``currency``: ``subtotal`` (the lines' amounts), ``tax``
+    (their tax, pro rata, ``billing.pricing.crediting``), ``total`` (``subtotal + tax``, or
+    ``subtotal`` on a tax-inclusive invoice). Of ``total``, ``pre_payment_amount`` lowered the
+    invoice's ``amount_due`` and ``credited_to_balance`` (Stripe's ``post_payment_amount``
+    credited to the customer balance) is owed to the customer: the whole credit on a ``paid``
+    invoice, the part above ``amount_due`` on a partly paid one. No refund is ever made.
+
+    Extensions: ``tenant_id``, the invoice's ``invoice_number`` and ``invoice_issued_at`` (the
+    PDF prints them), the ``customer`` snapshot of the invoice, ``tax_inclusive``,
+    ``invoice_status_after`` (the invoice's status once credited), ``request_fingerprint`` (a
+    reused ``idempotency_key`` with another request is refused), ``created_by``, ``run_id``,
+    ``pdf_rendered_at``, ``email_*``, ``stripe_credit_note_id``, the ``stripe`` map, and
+    ``delivery_pending`` (true from its creation until its PDF, email and Stripe twin are all
+    done; the daily dunning run finishes those left pending) with ``delivered_at``.
+
+    Raises (``from_document`` and construction):
+        DataError: a missing or mistyped field, an unknown reason or status, or totals that do
+            not add up.
+
+    """
+
+    id: str
+    invoice_id: str
+    customer_id: str
+    currency: str
+    reason: str
+    status: str
+    number: str
+    lines: tuple[CreditNoteLine, ...]
+    subtotal: int
+    tax: int
+    total: int
+    created_at: datetime
+    idempotency_key: str
+    pdf_uri: str | None = None
+    memo: str | None = None
+    history: tuple[Mapping[str, Any], ...] = ()
+    tenant_id: str | None = None
+    sequence: int | None = None
+    sequence_year: int | None = None
+    invoice_number: str | None = None
+    invoice_issued_at: datetime | None = None
+    customer: CustomerSnapshot | None = None
+    tax_inclusive: bool = False
+    pre_payment_amount: int = 0
+    credited_to_balance: int = 0
+    invoice_status_after: str | None = None
+    request_fingerprint: str | None = None
+    created_by: str | None = None
+    run_id: str | None = None
+    pdf_rendered_at: datetime | None = None
+    email_sent_at: datetime | None = None
+    email_to: str | None = None
+    stripe_credit_note_id: str | None = None
+    stripe: Mapping[str, Any] = field(default_factory=dict)
+    delivery_pending: bool = True
+    delivered_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Check the reason, the status and that the amounts add up."""
+        where = f"credit_notes/{self.id}"
+        if self.reason not in CREDIT_NOTE_REASONS:
+            raise DataError(f"{where}: unknown reason {self.reason!r}", code="invalid_field")
+        if self.status not in CREDIT_NOTE_STATUSES:
+            raise DataError(f"{where}: unknown status {self.status!r}", code="invalid_field")
+        if self.subtotal != sum(line.amount for line in self.lines) or self.tax != sum(
+            line.tax for line in self.lines
+        ):
+            raise DataError(f"{where}: subtotal or tax is not the sum of the lines", code="invalid_field")
+        expected = self.subtotal if self.tax_inclusive else self.subtotal + self.tax
+        if self.total != expected or self.pre_payment_amount + self.credited_to_balance != self.total:
+            raise DataError(f"{where}: the totals do not add up", code="invalid_field")
+
+    @classmethod
+    def from_document(cls, credit_note_id: str, data: Mapping[str, Any]) -> CreditNote:
+        """Parse a stored credit note (its id is ``credit_note_id``).
+
+        Raises:
+            DataError: see the class docstring.
+
+        """
+        where = f"credit_notes/{credit_note_id}"
+        customer_id = _str(data, "customer_id", where)
+        snapshot = _map(data, "customer", where)
+        return cls(
+            id=credit_note_id,
+            invoice_id=_str(data, "invoice_id", where),
+            customer_id=customer_id,
+            currency=_str(data, "currency", where),
+            reason=_str(data, "reason", where),
+            status=_str(data, "status", where),
+            number=_str(data, "number", where),
+            lines=tuple(
+                CreditNoteLine.from_document(line, f"{where} line {n}")
+                for n, line in enumerate(_maps(data, "lines", where))
+            ),
+            subtotal=_int(data, "subtotal", where),
+            tax=_int(data, "tax", where),
+            total=_int(data, "total", where),
+            created_at=_datetime(data, "created_at", where),
+            idempotency_key=_str(data, "idempotency_key", where),
+            pdf_uri=_optional_str(data, "pdf_uri", where),
+            memo=_optional_str(data, "memo", where),
+            history=_maps(data, "history", where),
+            tenant_id=_optional_str(data, "tenant_id", where),
+            sequence=_optional_int(data, "sequence", where),
+            sequence_year=_optional_int(data, "sequence_year", where),
+            invoice_number=_optional_str(data, "invoice_number", where),
+            invoice_issued_at=_optional_datetime(data, "invoice_issued_at", where),
+            customer=CustomerSnapshot.from_document(snapshot, f"{where} customer", customer_id)
+            if snapshot
+            else None,
+            tax_inclusive=_flag(data, "tax_inclusive", where, False),
+            pre_payment_amount=_int(data, "pre_payment_amount", where, 0),
+            credited_to_balance=_int(data, "credited_to_balance", where, 0),
+            invoice_status_after=_optional_str(data, "invoice_status_after", where),
+            request_fingerprint=_optional_str(data, "request_fingerprint", where),
+            created_by=_optional_str(data, "created_by", where),
+            run_id=_optional_str(data, "run_id", where),
+            pdf_rendered_at=_optional_datetime(data, "pdf_rendered_at", where),
+            email_sent_at=_optional_datetime(data, "email_sent_at", where),
+            email_to=_optional_str(data, "email_to", where),
+            stripe_credit_note_id=_optional_str(data, "stripe_credit_note_id", where),
+            stripe=_map(data, "stripe", where),
+            delivery_pending=_flag(data, "delivery_pending", where, False),
+            delivered_at=_optional_datetime(data, "delivered_at", where),
+            raw=dict(data),
+        )
+
+    def as_document(self) -> dict[str, Any]:
+        """The stored document with ``credit_note_id`` (the PDF, email and Stripe inputs)."""
+        return {"credit_note_id": self.id, **self.raw} if self.raw else self.to_document()
+
+    def to_document(self) -> dict[str, Any]:
+        """The document to store for a new credit note (the fields of this record)."""
+        return {
+            "invoice_id": self.invoice_id,
+            "customer_id": self.customer_id,
+            "currency": self.currency,
+            "reason": self.reason,
+            "status": self.status,
+            "number": self.number,
+            "lines": [line.to_document() for line in self.lines],
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+            "created_at": self.created_at,
+            "idempotency_key": self.idempotency_key,
+            "pdf_uri": self.pdf_uri,
+            "memo": self.memo,
+            "history": [dict(entry) for entry in self.history],
+            "tenant_id": self.tenant_id,
+            "sequence": self.sequence,
+            "sequence_year": self.sequence_year,
+            "invoice_number": self.invoice_number,
+            "invoice_issued_at": self.invoice_issued_at,
+            "customer": None if self.customer is None else _snapshot_document(self.customer),
+            "tax_inclusive": self.tax_inclusive,
+            "pre_payment_amount": self.pre_payment_amount,
+            "credited_to_balance": self.credited_to_balance,
+            "invoice_status_after": self.invoice_status_after,
+            "request_fingerprint": self.request_fingerprint,
+            "created_by": self.created_by,
+            "run_id": self.run_id,
+            "delivery_pending": self.delivery_pending,
+        }
+
+
+def _snapshot_document(snapshot: CustomerSnapshot) -> dict[str, Any]:
+    """A ``CustomerSnapshot`` as the stored map (``invoices/{id}.customer``'s shape)."""
+    return {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "email": snapshot.email,
+        "address": dict(snapshot.address),
+        "tax_id": snapshot.tax_id,
+    }
+
+
+def parse_line_credits(data: Mapping[str, Any], where: str) -> dict[str, tuple[int, int]]:
+    """An invoice's ``line_credits``: ``line_id -> (amount, tax)`` credited by its credit notes.
+
+    The map ``{line_id: {amount, tax}}`` (minor units) that ``billing.store.credit_notes``
+    keeps on the invoice, so that a new credit note knows what is left of each line without
+    reading the earlier credit notes. Absent: nothing credited.
+
+    Raises:
+        DataError: (``invalid_field``) not a map of ``{amount, tax}`` integer maps.
+
+    """
+    raw = _map(data, "line_credits", where)
+    out: dict[str, tuple[int, int]] = {}
+    for line_id, entry in raw.items():
+        if not isinstance(entry, Mapping):
+            raise DataError(f"{where}: line_credits.{line_id} must be a map", code="invalid_field")
+        out[str(line_id)] = (_int(entry, "amount", where, 0), _int(entry, "tax", where, 0))
+    return out

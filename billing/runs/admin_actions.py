@@ -78,6 +78,7 @@ from billing.runs.payments import (
     can_move,
     change_status,
     reactivate_if_clear,
+    transition_conflict,
 )
 from billing.runs.review.actions import REVIEW_ACTIONS, run_review_action
 from billing.runs.review.common import (
@@ -95,7 +96,7 @@ from billing.store.firestore_store import BillingStore, InvoiceChange, history_e
 
 log = get_logger("billing.admin")
 INVOICE_ACTIONS = ("mark_paid", "void", "mark_uncollectible", "resend_email", "render_pdf")
-ACTIONS = (*INVOICE_ACTIONS, *REVIEW_ACTIONS)
+ACTIONS = (*INVOICE_ACTIONS, *REVIEW_ACTIONS, "create_credit_note")
 MAX_AMOUNT = 10**15
 MAX_TEXT = 500
 CLOCK_SKEW = timedelta(minutes=5)
@@ -260,6 +261,10 @@ def run_admin_action(
     services = services or Services()
     if call.body.get("action") in REVIEW_ACTIONS:
         return _review(store, call, now, services, None)
+    if call.body.get("action") == "create_credit_note":
+        from billing.runs.credit_notes import create_credit_note  # its own request shape
+
+        return create_credit_note(store, call, now, services)
     request = parse_request(call, now)
     tenant = store.get_tenant(request.tenant_id)
     if tenant.status != "active":
@@ -320,7 +325,7 @@ def _status_action(
             return StatusChange(invoice, changed=False)
         payment = ManualPayment(request.amount, request.paid_at, request.reference)
     if not can_move(invoice.status, target):
-        raise _conflict(invoice, request.action)
+        raise transition_conflict(invoice.id, invoice.status, target)
     due = invoice.amount_due
     if request.amount is not None and request.amount > due:
         raise Conflict(f"amount {request.amount} exceeds the amount due {due}", code="amount_exceeds_due")

@@ -55,4 +55,5 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
+    QueryShape("credit_notes", ("delivery_pending",), (), "store.pending_credit_notes"),
 )
