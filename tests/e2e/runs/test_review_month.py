@@ -15,6 +15,7 @@ The test reads as the month does: one named step per stage, each asserting its o
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -233,8 +234,20 @@ def stored_pdf(gcs: storage.Client, uri: str, name: str) -> bytes:
     return data
 
 
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF (poppler's ``pdftotext``)."""
+    done = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", "-", "-"], input=data, capture_output=True, check=True
+    )
+    return done.stdout.decode("utf-8")
+
+
 def series_are_gapless_with_their_pdfs(db: firestore.Client, gcs: storage.Client) -> None:
-    """Invoices numbered 1..5 and credit notes 1..3, each with its PDF at the contract's path."""
+    """Invoices numbered 1..5 and credit notes 1..3, each with its PDF at the contract's path.
+
+    A credit note's PDF names itself and its invoice, and shows a balance line only when part of
+    the credit is owed to the customer.
+    """
     final = sorted((i for i in f.invoices(db, T).values() if i.get("number")), key=lambda i: i["sequence"])
     assert [i["sequence"] for i in final] == [1, 2, 3, 4, 5]
     assert [i["number"] for i in final] == [f"RV-2026-{n:06d}" for n in range(1, 6)]
@@ -249,7 +262,10 @@ def series_are_gapless_with_their_pdfs(db: firestore.Client, gcs: storage.Client
     assert [(n["sequence"], n["number"]) for n in notes] == list(enumerate(CREDIT_NOTES, start=1))
     for note in notes:
         name = f"{T}/credit_notes/{note['number']}.pdf"
-        assert stored_pdf(gcs, note["pdf_uri"], name).startswith(b"%PDF"), note["number"]
+        text = pdf_text(stored_pdf(gcs, note["pdf_uri"], name))
+        for expected in ("CREDIT NOTE", note["number"], note["invoice_number"]):
+            assert expected in text, (expected, text)
+        assert ("Credited to your balance" in text) == (note["credited_to_balance"] > 0), text
         assert note["status"] == "issued" and note["delivery_pending"] is False
 
 
