@@ -191,3 +191,23 @@ def test_dunning_leaves_deleted_drafts_and_credited_invoices_alone(
         s.id: (s.to_dict() or {})["status"] for s in db.collection(f"tenants/{T}/customers").stream()
     }
     assert customers == {"c1": "suspended", "c2": "active", "c3": "active", "c4": "active", "c5": "active"}
+
+
+def test_an_invoice_with_credit_notes_is_credited_not_voided(
+    db: firestore.Client, call_function: Any, admin: Admin
+) -> None:
+    """``void`` of a partly credited invoice is 409 ``use_credit_note``, and writes nothing.
+
+    Voiding it then regenerating would bill the period again in full and silently drop the
+    credit already issued; crediting the rest keeps every correction a credit note.
+    """
+    seed(db, customers=1)
+    close(call_function)
+    finalized(admin, draft_id(1))
+    ok(admin(credit(draft_id(1), "goodwill", amount=500)))
+    before = f.all_documents(db, T)
+    status, refused = admin({"action": "void", "invoice_id": draft_id(1)})
+    assert status == 409 and refused["error"]["code"] == "use_credit_note", refused
+    assert f.all_documents(db, T) == before
+    rest = ok(admin(credit(draft_id(1), "the-rest", amount=510)))
+    assert (rest["status"], rest["amount_due"], rest["amount_credited"]) == ("void", 0, 1212)
