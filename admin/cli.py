@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="send dry_run: true (nothing is written)"
     )
-    _review_arguments(body)
+    _review_arguments(call, body)
     body.add_argument(
         "--data", type=_json_object, help="a JSON object, or @FILE holding one, used as the base body"
     )
@@ -176,15 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=("POST", "GET"), default="POST", help="GET fetches the health document (no body)"
     )
     call.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    return parser
+
+
+def _review_arguments(call: argparse.ArgumentParser, body: argparse._ArgumentGroup) -> None:
+    """The flags of the review actions (issue 10): body fields, ``--request-id``, ``--output``."""
     call.add_argument(
         "--output", choices=OUTPUTS, default="auto", help="auto (default: invoices as text), json, text"
     )
     call.add_argument("--request-id", dest="request_id", help="sent as X-Request-ID (a retry is a no-op)")
-    return parser
-
-
-def _review_arguments(body: argparse._ArgumentGroup) -> None:
-    """The body flags of the review actions (issue 10)."""
     body.add_argument("--invoice-ids", dest="invoice_ids", type=_id_list, help="A,B,C (finalize, in order)")
     body.add_argument("--line-id", dest="line_id", help="remove_line_item")
     body.add_argument("--description", help="add_line_item")

@@ -291,7 +291,8 @@ def credit_note_values(tenant: Tenant, note: CreditNote, customer: Customer | No
     """Template values of the ``credit_note`` email (amounts in ``note.currency``, tenant's dates).
 
     ``outcome_text`` says where the credit went: off the invoice's amount due, and/or onto the
-    customer's balance (owed to them, set against their next invoices; no refund).
+    customer's balance (owed to them and held on their account; no refund). No invoice builder
+    draws on that balance yet, so the text promises nothing about the next invoice.
     """
     values = customer_values(tenant, customer) if customer is not None else {}
     seller = tenant.seller()

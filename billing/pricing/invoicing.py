@@ -152,6 +152,7 @@ class InvoiceDraft:
             "amount_paid": 0,
             "amount_due": self.total,
             "amount_credited": 0,
+            "credit_note_ids": [],
             "customer": customer_snapshot(customer),
         }
 
@@ -406,6 +407,7 @@ def one_off_document(
         "amount_paid": 0,
         "amount_due": total,
         "amount_credited": 0,
+        "credit_note_ids": [],
         "memo": memo,
         "idempotency_key": idempotency_key,
         "customer": customer_snapshot(customer),

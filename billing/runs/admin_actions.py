@@ -44,6 +44,7 @@ the one Firestore write. A bad field can therefore never leave Stripe changed an
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,10 +75,9 @@ from billing.records import Customer, Invoice, Tenant, parse_email
 from billing.runs.payments import (
     ManualPayment,
     StatusChange,
-    can_move,
     change_status,
+    check_move,
     reactivate_if_clear,
-    transition_conflict,
 )
 from billing.runs.review.actions import REVIEW_ACTIONS, run_review_action
 from billing.runs.review.common import (
@@ -324,8 +324,7 @@ def _status_action(
         if invoice.paid_by(request.reference):
             return StatusChange(invoice, changed=False)
         payment = ManualPayment(request.amount, request.paid_at, request.reference)
-    if not can_move(invoice.status, target):
-        raise transition_conflict(invoice.id, invoice.status, target)
+    check_move(invoice, target)
     due = invoice.amount_due
     if request.amount is not None and request.amount > due:
         raise Conflict(f"amount {request.amount} exceeds the amount due {due}", code="amount_exceeds_due")
@@ -529,8 +528,6 @@ def dispatch(
         UpstreamFailure: Stripe, SMTP or Cloud Storage failed (an invoice action).
 
     """
-    import uuid
-
     checked = validate_fields(body, BILLING_ADMIN_FIELDS)
     checked.pop("tenant_id", None)
     principal = Principal(email=actor, subject=actor, issuer="billing.runs.admin_actions.dispatch")

@@ -18,6 +18,7 @@ from billing.runs.payments.status import (
     StatusChange,
     can_move,
     change_status,
+    check_move,
     status_change,
     transition_conflict,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "blocking_invoices",
     "can_move",
     "change_status",
+    "check_move",
     "reactivate_if_clear",
     "status_change",
     "transition_conflict",

@@ -64,6 +64,28 @@ def transition_conflict(invoice_id: str, current: str | None, target: str) -> Co
     )
 
 
+def check_move(invoice: Invoice, target: str) -> None:
+    """Raise the 409 when ``invoice`` may not become ``target``.
+
+    Besides the machine's moves, an invoice that already carries credit notes is not voided:
+    the rest is credited instead (``use_credit_note``), so that a correction is always a
+    credit note and the credit already issued is never lost by a later ``regenerate`` (the EU
+    rule: an issued invoice is corrected by credit notes, VAT Directive art. 219).
+
+    Raises:
+        Conflict: ``invalid_transition`` or ``use_credit_note``.
+
+    """
+    if not can_move(invoice.status, target):
+        raise transition_conflict(invoice.id, invoice.status, target)
+    if target == "void" and invoice.amount_credited > 0:
+        raise Conflict(
+            f"invoice {echo(invoice.id)} has credit notes; credit the rest (create_credit_note) "
+            "instead of voiding it",
+            code="use_credit_note",
+        )
+
+
 def status_change(target: str, at: datetime, invoice: Invoice) -> InvoiceChange:
     """The fields that come with a move of ``invoice`` to ``target`` at ``at``.
 
@@ -163,8 +185,7 @@ def change_status(
             raise NotFound(f"unknown invoice {echo(invoice_id)}", code="unknown_invoice")
         if payment is not None and invoice.paid_by(payment.reference):
             return invoice, None
-        if not can_move(invoice.status, target):
-            raise transition_conflict(invoice_id, invoice.status, target)
+        check_move(invoice, target)
         if payment is not None:
             change, action = payment_change(invoice, payment, actor, now)
         else:

@@ -37,6 +37,7 @@ from billing.runs.pipeline import publish
 from billing.runs.shell import PdfSink, RunContext, RunKind, RunReport
 from billing.store.firestore_store import BillingStore
 from billing.store.invoices import DraftEdit, history_entry, seen_request
+from billing.store.sizes import invoice_size
 
 MAX_LINES = 100
 """At most this many lines in one ``create_invoice`` request, and ids in one ``finalize``."""
@@ -288,7 +289,8 @@ def edit_draft(
 
     Order inside the transaction: the invoice must exist (404), a request id seen already is a
     no-op, the invoice must be a ``draft`` (409), then ``change`` (which may raise 4xx) makes
-    the edit, written with the request id.
+    the edit, the edited invoice must fit in a Firestore document (422 ``invoice_too_large``),
+    and the edit is written with the request id.
     """
 
     def decide(invoice: Invoice | None) -> tuple[bool, DraftEdit | None]:
@@ -299,6 +301,8 @@ def edit_draft(
         if invoice.status != "draft":
             raise not_draft(invoice, call.action)
         edit = change(invoice)
+        if edit.fields:  # 422 invoice_too_large rather than a failed write
+            invoice_size(call.tenant.id, invoice.id, {**invoice.raw, **edit.fields})
         return bool(edit.fields or edit.history), DraftEdit(edit.fields, edit.history, call.request_id)
 
     changed, after = call.store.edit_invoice(call.tenant.id, invoice_id, decide)

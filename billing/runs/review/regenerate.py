@@ -13,6 +13,13 @@ invoice, once voided, can be regenerated.
 The new invoice is a ``draft`` waiting for a person when the tenant has ``month_close_review``,
 else finalized at once (number, PDF, delivery, like the month close); ``finalize`` (bool)
 overrides. A void invoice regenerated already answers its replacement (``changed: false``).
+
+An invoice voided by a credit note (credited to zero) is ``void`` like any other and may be
+regenerated: that is the EU correction (VAT Directive art. 219), a full credit note and then a
+corrected invoice; the credit note stays issued against the old invoice and the replacement
+starts uncredited. A ``paid`` invoice credited in full stays ``paid`` (the credit is owed to the
+customer) and is still the period's live invoice, so it is not regenerated (409): a one-off
+invoice bills such a period again.
 """
 
 from __future__ import annotations
