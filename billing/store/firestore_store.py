@@ -6,6 +6,7 @@ counts its own reads and writes):
 
 - ``catalog``: tenants and their admins, meters, plans, customers, subscriptions;
 - ``usage``: the usage-event stream of a billing window;
+- ``accumulators``: the hourly usage fold's accumulators, watermark and routing records;
 - ``invoices``: invoice reads (``billing.records.Invoice``) and typed changes
   (``InvoiceChange``), the only code that parses or writes invoice documents after creation;
 - ``issuing``: invoice creation, gapless numbering, finalization of drafts, discarded drafts;
@@ -27,6 +28,7 @@ from billing.store.accounts import (
     SubscriptionMove,
     SuspensionPlan,
 )
+from billing.store.accumulators import AccumulatorStore
 from billing.store.base import TRANSACTION_ATTEMPTS, TRANSACTION_ROUNDS, StoreBase, Transaction
 from billing.store.catalog import IN_QUERY_CUSTOMERS, CatalogStore
 from billing.store.invoices import InvoiceChange, InvoiceStore, StoredInvoice, history_entry
@@ -44,7 +46,16 @@ from billing.store.sizes import (
 from billing.store.usage import UsageStore
 
 
-class BillingStore(CatalogStore, UsageStore, InvoiceStore, IssuingStore, AccountStore, OutboxStore, RunStore):
+class BillingStore(
+    CatalogStore,
+    UsageStore,
+    AccumulatorStore,
+    InvoiceStore,
+    IssuingStore,
+    AccountStore,
+    OutboxStore,
+    RunStore,
+):
     """Typed access to one Firestore database in the contract's layout (every part above).
 
     Args:
