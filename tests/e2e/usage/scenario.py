@@ -32,7 +32,13 @@ CHARGES: list[dict[str, Any]] = [
     {"type": "usage", "meter": "peak", "model": "volume", "tiers": VOLUME},
     {"type": "usage", "meter": "users", "model": "package", "package_size": 3, "unit_amount_decimal": "125"},
     {"type": "usage", "meter": "seats", "model": "standard", "unit_amount_decimal": "999.5"},
-    {"type": "usage", "meter": "storage", "model": "standard", "unit_amount_decimal": "13.37", "free_units": 2},
+    {
+        "type": "usage",
+        "meter": "storage",
+        "model": "standard",
+        "unit_amount_decimal": "13.37",
+        "free_units": 2,
+    },
     {"type": "usage", "meter": "region_gb", "model": "standard", "unit_amount_decimal": "3.1415"},
 ]
 METERS: dict[str, dict[str, Any]] = {
@@ -67,7 +73,9 @@ def seed_catalog(db: firestore.Client, tenant_id: str, tz: str) -> None:
     f.subscription(db, tenant_id, "s4", "c4", "all", started_at=utc(2026, 10, 11, 4, 45))
 
 
-def event_documents(tz_start: datetime, tz_end: datetime, count: int = 240) -> list[tuple[str, dict[str, Any]]]:
+def event_documents(
+    tz_start: datetime, tz_end: datetime, count: int = 240
+) -> list[tuple[str, dict[str, Any]]]:
     """``count`` events between the period's bounds (and a few just outside), fixed by the seed."""
     rng = random.Random(13)
     span = int((tz_end - tz_start).total_seconds())
@@ -75,7 +83,9 @@ def event_documents(tz_start: datetime, tz_end: datetime, count: int = 240) -> l
     for n in range(count):
         meter = rng.choice(sorted(METERS))
         timestamp = tz_start + timedelta(seconds=rng.randrange(-3600, span + 3600))
-        lag = timedelta(days=rng.randrange(1, 6)) if n % 10 == 0 else timedelta(seconds=rng.randrange(0, 10800))
+        lag = (
+            timedelta(days=rng.randrange(1, 6)) if n % 10 == 0 else timedelta(seconds=rng.randrange(0, 10800))
+        )
         properties: dict[str, Any] = {
             "gb": rng.choice([1, 2.5, "3.25", "0.001", 7, "x"]),
             "v": rng.choice([3, "12", 4.5, -2, "99", 11]),
@@ -139,6 +149,13 @@ def write_events(db: firestore.Client, tenant_id: str, docs: list[tuple[str, dic
 def comparable(invoices: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """Invoice id -> what must be equal between a folded and a raw close."""
     return {
-        invoice_id: (doc["lines"], doc["subtotal"], doc["tax"], doc["total"], doc["period_start"], doc["period_end"])
+        invoice_id: (
+            doc["lines"],
+            doc["subtotal"],
+            doc["tax"],
+            doc["total"],
+            doc["period_start"],
+            doc["period_end"],
+        )
         for invoice_id, doc in invoices.items()
     }

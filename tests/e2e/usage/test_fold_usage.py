@@ -58,7 +58,9 @@ def close(call_function: Any, clock: Any, at: datetime, tenant: str) -> dict[str
     return result
 
 
-FOLD_HOURS = [utc(2026, 10, day, hour) for day, hour in ((4, 7), (9, 13), (15, 2), (21, 18), (27, 0), (31, 11))]
+FOLD_HOURS = [
+    utc(2026, 10, day, hour) for day, hour in ((4, 7), (9, 13), (15, 2), (21, 18), (27, 0), (31, 11))
+]
 
 
 @pytest.mark.parametrize("tz", ["Europe/London", "Asia/Kolkata", "Asia/Kathmandu"])
@@ -168,7 +170,9 @@ def test_a_tenant_without_a_fold_is_billed_from_raw_events(
     docs = seed_twins(db, "Asia/Kolkata")
     body = close(call_function, clock, utc(2026, 11, 2), FOLDED)
     assert body["tenants"][0]["events_read"] == sum(
-        1 for _, d in docs if month_period(2026, 10, "Asia/Kolkata").start <= d["timestamp"] < utc(2026, 10, 31, 18, 30)
+        1
+        for _, d in docs
+        if month_period(2026, 10, "Asia/Kolkata").start <= d["timestamp"] < utc(2026, 10, 31, 18, 30)
     )
 
 
