@@ -85,7 +85,7 @@ def current_usage(
     """
     tenant = store.get_tenant(tenant_id)
     customer = store.get_customers(tenant_id, [customer_id]).get(customer_id)
-    if customer is None:
+    if customer is None or (isinstance(customer, DataError) and customer.code == "unknown_customer"):
         raise NotFound(f"unknown customer {customer_id!r}", code="unknown_customer")
     if not isinstance(customer, Customer):
         raise customer
