@@ -53,3 +53,16 @@ resource "google_firestore_index" "invoices_status_finalize_at" {
     order      = "ASCENDING"
   }
 }
+
+# Usage accumulators (issue 13, billing/store/accumulators.py): no query reads the `state` map (up
+# to 10,000 unique_count values). Its automatic single-field indexes would cost an index entry
+# per value on every hourly write and could reach Firestore's 40,000 entries per document, so they
+# are off (billing/store/indexes.py UNINDEXED_FIELDS; tests/infra checks both sides).
+resource "google_firestore_field" "usage_accumulators_state" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "usage_accumulators"
+  field      = "state"
+
+  index_config {}
+}
