@@ -57,7 +57,7 @@ def test_current_usage_equals_the_draft_the_close_makes(
     assert by_meter["calls"]["events_count"] == int(by_meter["calls"]["units"])
 
 
-BAD = [
+BAD: list[tuple[dict[str, Any], str | None, int, str | None]] = [
     ({"customer_id": "c1"}, None, 400, "missing_tenant"),
     ({}, FOLDED, 400, "missing_field"),
     ({"customer_id": "c/1"}, FOLDED, 400, "invalid_field"),
