@@ -187,6 +187,38 @@ class UsageRouter:
         self._watches[key] = _Watch(start, end, entry, source)
         claim.watches.append(self._watches[key])
 
+    def replica(self, keys: Iterable[str]) -> UsageRouter:
+        """A router with the same claims and, for each of ``keys``, an empty raw watch like it.
+
+        Same meters, window and period: fed the raw events, it recomputes those watches from
+        scratch (``verify``, ``billing.runs.usage_source.verify_sample``).
+
+        Raises:
+            KeyError: an unknown key.
+
+        """
+        other = UsageRouter()
+        for claim in self._claims.values():
+            other.claim(claim.subscription_id, claim.customer_id, claim.meters, claim.start, claim.end)
+        for key in keys:
+            watch = self._watches[key]
+            accumulators = watch.usage.accumulators.values()
+            first = next(iter(accumulators), None)
+            other.watch(
+                key,
+                watch.usage.subscription_id,
+                [acc.meter for acc in accumulators],
+                watch.start,
+                watch.end,
+                period_start=first.period_start if first else None,
+                period_end=first.period_end if first else None,
+            )
+        return other
+
+    def source_of(self, key: str) -> str:
+        """The stream that feeds the watch ``key`` (``KeyError`` if none)."""
+        return self._watches[key].source
+
     def set_source(self, key: str, source: str) -> None:
         """Feed the watch ``key`` from the stream ``source`` from now on (``consume``).
 

@@ -143,7 +143,8 @@ def price_candidates(
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
         # Accumulators of the hourly fold plus the events after them, or raw events (issue 13).
-        supply = supply_usage(store, tenant, catalog.meters, router, [(s, p, w) for s, p, _, _, w in ready])
+        watched = [(s, p, w) for s, p, _, _, w in ready]
+        supply = supply_usage(store, tenant, catalog.meters, router, watched, verify=ctx.verify_usage)
         if supply.malformed:
             report.warnings_count += supply.malformed
             report.warnings.append(

@@ -18,7 +18,7 @@
 
 The quantities are the raw computation's exactly (merging states is exact:
 ``billing.pricing.aggregation``); ``verify_sample`` recomputes some subscriptions raw and
-reports any difference.
+reports any difference (``verify_sample``).
 """
 
 from __future__ import annotations
@@ -28,24 +28,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from billing.errors import DataError
 from billing.pricing.periods import BillingPeriod
-from billing.pricing.usage import UsageRouter
+from billing.pricing.usage import SubscriptionUsage, UsageRouter
 from billing.records import Meter, Subscription, Tenant
 from billing.store.accumulators import accumulator_id
 from billing.store.firestore_store import BillingStore
 
+VERIFY_SAMPLE = 20
+"""Subscriptions per tenant a ``verify`` run recomputes from raw events."""
 Watched = tuple[Subscription, BillingPeriod, str]
 """A billed (subscription, period) and the key of its watch on the router."""
 
 
 @dataclass
 class UsageSupply:
-    """What ``supply_usage`` read: events streamed, watches folded and raw."""
+    """What ``supply_usage`` read: events streamed, watches folded and raw, watches verified."""
 
     events_read: int = 0
     folded: int = 0
     raw: int = 0
     malformed: int = 0
+    verified: int = 0
 
 
 def supply_usage(
@@ -54,8 +58,14 @@ def supply_usage(
     meters: Mapping[str, Meter | Exception],
     router: UsageRouter,
     watched: Sequence[Watched],
+    *,
+    verify: bool = False,
 ) -> UsageSupply:
-    """Feed every watch from the accumulators (plus the events after them) or from raw events."""
+    """Feed every watch from the accumulators (plus the events after them) or from raw events.
+
+    ``verify``: then recompute a sample of the folded watches from raw events
+    (``verify_sample``); a difference fails that subscription with ``usage_mismatch``.
+    """
     supply = UsageSupply()
     watermark = store.fold_watermark(tenant.id)
     raw: list[Watched] = list(watched)
@@ -71,6 +81,8 @@ def supply_usage(
             router.consume(tail, source="folded")
             supply.events_read += router.events_seen - before
             supply.malformed += store.malformed_events
+            if verify:
+                supply.verified = len(verify_sample(store, tenant, router, watched))
     supply.raw = len(raw)
     if raw:
         start = min(period.start for _, period, _ in raw)
@@ -116,6 +128,48 @@ def _load_folded(
                 usage.accumulators[code].absorb(doc["state"])
                 usage.covered[code] = max(watermark, doc["folded_until"])
     return raw
+
+
+def verify_sample(
+    store: BillingStore,
+    tenant: Tenant,
+    router: UsageRouter,
+    watched: Sequence[Watched],
+    sample: int = VERIFY_SAMPLE,
+) -> list[str]:
+    """Recompute up to ``sample`` folded watches from raw events; mark and list the differing ones.
+
+    The sample is spread over the watches fed from accumulators (every k-th, by key). A watch
+    whose quantities or event count differ gets ``failure`` = ``DataError`` (``usage_mismatch``):
+    the run reports it in ``errors`` and does not bill it. Returns the keys checked.
+    """
+    folded = sorted(key for _, _, key in watched if router.source_of(key) == "folded")
+    if not folded or sample <= 0:
+        return []
+    step = max(1, len(folded) // sample)
+    keys = folded[::step][:sample]
+    periods = {key: period for _, period, key in watched}
+    replica = router.replica(keys)
+    start = min(periods[key].start for key in keys)
+    end = max(periods[key].end for key in keys)
+    replica.consume(store.stream_usage_events(tenant.id, start, end, properties=replica.properties()))
+    for key in keys:
+        mine, raw = router.usage[key], replica.usage[key]
+        if mine.quantities() != raw.quantities() or mine.events_counted != raw.events_counted:
+            mine.failure = DataError(
+                f"verify: the accumulators give {_describe(mine)} but the raw events {_describe(raw)}; "
+                "not billed: fold again or investigate",
+                code="usage_mismatch",
+            )
+    return keys
+
+
+def _describe(usage: SubscriptionUsage) -> str:
+    """Quantities and events of one watch, briefly, for ``usage_mismatch``."""
+    shown = {
+        code: {"/".join(k): str(v) for k, v in groups.items()} for code, groups in usage.quantities().items()
+    }
+    return f"{shown} from {usage.events_counted} events"
 
 
 def _routing_holds(record: Mapping[str, Any] | None, fingerprint: str | None, period: BillingPeriod) -> bool:

@@ -9,6 +9,7 @@ events before and after the invoice is final, concurrent folds, and ``verify``-f
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -191,3 +192,28 @@ def test_fold_window_edges_are_hours(db: firestore.Client, call_function: Any, c
     assert body["tenants"][0]["window"][1] == "2026-10-12T07:00:00+00:00"
     nothing = fold(call_function, clock, utc(2026, 10, 12, 7, 30))
     assert nothing["events_folded"] == 0 and "window" not in nothing["tenants"][0]
+
+
+def test_verify_recomputes_from_raw_events_and_reports_a_difference(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed_twins(db, "Europe/London")
+    for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
+        fold(call_function, clock, at)
+    # Damage one accumulator behind the fold's back: s1's gb sum gains 1000.
+    ref = db.document(f"tenants/{FOLDED}/usage_accumulators/s1@20261001@gb")
+    state = (ref.get().to_dict() or {})["state"]
+    state["groups"][0]["state"] = str(Decimal(state["groups"][0]["state"]) + 1000)
+    ref.update({"state": state})
+
+    clock.set(utc(2026, 11, 2, 6))
+    status, dry = call_function("monthly_billing", {"month": MONTH, "dry_run": True}, tenant=FOLDED)
+    assert status == 200 and dry["errors"] == [] and dry["generated"] == 5  # unverified: billed wrong
+    status, body = call_function("monthly_billing", {"month": MONTH, "verify": True}, tenant=FOLDED)
+    assert status == 200, body
+    assert [(e["subscription_id"], e["code"]) for e in body["errors"]] == [("s1", "usage_mismatch")]
+    assert body["generated"] == 4
+    raw = close(call_function, clock, utc(2026, 11, 2, 6), RAW)
+    folded, reference = comparable(f.invoices(db, FOLDED)), comparable(f.invoices(db, RAW))
+    assert "s1-20261001" not in folded and raw["generated"] == 5
+    assert folded == {k: v for k, v in reference.items() if k != "s1-20261001"}
