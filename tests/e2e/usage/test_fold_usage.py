@@ -217,3 +217,42 @@ def test_verify_recomputes_from_raw_events_and_reports_a_difference(
     folded, reference = comparable(f.invoices(db, FOLDED)), comparable(f.invoices(db, RAW))
     assert "s1-20261001" not in folded and raw["generated"] == 5
     assert folded == {k: v for k, v in reference.items() if k != "s1-20261001"}
+
+
+def test_generate_invoices_prices_anniversary_periods_from_accumulators(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    docs = seed_twins(db, "Asia/Kolkata")
+    for tenant_id in (FOLDED, RAW):
+        f.subscription(
+            db,
+            tenant_id,
+            "ann",
+            "c1",
+            "all",
+            started_at=utc(2026, 9, 10, 6, 30),
+            billing_time="anniversary",
+            current_period_start=utc(2026, 10, 10, 6, 30),
+            current_period_end=utc(2026, 11, 10, 6, 30),
+        )
+        write_events(
+            db,
+            tenant_id,
+            [(f"ann-{n}", {**d, "subscription_id": "ann"}) for n, (_, d) in enumerate(docs[:60])],
+        )
+    for at in [*FOLD_HOURS, utc(2026, 11, 5, 9)]:
+        fold(call_function, clock, at)
+    bodies = []
+    for tenant_id in (FOLDED, RAW):
+        clock.set(utc(2026, 11, 10, 8))
+        status, body = call_function(
+            "generate_invoices", {"subscription_id": "ann", "verify": True}, tenant=tenant_id
+        )
+        assert status == 200 and body["errors"] == [], body
+        bodies.append(body)
+    folded, raw = bodies
+    assert folded["generated"] == raw["generated"] == 1
+    assert folded["draft_totals"] == raw["draft_totals"]
+    got, want = f.invoices(db, FOLDED), f.invoices(db, RAW)
+    assert comparable(got) == comparable(want) and "ann-20261010" in got
+    assert folded["tenants"][0]["events_read"] < raw["tenants"][0]["events_read"]
