@@ -2,7 +2,7 @@ r"""``python -m admin usage CUSTOMER``: the open period's usage of a customer (`
 
 Usage::
 
-    python -m admin usage CUSTOMER --tenant T [--subscription-id ID] [--url URL]
+    python -m admin usage CUSTOMER --tenant T [--subscription-id ID] [--as-of RFC3339] [--url URL]
         [--audience AUD] [--local | --token-source SOURCE] [--json] [--timeout SECONDS]
 
 POSTs ``{"customer_id", "subscription_id"?}`` to ``current_usage`` (``--url``, default
@@ -35,6 +35,9 @@ def register(commands: Any) -> None:
     usage.add_argument("customer", metavar="CUSTOMER", help="the customer id")
     usage.add_argument("--tenant", required=True, help="the customer's tenant (X-Tenant-ID)")
     usage.add_argument("--subscription-id", dest="subscription_id", help="when the customer has several")
+    usage.add_argument(
+        "--as-of", dest="as_of", type=cli._rfc3339, help="RFC 3339: the period containing it (default now)"
+    )
     usage.add_argument("--url", help="current_usage's URL (default $ADMIN_URL_CURRENT_USAGE)")
     usage.add_argument("--audience", help="the token's audience (default: the URL)")
     usage.add_argument(
@@ -93,6 +96,8 @@ def run(
     body = {"customer_id": args.customer}
     if args.subscription_id:
         body["subscription_id"] = args.subscription_id
+    if args.as_of:
+        body["as_of"] = args.as_of
     try:
         token = cli.obtain_token(
             source,

@@ -68,6 +68,9 @@ BAD: list[tuple[dict[str, Any], str | None, int, str | None]] = [
     ({"customer_id": "c1", "subscription_id": "s4"}, FOLDED, 404, "unknown_subscription"),
     ({"customer_id": "c3"}, FOLDED, 400, "subscription_required"),
     ({"customer_id": "c1"}, "no-such-tenant", 404, None),
+    ({"customer_id": "c1", "as_of": "2026-10-20T12:06:00Z"}, FOLDED, 400, "as_of_in_future"),
+    ({"customer_id": "c1", "as_of": "10000-01-01T00:00:00Z"}, FOLDED, 400, None),
+    ({"customer_id": "c1", "as_of": "yesterday"}, FOLDED, 400, None),
 ]
 
 
@@ -84,6 +87,23 @@ def test_bad_requests_get_a_clear_4xx_and_write_nothing(
         if code:
             assert answer["error"]["code"] == code, (body, answer)
     assert f.all_documents(db, FOLDED) == before
+
+
+def test_as_of_answers_the_period_that_contains_it(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed_twins(db, "Asia/Kathmandu")
+    clock.set(utc(2026, 11, 20, 12))
+    status, answer = usage(call_function, {"customer_id": "c1", "as_of": "2026-10-15T00:00:00Z"})
+    assert status == 200, answer
+    # October in Kathmandu (+05:45): from Sep 30 18:15Z to Oct 31 18:15Z.
+    assert (answer["from_datetime"], answer["to_datetime"]) == (
+        "2026-09-30T18:15:00+00:00",
+        "2026-10-31T18:15:00+00:00",
+    )
+    assert answer["amount"] > 0
+    status, november = usage(call_function, {"customer_id": "c1"})
+    assert status == 200 and november["from_datetime"] == "2026-10-31T18:15:00+00:00"
 
 
 def test_a_customer_without_an_active_subscription_is_404(
