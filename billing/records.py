@@ -921,7 +921,7 @@ class UsageEvent:
     ``subscription_id`` (optional, an extension) pins the event to one of the customer's
     subscriptions when several charge the same meter. ``ingested_at`` (optional, contract's
     "Usage accumulators"): when the event reached the system; absent, ``created_at`` stands for
-    it (``billing.pricing.usage.ingestion_time``).
+    it (``billing.pricing.usage.arrival_time``, ``fold_time``).
     """
 
     id: str

@@ -22,7 +22,8 @@ The same ``UsageRouter`` decides ownership in the hourly fold (``billing.runs.fo
 in billing (``billing.runs.usage_source``), so an event lands in the same (subscription, period)
 whether it is folded into an accumulator or read raw. A watch is fed by one *source*: ``raw``
 (the whole window streamed by timestamp) or ``folded`` (accumulators loaded from the fold, then
-only the events ingested after what each accumulator covers, ``SubscriptionUsage.covered``).
+only the events whose ``fold_time`` is after what each accumulator covers,
+``SubscriptionUsage.covered``).
 
 A run reads the tenant's events once, ordered by timestamp, over the union of the windows it
 bills. Memory is one small state per claimer and per (subscription, meter, group), not the
@@ -55,9 +56,9 @@ class SubscriptionUsage:
     subscription is reported in ``errors``; its other events are not folded any more).
     ``ambiguous_events``: events that may belong to a sibling subscription whose plan cannot be
     read (see the module's rule); when non-zero the subscription must not be billed.
-    ``ambiguous_with``: the ids of those siblings. ``covered``: per meter code, the ingestion
-    time before which the meter's accumulator already holds the events (loaded from the fold);
-    such events are not folded again.
+    ``ambiguous_with``: the ids of those siblings. ``covered``: per meter code, the fold time
+    (``fold_time``) before which the meter's accumulator already holds the events (loaded from
+    the fold); such events are not folded again.
     """
 
     subscription_id: str
@@ -93,10 +94,22 @@ class _Watch:
     source: str = "raw"
 
 
-def ingestion_time(event: UsageEvent) -> datetime:
-    """When ``event`` entered the system: ``ingested_at``, else its document's create time.
+def fold_time(event: UsageEvent) -> datetime:
+    """The instant that puts ``event`` in one fold window: ``max(timestamp, ingested_at)``.
 
-    An event with neither (built in memory) counts as ingested at its timestamp.
+    Without ``ingested_at``: its ``timestamp`` (such an event is folded with the window of its
+    timestamp, so it must be written before that window is folded: ``billing.store.usage``).
+    """
+    ingested = event.ingested_at
+    return event.timestamp if ingested is None or ingested < event.timestamp else ingested
+
+
+def arrival_time(event: UsageEvent) -> datetime:
+    """When ``event`` reached the system: ``ingested_at``, else the producer's write time.
+
+    The producer's write time is the document's create time (``created_at``); an event built in
+    memory without either arrives at its timestamp. The late-event policy compares it with the
+    time the period's invoice was priced (``billing.runs.fold_usage``).
     """
     return event.ingested_at or event.created_at or event.timestamp
 
@@ -364,7 +377,7 @@ def _fold(owner: _Claim, event: UsageEvent, source: str = "raw") -> bool:
             if watch.source != source or accumulator is None or usage.failure is not None:
                 return False
             covered = usage.covered.get(event.meter)
-            if covered is not None and ingestion_time(event) < covered:
+            if covered is not None and fold_time(event) < covered:
                 return True
             try:
                 accumulator.add(event)

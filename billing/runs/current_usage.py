@@ -29,10 +29,10 @@ from decimal import Decimal
 from typing import Any
 
 from billing.errors import BadRequest, DataError, NotFound
-from billing.pricing.invoicing import build_invoice
+from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.money import decimal_text
-from billing.pricing.usage import UsageRouter, meters_of_plan
-from billing.records import Customer, Subscription
+from billing.pricing.usage import SubscriptionUsage, UsageRouter, meters_of_plan
+from billing.records import Customer, Meter, Subscription
 from billing.runs.fold_usage import period_containing
 from billing.runs.pipeline import BILLING_TIMES, Catalog, claim_usage
 from billing.runs.usage_source import supply_usage
@@ -116,18 +116,7 @@ def current_usage(
         usage_events=usage.events_counted,
         warnings=usage.warnings(),
     )
-    charges: list[dict[str, Any]] = []
-    for meter in meters:
-        lines = [line for line in draft.lines if line.meter == meter.code]
-        accumulator = usage.accumulators[meter.code]
-        charges.append(
-            {
-                "meter": meter.code,
-                "units": decimal_text(sum(accumulator.results().values(), Decimal(0))),
-                "events_count": accumulator.events_counted,
-                "amount": sum(line.amount for line in lines),
-            }
-        )
+    charges = charge_usage(meters, usage, draft)
     amount = sum(int(c["amount"]) for c in charges)
     tax = sum(line.tax for line in draft.lines if line.meter is not None)
     return {
@@ -142,3 +131,25 @@ def current_usage(
         "charges": charges,
         "as_of": now.isoformat(),
     }
+
+
+def charge_usage(
+    meters: Sequence[Meter], usage: SubscriptionUsage, draft: InvoiceDraft
+) -> list[dict[str, Any]]:
+    """Lago's ``charges_usage``: per meter of the plan, units, events counted and billed amount.
+
+    ``units`` is the meter's quantity summed over its groups (decimal string); ``amount`` the
+    sum of the draft's lines for that meter (usage and tier flat fees), in minor units.
+    """
+    charges: list[dict[str, Any]] = []
+    for meter in meters:
+        accumulator = usage.accumulators[meter.code]
+        charges.append(
+            {
+                "meter": meter.code,
+                "units": decimal_text(sum(accumulator.results().values(), Decimal(0))),
+                "events_count": accumulator.events_counted,
+                "amount": sum(line.amount for line in draft.lines if line.meter == meter.code),
+            }
+        )
+    return charges

@@ -1,10 +1,10 @@
 """The hourly usage fold (``aggregate_usage``): new events into per-period accumulators, per tenant.
 
 Each run folds, for each tenant, the events *ingested* in one window ``[watermark, until)``
-(``until`` = the run's clock floored to the UTC hour; ingestion time = ``ingested_at``, else the
-event document's create time: ``billing.store.usage``) into one accumulator per (subscription,
-meter, billing period) (layout: ``billing.store.accumulators``), then moves the watermark to
-``until``. Steps (``fold_tenant``):
+(``until`` = the run's clock less ``FOLD_GRACE``, floored to the UTC hour; fold time =
+``max(timestamp, ingested_at)``, or the timestamp without ``ingested_at``: ``billing.store.usage``)
+into one accumulator per (subscription, meter, billing period) (layout:
+``billing.store.accumulators``), then moves the watermark to ``until``. Steps (``fold_tenant``):
 
 1. ``begin_fold``: the window, fixed once in a transaction: a run that died, a retry and a
    concurrent run all fold the same window of the same events;
@@ -23,12 +23,13 @@ meter, billing period) (layout: ``billing.store.accumulators``), then moves the 
 Late events after finalization (policy; Stripe refuses meter events older than 35 days and
 never edits a finalized invoice; Lago bills only the open period; Kill Bill re-reads past
 periods but then issues a new invoice a person reviews): an event whose period's invoice is
-final (any status but ``draft``) and was priced before the event's ingestion is **not billed
-automatically**. It is still recorded in its period's accumulator (so a ``regenerate`` of a
-voided invoice bills it), counted in the accumulator's ``late_unbilled``, and reported as a
-warning of the fold run (``warnings``, ``warnings_count``) naming the invoice, for finance to
-bill by hand (``add_line_item`` on the next draft) or credit. While the invoice is a ``draft``
-the event is billed in its own period (``refresh_draft`` re-prices from the accumulators).
+final (any status but ``draft``) and was priced before the event arrived (``ingested_at``,
+else its write time) is **not billed automatically**. It is still recorded in its period's
+accumulator (so a ``regenerate`` of a voided invoice bills it), counted in the accumulator's
+``late_unbilled``, and reported as a warning of the fold run (``warnings``,
+``warnings_count``) naming the invoice, for finance to bill by hand (``add_line_item`` on the
+next draft) or to leave. While the invoice is a ``draft`` the event is billed in its own
+period (drafts are priced again from the accumulators when finalized or refreshed).
 
 A customer one of whose subscriptions has an unreadable plan is not folded (the raw rule holds
 its events as ambiguous); its routing record says so and billing reads it raw.
@@ -39,7 +40,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from billing.errors import DataError
@@ -49,12 +50,12 @@ from billing.pricing.periods import BillingPeriod, anniversary_period, month_per
 from billing.pricing.usage import (
     SubscriptionUsage,
     UsageRouter,
-    ingestion_time,
+    arrival_time,
     meters_of_plan,
     plan_meter_codes,
 )
 from billing.records import Meter, Plan, Subscription, Tenant, UsageEvent
-from billing.runs.pipeline import BILLING_TIMES, Catalog
+from billing.runs.pipeline import Catalog
 from billing.runs.shell import RunContext, RunKind, RunReport, no_description, resolve_tenants, run_per_tenant
 from billing.store.accumulators import AccumulatorUpdate, FoldWindow, accumulator_id
 from billing.store.firestore_store import BillingStore
@@ -67,9 +68,14 @@ UNKNOWN_ROUTING = "unknown"
 """The routing record of a customer that cannot be folded (a plan of its cannot be read)."""
 
 
+FOLD_GRACE = timedelta(minutes=10)
+"""How long after an hour ends its window waits: events without ``ingested_at`` written that
+late are still folded on time (``billing.store.usage``). The hourly job runs a few minutes later."""
+
+
 def fold_until(now: datetime) -> datetime:
-    """The end of the window a run at ``now`` folds: ``now`` floored to the UTC hour."""
-    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """The end of the window a run at ``now`` folds: ``now - FOLD_GRACE`` floored to the UTC hour."""
+    return (now - FOLD_GRACE).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def period_containing(sub: Subscription, plan: Plan, tz: str, moment: datetime) -> BillingPeriod:
@@ -134,13 +140,13 @@ def build_routing(catalog: Catalog, subscriptions: Iterable[Subscription | tuple
 
 @dataclass
 class Folded:
-    """One window's events folded per (subscription, period): the usage and ingestion times.
+    """One window's events folded per (subscription, period): the usage and arrival times.
 
     ``customers``: every customer with an event in the window (owned by a subscription or not).
     """
 
     usage: dict[str, tuple[Subscription, BillingPeriod, SubscriptionUsage]] = field(default_factory=dict)
-    ingested: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    arrivals: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
     customers: set[str] = field(default_factory=set)
     events: int = 0
 
@@ -167,24 +173,30 @@ def fold_events(tenant: Tenant, catalog: Catalog, routing: Routing, events: Sequ
                 key, sub.id, meters, start, max(start, end), period_start=period.start, period_end=period.end
             )
             folded.usage[key] = (sub, period, router.usage[key])
-        folded.ingested[accumulator_id(sub.id, period.key, event.meter)].append(ingestion_time(event))
+        folded.arrivals[accumulator_id(sub.id, period.key, event.meter)].append(arrival_time(event))
     router.consume(events)
     folded.events = sum(usage.events_counted for _, _, usage in folded.usage.values())
     return folded
 
 
-def accumulator_updates(folded: Folded) -> list[AccumulatorUpdate]:
-    """One update per (subscription, period, meter) that received events in the window."""
+def accumulator_updates(folded: Folded, now: datetime) -> list[AccumulatorUpdate]:
+    """One update per (subscription, period, meter) that received events in the window.
+
+    The period's invoice is read (late-event policy) only when it may exist at ``now``: the
+    period has ended, or the subscription was canceled (its final invoice comes early).
+    """
     updates: list[AccumulatorUpdate] = []
     for sub, period, usage in folded.usage.values():
         for code, acc in usage.accumulators.items():
             doc_id = accumulator_id(sub.id, period.key, code)
-            if doc_id not in folded.ingested:
+            if doc_id not in folded.arrivals:
                 continue
             updates.append(
                 AccumulatorUpdate(
                     doc_id=doc_id,
-                    invoice_id=invoice_id_for(sub.id, period),
+                    invoice_id=invoice_id_for(sub.id, period)
+                    if period.end <= now or (sub.canceled_at is not None and sub.canceled_at <= now)
+                    else None,
                     identity={
                         "subscription_id": sub.id,
                         "customer_id": sub.customer_id,
@@ -194,7 +206,7 @@ def accumulator_updates(folded: Folded) -> list[AccumulatorUpdate]:
                         "period_end": period.end,
                     },
                     merge=_merger(acc.meter, acc.start, acc.end, period, acc.export()),
-                    ingested=tuple(folded.ingested[doc_id]),
+                    arrivals=tuple(folded.arrivals[doc_id]),
                 )
             )
     return updates
@@ -224,13 +236,13 @@ def fold_tenant(ctx: RunContext, report: RunReport, tenant: Tenant) -> dict[str,
         summary["folded_until"] = _iso(store.fold_watermark(tenant.id))
         return summary
     catalog = Catalog.load(store, tenant.id)
-    subscriptions = [sub for time in BILLING_TIMES for sub in store.load_subscriptions(tenant.id, time)]
-    routing = build_routing(catalog, subscriptions)
-    events = list(
-        store.stream_ingested_events(tenant.id, window.start, window.end, _properties(catalog.meters))
+    events = list(store.stream_fold_window(tenant.id, window.start, window.end, _properties(catalog.meters)))
+    # Only the customers with events in the window: their every subscription, as billing reads them.
+    routing = build_routing(
+        catalog, store.subscriptions_of_customers(tenant.id, {e.customer_id for e in events})
     )
     folded = fold_events(tenant, catalog, routing, events)
-    updates = accumulator_updates(folded)
+    updates = accumulator_updates(folded, ctx.now)
     _warn_values(report, tenant, folded)
     report.count("events_folded", folded.events)
     summary.update(window=[_iso(window.start), _iso(window.end)], events_read=len(events))

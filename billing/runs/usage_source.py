@@ -10,10 +10,10 @@
     intervals and meters) equals the one the fold recorded, since before the period started
     (no record at all: none of its events was ever folded);
   - every accumulator found has this period's bounds and no ``overflow``;
-  a folded watch loads the accumulators' states and takes only the events ingested at or after
+  a folded watch loads the accumulators' states and takes only the events whose fold time is at or after
   what each covers (``max(watermark, accumulator.folded_until)``: a fold that applied some
   accumulators and not yet the watermark is counted once). Those come from one query on
-  ``ingested_at`` plus the lookback for events without it (``stream_ingested_events``);
+  ``timestamp`` and one on late ``ingested_at`` (``stream_fold_window``);
 - raw watches (if any) get the timestamp stream of their windows.
 
 The quantities are the raw computation's exactly (merging states is exact:
@@ -74,7 +74,7 @@ def supply_usage(
         supply.folded = len(watched) - len(raw)
         if supply.folded:
             window_end = max(period.end for _, period, _ in watched)
-            tail = store.stream_ingested_events(
+            tail = store.stream_fold_window(
                 tenant.id, watermark, None, router.properties(), timestamps_before=window_end
             )
             before = router.events_seen

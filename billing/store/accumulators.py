@@ -2,9 +2,9 @@
 
 Layout (everything under ``tenants/{t}``; an extension of the contract's layout):
 
-- ``usage_folds/watermark``: ``folded_until`` (timestamp): every event *ingested* before it is
-  in the accumulators (``billing.pricing.usage.ingestion_time``: ``ingested_at``, else the
-  event document's create time). Absent until the tenant's first fold: billing then reads
+- ``usage_folds/watermark``: ``folded_until`` (timestamp): every event whose *fold time*
+  (``billing.pricing.usage.fold_time``: ``max(timestamp, ingested_at)``, or its timestamp) is
+  before it is in the accumulators. Absent until the tenant's first fold: billing then reads
   raw events only.
 - ``usage_folds/{start}`` (``start`` = ``YYYYMMDDTHHMMSSffffffZ`` of the window's start): one
   *fold window* ``[start, end)``, created once, whatever the number of runs that race for it
@@ -67,7 +67,7 @@ def accumulator_id(subscription_id: str, period_key: str, meter: str) -> str:
 
 @dataclass(frozen=True)
 class FoldWindow:
-    """One fold window ``[start, end)`` of ingestion times, named ``fold_id``."""
+    """One fold window ``[start, end)`` of fold times, named ``fold_id``."""
 
     fold_id: str
     start: datetime
@@ -81,14 +81,16 @@ class AccumulatorUpdate:
     ``identity``: the document's fixed fields (subscription, customer, meter, aggregation,
     period bounds). ``merge(existing_state or None) -> (state, stored_values)`` merges this
     fold's state into the stored one (``billing.pricing.aggregation.Accumulator``).
-    ``ingested``: the ingestion times of this update's events (the late-event policy).
+    ``invoice_id``: the period's invoice, ``None`` when it cannot exist yet (not read).
+    ``arrivals``: when this update's events arrived (``billing.pricing.usage.arrival_time``;
+    the late-event policy).
     """
 
     doc_id: str
-    invoice_id: str
+    invoice_id: str | None
     identity: Mapping[str, Any]
     merge: Callable[[Mapping[str, Any] | None], tuple[dict[str, Any], int]]
-    ingested: Sequence[datetime] = field(default=())
+    arrivals: Sequence[datetime] = field(default=())
 
 
 @dataclass
@@ -165,7 +167,8 @@ class AccumulatorStore(StoreBase):
         An accumulator whose ``folded_until`` is at or after the window's end has this window
         already (a retry, or a concurrent run that committed first): left as it is. The
         period's invoice is read in the same transaction: events ingested after a final
-        invoice was priced (its ``created_at``) are counted in ``late_unbilled``.
+        invoice was priced (its ``finalized_at``, else ``created_at``) are counted in
+        ``late_unbilled``.
         """
         outcome = AppliedFold()
         ordered = sorted(updates, key=lambda u: u.doc_id)
@@ -190,8 +193,9 @@ class AccumulatorStore(StoreBase):
     ) -> AppliedFold:
         """One transaction of ``apply_accumulators`` (reads first, then writes)."""
         refs = [self._doc(tenant_id, ACCUMULATORS, u.doc_id) for u in chunk]
-        invoice_ids = sorted({u.invoice_id for u in chunk})
-        invoices = tx.get_all([self._doc(tenant_id, "invoices", invoice_id) for invoice_id in invoice_ids])
+        invoice_ids = sorted({u.invoice_id for u in chunk if u.invoice_id is not None})
+        refs_of_invoices = [self._doc(tenant_id, "invoices", invoice_id) for invoice_id in invoice_ids]
+        invoices = tx.get_all(refs_of_invoices) if refs_of_invoices else {}
         stored = tx.get_all(refs)
         outcome = AppliedFold()
         for update, ref in zip(chunk, refs, strict=True):
@@ -200,8 +204,12 @@ class AccumulatorStore(StoreBase):
             if isinstance(until, datetime) and until >= window.end:
                 outcome.already += 1
                 continue
-            late = _late_unbilled(invoices[update.invoice_id], update.ingested)
-            if late:
+            late = (
+                0
+                if update.invoice_id is None
+                else _late_unbilled(invoices[update.invoice_id], update.arrivals)
+            )
+            if late and update.invoice_id is not None:
                 outcome.late_unbilled += late
                 outcome.late_invoices.append(update.invoice_id)
             tx.set(ref, self._merged(ref, data, update, window, now, late))
@@ -274,15 +282,17 @@ class AccumulatorStore(StoreBase):
             yield {"id": snapshot.id, **(snapshot.to_dict() or {})}
 
 
-def _late_unbilled(invoice: Any, ingested: Sequence[datetime]) -> int:
-    """Events ingested after a final invoice of their period was priced (none when not final)."""
+def _late_unbilled(invoice: Any, arrivals: Sequence[datetime]) -> int:
+    """Events that arrived after a final invoice of their period was priced (none when not final)."""
     if not invoice.exists:
         return 0
     data = invoice.to_dict() or {}
-    priced = data.get("created_at")
+    # A draft is priced again when it is finalized (generate_invoices); the month close creates
+    # open invoices, finalized when created.
+    priced = data.get("finalized_at") or data.get("created_at")
     if data.get("status") not in FINAL_STATUSES or not isinstance(priced, datetime):
         return 0
-    return sum(1 for moment in ingested if moment >= priced)
+    return sum(1 for moment in arrivals if moment >= priced)
 
 
 __all__ = [

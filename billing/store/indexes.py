@@ -55,9 +55,9 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
-    # The hourly usage fold and the close's tail (issue 13): events by ingestion time, and by
-    # timestamp for those without ingested_at (the first shape above).
-    QueryShape("usage_events", (), ("ingested_at",), "store.stream_ingested_events"),
+    # The hourly usage fold and the close's tail (issue 13): late events, ingested in a window
+    # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
+    QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),
     QueryShape("usage_accumulators", ("subscription_id",), (), "store.accumulators_of_subscription"),
 )
 """Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""

@@ -1,18 +1,28 @@
-"""The usage stream: a tenant's usage events by timestamp (billing) or by ingestion time (the fold).
+"""The usage stream: a tenant's usage events by timestamp (billing) or by fold window (the fold).
 
-An event's *ingestion time* (contract, "Usage accumulators") is its ``ingested_at`` field, or
-the event document's create time when it has none (``billing.pricing.usage.ingestion_time``).
-Firestore cannot query a document's create time, so events without ``ingested_at`` are found
-through their ``timestamp``, looking back ``INGESTION_LOOKBACK`` before the ingestion window:
-such an event must be written within that delay after its timestamp. A producer that sends
-events later than that (backfills, retried batches) sets ``ingested_at`` (e.g. to the server
-timestamp), which is queried directly, however old the event's timestamp.
+The hourly fold (``billing.runs.fold_usage``) partitions events into windows of *fold time*
+(``billing.pricing.usage.fold_time``: ``max(timestamp, ingested_at)``, or the timestamp for an
+event without ``ingested_at``). A window ``[start, end)`` is read with two queries, so that each
+event is read once, in the window that folds it:
+
+- on time: ``start <= timestamp < end`` (every event written by then whose ``ingested_at`` is
+  absent or before ``end``);
+- late: ``start <= ingested_at < end`` and ``timestamp < start`` (two inequality fields: the
+  composite index ``(ingested_at, timestamp)``, ``billing.store.indexes``).
+
+Firestore cannot query a document's create time, so an event *without* ``ingested_at`` is folded
+with the window of its timestamp: it must be written before that window is folded
+(``billing.runs.fold_usage.FOLD_GRACE`` after the window's hour, when the hourly job runs). A
+producer that sends events later than that (backfills, retried batches) sets ``ingested_at``
+(e.g. the server timestamp at write): such an event is found by the late query, however old
+its timestamp. An event without ``ingested_at`` written later is neither folded nor read by
+the close (``verify`` reports the difference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -21,8 +31,6 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from billing.records import UsageEvent
 from billing.store.base import StoreBase
 
-INGESTION_LOOKBACK = timedelta(hours=1)
-"""How long after its timestamp an event without ``ingested_at`` may be written (see the module)."""
 _BASE_FIELDS = ("customer_id", "meter", "timestamp", "subscription_id", "ingested_at")
 
 
@@ -51,41 +59,36 @@ class UsageStore(StoreBase):
         )
         yield from self._events(_project(query, properties))
 
-    def stream_ingested_events(
+    def stream_fold_window(
         self,
         tenant_id: str,
-        since: datetime,
-        until: datetime | None,
+        start: datetime,
+        end: datetime | None,
         properties: Iterable[str] | None = None,
         *,
         timestamps_before: datetime | None = None,
     ) -> Iterator[UsageEvent]:
-        """Yield the events ingested in ``[since, until)`` (``until`` None: no end), any order.
+        """Yield the events whose fold time is in ``[start, end)`` (``end`` None: no end).
 
-        Two queries: ``ingested_at`` in the window, and (events without ``ingested_at``) the
-        ``timestamp`` from ``since - INGESTION_LOOKBACK`` (up to ``until`` or
-        ``timestamps_before``) filtered on the document's create time. ``properties``: as in
+        The two queries of the module docstring; ``timestamps_before`` bounds the on-time query
+        when ``end`` is None (billing reads only its windows). ``properties``: as in
         ``stream_usage_events``. Malformed documents are skipped and counted in
         ``self.malformed_events``.
         """
         self.malformed_events = 0
-        by_field = self._collection(tenant_id, "usage_events").where(
-            filter=FieldFilter("ingested_at", ">=", since)
-        )
-        if until is not None:
-            by_field = by_field.where(filter=FieldFilter("ingested_at", "<", until))
-        yield from self._events(_project(by_field.order_by("ingested_at"), properties))
-        by_time = self._collection(tenant_id, "usage_events").where(
-            filter=FieldFilter("timestamp", ">=", since - INGESTION_LOOKBACK)
-        )
-        limit = until if until is not None else timestamps_before
+        events = self._collection(tenant_id, "usage_events")
+        on_time = events.where(filter=FieldFilter("timestamp", ">=", start))
+        limit = end if end is not None else timestamps_before
         if limit is not None:
-            by_time = by_time.where(filter=FieldFilter("timestamp", "<", limit))
-        for event in self._events(_project(by_time.order_by("timestamp"), properties)):
-            created = event.created_at
-            if event.ingested_at is None and created is not None and since <= created:
-                if until is None or created < until:
-                    yield event
+            on_time = on_time.where(filter=FieldFilter("timestamp", "<", limit))
+        for event in self._events(_project(on_time.order_by("timestamp"), properties)):
+            if end is None or event.ingested_at is None or event.ingested_at < end:
+                yield event
+        late = events.where(filter=FieldFilter("ingested_at", ">=", start))
+        if end is not None:
+            late = late.where(filter=FieldFilter("ingested_at", "<", end))
+        late = late.where(filter=FieldFilter("timestamp", "<", start))
+        yield from self._events(_project(late.order_by("ingested_at").order_by("timestamp"), properties))
 
     def _events(self, query: Any) -> Iterator[UsageEvent]:
         """Parse a query's event documents; malformed ones counted in ``malformed_events``."""

@@ -16,7 +16,7 @@ import pytest
 from google.cloud import firestore
 
 from billing.pricing.periods import month_period
-from billing.runs.fold_usage import AGGREGATE_USAGE, fold_tenant
+from billing.runs.fold_usage import AGGREGATE_USAGE, fold_tenant, fold_until
 from billing.runs.shell import RunContext, RunReport
 from billing.store.firestore_store import BillingStore
 from tests import factories as f
@@ -93,7 +93,9 @@ def test_a_late_event_is_billed_in_its_period_until_the_invoice_is_final(
     seed_twins(db, "Europe/London")
     for at in FOLD_HOURS:
         fold(call_function, clock, at)
-    # Oct 3 was folded long ago; this event arrives on Oct 31 at 12:10: late, still billed.
+    fold(call_function, clock, utc(2026, 10, 31, 12, 15))  # folded up to 12:00
+    # Oct 3 was folded long ago; this event arrives on Oct 31 at 12:10: late, still billed. No
+    # other event of the scenario has a fold time between 12:00 and 13:00 that day.
     late = {
         "customer_id": "c1",
         "meter": "gb",
@@ -103,7 +105,8 @@ def test_a_late_event_is_billed_in_its_period_until_the_invoice_is_final(
     }
     for tenant_id in (FOLDED, RAW):
         write_events(db, tenant_id, [("late-1", late)])
-    body = fold(call_function, clock, utc(2026, 10, 31, 13))
+    body = fold(call_function, clock, utc(2026, 10, 31, 13, 15))
+    assert body["tenants"][0]["window"] == ["2026-10-31T12:00:00+00:00", "2026-10-31T13:00:00+00:00"]
     assert body["events_folded"] == 1 and body["warnings_count"] == 0
     fold(call_function, clock, utc(2026, 11, 1, 5))
     close(call_function, clock, utc(2026, 11, 1, 6), FOLDED)
@@ -115,14 +118,14 @@ def test_a_late_event_is_billed_in_its_period_until_the_invoice_is_final(
     before = f.invoices(db, FOLDED)
     very_late = {**late, "ingested_at": utc(2026, 11, 1, 7, 30), "properties": {"gb": 5}}
     write_events(db, FOLDED, [("late-2", very_late)])
-    body = fold(call_function, clock, utc(2026, 11, 1, 8))
+    body = fold(call_function, clock, utc(2026, 11, 1, 8, 15))
     assert body["warnings_count"] == 1
     assert "late usage events" in body["warnings"][0] and "s1-20261001" in body["warnings"][0]
     assert f.invoices(db, FOLDED) == before
     accumulator = db.document(f"tenants/{FOLDED}/usage_accumulators/s1@20261001@gb").get().to_dict() or {}
     assert accumulator["late_unbilled"] == 1
     # A repeated fold of the same hour changes nothing and warns nothing.
-    again = fold(call_function, clock, utc(2026, 11, 1, 8, 40))
+    again = fold(call_function, clock, utc(2026, 11, 1, 8, 55))
     assert again["events_folded"] == 0 and again["warnings_count"] == 0
     assert db.document(f"tenants/{FOLDED}/usage_accumulators/s1@20261001@gb").get().to_dict() == accumulator
 
@@ -160,7 +163,7 @@ def test_concurrent_folds_change_nothing_twice(db: firestore.Client) -> None:
     assert _states(db, FOLDED) == _states(db, RAW) and len(_states(db, RAW)) > 10
     assert all(result["window"] == once["window"] for result in results)
     watermark = db.document(f"tenants/{FOLDED}/usage_folds/watermark").get().to_dict() or {}
-    assert watermark["folded_until"] == at
+    assert watermark["folded_until"] == fold_until(at)
     # Between them the 4 runs wrote each accumulator once; the others found it applied.
     assert sum(r["already_applied"] for r in results) == 3 * len(_states(db, RAW))
 
@@ -188,9 +191,10 @@ def test_dry_run_fold_writes_nothing(db: firestore.Client, call_function: Any, c
 
 def test_fold_window_edges_are_hours(db: firestore.Client, call_function: Any, clock: Any) -> None:
     seed_twins(db, "Asia/Kathmandu")
+    # The window ends at the UTC hour before now - FOLD_GRACE (10 minutes).
     body = fold(call_function, clock, utc(2026, 10, 12, 7, 59, 59))
     assert body["tenants"][0]["window"][1] == "2026-10-12T07:00:00+00:00"
-    nothing = fold(call_function, clock, utc(2026, 10, 12, 7, 30))
+    nothing = fold(call_function, clock, utc(2026, 10, 12, 8, 9))
     assert nothing["events_folded"] == 0 and "window" not in nothing["tenants"][0]
 
 
