@@ -5,12 +5,19 @@ Usage::
     python -m admin call FUNCTION_NAME --url URL [--tenant T] [--month YYYY-MM]
         [--as-of RFC3339] [--subscription-id ID] [--action ACTION] [--invoice-id ID]
         [--amount MINOR_UNITS] [--paid-at RFC3339] [--dry-run] [--data JSON|@file]
+        [review fields, below] [--request-id ID] [--output auto|json|text]
         [--audience AUD] [--local | --token-source SOURCE] [--timeout SECONDS]
 
 The body is ``--data`` (a JSON object) with the flags laid over it: ``--month`` -> ``month``,
 ``--as-of`` -> ``as_of``, ``--subscription-id`` -> ``subscription_id``, ``--action`` ->
 ``action``, ``--invoice-id`` -> ``invoice_id``, ``--amount`` -> ``amount``, ``--paid-at`` ->
 ``paid_at``, ``--dry-run`` -> ``"dry_run": true``. ``--tenant`` is sent as ``X-Tenant-ID``.
+The review actions (issue 10) take ``--invoice-ids A,B,C`` -> ``invoice_ids`` (a list, in
+order), ``--line-id``, ``--description``, ``--quantity`` (decimal string), ``--unit-amount`` ->
+``unit_amount_decimal`` (decimal string, minor units, negative for a discount),
+``--tax-exempt``, ``--customer-id``, ``--line DESCRIPTION:QUANTITY:UNIT_AMOUNT`` (repeatable,
+-> ``lines``), ``--idempotency-key``, ``--finalize``, ``--memo`` and ``--reason``.
+``--request-id`` is sent as ``X-Request-ID``: the same id sent again is a no-op.
 ``--url`` defaults to ``$ADMIN_URL_<FUNCTION_NAME>`` (e.g. ``ADMIN_URL_MONTHLY_BILLING``).
 Examples::
 
@@ -18,6 +25,14 @@ Examples::
     python -m admin call generate_invoices --url "$URL" --as-of 2026-11-01T00:00:00Z
     python -m admin call billing_admin --url "$URL" --tenant acme --action mark_paid \
         --invoice-id inv_123 --amount 1200 --paid-at 2026-11-03T10:00:00Z
+    python -m admin call billing_admin --url "$URL" --tenant acme --action add_line_item \
+        --invoice-id sub_1-20261001 --description "Loyalty discount" --quantity 1 \
+        --unit-amount -500 --request-id discount-sub_1-oct
+    python -m admin call billing_admin --url "$URL" --tenant acme --action finalize \
+        --invoice-ids sub_3-20261001,sub_1-20261001
+    python -m admin call billing_admin --url "$URL" --tenant acme --action create_invoice \
+        --customer-id cus_1 --line "Prepaid support:10:5000" --idempotency-key prepaid-cus_1-nov \
+        --finalize
 
 Token sources (``--token-source``, default ``$ADMIN_TOKEN_SOURCE``, else ``google``); the
 audience is ``--audience`` or the URL:
@@ -44,7 +59,10 @@ When the token's audience (its ``aud`` claim, or ``--audience``) is not on the U
 a warning goes to stderr: the function will probably answer 401, and the server at the URL
 receives a token meant for another.
 
-The response is printed as indented JSON (raw text if it is not JSON). Exit status: 0 for HTTP
+The response is printed as indented JSON (raw text if it is not JSON); with ``--output auto``
+(the default) an answer that carries an invoice (the review actions) is printed as text instead:
+the invoice with its lines and totals (``admin.invoice_text``). ``--output json`` always prints
+JSON, ``--output text`` asks for text wherever there is an invoice. Exit status: 0 for HTTP
 < 400, 1 for HTTP >= 400, 2 for bad arguments, 3 when no token could be obtained or the
 function could not be reached. The token is never printed or logged.
 """
@@ -68,7 +86,21 @@ from typing import Any, TextIO
 
 import requests
 
+from admin.invoice_text import render_answer
+
 TOKEN_SOURCES = ("google", "local", "gcloud", "env")
+OUTPUTS = ("auto", "json", "text")
+"""``--output``: ``auto`` prints invoices as text and everything else as JSON."""
+REVIEW_FLAGS = (
+    "line_id",
+    "description",
+    "quantity",
+    "unit_amount_decimal",
+    "customer_id",
+    "idempotency_key",
+    "memo",
+    "reason",
+)
 """Where ``call`` gets its ID token; see the module docstring."""
 
 EXIT_OK = 0
@@ -119,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="send dry_run: true (nothing is written)"
     )
+    _review_arguments(body)
     body.add_argument(
         "--data", type=_json_object, help="a JSON object, or @FILE holding one, used as the base body"
     )
@@ -143,10 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=("POST", "GET"), default="POST", help="GET fetches the health document (no body)"
     )
     call.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    call.add_argument(
+        "--output", choices=OUTPUTS, default="auto", help="auto (default: invoices as text), json, text"
+    )
+    call.add_argument("--request-id", dest="request_id", help="sent as X-Request-ID (a retry is a no-op)")
     from admin import usage  # imports this module: registered here, after it has loaded
 
     usage.register(sub)
     return parser
+
+
+def _review_arguments(body: argparse._ArgumentGroup) -> None:
+    """The body flags of the review actions (issue 10)."""
+    body.add_argument("--invoice-ids", dest="invoice_ids", type=_id_list, help="A,B,C (finalize, in order)")
+    body.add_argument("--line-id", dest="line_id", help="remove_line_item")
+    body.add_argument("--description", help="add_line_item")
+    body.add_argument("--quantity", help="decimal string (add_line_item)")
+    body.add_argument("--unit-amount", dest="unit_amount_decimal", help="minor units, decimal string")
+    body.add_argument("--tax-exempt", dest="tax_exempt", action="store_true", help="the line carries no tax")
+    body.add_argument("--customer-id", dest="customer_id", help="create_invoice")
+    body.add_argument(
+        "--line",
+        dest="lines",
+        action="append",
+        type=_line,
+        help="DESCRIPTION:QUANTITY:UNIT_AMOUNT (create_invoice; repeatable)",
+    )
+    body.add_argument("--idempotency-key", dest="idempotency_key", help="create_invoice")
+    body.add_argument("--finalize", action="store_true", help="create_invoice, regenerate: finalize at once")
+    body.add_argument("--memo", help="create_invoice")
+    body.add_argument("--reason", help="kept in the invoice's history")
 
 
 def build_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,6 +217,13 @@ def build_body(args: argparse.Namespace) -> dict[str, Any]:
             body[name] = value
     if args.dry_run:
         body["dry_run"] = True
+    for name in (*REVIEW_FLAGS, "invoice_ids", "lines"):
+        value = getattr(args, name, None)
+        if value is not None:
+            body[name] = value
+    for name in ("tax_exempt", "finalize"):
+        if getattr(args, name, False):
+            body[name] = True
     return body
 
 
@@ -207,8 +273,9 @@ def call_function(
     tenant: str | None = None,
     method: str = "POST",
     timeout: float = 600.0,
+    request_id: str | None = None,
 ) -> requests.Response:
-    """Send the request with ``Authorization: Bearer <token>`` (and ``X-Tenant-ID``).
+    """Send the request with ``Authorization: Bearer <token>`` (and ``X-Tenant-ID``, ``X-Request-ID``).
 
     Raises:
         AdminError: the function could not be reached (connection, TLS, timeout).
@@ -217,6 +284,8 @@ def call_function(
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     if tenant:
         headers["X-Tenant-ID"] = tenant
+    if request_id:
+        headers["X-Request-ID"] = request_id
     try:
         if method == "GET":
             return requests.get(url, headers=headers, timeout=timeout)
@@ -314,11 +383,12 @@ def main(
             tenant=args.tenant,
             method=args.method,
             timeout=args.timeout,
+            request_id=args.request_id,
         )
     except AdminError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_NO_CONNECTION
-    print(_render(response), file=out)
+    print(_render(response, args.output), file=out)
     if response.status_code >= 400:
         print(f"error: {args.function} answered HTTP {response.status_code}", file=err)
         return EXIT_HTTP_ERROR
@@ -371,11 +441,16 @@ def _token_audiences(token: str) -> list[str]:
     return []
 
 
-def _render(response: requests.Response) -> str:
+def _render(response: requests.Response, output: str = "json") -> str:
+    """The answer as printed: JSON, or (``auto``/``text``) an invoice answer as text."""
     try:
         document = response.json()
     except ValueError:
         return response.text
+    if output != "json":
+        readable = render_answer(document)
+        if readable is not None:
+            return readable
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
@@ -439,6 +514,22 @@ def _amount(value: str) -> int:
     if amount < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer in minor units, got {value!r}")
     return amount
+
+
+def _id_list(value: str) -> list[str]:
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected ids separated by commas, got {value!r}")
+    return ids
+
+
+def _line(value: str) -> dict[str, str]:
+    """``DESCRIPTION:QUANTITY:UNIT_AMOUNT`` (the description may hold colons; the last two split)."""
+    parts = value.rsplit(":", 2)
+    if len(parts) != 3 or not all(part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected DESCRIPTION:QUANTITY:UNIT_AMOUNT, got {value!r}")
+    description, quantity, unit_amount = (part.strip() for part in parts)
+    return {"description": description, "quantity": quantity, "unit_amount_decimal": unit_amount}
 
 
 def _json_object(value: str) -> dict[str, Any]:

@@ -968,6 +968,10 @@ _INVOICE_TEXTS = (
     "stripe_invoice_id",
     "deleted_reason",
     "deleted_by_run",
+    "replaces",
+    "replaced_by",
+    "memo",
+    "idempotency_key",
 )
 
 
@@ -1016,15 +1020,37 @@ def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+LINE_KINDS = ("fixed", "usage", "custom")
+"""The contract's line kinds ("Review and correction"); ``flat`` (a tier's flat fee, Lago's name)
+is still read on lines stored before issue 10 and counts as a generated (usage) line."""
+INVOICE_TYPES = ("subscription", "one_off")
+"""``Invoice.type``: billed by a run for a (subscription, period), or created by a person
+(``create_invoice``, Stripe's one-off invoice); documents stored before issue 10 are ``subscription``."""
+
+
+def legacy_line_id(index: int) -> str:
+    """The ``line_id`` of a line stored without one (before issue 10): ``line-{index}``, by position.
+
+    Deterministic, so every read of the same document names its lines alike; the first edit of
+    the draft writes these ids onto the lines, after which they never change.
+    """
+    return f"line-{index}"
+
+
 @dataclass(frozen=True)
 class InvoiceLine:
     """One stored invoice line (``invoices/{id}.lines[]``): the contract's fields and extensions.
 
     ``quantity`` and ``unit_amount_decimal`` are stored as decimal text (the contract) and read
     as ``Decimal``; ``amount`` and ``tax`` are minor units of the invoice's currency;
-    ``tax_rate`` is a percent (``None`` on a line stored without it). ``kind`` is ``fixed``,
-    ``usage`` or ``flat`` (a tier's flat fee, Lago's name); ``meter`` and ``group`` identify a
-    usage line. The line as computed before it is stored is ``billing.pricing.invoicing.InvoiceLine``.
+    ``tax_rate`` is a percent (``None`` on a line stored without it). ``line_id`` names the line
+    within its invoice (``legacy_line_id`` for a line stored without one); ``kind`` is one of
+    ``LINE_KINDS`` (``fixed`` and ``usage`` from the plan, ``custom`` added by a person), or
+    ``flat`` on older documents; a line stored without a kind reads as ``usage`` when it names a
+    meter, else ``fixed``. ``meter`` and ``group`` identify a usage line; ``tax_exempt``: the line
+    carries no tax whatever the customer's rate. ``added_by``/``added_at``: who added a custom
+    line, and when. The line as computed before it is stored is
+    ``billing.pricing.invoicing.InvoiceLine``.
     """
 
     description: str
@@ -1033,13 +1059,28 @@ class InvoiceLine:
     amount: int
     tax_rate: Decimal | None = None
     tax: int = 0
-    kind: str | None = None
+    kind: str = "fixed"
     meter: str | None = None
     group: tuple[str, ...] = ()
+    line_id: str = ""
+    tax_exempt: bool = False
+    flat: bool = False
+    added_by: str | None = None
+    added_at: datetime | None = None
 
     @classmethod
-    def from_document(cls, data: Mapping[str, Any], where: str) -> InvoiceLine:
-        """Parse one stored line; raise ``DataError`` (naming ``where``) on an invalid field."""
+    def from_document(cls, data: Mapping[str, Any], where: str, index: int = 0) -> InvoiceLine:
+        """Parse one stored line (``index``: its position, for a line stored without an id).
+
+        Raises:
+            DataError: (naming ``where``) an invalid field, or a ``kind`` that is not one of
+                ``LINE_KINDS`` or ``flat``.
+
+        """
+        meter = _optional_str(data, "meter", where)
+        kind = _optional_str(data, "kind", where) or ("usage" if meter else "fixed")
+        if kind not in (*LINE_KINDS, "flat"):
+            raise DataError(f"{where}: 'kind' must be one of {', '.join(LINE_KINDS)}", code="invalid_field")
         return cls(
             description=str(data.get("description") or ""),
             quantity=_decimal(data, "quantity", where),
@@ -1047,10 +1088,20 @@ class InvoiceLine:
             amount=_int(data, "amount", where),
             tax_rate=None if data.get("tax_rate") is None else _decimal(data, "tax_rate", where),
             tax=_int(data, "tax", where, 0),
-            kind=_optional_str(data, "kind", where),
-            meter=_optional_str(data, "meter", where),
+            kind=kind,
+            meter=meter,
             group=tuple(str(g) for g in data.get("group") or ()),
+            line_id=_optional_str(data, "line_id", where) or legacy_line_id(index),
+            tax_exempt=_flag(data, "tax_exempt", where, False),
+            flat=kind == "flat" or _flag(data, "flat", where, False),
+            added_by=_optional_str(data, "added_by", where),
+            added_at=_optional_datetime(data, "added_at", where),
         )
+
+    @property
+    def generated(self) -> bool:
+        """True for a line priced from the plan (``fixed``, ``usage``, ``flat``), False for ``custom``."""
+        return self.kind != "custom"
 
 
 @dataclass(frozen=True)
@@ -1127,6 +1178,12 @@ class Invoice:
     ``dunning`` steps done (step -> record), ``history`` entries (``{action, actor, at, ...}``)
     and a deleted draft's ``deleted_*``. ``amount_due`` of a document without it is ``total``.
 
+    Issue 10 ("Review and correction"): ``type`` (``INVOICE_TYPES``; ``subscription`` when
+    absent), ``amount_credited`` (minor units credited by credit notes, 0 when absent),
+    ``credit_note_ids``, ``replaces`` / ``replaced_by`` (a regenerated invoice and the void one
+    it replaces), ``memo`` and, for a one-off invoice, its ``idempotency_key``. A ``one_off``
+    invoice has no ``subscription_id``; a ``subscription`` invoice must have one.
+
     ``raw`` is the document as stored, unknown fields included: writes are field updates made
     by the store, so nothing in it is ever lost; ``as_document()`` hands it to the renderers
     that take a mapping (PDF, email values, Stripe).
@@ -1134,7 +1191,7 @@ class Invoice:
 
     id: str
     customer_id: str
-    subscription_id: str
+    subscription_id: str | None
     period_start: datetime
     period_end: datetime
     status: str
@@ -1185,6 +1242,13 @@ class Invoice:
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
     deleted_by_run: str | None = None
+    type: str = "subscription"
+    amount_credited: int = 0
+    credit_note_ids: tuple[str, ...] = ()
+    replaces: str | None = None
+    replaced_by: str | None = None
+    memo: str | None = None
+    idempotency_key: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -1201,6 +1265,12 @@ class Invoice:
         where = f"invoices/{invoice_id}"
         customer_id = _str(data, "customer_id", where)
         total = _int(data, "total", where)
+        kind = _choice(data, "type", INVOICE_TYPES, where) if data.get("type") is not None else "subscription"
+        subscription_id = (
+            _str(data, "subscription_id", where)
+            if kind == "subscription"
+            else _optional_str(data, "subscription_id", where)
+        )
         snapshot = data.get("customer")
         if snapshot is not None and not isinstance(snapshot, Mapping):
             raise DataError(f"{where}: 'customer' must be a map", code="invalid_field")
@@ -1209,13 +1279,13 @@ class Invoice:
         return cls(
             id=invoice_id,
             customer_id=customer_id,
-            subscription_id=_str(data, "subscription_id", where),
+            subscription_id=subscription_id,
             period_start=_datetime(data, "period_start", where),
             period_end=_datetime(data, "period_end", where),
             status=_str(data, "status", where),
             currency=_str(data, "currency", where),
             lines=tuple(
-                InvoiceLine.from_document(line, f"{where} line {n}")
+                InvoiceLine.from_document(line, f"{where} line {n}", n)
                 for n, line in enumerate(_maps(data, "lines", where))
             ),
             subtotal=_int(data, "subtotal", where),
@@ -1241,6 +1311,9 @@ class Invoice:
             stripe_event_ids=_strings(data, "stripe_event_ids", where),
             dunning=_map(data, "dunning", where),
             history=_maps(data, "history", where),
+            type=kind,
+            amount_credited=_int(data, "amount_credited", where, 0),
+            credit_note_ids=_strings(data, "credit_note_ids", where),
             raw=dict(data),
             **optional,
         )
@@ -1265,3 +1338,250 @@ class Invoice:
     def stripe_paid(self) -> int:
         """The Stripe payments recorded on the invoice, in minor units (``source == "stripe"``)."""
         return sum(p.amount for p in self.payments if p.source == "stripe")
+
+
+# -- credit notes (issue 10 item 4) ----------------------------------------------------------------
+CREDIT_NOTE_REASONS = (
+    "duplicate",
+    "product_unsatisfactory",
+    "order_change",
+    "order_cancellation",
+    "fraudulent",
+    "other",
+)
+"""``create_credit_note``'s reasons (``CONTRACT.md``): Stripe's four plus ``order_cancellation``
+and ``other``."""
+CREDIT_NOTE_STATUSES = ("issued", "void")
+
+
+@dataclass(frozen=True)
+class CreditNoteLine:
+    """One credit note line: ``{description, invoice_line_id, amount, tax}`` (minor units)."""
+
+    description: str
+    invoice_line_id: str
+    amount: int
+    tax: int
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], where: str) -> CreditNoteLine:
+        """Parse one stored line; ``DataError`` on a missing or mistyped field."""
+        return cls(
+            description=str(data.get("description") or ""),
+            invoice_line_id=_str(data, "invoice_line_id", where),
+            amount=_int(data, "amount", where),
+            tax=_int(data, "tax", where, 0),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored line map."""
+        return {
+            "description": self.description,
+            "invoice_line_id": self.invoice_line_id,
+            "amount": self.amount,
+            "tax": self.tax,
+        }
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    """``tenants/{t}/credit_notes/{id}``: a credit note on one invoice (contract fields first).
+
+    Amounts are ``int`` minor units of ``currency``: ``subtotal`` (the lines' amounts), ``tax``
+    (their tax, pro rata, ``billing.pricing.crediting``), ``total`` (``subtotal + tax``, or
+    ``subtotal`` on a tax-inclusive invoice). Of ``total``, ``pre_payment_amount`` lowered the
+    invoice's ``amount_due`` and ``credited_to_balance`` (Stripe's ``post_payment_amount``
+    credited to the customer balance) is owed to the customer: the whole credit on a ``paid``
+    invoice, the part above ``amount_due`` on a partly paid one. No refund is ever made.
+
+    Extensions: ``tenant_id``, the invoice's ``invoice_number`` and ``invoice_issued_at`` (the
+    PDF prints them), the ``customer`` snapshot of the invoice, ``tax_inclusive``,
+    ``invoice_status_after`` (the invoice's status once credited), ``request_fingerprint`` (a
+    reused ``idempotency_key`` with another request is refused), ``created_by``, ``run_id``,
+    ``pdf_rendered_at``, ``email_*``, ``stripe_credit_note_id``, the ``stripe`` map, and
+    ``delivery_pending`` (true from its creation until its PDF, email and Stripe twin are all
+    done; the daily dunning run finishes those left pending) with ``delivered_at``.
+
+    Raises (``from_document`` and construction):
+        DataError: a missing or mistyped field, an unknown reason or status, or totals that do
+            not add up.
+
+    """
+
+    id: str
+    invoice_id: str
+    customer_id: str
+    currency: str
+    reason: str
+    status: str
+    number: str
+    lines: tuple[CreditNoteLine, ...]
+    subtotal: int
+    tax: int
+    total: int
+    created_at: datetime
+    idempotency_key: str
+    pdf_uri: str | None = None
+    memo: str | None = None
+    history: tuple[Mapping[str, Any], ...] = ()
+    tenant_id: str | None = None
+    sequence: int | None = None
+    sequence_year: int | None = None
+    invoice_number: str | None = None
+    invoice_issued_at: datetime | None = None
+    customer: CustomerSnapshot | None = None
+    tax_inclusive: bool = False
+    pre_payment_amount: int = 0
+    credited_to_balance: int = 0
+    invoice_status_after: str | None = None
+    request_fingerprint: str | None = None
+    created_by: str | None = None
+    run_id: str | None = None
+    pdf_rendered_at: datetime | None = None
+    email_sent_at: datetime | None = None
+    email_to: str | None = None
+    stripe_credit_note_id: str | None = None
+    stripe: Mapping[str, Any] = field(default_factory=dict)
+    delivery_pending: bool = True
+    delivered_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Check the reason, the status and that the amounts add up."""
+        where = f"credit_notes/{self.id}"
+        if self.reason not in CREDIT_NOTE_REASONS:
+            raise DataError(f"{where}: unknown reason {self.reason!r}", code="invalid_field")
+        if self.status not in CREDIT_NOTE_STATUSES:
+            raise DataError(f"{where}: unknown status {self.status!r}", code="invalid_field")
+        if self.subtotal != sum(line.amount for line in self.lines) or self.tax != sum(
+            line.tax for line in self.lines
+        ):
+            raise DataError(f"{where}: subtotal or tax is not the sum of the lines", code="invalid_field")
+        expected = self.subtotal if self.tax_inclusive else self.subtotal + self.tax
+        if self.total != expected or self.pre_payment_amount + self.credited_to_balance != self.total:
+            raise DataError(f"{where}: the totals do not add up", code="invalid_field")
+
+    @classmethod
+    def from_document(cls, credit_note_id: str, data: Mapping[str, Any]) -> CreditNote:
+        """Parse a stored credit note (its id is ``credit_note_id``).
+
+        Raises:
+            DataError: see the class docstring.
+
+        """
+        where = f"credit_notes/{credit_note_id}"
+        customer_id = _str(data, "customer_id", where)
+        snapshot = _map(data, "customer", where)
+        return cls(
+            id=credit_note_id,
+            invoice_id=_str(data, "invoice_id", where),
+            customer_id=customer_id,
+            currency=_str(data, "currency", where),
+            reason=_str(data, "reason", where),
+            status=_str(data, "status", where),
+            number=_str(data, "number", where),
+            lines=tuple(
+                CreditNoteLine.from_document(line, f"{where} line {n}")
+                for n, line in enumerate(_maps(data, "lines", where))
+            ),
+            subtotal=_int(data, "subtotal", where),
+            tax=_int(data, "tax", where),
+            total=_int(data, "total", where),
+            created_at=_datetime(data, "created_at", where),
+            idempotency_key=_str(data, "idempotency_key", where),
+            pdf_uri=_optional_str(data, "pdf_uri", where),
+            memo=_optional_str(data, "memo", where),
+            history=_maps(data, "history", where),
+            tenant_id=_optional_str(data, "tenant_id", where),
+            sequence=_optional_int(data, "sequence", where),
+            sequence_year=_optional_int(data, "sequence_year", where),
+            invoice_number=_optional_str(data, "invoice_number", where),
+            invoice_issued_at=_optional_datetime(data, "invoice_issued_at", where),
+            customer=CustomerSnapshot.from_document(snapshot, f"{where} customer", customer_id)
+            if snapshot
+            else None,
+            tax_inclusive=_flag(data, "tax_inclusive", where, False),
+            pre_payment_amount=_int(data, "pre_payment_amount", where, 0),
+            credited_to_balance=_int(data, "credited_to_balance", where, 0),
+            invoice_status_after=_optional_str(data, "invoice_status_after", where),
+            request_fingerprint=_optional_str(data, "request_fingerprint", where),
+            created_by=_optional_str(data, "created_by", where),
+            run_id=_optional_str(data, "run_id", where),
+            pdf_rendered_at=_optional_datetime(data, "pdf_rendered_at", where),
+            email_sent_at=_optional_datetime(data, "email_sent_at", where),
+            email_to=_optional_str(data, "email_to", where),
+            stripe_credit_note_id=_optional_str(data, "stripe_credit_note_id", where),
+            stripe=_map(data, "stripe", where),
+            delivery_pending=_flag(data, "delivery_pending", where, False),
+            delivered_at=_optional_datetime(data, "delivered_at", where),
+            raw=dict(data),
+        )
+
+    def as_document(self) -> dict[str, Any]:
+        """The stored document with ``credit_note_id`` (the PDF, email and Stripe inputs)."""
+        return {"credit_note_id": self.id, **self.raw} if self.raw else self.to_document()
+
+    def to_document(self) -> dict[str, Any]:
+        """The document to store for a new credit note (the fields of this record)."""
+        return {
+            "invoice_id": self.invoice_id,
+            "customer_id": self.customer_id,
+            "currency": self.currency,
+            "reason": self.reason,
+            "status": self.status,
+            "number": self.number,
+            "lines": [line.to_document() for line in self.lines],
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+            "created_at": self.created_at,
+            "idempotency_key": self.idempotency_key,
+            "pdf_uri": self.pdf_uri,
+            "memo": self.memo,
+            "history": [dict(entry) for entry in self.history],
+            "tenant_id": self.tenant_id,
+            "sequence": self.sequence,
+            "sequence_year": self.sequence_year,
+            "invoice_number": self.invoice_number,
+            "invoice_issued_at": self.invoice_issued_at,
+            "customer": None if self.customer is None else _snapshot_document(self.customer),
+            "tax_inclusive": self.tax_inclusive,
+            "pre_payment_amount": self.pre_payment_amount,
+            "credited_to_balance": self.credited_to_balance,
+            "invoice_status_after": self.invoice_status_after,
+            "request_fingerprint": self.request_fingerprint,
+            "created_by": self.created_by,
+            "run_id": self.run_id,
+            "delivery_pending": self.delivery_pending,
+        }
+
+
+def _snapshot_document(snapshot: CustomerSnapshot) -> dict[str, Any]:
+    """A ``CustomerSnapshot`` as the stored map (``invoices/{id}.customer``'s shape)."""
+    return {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "email": snapshot.email,
+        "address": dict(snapshot.address),
+        "tax_id": snapshot.tax_id,
+    }
+
+
+def parse_line_credits(data: Mapping[str, Any], where: str) -> dict[str, tuple[int, int]]:
+    """An invoice's ``line_credits``: ``line_id -> (amount, tax)`` credited by its credit notes.
+
+    The map ``{line_id: {amount, tax}}`` (minor units) that ``billing.store.credit_notes``
+    keeps on the invoice, so that a new credit note knows what is left of each line without
+    reading the earlier credit notes. Absent: nothing credited.
+
+    Raises:
+        DataError: (``invalid_field``) not a map of ``{amount, tax}`` integer maps.
+
+    """
+    raw = _map(data, "line_credits", where)
+    out: dict[str, tuple[int, int]] = {}
+    for line_id, entry in raw.items():
+        if not isinstance(entry, Mapping):
+            raise DataError(f"{where}: line_credits.{line_id} must be a map", code="invalid_field")
+        out[str(line_id)] = (_int(entry, "amount", where, 0), _int(entry, "tax", where, 0))
+    return out

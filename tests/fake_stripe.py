@@ -1,7 +1,8 @@
 """A local fake of the part of Stripe's API we use, strict about parameters and idempotency.
 
 It serves ``/v1/customers``, ``/v1/invoices`` (create, list, retrieve, delete, ``finalize``,
-``send``, ``pay``, ``void``, ``mark_uncollectible``, ``lines``) and ``/v1/invoiceitems`` on a free
+``send``, ``pay``, ``void``, ``mark_uncollectible``, ``lines``), ``/v1/invoiceitems`` and
+``/v1/credit_notes`` (create, list by invoice) on a free
 loopback port, over plain HTTP, form-encoded like Stripe. Point stripe-python at it with
 ``STRIPE_API_BASE`` (or ``base_addresses={"api": fake.url}``).
 
@@ -16,6 +17,11 @@ What it checks, like Stripe:
   booleans, lower-case currency), enums (``collection_method``), ``days_until_due`` only with
   ``send_invoice``; state rules (items only on drafts of the same customer, finalize a draft,
   send an open ``send_invoice`` invoice, void/pay/mark_uncollectible per Stripe's lifecycle).
+- Credit notes (``POST /v1/credit_notes``, Stripe's rules): only on an ``open`` or ``paid``
+  invoice; ``amount`` at most the invoice's total not yet credited; ``reason`` one of Stripe's
+  four; the credit first lowers ``amount_remaining`` (``pre_payment_amount``) and the rest
+  (``post_payment_amount``) must equal ``credit_amount + refund_amount + out_of_band_amount``;
+  an open invoice with nothing left is ``void`` (nothing paid) or ``paid``.
 
 Fault injection: ``fail(path_pattern, status=429, times=1)`` answers the next matching requests
 with an error (or drops the connection with ``status=0``) *before* doing anything, so a retry
@@ -216,6 +222,7 @@ class FakeStripe:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    credit_notes: dict[str, dict[str, Any]] = field(default_factory=dict)
     accounts: dict[str, str | None] = field(default_factory=dict)  # invoice id -> Stripe-Account
     keys: dict[tuple[str | None, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = field(
         default_factory=dict
@@ -422,7 +429,91 @@ class FakeStripe:
             ("POST", "/v1/invoices"): self._create_invoice_on,
             ("GET", "/v1/invoices"): lambda params, _account: self._list_invoices(params),
             ("POST", "/v1/invoiceitems"): lambda params, _account: self._create_item(params),
+            ("POST", "/v1/credit_notes"): lambda params, _account: self._create_credit_note(params),
+            ("GET", "/v1/credit_notes"): lambda params, _account: self._list_credit_notes(params),
         }
+
+    def _list_credit_notes(self, params: dict[str, Any]) -> dict[str, Any]:
+        _allowed(params, {"invoice", "limit", "starting_after"})
+        data = [c for c in self.credit_notes.values() if params.get("invoice") in (None, c["invoice"])]
+        return self._list("/v1/credit_notes", data)
+
+    def _create_credit_note(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Stripe's ``POST /v1/credit_notes`` with ``amount`` (see the module docstring)."""
+        _allowed(
+            params,
+            {
+                "invoice",
+                "amount",
+                "memo",
+                "metadata",
+                "reason",
+                "credit_amount",
+                "refund_amount",
+                "out_of_band_amount",
+            },
+        )
+        invoice = self.invoices.get(str(params.get("invoice")))
+        if invoice is None:
+            raise StripeFakeError(400, f"No such invoice: '{params.get('invoice')}'", param="invoice")
+        if invoice["status"] not in ("open", "paid"):
+            raise StripeFakeError(
+                400, f"Invoice is {invoice['status']}; only open or paid invoices can be credited."
+            )
+        reason = params.get("reason")
+        if reason is not None and reason not in (
+            "duplicate",
+            "fraudulent",
+            "order_change",
+            "product_unsatisfactory",
+        ):
+            raise StripeFakeError(400, f"Invalid reason: {reason}", param="reason")
+        amount = _int(params, "amount", required=True, minimum=1) or 0
+        credited = int(invoice.get("credited", 0))
+        if amount + credited > invoice["total"]:
+            raise StripeFakeError(
+                400, "The credit note total exceeds the invoice's total not yet credited.", param="amount"
+            )
+        pre = min(amount, invoice["amount_remaining"]) if invoice["status"] == "open" else 0
+        post = amount - pre
+        settled = sum(
+            _int(params, name, minimum=0) or 0
+            for name in ("credit_amount", "refund_amount", "out_of_band_amount")
+        )
+        if settled != post:
+            raise StripeFakeError(
+                400, f"credit_amount + refund_amount + out_of_band_amount must be {post}, got {settled}"
+            )
+        return self._apply_credit_note(invoice, params, amount, pre)
+
+    def _apply_credit_note(
+        self, invoice: dict[str, Any], params: dict[str, Any], amount: int, pre: int
+    ) -> dict[str, Any]:
+        invoice["credited"] = int(invoice.get("credited", 0)) + amount
+        invoice.update(
+            amount_due=invoice["amount_due"] - pre, amount_remaining=invoice["amount_remaining"] - pre
+        )
+        if invoice["status"] == "open" and invoice["amount_remaining"] == 0:
+            invoice["status"] = "void" if invoice["amount_paid"] == 0 else "paid"
+        note = {
+            "id": self._new_id("cn"),
+            "object": "credit_note",
+            "invoice": invoice["id"],
+            "customer": invoice["customer"],
+            "currency": invoice["currency"],
+            "amount": amount,
+            "total": amount,
+            "pre_payment_amount": pre,
+            "post_payment_amount": amount - pre,
+            "out_of_band_amount": _int(params, "out_of_band_amount"),
+            "memo": params.get("memo"),
+            "metadata": _metadata(params),
+            "reason": params.get("reason"),
+            "status": "issued",
+            "created": int(time.time()),
+        }
+        self.credit_notes[note["id"]] = note
+        return note
 
     def _list_customers(self, params: dict[str, Any]) -> dict[str, Any]:
         _allowed(params, {"email", "limit", "starting_after"})

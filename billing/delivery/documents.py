@@ -1,7 +1,8 @@
-"""Invoice PDFs: build the renderer's input from a stored invoice, render, upload, record.
+"""Invoice and credit note PDFs: build the renderer's input from a stored document, render, upload.
 
-PDFs land at ``gs://{INVOICES_BUCKET}/{tenant_id}/{YYYY-MM}/{number or invoice id}.pdf`` (the
-contract), ``YYYY-MM`` being the billing period's first month in the tenant's timezone. Rendering
+Invoice PDFs land at ``gs://{INVOICES_BUCKET}/{tenant_id}/{YYYY-MM}/{number or invoice id}.pdf``
+(the contract), ``YYYY-MM`` being the billing period's first month in the tenant's timezone;
+credit notes at ``gs://{INVOICES_BUCKET}/{tenant_id}/credit_notes/{number}.pdf`` (the contract). Rendering
 is deterministic for a given invoice, so a repeated upload (a retried run) writes the same bytes.
 Uploads run on a small thread pool (network bound); rendering stays on the calling thread.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import google.cloud.storage as storage
 
 from billing.pricing.periods import zone
-from billing.records import Tenant
+from billing.records import CreditNote, Tenant
 
 UPLOAD_THREADS = 8  # at most the HTTP pool size (10), or connections churn
 
@@ -114,3 +115,65 @@ def render_and_upload(
             except Exception as exc:
                 outcome.failures.append((invoice_id, f"PDF upload failed: {exc}"))
     return outcome
+
+
+# -- credit notes ----------------------------------------------------------------------------------
+def credit_note_object_name(tenant_id: str, number: str) -> str:
+    """Object name of a credit note's PDF: ``{tenant}/credit_notes/{number}.pdf``."""
+    return f"{tenant_id}/credit_notes/{number}.pdf"
+
+
+def credit_note_pdf_input(tenant: Tenant, note: CreditNote) -> dict[str, Any]:
+    """The ``render_credit_note_pdf`` input for a stored credit note.
+
+    The seller block comes from ``Tenant.seller()`` (as on every invoice PDF); the customer is
+    the invoice's snapshot, copied onto the credit note when it was issued.
+    """
+    customer = note.as_document().get("customer") or {"id": note.customer_id, "name": note.customer_id}
+    return {
+        "credit_note_id": note.id,
+        "number": note.number,
+        "status": note.status,
+        "currency": note.currency,
+        "locale": tenant.locale,
+        "timezone": tenant.timezone,
+        "created_at": note.created_at,
+        "invoice_id": note.invoice_id,
+        "invoice_number": note.invoice_number,
+        "invoice_issued_at": note.invoice_issued_at,
+        "reason": note.reason,
+        "memo": note.memo,
+        "seller": tenant.seller(),
+        "customer": customer,
+        "lines": [line.to_document() for line in note.lines],
+        "subtotal": note.subtotal,
+        "tax": note.tax,
+        "total": note.total,
+        "tax_inclusive": note.tax_inclusive,
+        "pre_payment_amount": note.pre_payment_amount,
+        "credited_to_balance": note.credited_to_balance,
+    }
+
+
+def render_credit_note(tenant: Tenant, note: CreditNote) -> bytes:
+    """The credit note's PDF bytes (deterministic for a given credit note).
+
+    Raises:
+        DataError: (``invalid_invoice``) the stored credit note cannot be rendered.
+
+    """
+    from billing.delivery.pdf import render_credit_note_pdf  # fpdf2 loads only when rendering
+
+    return render_credit_note_pdf(credit_note_pdf_input(tenant, note))
+
+
+def upload_credit_note(
+    tenant: Tenant, note: CreditNote, data: bytes, client: storage.Client, bucket_name: str
+) -> str:
+    """Store ``data`` at the credit note's contract path; return its ``gs://`` URI.
+
+    A repeated upload (a retried request) writes the same bytes to the same object.
+    """
+    name = credit_note_object_name(tenant.id, note.number)
+    client.bucket(bucket_name).blob(name).upload_from_string(data, content_type="application/pdf")
+    return f"gs://{bucket_name}/{name}"

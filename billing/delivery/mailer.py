@@ -6,7 +6,8 @@ Four kinds of message, each a set of templates in ``billing/delivery/templates/`
 - ``invoice``: a new invoice, with its PDF attached;
 - ``reminder``: an overdue invoice (the dunning reminders);
 - ``suspension``: the account was suspended because an invoice is overdue;
-- ``reactivation``: nothing is overdue any more, the account is active again.
+- ``reactivation``: nothing is overdue any more, the account is active again;
+- ``credit_note``: a credit note on an invoice, with its PDF attached.
 
 Each kind has ``<kind>.subject.txt``, ``<kind>.txt`` (plain body) and ``<kind>.html`` (HTML body,
 wrapped in ``_layout.html``). Amounts are minor units formatted for the invoice's currency with
@@ -48,10 +49,10 @@ from babel.dates import format_date
 from billing.errors import DataError, EmailError, Misconfigured
 from billing.pricing.money import format_money
 from billing.pricing.periods import zone
-from billing.records import Customer, Tenant, parse_email
+from billing.records import CreditNote, Customer, Tenant, parse_email
 
 TEMPLATE_DIR = Path(__file__).resolve().with_name("templates")
-KINDS = ("invoice", "reminder", "suspension", "reactivation")
+KINDS = ("invoice", "reminder", "suspension", "reactivation", "credit_note")
 DEFAULT_PORT = 587
 DEFAULT_TIMEOUT = 30.0
 
@@ -284,6 +285,50 @@ def customer_values(tenant: Tenant, customer: Customer) -> dict[str, str]:
             str(p) for p in [seller.get("name"), *seller.get("address_lines", [])] if p
         ),
     }
+
+
+def credit_note_values(tenant: Tenant, note: CreditNote, customer: Customer | None = None) -> dict[str, str]:
+    """Template values of the ``credit_note`` email (amounts in ``note.currency``, tenant's dates).
+
+    ``outcome_text`` says where the credit went: off the invoice's amount due, and/or onto the
+    customer's balance (owed to them, set against their next invoices; no refund).
+    """
+    values = customer_values(tenant, customer) if customer is not None else {}
+    seller = tenant.seller()
+    support = seller["email"] or ""
+    snapshot_name = note.customer.name if note.customer is not None else None
+
+    def money(amount: int) -> str:
+        return format_money(amount, note.currency, tenant.locale)
+
+    outcome = []
+    if note.pre_payment_amount:
+        outcome.append(f"{money(note.pre_payment_amount)} is deducted from the amount due on the invoice.")
+    if note.credited_to_balance:
+        outcome.append(
+            f"{money(note.credited_to_balance)} is credited to your account balance (owed to you; "
+            "no refund is made)."
+        )
+    values.update(
+        {
+            "tenant_name": str(seller.get("name") or tenant.name),
+            "customer_name": (customer.name if customer else None) or snapshot_name or "",
+            "credit_note_number": note.number,
+            "credit_note_issued_on": local_date(note.created_at, tenant),
+            "invoice_number": note.invoice_number or note.invoice_id,
+            "invoice_issued_on": local_date(note.invoice_issued_at, tenant),
+            "credit_total": money(note.total),
+            "reason": note.reason.replace("_", " "),
+            "outcome_text": " ".join(outcome),
+            "support_line": (
+                f"Questions? Write to {support}." if support else "Questions? Reply to this email."
+            ),
+            "seller_footer": " · ".join(
+                str(p) for p in [seller.get("name"), *seller.get("address_lines", [])] if p
+            ),
+        }
+    )
+    return values
 
 
 def _domain(address: str) -> str:

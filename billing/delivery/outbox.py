@@ -37,6 +37,7 @@ from typing import Any
 from billing.delivery.mailer import (
     Mailer,
     build_message,
+    credit_note_values,
     customer_values,
     invoice_values,
 )
@@ -44,7 +45,7 @@ from billing.delivery.stripe_billing import StripeGateway, enabled_for, push_inv
 from billing.errors import BillingError, DataError, EmailError
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
-from billing.records import Customer, Invoice, Tenant, TenantStripe
+from billing.records import CreditNote, Customer, Invoice, Tenant, TenantStripe
 from billing.store.firestore_store import BillingStore, InvoiceChange, Notification, history_entry
 
 log = get_logger("billing.delivery")
@@ -378,6 +379,66 @@ def _send_invoice_email(
     return outcome
 
 
+# -- credit notes --------------------------------------------------------------------------------
+def credit_note_notification(note: CreditNote, to: str) -> Notification:
+    """The outbox entry of a credit note's email: ``{credit_note_id}.credit_note``, sent once."""
+    return Notification(
+        id=f"{note.id}.credit_note",
+        kind="credit_note",
+        to=to,
+        customer_id=note.customer_id,
+        step="credit_note",
+    )
+
+
+def send_credit_note_email(
+    store: BillingStore,
+    tenant: Tenant,
+    note: CreditNote,
+    to: str,
+    pdf: bytes,
+    services: Services,
+    now: datetime,
+    run_id: str,
+    customer: Customer | None = None,
+) -> str:
+    """Email ``note`` (its PDF ``pdf`` attached as ``{number}.pdf``) to ``to``, exactly once.
+
+    Claimed in the outbox as ``{credit_note_id}.credit_note`` (``send_notification``), so
+    concurrent or repeated requests never send it twice. Once sent (now or before), the credit
+    note records ``email_sent_at``, ``email_to`` and a ``history`` entry. Returns
+    ``send_notification``'s outcome.
+
+    Raises:
+        EmailError: sending failed, or another request is sending it now (``email_in_progress``).
+        BillingError: email is misconfigured (``SMTP_*``).
+
+    """
+    notification = credit_note_notification(note, to)
+
+    def build() -> Any:
+        return build_message(
+            "credit_note",
+            tenant=tenant,
+            to=to,
+            values=credit_note_values(tenant, note, customer),
+            settings=services.mailer().settings,
+            message_key=notification.id,
+            attachment=(f"{note.number}.pdf", pdf),
+        )
+
+    outcome = send_notification(store, tenant, notification, build, services, now, run_id)
+    if outcome == "busy":
+        raise EmailError("the credit note email is being sent by another request", code="email_in_progress")
+    store.record_credit_note_history(
+        tenant.id,
+        note.id,
+        {"email_sent_at": now, "email_to": to, "email_notification_id": notification.id},
+        history_entry("email_sent", "system", now, kind="credit_note", run_id=run_id),
+    )
+    return outcome
+
+
 # -- the sweep -----------------------------------------------------------------------------------
 def delivery_enabled(tenant: Tenant) -> bool:
     """True when the tenant has invoices emailed or mirrored in Stripe (something to deliver)."""
@@ -485,7 +546,7 @@ def _sweep_notices(
             ):
                 sent += 1
         except BillingError as exc:
-            errors.append((customer.id, exc.message))
+            errors.append((customer.id, f"email: {exc.message}"))  # its stage (billing.runs.stages)
     return sent, errors
 
 
@@ -493,6 +554,7 @@ __all__ = [
     "LEASE",
     "Notification",
     "Services",
+    "credit_note_notification",
     "deliver_finalized_invoices",
     "delivery_enabled",
     "email_enabled",
@@ -502,6 +564,7 @@ __all__ = [
     "needs_delivery",
     "reactivation_notification",
     "recipient",
+    "send_credit_note_email",
     "send_notification",
     "send_reactivation_notice",
     "sweep",

@@ -24,7 +24,10 @@ invoice carries our number)), ``push_invoice`` mirrors a finalized invoice:
 
 Each step records itself on our invoice (``stripe.steps.<step>``) as soon as it is done.
 Status changes made on our side later (void, uncollectible, paid out of band) reach Stripe
-through ``sync_status``.
+through ``sync_status``. A credit note on an invoice with a Stripe twin becomes a Stripe credit
+note (``create_credit_note``: ``POST /v1/credit_notes`` with our total as ``amount``, Stripe's
+``reason`` when it has ours, the part owed to the customer as ``out_of_band_amount``, key
+``{tenant}:{credit_note_id}:credit_note_create``), recorded on our credit note.
 
 Units: our amounts are integer ISO 4217 minor units. Stripe's API amounts are in Stripe's own
 units, which are the same except for a few currencies (Stripe docs, "Supported currencies",
@@ -76,6 +79,7 @@ from typing import Any, TypeVar, cast
 import stripe
 from stripe import RequestOptions
 from stripe.params import (
+    CreditNoteCreateParams,
     CustomerCreateParams,
     InvoiceCreateParams,
     InvoiceFinalizeInvoiceParams,
@@ -85,7 +89,7 @@ from stripe.params import (
 
 from billing.errors import BillingError, DataError, StripeFailure
 from billing.logs import get_logger
-from billing.records import Tenant, TenantStripe
+from billing.records import CreditNote, Tenant, TenantStripe
 from billing.store.firestore_store import BillingStore
 
 log = get_logger("billing.stripe")
@@ -819,15 +823,128 @@ def sync_status(
     return str(done.status)
 
 
+# -- credit notes --------------------------------------------------------------------------------
+STRIPE_CREDIT_NOTE_REASONS = frozenset({"duplicate", "fraudulent", "order_change", "product_unsatisfactory"})
+"""Our reasons Stripe knows (``POST /v1/credit_notes`` ``reason``); the others go without a
+``reason`` and are named in the memo instead."""
+
+
+def credit_note_params(note: CreditNote, stripe_invoice_id: str, tenant_id: str) -> CreditNoteCreateParams:
+    """Stripe's ``POST /v1/credit_notes`` parameters mirroring our credit note ``note``.
+
+    ``amount`` is our total (tax included) in Stripe's units (``to_stripe_amount``): our tax is
+    computed and rounded per line by our rule, so the credit note carries our figure rather than
+    lines Stripe would re-tax. Stripe applies it to the invoice's ``amount_remaining`` first;
+    the part owed to the customer (``credited_to_balance``, the whole credit on a paid invoice)
+    goes as ``out_of_band_amount``: the customer balance is kept on our side (the customer's
+    ``balance``), so Stripe must not also apply it to the next Stripe invoice (which
+    ``credit_amount`` would do), and no refund is made. ``reason`` is Stripe's when it has it;
+    ``order_cancellation`` and ``other`` go in the memo. ``metadata`` carries our ids.
+
+    Raises:
+        DataError: (``stripe_amount_unrepresentable``) an amount Stripe cannot express.
+
+    """
+    currency = note.currency
+    memo = note.memo or ""
+    params: CreditNoteCreateParams = {
+        "invoice": stripe_invoice_id,
+        "amount": to_stripe_amount(currency, note.total),
+        "metadata": {
+            "tenant_id": tenant_id,
+            "credit_note_id": note.id,
+            "invoice_id": note.invoice_id,
+            "number": note.number,
+        },
+    }
+    if note.reason in STRIPE_CREDIT_NOTE_REASONS:
+        params["reason"] = cast(Any, note.reason)
+    else:
+        memo = f"Reason: {note.reason.replace('_', ' ')}. {memo}".strip()
+    if memo:
+        params["memo"] = memo[:5000]
+    if note.credited_to_balance:
+        params["out_of_band_amount"] = to_stripe_amount(currency, note.credited_to_balance)
+    return params
+
+
+def _find_credit_note(
+    gateway: StripeGateway, config: TenantStripe, stripe_invoice_id: str, credit_note_id: str
+) -> str | None:
+    """The Stripe credit note an unrecorded earlier create made for ours (``metadata``), if any."""
+    page = gateway.call(
+        "credit note lookup",
+        lambda: gateway.client.v1.credit_notes.list(
+            params={"invoice": stripe_invoice_id, "limit": LIST_LIMIT}, options=_options(config)
+        ),
+    )
+    for candidate in page.data:
+        if _metadata(_plain(candidate)).get("credit_note_id") == credit_note_id:
+            return str(candidate.id)
+    return None
+
+
+def create_credit_note(
+    store: BillingStore,
+    tenant: Tenant,
+    note: CreditNote,
+    stripe_invoice_id: str,
+    gateway: StripeGateway,
+    now: datetime,
+    config: TenantStripe | None = None,
+) -> str:
+    """Create the Stripe twin of ``note`` on ``stripe_invoice_id`` once; return its Stripe id.
+
+    The create carries the key ``{tenant}:{credit_note_id}:credit_note_create``, so retries
+    and concurrent requests replay Stripe's first answer. A create attempted earlier
+    (``stripe.create_attempted_at``) without its outcome recorded is looked up by
+    ``metadata.credit_note_id`` first (Stripe forgets keys after 24 hours). Records
+    ``stripe_credit_note_id``, ``stripe.steps.create`` and ``stripe.status`` on our credit note.
+    A credit note already recorded is returned without calling Stripe.
+
+    Raises:
+        StripeFailure: Stripe refused or stayed unreachable (recorded nothing but the attempt).
+        DataError: the tenant's ``stripe`` map is invalid, or an amount is unrepresentable.
+
+    """
+    if note.stripe_credit_note_id:
+        return note.stripe_credit_note_id
+    config = config or tenant.stripe
+    params = credit_note_params(note, stripe_invoice_id, tenant.id)
+    found: str | None = None
+    if note.stripe.get("create_attempted_at"):
+        found = _find_credit_note(gateway, config, stripe_invoice_id, note.id)
+    else:
+        store.update_credit_note(tenant.id, note.id, {"stripe.create_attempted_at": now})
+    status: str | None = None
+    if found is None:
+        key = idempotency_key(tenant.id, note.id, "credit_note_create")
+        created = gateway.call(
+            "credit note create",
+            lambda: gateway.client.v1.credit_notes.create(params=params, options=_options(config, key)),
+        )
+        found, status = str(created.id), str(created.status)
+    store.update_credit_note(
+        tenant.id,
+        note.id,
+        {"stripe_credit_note_id": found, "stripe.steps.create": now, "stripe.status": status},
+    )
+    log.info("stripe credit note created", extra={"credit_note_id": note.id, "stripe_credit_note_id": found})
+    return found
+
+
 def enabled_for(tenant: Tenant) -> bool:
     """True when the tenant's ``stripe.enabled`` is ``true`` (a JSON boolean; anything else: off)."""
     return tenant.stripe_enabled
 
 
 __all__ = [
+    "STRIPE_CREDIT_NOTE_REASONS",
     "PushResult",
     "StripeGateway",
     "StripeSettings",
+    "create_credit_note",
+    "credit_note_params",
     "enabled_for",
     "ensure_customer",
     "idempotency_key",

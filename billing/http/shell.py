@@ -76,6 +76,8 @@ class Call:
         tenant_id: from ``X-Tenant-ID`` or ``tenant_id``; ``None`` means every active tenant.
         principal: the authenticated caller.
         run_id: this request's id (hex), in every log line and the response.
+        request_id: the caller's ``X-Request-ID`` header (``None`` when absent): a
+            ``billing_admin`` review action retried with the same id is a no-op (issue 10).
 
     """
 
@@ -83,6 +85,23 @@ class Call:
     tenant_id: str | None
     principal: Principal
     run_id: str
+    request_id: str | None = None
+
+
+def request_id_header(headers: Mapping[str, str]) -> str | None:
+    """The ``X-Request-ID`` header (case-insensitive name), checked as an id; ``None`` if absent.
+
+    Raises:
+        BadRequest: (``invalid_field``) not an id of letters, digits and ``_.:@+-``.
+
+    """
+    value = next((v for k, v in headers.items() if k.lower() == "x-request-id"), None)
+    if value is None:
+        return None
+    try:
+        return identifier(value)
+    except BadRequest as exc:
+        raise BadRequest(f"X-Request-ID: {exc.message}", code=exc.code) from None
 
 
 def boolean(value: Any) -> bool:
@@ -480,7 +499,8 @@ def _serve(
         return health_response(function, run_id)
     body = validate_fields(data, fields)
     body.pop("tenant_id", None)
-    call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id)
+    request_id = request_id_header(dict(request.headers))
+    call = Call(body=body, tenant_id=tenant_id, principal=principal, run_id=run_id, request_id=request_id)
     with log_context(tenant_id=tenant_id):
         log.info(
             "request accepted",

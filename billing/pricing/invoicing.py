@@ -22,10 +22,12 @@ Quantities are kept exactly (``billing.pricing.money.EXACT``) and stored as plai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+from typing import Any, Protocol
 
 from billing.errors import DataError
 from billing.pricing.aggregation import GroupKey
@@ -47,8 +49,12 @@ from billing.records import Customer, Meter, Plan, Subscription, Tenant
 class InvoiceLine:
     """One invoice line. ``amount`` = ``quantity x unit_amount_decimal`` rounded once (minor units).
 
-    ``tax_rate`` is a percent; ``tax`` is this line's tax in minor units. ``kind`` is ``"fixed"``,
-    ``"usage"`` or ``"flat"`` (a tier's flat fee); ``meter`` and ``group`` identify usage lines.
+    ``tax_rate`` is a percent; ``tax`` is this line's tax in minor units. ``line_id`` names the
+    line within its invoice, deterministically (``line_id_for``: the same charge, group and tier
+    give the same id on every pricing, so ``refresh_draft`` keeps ids stable). ``kind`` is
+    ``"fixed"``, ``"usage"`` or ``"custom"`` (the contract's kinds); ``flat`` marks a tier's flat
+    fee (a ``usage`` line, Lago's "flat fee"); ``meter`` and ``group`` identify usage lines.
+    ``tax_exempt``: no tax on this line (a custom line may be), ``tax_rate`` is then 0.
     """
 
     description: str
@@ -60,10 +66,14 @@ class InvoiceLine:
     kind: str
     meter: str | None = None
     group: tuple[str, ...] = ()
+    line_id: str = ""
+    flat: bool = False
+    tax_exempt: bool = False
 
     def to_document(self) -> dict[str, Any]:
-        """The contract's line map (decimals as strings) plus ``tax_rate``, ``tax``, ``kind``."""
+        """The contract's line map (decimals as strings) plus ``line_id``, ``kind``, tax fields."""
         doc: dict[str, Any] = {
+            "line_id": self.line_id,
             "description": self.description,
             "quantity": decimal_text(self.quantity),
             "unit_amount_decimal": decimal_text(self.unit_amount_decimal),
@@ -75,6 +85,10 @@ class InvoiceLine:
         if self.meter is not None:
             doc["meter"] = self.meter
             doc["group"] = list(self.group)
+        if self.flat:
+            doc["flat"] = True
+        if self.tax_exempt:
+            doc["tax_exempt"] = True
         return doc
 
 
@@ -134,21 +148,36 @@ class InvoiceDraft:
             "tax": self.tax,
             "total": self.total,
             "tax_inclusive": self.tax_inclusive,
+            "type": "subscription",
             "amount_paid": 0,
             "amount_due": self.total,
-            "customer": {
-                "id": customer.id,
-                "name": customer.name,
-                "email": customer.email,
-                "address": dict(customer.address),
-                "tax_id": customer.tax_id,
-            },
+            "amount_credited": 0,
+            "customer": customer_snapshot(customer),
         }
 
 
 def invoice_id_for(subscription_id: str, period: BillingPeriod) -> str:
     """Deterministic invoice document id for (subscription, period): ``{sub}-{YYYYMMDD}``."""
     return f"{subscription_id}-{period.key}"
+
+
+def line_id_for(charge_index: int, group: GroupKey = (), part: int | None = None) -> str:
+    """The deterministic ``line_id`` of a generated line, from its charge, group and tier.
+
+    ``c{n}`` for the plan's n-th charge (1-based), ``-g{hash}`` for a usage group (10 hex
+    digits of the group's SHA-256, since group values are arbitrary text), ``-p{k}`` for the
+    k-th part (tier) of a usage charge's price.
+
+    The same charge, group and tier give the same id on every pricing, so a refreshed draft's
+    lines keep their ids; custom lines use another prefix (``custom-``), so ids never collide.
+    """
+    line_id = f"c{charge_index}"
+    if group:
+        digest = hashlib.sha256("\x1f".join(group).encode("utf-8", "surrogatepass")).hexdigest()
+        line_id += f"-g{digest[:10]}"
+    if part is not None:
+        line_id += f"-p{part}"
+    return line_id
 
 
 def _usage_description(
@@ -192,8 +221,14 @@ class LineTax:
         kind: str,
         meter: str | None = None,
         group: GroupKey = (),
+        *,
+        line_id: str = "",
+        flat: bool = False,
+        tax_exempt: bool = False,
     ) -> InvoiceLine:
         """One line: ``amount = quantity x unit_amount`` rounded once, and its tax.
+
+        ``tax_exempt``: the line carries no tax (rate 0), whatever the customer's rate.
 
         Raises:
             DataError: (``amount_too_large``) an amount Firestore cannot store.
@@ -201,20 +236,26 @@ class LineTax:
         """
         amount = line_amount(quantity, unit_amount)
         _check_storable(amount, description)
+        rate = Decimal(0) if tax_exempt else self.rate
         return InvoiceLine(
             description=description,
             quantity=quantity,
             unit_amount_decimal=unit_amount,
             amount=amount,
-            tax_rate=self.rate,
-            tax=line_tax(amount, self.rate, inclusive=self.inclusive),
+            tax_rate=rate,
+            tax=line_tax(amount, rate, inclusive=self.inclusive),
             kind=kind,
             meter=meter,
             group=group,
+            line_id=line_id,
+            flat=flat,
+            tax_exempt=tax_exempt,
         )
 
 
-def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> InvoiceLine | None:
+def fixed_line(
+    charge: FixedCharge, days: tuple[int, int], tax: LineTax, charge_index: int = 1
+) -> InvoiceLine | None:
     """The line of a fixed fee prorated to ``days`` = ``(active, period)``; ``None`` if 0 active.
 
     A partial period prorates the unit price, ``unit x active / period`` at 60 digits, rounded
@@ -229,7 +270,7 @@ def fixed_line(charge: FixedCharge, days: tuple[int, int], tax: LineTax) -> Invo
         with localcontext(prec=60):
             unit = (unit * active / total_days).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
         label = f"{label} ({active} of {total_days} days)"
-    return tax.line(label, charge.quantity, unit, "fixed")
+    return tax.line(label, charge.quantity, unit, "fixed", line_id=line_id_for(charge_index))
 
 
 def usage_lines(
@@ -239,8 +280,12 @@ def usage_lines(
     tax: LineTax,
     currency: str,
     locale: str,
+    charge_index: int = 1,
 ) -> list[InvoiceLine]:
     """The lines of a usage charge: each group of its meter priced by the charge's model.
+
+    ``charge_index`` (1-based position of the charge in the plan) makes the lines' ids
+    (``line_id_for``).
 
     A meter without usage prices a zero quantity (one zero line shows the charge), unless it
     groups (no group, no line).
@@ -264,17 +309,34 @@ def usage_lines(
             _usage_description(label, meter, group, part, currency, locale),
             part.quantity,
             part.unit_amount,
-            "flat" if part.flat else "usage",
+            "usage",
             meter.code,
             group,
+            line_id=line_id_for(charge_index, group, number),
+            flat=part.flat,
         )
         for group, quantity in sorted(groups.items())
-        for part in charge.price(quantity)
+        for number, part in enumerate(charge.price(quantity))
     ]
 
 
-def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int]:
+class PricedLine(Protocol):
+    """A line with its amount and tax in minor units: a computed or a stored invoice line."""
+
+    @property
+    def amount(self) -> int:
+        """The line's amount, minor units."""
+
+    @property
+    def tax(self) -> int:
+        """The line's tax, minor units."""
+
+
+def totals(lines: Sequence[PricedLine], inclusive: bool) -> tuple[int, int, int]:
     """``(subtotal, tax, total)`` of ``lines``; tax inclusive: ``total == subtotal``.
+
+    The one rule every change of an invoice's lines follows (the builder, and the review
+    actions of ``billing.runs.review``, which pass stored lines).
 
     Raises:
         DataError: (``amount_too_large``) ``subtotal + tax`` is more than Firestore can store.
@@ -284,6 +346,81 @@ def totals(lines: Sequence[InvoiceLine], inclusive: bool) -> tuple[int, int, int
     tax = sum(line.tax for line in lines)
     _check_storable(subtotal + tax, "the invoice total")
     return subtotal, tax, subtotal if inclusive else subtotal + tax
+
+
+def custom_line(
+    description: str,
+    quantity: Decimal,
+    unit_amount: Decimal,
+    tax: LineTax,
+    line_id: str,
+    *,
+    tax_exempt: bool = False,
+) -> InvoiceLine:
+    """A ``custom`` line a person adds (issue 10): priced and taxed like every other line.
+
+    ``amount = quantity x unit_amount`` rounded once, ROUND_HALF_UP; a negative unit amount
+    makes a discount (Stripe's negative invoice item), whose tax is negative too, so the
+    invoice's tax stays the sum of its lines'. ``tax_exempt`` lines carry no tax.
+
+    Raises:
+        DataError: (``amount_too_large``) an amount Firestore cannot store.
+
+    """
+    return tax.line(description, quantity, unit_amount, "custom", line_id=line_id, tax_exempt=tax_exempt)
+
+
+def one_off_document(
+    tenant: Tenant,
+    customer: Customer,
+    lines: Sequence[InvoiceLine],
+    *,
+    at: datetime,
+    memo: str | None,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """The stored fields of a one-off invoice (Stripe's one-off invoice; ``type: one_off``).
+
+    No subscription, plan or billing time; the period is the instant it is created (``at``),
+    since the contract's ``period_start``/``period_end`` are required on every invoice. Totals
+    by ``totals``; the customer snapshot as the builder makes it.
+
+    Raises:
+        DataError: (``amount_too_large``) a total Firestore cannot store.
+
+    """
+    subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)
+    return {
+        "type": "one_off",
+        "tenant_id": tenant.id,
+        "customer_id": customer.id,
+        "subscription_id": None,
+        "period_start": at,
+        "period_end": at,
+        "currency": tenant.currency,
+        "lines": [line.to_document() for line in lines],
+        "subtotal": subtotal,
+        "tax": tax_total,
+        "total": total,
+        "tax_inclusive": tenant.tax_inclusive,
+        "amount_paid": 0,
+        "amount_due": total,
+        "amount_credited": 0,
+        "memo": memo,
+        "idempotency_key": idempotency_key,
+        "customer": customer_snapshot(customer),
+    }
+
+
+def customer_snapshot(customer: Customer) -> dict[str, Any]:
+    """The ``customer`` map an invoice keeps: the customer as the invoice was issued to."""
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "email": customer.email,
+        "address": dict(customer.address),
+        "tax_id": customer.tax_id,
+    }
 
 
 def build_invoice(
@@ -330,12 +467,14 @@ def build_invoice(
         try:
             if isinstance(charge, FixedCharge):
                 days = days or proration_days(subscription, period, plan, customer)
-                line = fixed_line(charge, days, tax)
+                line = fixed_line(charge, days, tax, index + 1)
                 if line is not None:
                     has_fixed = True
                     lines.append(line)
             else:
-                lines.extend(usage_lines(charge, meters, usage, tax, tenant.currency, tenant.locale))
+                lines.extend(
+                    usage_lines(charge, meters, usage, tax, tenant.currency, tenant.locale, index + 1)
+                )
         except DataError as exc:
             raise DataError(f"plan {plan.id!r} charge {index + 1}: {exc.message}", code=exc.code) from None
     subtotal, tax_total, total = totals(lines, tenant.tax_inclusive)

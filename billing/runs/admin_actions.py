@@ -18,6 +18,13 @@ Actions:
 - ``render_pdf``: renders the PDF again and stores it at the contract's path (``pdf_uri``);
   refused (409) on a draft, whose PDF is rendered when it is finalized.
 
+Review and correction (issue 10): ``add_line_item``, ``remove_line_item``, ``refresh_draft``,
+``finalize``, ``delete_draft``, ``create_invoice`` and ``regenerate`` are the use cases of
+``billing.runs.review`` (one module each), routed by ``run_admin_action`` and by ``dispatch``, the
+entry point for callers that are not an HTTP request (the console): ``dispatch(store,
+tenant_id, actor, body, services, *, now, run_id, request_id, publish_pdfs) -> dict``. A review
+action retried with the same ``X-Request-ID`` header is a no-op.
+
 After ``paid`` or ``void`` the customer is reactivated when dunning had suspended them and
 nothing is overdue any more (``billing.runs.payments.reactivate_if_clear``).
 
@@ -37,6 +44,7 @@ the one Firestore write. A bad field can therefore never leave Stripe changed an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +67,8 @@ from billing.errors import (
     UpstreamFailure,
     echo,
 )
-from billing.http.shell import Call, identifier, rfc3339, text
+from billing.http.auth.tokens import Principal
+from billing.http.shell import Call, boolean, identifier, rfc3339, text, validate_fields
 from billing.logs import get_logger
 from billing.records import Customer, Invoice, Tenant, parse_email
 from billing.runs.payments import (
@@ -68,11 +77,25 @@ from billing.runs.payments import (
     can_move,
     change_status,
     reactivate_if_clear,
+    transition_conflict,
 )
+from billing.runs.review.actions import REVIEW_ACTIONS, run_review_action
+from billing.runs.review.common import (
+    ReviewCall,
+    currency_field,
+    description_field,
+    ids_field,
+    key_field,
+    maps_field,
+    quantity_field,
+    unit_amount_field,
+)
+from billing.runs.shell import PdfSink
 from billing.store.firestore_store import BillingStore, InvoiceChange, history_entry
 
 log = get_logger("billing.admin")
-ACTIONS = ("mark_paid", "void", "mark_uncollectible", "resend_email", "render_pdf")
+INVOICE_ACTIONS = ("mark_paid", "void", "mark_uncollectible", "resend_email", "render_pdf")
+ACTIONS = (*INVOICE_ACTIONS, *REVIEW_ACTIONS, "create_credit_note")
 MAX_AMOUNT = 10**15
 MAX_TEXT = 500
 CLOCK_SKEW = timedelta(minutes=5)
@@ -106,6 +129,27 @@ BILLING_ADMIN_FIELDS = {
     "paid_at": rfc3339,
     "reference": short_text,
     "reason": short_text,
+    # review and correction (issue 10; each action checks which of these it takes)
+    "description": description_field,
+    "quantity": quantity_field,
+    "unit_amount_decimal": unit_amount_field,
+    "tax_exempt": boolean,
+    "line_id": identifier,
+    "invoice_ids": ids_field,
+    "customer_id": identifier,
+    "lines": maps_field,
+    "idempotency_key": key_field,
+    "finalize": boolean,
+    "memo": description_field,
+    "currency": currency_field,
+}
+REVIEW_FIELDS = frozenset(BILLING_ADMIN_FIELDS) - {
+    "action",
+    "invoice_id",
+    "amount",
+    "paid_at",
+    "reference",
+    "reason",
 }
 
 
@@ -121,6 +165,14 @@ class AdminRequest:
     paid_at: datetime | None = None
     reference: str | None = None
     reason: str | None = None
+
+
+def _refuse_extra(action: str, body: Mapping[str, Any]) -> None:
+    """Raise ``BadRequest`` (``unknown_field``) for a field ``action`` does not take."""
+    extra = [] if action == "mark_paid" else [n for n in ("amount", "paid_at", "reference") if n in body]
+    extra.extend(sorted(REVIEW_FIELDS & set(body)))
+    if extra:
+        raise BadRequest(f"{', '.join(extra)}: not a field of {action}", code="unknown_field")
 
 
 def parse_request(call: Call, now: datetime) -> AdminRequest:
@@ -153,10 +205,7 @@ def parse_request(call: Call, now: datetime) -> AdminRequest:
             raise BadRequest(f"mark_paid requires {' and '.join(missing)}", code="missing_field")
         if isinstance(paid_at, datetime) and paid_at > now + CLOCK_SKEW:
             raise BadRequest(f"paid_at {paid_at.isoformat()} is in the future", code="invalid_field")
-    else:
-        extra = [name for name in ("amount", "paid_at", "reference") if name in body]
-        if extra:
-            raise BadRequest(f"{', '.join(extra)}: only for mark_paid, not {action}", code="unknown_field")
+    _refuse_extra(action, body)
     actor = call.principal.email
     return AdminRequest(
         tenant_id=call.tenant_id,
@@ -209,6 +258,12 @@ def run_admin_action(
 
     """
     services = services or Services()
+    if call.body.get("action") in REVIEW_ACTIONS:
+        return _review(store, call, now, services, None)
+    if call.body.get("action") == "create_credit_note":
+        from billing.runs.credit_notes import create_credit_note  # its own request shape
+
+        return create_credit_note(store, call, now, services)
     request = parse_request(call, now)
     tenant = store.get_tenant(request.tenant_id)
     if tenant.status != "active":
@@ -269,7 +324,7 @@ def _status_action(
             return StatusChange(invoice, changed=False)
         payment = ManualPayment(request.amount, request.paid_at, request.reference)
     if not can_move(invoice.status, target):
-        raise _conflict(invoice, request.action)
+        raise transition_conflict(invoice.id, invoice.status, target)
     due = invoice.amount_due
     if request.amount is not None and request.amount > due:
         raise Conflict(f"amount {request.amount} exceeds the amount due {due}", code="amount_exceeds_due")
@@ -405,3 +460,80 @@ def _render(
         ),
     )
     return uri
+
+
+def _review(
+    store: BillingStore, call: Call, now: datetime, services: Services, publish_pdfs: PdfSink | None
+) -> dict[str, Any]:
+    """Run a review action (``billing.runs.review``) for ``call``; its response body.
+
+    Raises:
+        BadRequest: no tenant. PermissionDenied: tenant disabled. NotFound: unknown tenant.
+
+    """
+    if call.tenant_id is None:
+        raise BadRequest("X-Tenant-ID is required for billing_admin", code="missing_tenant")
+    tenant = store.get_tenant(call.tenant_id)
+    if tenant.status != "active":
+        raise PermissionDenied(f"tenant {echo(tenant.id)} is disabled", code="tenant_disabled")
+    review = ReviewCall(
+        store=store,
+        tenant=tenant,
+        actor=call.principal.email,
+        body=call.body,
+        now=now,
+        run_id=call.run_id,
+        request_id=call.request_id,
+        services=services,
+        publish_pdfs=publish_pdfs,
+    )
+    result = run_review_action(review)
+    log.info(
+        "admin action done",
+        extra={"action": review.action, "actor": review.actor, "changed": result.get("changed")},
+    )
+    return result
+
+
+def dispatch(
+    store: BillingStore,
+    tenant_id: str,
+    actor: str,
+    body: Mapping[str, Any],
+    services: Services | None = None,
+    *,
+    now: datetime,
+    run_id: str | None = None,
+    request_id: str | None = None,
+    publish_pdfs: PdfSink | None = None,
+) -> dict[str, Any]:
+    """Run any ``billing_admin`` action for a caller that is not an HTTP request (the console).
+
+    ``body`` is the request body as ``billing_admin`` takes it (``action`` and its fields, not
+    yet validated: the same validators run here); ``actor`` the authenticated email recorded in
+    ``history``; ``run_id`` defaults to a new hex id; ``request_id`` plays the ``X-Request-ID``
+    header (a retried review action with the same id is a no-op); ``publish_pdfs`` the PDF sink
+    (default: ``INVOICES_BUCKET``). The caller has authorized ``actor`` for ``tenant_id``.
+    Returns the response body ``billing_admin`` would answer.
+
+    Raises:
+        BadRequest, PermissionDenied, NotFound, Conflict, DataError: before anything is written.
+        UpstreamFailure: Stripe, SMTP or Cloud Storage failed (an invoice action).
+
+    """
+    import uuid
+
+    checked = validate_fields(body, BILLING_ADMIN_FIELDS)
+    checked.pop("tenant_id", None)
+    principal = Principal(email=actor, subject=actor, issuer="billing.runs.admin_actions.dispatch")
+    call = Call(
+        body=checked,
+        tenant_id=identifier(tenant_id),
+        principal=principal,
+        run_id=run_id or uuid.uuid4().hex,
+        request_id=None if request_id is None else identifier(request_id),
+    )
+    services = services or Services()
+    if checked.get("action") in REVIEW_ACTIONS:
+        return _review(store, call, now, services, publish_pdfs)
+    return run_admin_action(store, call, now, services)

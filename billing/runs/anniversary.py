@@ -172,7 +172,7 @@ def warn_blocked_drafts(
         key = str(entry.get("subscription_id") or entry.get("invoice_id"))
         why.setdefault(key, str(entry.get("reason") or entry.get("code")))
     for invoice in blocked:
-        reason = why.get(invoice.subscription_id) or why.get(invoice.id) or "unknown"
+        reason = why.get(invoice.subscription_id or invoice.id) or why.get(invoice.id) or "unknown"
         report.warnings_count += 1
         report.warnings.append(
             f"{tenant.id}/{invoice.id}: draft waiting {_age(invoice.created_at, ctx.now)}"
@@ -195,13 +195,14 @@ def finalize_due_drafts(
     if not stored:
         return 0
     skips_before, errors_before = len(report.skips), len(report.errors)
-    drafts = [d for d in stored if not isinstance(d, tuple)]
+    # One-off drafts (no subscription) wait for a person: no run re-prices or finalizes them.
+    drafts = [d for d in stored if not isinstance(d, tuple) and d.subscription_id is not None]
     for unreadable in (d for d in stored if isinstance(d, tuple)):
         report.error(tenant.id, unreadable[1], invoice_id=unreadable[0])
-    subs = ctx.store.get_subscriptions(tenant.id, (d.subscription_id for d in drafts))
+    subs = ctx.store.get_subscriptions(tenant.id, (d.subscription_id or "" for d in drafts))
     candidates: list[tuple[Subscription, BillingPeriod]] = []
     for invoice in drafts:
-        sub = subs[invoice.subscription_id]
+        sub = subs[invoice.subscription_id or ""]
         try:
             if isinstance(sub, DataError):
                 raise sub

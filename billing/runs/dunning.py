@@ -10,7 +10,10 @@ defaults above are Stripe Billing's usual cadence (reminders, then suspension, t
 
 Each run (``as_of``, default now) looks at every ``open`` invoice with ``due_at < as_of``
 (query: ``status == "open"``, ``due_at < as_of``, ordered by ``due_at``; composite index
-``status`` + ``due_at``) and takes the steps that are due and not yet done, each once per invoice:
+``status`` + ``due_at``) and takes the steps that are due and not yet done, each once per invoice.
+What it chases is ``amount_due``: the total less payments and credit notes (reminders print it;
+an invoice with nothing left due is skipped as ``nothing_due``; a credit note that credits an
+open invoice to zero voids it, so it is no longer overdue):
 
 - ``reminder_<d>``: the reminder email; only the latest reminder that is due is sent (a missed
   day is not made up by several emails at once), and none once suspension is due unless a
@@ -37,7 +40,8 @@ Then the run reactivates suspended customers with nothing overdue left by the re
 by ``as_of`` if later; ``billing.runs.payments``: query ``customers`` where ``status == "suspended"``)
 and, unless ``dry_run``, retries what earlier
 runs left undone (``billing.delivery.outbox.sweep``: invoice emails and Stripe pushes with
-``delivery_pending``, pending reactivation notices).
+``delivery_pending``, pending reactivation notices; and credit notes whose PDF, email or Stripe
+twin is pending, ``billing.runs.credit_notes.deliver_pending_credit_notes``).
 
 The run goes tenant by tenant through the same run shell as the billing runs
 (``billing.runs.shell.run_per_tenant``): run record ``tenants/{t}/billing_runs/{run_id}``
@@ -299,6 +303,9 @@ class _TenantRun:
         if invoice.due_at is None:
             raise DataError(f"invoice {invoice.id!r} is open without a due_at", code="missing_field")
         ctx, report, tenant = self.ctx, self.report, self.tenant
+        if invoice.amount_due <= 0:  # credited or paid down to nothing: nothing to chase
+            report.skip(tenant.id, invoice_id=invoice.id, reason="nothing_due")
+            return
         overdue = ctx.as_of - invoice.due_at
         steps = self.policy.plan(overdue, invoice.dunning)
         if not steps:
@@ -503,6 +510,23 @@ class _TenantRun:
                 report.error(tenant.id, exc, customer_id=customer_id)
 
 
+def _finish_credit_notes(ctx: DunningContext, report: RunReport, tenant: Tenant) -> None:
+    """Finish credit notes whose PDF, email or Stripe twin is pending (counted as retried)."""
+    from billing.runs.credit_notes import deliver_pending_credit_notes
+
+    try:
+        finished, failures = deliver_pending_credit_notes(
+            ctx.store, tenant, ctx.services, ctx.now, ctx.run_id
+        )
+    except Exception as exc:  # the query failed: the rest of the tenant's run goes on
+        report.error(tenant.id, exc, stage="credit_notes")
+        return
+    report.count("deliveries_retried", finished)
+    for failure in failures:
+        error = BillingError(failure["error"], code=failure["code"])
+        report.error(tenant.id, error, credit_note_id=failure["credit_note_id"], stage=failure["stage"])
+
+
 def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[str, Any]:
     """One tenant's dunning pass: ``{tenant_id, overdue}``. Failures go to ``report.errors``.
 
@@ -515,6 +539,7 @@ def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[s
         report.count("deliveries_retried", retried)
         for object_id, message in failures:
             report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=object_id)
+        _finish_credit_notes(ctx, report, tenant)
     invoices = ctx.store.overdue_invoices(tenant.id, ctx.as_of)
     customers = ctx.store.get_customers(
         tenant.id, {i.customer_id for i in invoices if isinstance(i, Invoice)}

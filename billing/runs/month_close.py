@@ -3,8 +3,15 @@
 For each tenant, the month (``month``, or the previous month in the tenant's timezone, which must
 have ended there) is billed for every ``calendar`` subscription active during it
 (``calendar_candidates``) through the billing pipeline (``billing.runs.pipeline.bill_subscriptions``):
-invoices created ``open``, numbered and published at once. The run goes tenant by tenant through
-the run shell (``billing.runs.shell.run_per_tenant``: run record, lease, logs, summary).
+invoices created ``open``, numbered and published at once. A tenant with ``month_close_review``
+(issue 10, contract "Review and correction") gets ``draft`` invoices instead: no number, no PDF,
+no delivery, and no ``finalize_at``, so no run finalizes them; a person edits and finalizes them
+(``billing_admin``, ``billing.runs.review``). The report counts ``drafts`` created by this run
+and ``awaiting_review``: every draft of the tenant that waits for a person after the run.
+Rerunning the close creates nothing again: an invoice id exists, whatever its status
+(``deleted`` and ``void`` included), so that period is skipped as ``already_invoiced``.
+The run goes tenant by tenant through the run shell (``billing.runs.shell.run_per_tenant``:
+run record, lease, logs, summary).
 ``billing_time: calendar`` is Lago's name for subscriptions billed on calendar periods.
 """
 
@@ -20,8 +27,12 @@ from billing.records import Subscription, Tenant
 from billing.runs.pipeline import BILLING_SECTIONS, Catalog, bill_subscriptions
 from billing.runs.shell import RunContext, RunKind, RunReport, resolve_tenants, run_per_tenant
 
-MONTHLY_BILLING = RunKind("monthly_billing", ("generated",), BILLING_SECTIONS)
-"""The month close's report: ``generated``, with warnings, totals, stats and (dry runs) previews."""
+MONTHLY_BILLING = RunKind(
+    "monthly_billing", ("generated", "drafts", "awaiting_review"), BILLING_SECTIONS | {"draft_totals"}
+)
+"""The month close's report: ``generated``, ``drafts`` (review drafts created, also counted in
+``generated``) and ``awaiting_review`` (drafts waiting for a person), with warnings, totals,
+``draft_totals``, stats and (dry runs) previews."""
 
 
 def calendar_candidates(
@@ -120,16 +131,24 @@ def run_month_close(ctx: RunContext, tenant_id: str | None, month: str | None) -
         catalog = Catalog.load(ctx.store, tenant.id)
         subs = ctx.store.load_subscriptions(tenant.id, "calendar")
         candidates = calendar_candidates(report, tenant, catalog, subs, periods[tenant.id])
-        return bill_subscriptions(
+        review = tenant.month_close_review
+        generated_before = report.generated
+        summary = bill_subscriptions(
             ctx,
             report,
             tenant,
             catalog,
             candidates,
-            finalize=True,
+            finalize=not review,
             known=subs,
             known_billing_times=("calendar",),
+            review=review,
         )
+        if review:
+            report.count("drafts", report.generated - generated_before)
+            waiting = 0 if ctx.dry_run else len(ctx.store.drafts_awaiting_review(tenant.id))
+            report.count("awaiting_review", waiting)
+        return summary
 
     run_per_tenant(ctx, report, ready, describe, work)
     report.firestore_reads, report.firestore_writes = ctx.store.reads, ctx.store.writes

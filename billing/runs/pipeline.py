@@ -257,8 +257,12 @@ def bill_subscriptions(
     finalize: bool,
     known: Sequence[Subscription | tuple[str, DataError]] = (),
     known_billing_times: Collection[str] = (),
+    review: bool = False,
 ) -> dict[str, Any]:
     """Price the candidates and create their absent invoices; return the tenant summary.
+
+    ``review`` (with ``finalize`` false): the drafts wait for a person, no run finalizes them
+    (``month_close_review``, issue 10; ``IssuingStore.create_invoices``).
 
     ``known``/``known_billing_times``: the subscriptions the caller read, every one of those
     billing times (see ``price_candidates``).
@@ -294,6 +298,7 @@ def bill_subscriptions(
         run_id=ctx.run_id,
         finalize=finalize,
         delivery_pending=finalize and delivery_enabled(tenant),
+        review=review,
     )
     by_id = {d.invoice_id: d for d in drafts}
     for draft, error in result.rejected:

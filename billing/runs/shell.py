@@ -7,7 +7,8 @@ each tenant, whatever the function:
 - the run record ``tenants/{t}/billing_runs/{run_id}``: ``function``, ``status`` (``running``,
   then ``succeeded`` or ``failed``), ``started_at``, ``finished_at``, ``principal``, the run's
   header (dunning's ``as_of``) and what the tenant's run covers (``month``...), the function's
-  counters, ``skipped``, ``errors`` (a count), ``seconds``, ``totals`` (billing runs),
+  counters, ``skipped``, ``errors`` (a count), ``errors_by_stage`` (``billing.runs.stages``),
+  ``seconds``, ``totals`` (billing runs),
   ``summary`` (the tenant's summary in the response) and ``error_details`` (the tenant's
   ``errors`` entries, at most ``MAX_LISTED``) (contract, "Operator visibility": every run recorded);
 - the lease ``tenants/{t}/run_leases/{function}`` (``BillingStore.acquire_lease``), so that an
@@ -38,6 +39,7 @@ from billing.errors import BillingError, DataError, PermissionDenied, echo
 from billing.logs import get_logger, log_context
 from billing.pricing.periods import utc_now
 from billing.records import Tenant
+from billing.runs.stages import STAGES, empty_counts, split_delivery, stage_of
 from billing.store.firestore_store import BillingStore
 
 MAX_LISTED = 1000
@@ -97,7 +99,8 @@ class RunKind:
         unknown = self.sections - SECTIONS
         if unknown:
             raise ValueError(f"unknown report sections: {sorted(unknown)}")
-        clash = set(self.counters) & {"run_id", "dry_run", "skipped", "errors", "tenants", "seconds"}
+        fixed = {"run_id", "dry_run", "skipped", "errors", "errors_by_stage", "tenants", "seconds"}
+        clash = set(self.counters) & fixed
         if clash:
             raise ValueError(f"counters clash with fixed report fields: {sorted(clash)}")
 
@@ -167,19 +170,40 @@ class RunReport:
                 }
             )
 
-    def error(self, tenant_id: str, error: BaseException, **ids: str | None) -> None:
+    @property
+    def errors_by_stage(self) -> dict[str, int]:
+        """``{stage: count}`` of ``errors`` for every stage of ``billing.runs.stages.STAGES``."""
+        counts = empty_counts()
+        for entry in self.errors:
+            counts[entry["stage"]] += 1
+        return counts
+
+    def error(
+        self, tenant_id: str, error: BaseException, *, stage: str | None = None, **ids: str | None
+    ) -> None:
         """Record a failure of one item (``ids``, ``None`` dropped) or tenant; the run goes on.
 
-        The entry is ``{tenant_id, **ids, error, code}``: a ``BillingError`` gives its message
-        and code, anything else ``internal error: <type>`` and ``internal`` (its stack trace is
-        logged, never answered).
+        The entry is ``{tenant_id, **ids, error, code, stage}``: a ``BillingError`` gives its
+        message and code, anything else ``internal error: <type>`` and ``internal`` (its stack
+        trace is logged, never answered). ``stage`` (one of ``STAGES``) defaults to
+        ``stage_of(error)``; a ``delivery_failed`` whose email and Stripe push both failed gives
+        one entry per stage (``split_delivery``).
+
+        Raises:
+            ValueError: ``stage`` is not one of ``STAGES``.
+
         """
+        if stage is not None and stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
         entry: dict[str, Any] = {"tenant_id": tenant_id, **{k: v for k, v in ids.items() if v is not None}}
         if isinstance(error, BillingError):
             entry.update(error=error.message, code=error.code)
         else:
             entry.update(error=f"internal error: {type(error).__name__}", code="internal")
-        self.errors.append(entry)
+        if stage is None and isinstance(error, BillingError) and error.code == "delivery_failed":
+            self.errors.extend({**entry, "error": m, "stage": s} for s, m in split_delivery(error.message))
+        else:
+            self.errors.append({**entry, "stage": stage or stage_of(error)})
         trace = (
             {}
             if isinstance(error, BillingError)
@@ -209,6 +233,7 @@ class RunReport:
             "skips": self.skips,
             "skips_truncated": self.skipped > len(self.skips),
             "errors": self.errors,
+            "errors_by_stage": self.errors_by_stage,
             "tenants": self.tenants,
         }
         if "warnings" in sections:
@@ -277,9 +302,13 @@ class _Snapshot:
 def _tenant_figures(report: RunReport, before: _Snapshot) -> dict[str, Any]:
     """What one tenant's work added: its counters, ``skipped``, ``errors``, ``seconds`` (and ``totals``)."""
     figures: dict[str, Any] = {name: value - before.counters[name] for name, value in report.counters.items()}
+    by_stage = empty_counts()
+    for entry in report.errors[before.errors :]:
+        by_stage[entry["stage"]] += 1
     figures.update(
         skipped=report.skipped - before.skipped,
         errors=len(report.errors) - before.errors,
+        errors_by_stage=by_stage,
         seconds=round(time.monotonic() - before.started, 3),
     )
     if "totals" in report.kind.sections:
@@ -291,7 +320,7 @@ def _tenant_figures(report: RunReport, before: _Snapshot) -> dict[str, Any]:
 
 def _finish_record(report: RunReport, summary: Mapping[str, Any], before: _Snapshot) -> dict[str, Any]:
     """The run record's closing fields for one tenant (see the module docstring)."""
-    figures = [*report.kind.counters, "skipped", "errors", "seconds"]
+    figures = [*report.kind.counters, "skipped", "errors", "errors_by_stage", "seconds"]
     if "totals" in report.kind.sections:
         figures.append("totals")
     return {

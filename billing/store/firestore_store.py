@@ -12,6 +12,8 @@ counts its own reads and writes):
 - ``issuing``: invoice creation, gapless numbering, finalization of drafts, discarded drafts;
 - ``accounts``: anniversary advances, dunning's suspension and reactivation of customers;
 - ``outbox``: the notification outbox (each email claimed before it is sent);
+- ``credit_notes``: credit notes, issued once with their own number series and their effect
+  on the invoice and the customer balance;
 - ``runs``: run records and run leases;
 - ``sizes``: Firestore's storage size of a document and the invoice size limit.
 
@@ -31,6 +33,7 @@ from billing.store.accounts import (
 from billing.store.accumulators import AccumulatorStore
 from billing.store.base import TRANSACTION_ATTEMPTS, TRANSACTION_ROUNDS, StoreBase, Transaction
 from billing.store.catalog import IN_QUERY_CUSTOMERS, CatalogStore
+from billing.store.credit_notes import CreditEffect, CreditNoteStore, credit_note_id_for
 from billing.store.invoices import InvoiceChange, InvoiceStore, StoredInvoice, history_entry
 from billing.store.issuing import INVOICE_BATCH_SIZE, CreatedInvoices, IssuingStore
 from billing.store.outbox import Notification, OutboxStore
@@ -55,6 +58,7 @@ class BillingStore(
     AccountStore,
     OutboxStore,
     RunStore,
+    CreditNoteStore,
 ):
     """Typed access to one Firestore database in the contract's layout (every part above).
 
@@ -79,6 +83,7 @@ __all__ = [
     "Account",
     "BillingStore",
     "CreatedInvoices",
+    "CreditEffect",
     "InvoiceChange",
     "Notification",
     "ReactivationPlan",
@@ -87,6 +92,7 @@ __all__ = [
     "SubscriptionMove",
     "SuspensionPlan",
     "Transaction",
+    "credit_note_id_for",
     "firestore_document_size",
     "history_entry",
     "invoice_size",

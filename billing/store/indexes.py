@@ -55,6 +55,7 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
+    QueryShape("credit_notes", ("delivery_pending",), (), "store.pending_credit_notes"),
     # The hourly usage fold and the close's tail (issue 13): late events, ingested in a window
     # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
     QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),

@@ -158,6 +158,27 @@ def _applied(document: Mapping[str, Any], change: InvoiceChange) -> dict[str, An
     return after
 
 
+@dataclass(frozen=True)
+class DraftEdit:
+    """One person's change of an invoice, made by ``InvoiceStore.edit_invoice`` (issue 10).
+
+    ``fields``: plain fields set as given (``lines`` as a list of maps, totals, ``status``...);
+    ``history``: entries appended to ``history`` (``history_entry``); ``request_id``: the
+    caller's ``X-Request-ID``, appended to ``request_ids`` in the same write, so that the same
+    request seen again is recognised (``Invoice.raw["request_ids"]``) and does nothing.
+    """
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    history: tuple[Mapping[str, Any], ...] = ()
+    request_id: str | None = None
+
+
+def seen_request(invoice: Invoice, request_id: str | None) -> bool:
+    """True when ``request_id`` was recorded on ``invoice`` by an earlier edit (a retry)."""
+    stored = invoice.raw.get("request_ids")
+    return request_id is not None and isinstance(stored, list) and request_id in stored
+
+
 def parse_invoice(snapshot: Snapshot) -> StoredInvoice:
     """An existing invoice snapshot as an ``Invoice``, or ``(id, DataError)`` if unreadable."""
     try:
@@ -229,6 +250,14 @@ class InvoiceStore(StoreBase):
         """``open`` invoices with ``due_at < as_of``, oldest due first (``dunning``)."""
         return self._query(tenant_id, ("status", "==", "open"), ("due_at", "<", as_of), order_by="due_at")
 
+    def drafts_awaiting_review(self, tenant_id: str) -> list[StoredInvoice]:
+        """Drafts that wait for a person (``finalize_at`` null); no run finalizes them (issue 10).
+
+        Month-close drafts of a ``month_close_review`` tenant, one-off drafts, regenerated
+        drafts, and anniversary drafts a person edited.
+        """
+        return self._query(tenant_id, ("status", "==", "draft"), ("finalize_at", "==", None))
+
     def pending_deliveries(self, tenant_id: str) -> list[StoredInvoice]:
         """Invoices whose delivery is not finished (``delivery_pending == true``)."""
         return self._query(tenant_id, ("delivery_pending", "==", True))
@@ -278,6 +307,46 @@ class InvoiceStore(StoreBase):
                 return value, None
             tx.update(ref, update_fields(change))
             return value, Invoice.from_document(invoice_id, _applied(invoice.raw, change))
+
+        return self.run_transaction(body)
+
+    def edit_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        decide: Callable[[Invoice | None], tuple[R, DraftEdit | None]],
+    ) -> tuple[R, Invoice | None]:
+        """Read an invoice and write the ``DraftEdit`` ``decide`` makes of it, in one transaction.
+
+        Like ``change_invoice`` (``decide`` may run several times and may raise to abort), for
+        the review actions (``billing.runs.review``): the edit sets plain fields, appends
+        ``history`` and records the request id. Returns ``value`` and the invoice after the
+        write (``None`` when nothing was written).
+
+        Raises:
+            DataError: the stored invoice cannot be parsed.
+
+        """
+        ref = self._doc(tenant_id, "invoices", invoice_id)
+
+        def body(tx: Transaction) -> tuple[R, Invoice | None]:
+            snapshot = tx.get(ref)
+            invoice = Invoice.from_document(invoice_id, snapshot.to_dict() or {}) if snapshot.exists else None
+            value, edit = decide(invoice)
+            if edit is None or invoice is None:
+                return value, None
+            update = dict(edit.fields)
+            after = {**invoice.raw, **edit.fields}
+            if edit.history:
+                update["history"] = firestore.ArrayUnion([dict(h) for h in edit.history])
+                after["history"] = _union(invoice.raw.get("history"), [dict(h) for h in edit.history])
+            if edit.request_id is not None:
+                update["request_ids"] = firestore.ArrayUnion([edit.request_id])
+                after["request_ids"] = _union(invoice.raw.get("request_ids"), [edit.request_id])
+            if not update:
+                return value, None
+            tx.update(ref, update)
+            return value, Invoice.from_document(invoice_id, after)
 
         return self.run_transaction(body)
 

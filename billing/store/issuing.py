@@ -19,7 +19,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from billing.errors import DataError
+from billing.errors import Conflict, DataError, echo
 from billing.logs import get_logger
 from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.numbering import format_invoice_number, sequence_year
@@ -105,8 +105,13 @@ class IssuingStore(StoreBase):
         finalize: bool,
         delivery_pending: bool = False,
         batch_size: int = INVOICE_BATCH_SIZE,
+        review: bool = False,
     ) -> CreatedInvoices:
         """Create the absent invoices among ``drafts``; never touch one that exists.
+
+        ``review`` (with ``finalize`` false: the month close of a ``month_close_review``
+        tenant): the drafts get no ``finalize_at``, so no run finalizes them; they wait for a
+        person (``billing.runs.review``).
 
         With ``finalize`` each created invoice is ``open`` with the next gapless number of the
         tenant's sequence for the year of ``now`` (tenant timezone), ``issued_at = now`` and
@@ -132,7 +137,9 @@ class IssuingStore(StoreBase):
             except DataError as error:
                 result.rejected.append((draft, error))
         for batch in byte_batches(sized, batch_size, TRANSACTION_BYTES):
-            created, existing = self._create_batch(numbering, batch, run_id, finalize, delivery_pending)
+            created, existing = self._create_batch(
+                numbering, batch, run_id, finalize, delivery_pending, review
+            )
             result.created.extend(Invoice.from_document(i, document) for i, document in created)
             result.existing.extend(existing)
         return result
@@ -144,9 +151,11 @@ class IssuingStore(StoreBase):
         run_id: str,
         finalize: bool,
         delivery_pending: bool,
+        review: bool = False,
     ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
         """Create one batch of (draft, its document) in one transaction (see create_invoices)."""
         tenant, now = numbering.tenant, numbering.now
+        grace = None if review else now + timedelta(hours=float(tenant.grace_period_hours))
         refs = [self._doc(tenant.id, "invoices", draft.invoice_id) for draft, _ in batch]
 
         def run(tx: Transaction) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
@@ -171,7 +180,7 @@ class IssuingStore(StoreBase):
                             "status": "draft",
                             "number": None,
                             "due_at": None,
-                            "finalize_at": now + timedelta(hours=float(tenant.grace_period_hours)),
+                            "finalize_at": grace,
                         }
                     )
                 tx.create(ref, document)
@@ -244,6 +253,8 @@ class IssuingStore(StoreBase):
             stored = current.to_dict() or {}
             if not current.exists or stored.get("status") != "draft":
                 continue
+            if stored.get("finalize_at") is None:  # a person took it over (issue 10): theirs to finalize
+                continue
             update = {**base, **numbering.fields(last + 1)}
             merged = {**stored, **update}
             if not fits(("tenants", tenant_id, "invoices", draft.invoice_id), merged):
@@ -299,3 +310,137 @@ class IssuingStore(StoreBase):
 
             done.extend(self.run_transaction(run))
         return done
+
+    # -- issue 10: invoices a person finalizes or creates ----------------------------------------
+    def finalize_invoices(
+        self,
+        tenant: Tenant,
+        invoice_ids: Sequence[str],
+        *,
+        now: datetime,
+        run_id: str,
+        history: Mapping[str, Any],
+        request_id: str | None = None,
+        delivery_pending: bool = False,
+    ) -> tuple[list[Invoice], list[Invoice]]:
+        """Finalize the named drafts as they are stored (a person's ``finalize``), in one transaction.
+
+        Each invoice still ``draft`` gets the next gapless number of the tenant's sequence, in
+        the order of ``invoice_ids`` (the caller checked them: at most ``INVOICE_BATCH_SIZE``,
+        no repeats), ``open``, ``issued_at``/``due_at`` like every finalization
+        (``_Numbering.fields``), ``delivery_pending``, the ``history`` entry and ``request_id``
+        (appended to ``request_ids``). Amounts and lines are not touched: what the person
+        reviewed is what is issued. Returns ``(finalized now, the others as stored)``: an
+        invoice finalized meanwhile by a concurrent call is among the others, unchanged, so
+        that each draft is numbered once whatever the retries.
+
+        Raises:
+            Conflict: (``unknown_invoice`` is the caller's check) never raised here.
+
+        """
+        numbering = self._numbering(tenant, now)
+        refs = [self._doc(tenant.id, "invoices", i) for i in invoice_ids]
+
+        def run(tx: Transaction) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+            snapshots = tx.get_all(refs)
+            last = numbering.last(tx)
+            done: list[tuple[str, dict[str, Any]]] = []
+            others: list[tuple[str, dict[str, Any]]] = []
+            for invoice_id, ref in zip(invoice_ids, refs, strict=True):
+                stored = snapshots[invoice_id].to_dict() or {}
+                if stored.get("status") != "draft":
+                    others.append((invoice_id, stored))
+                    continue
+                last += 1
+                update: dict[str, Any] = {
+                    **numbering.fields(last),
+                    "pdf_uri": None,
+                    "finalized_by_run": run_id,
+                }
+                if delivery_pending:
+                    update["delivery_pending"] = True
+                after = {**stored, **update}
+                after["history"] = [*(stored.get("history") or []), dict(history)]
+                update["history"] = firestore.ArrayUnion([dict(history)])
+                if request_id is not None:
+                    update["request_ids"] = firestore.ArrayUnion([request_id])
+                    after["request_ids"] = [*(stored.get("request_ids") or []), request_id]
+                tx.update(ref, update)
+                done.append((invoice_id, after))
+            if done:
+                numbering.record(tx, last)
+            return done, others
+
+        done, others = self.run_transaction(run)
+        return (
+            [Invoice.from_document(i, d) for i, d in done],
+            [Invoice.from_document(i, d) for i, d in others if d],
+        )
+
+    def create_invoice_once(
+        self,
+        tenant: Tenant,
+        invoice_id: str,
+        document: Mapping[str, Any],
+        *,
+        now: datetime,
+        run_id: str,
+        finalize: bool,
+        delivery_pending: bool = False,
+        replaces: str | None = None,
+    ) -> tuple[Invoice, bool]:
+        """Create one invoice a person asked for, unless its id exists; return it and whether created.
+
+        ``invoice_id`` is deterministic (a one-off invoice's idempotency key, a regenerated
+        invoice's predecessor), so concurrent and repeated calls create it once. The invoice is
+        a ``draft`` without ``finalize_at`` (it waits for a person), or with ``finalize``
+        ``open`` with the next gapless number (``_Numbering.fields``) in the same commit.
+        ``replaces``: the ``void`` invoice this one bills again (``regenerate``): in the same
+        transaction it must still be ``void`` and not replaced by another id, and it gets
+        ``replaced_by``, so at most one live invoice exists per (subscription, period).
+
+        Raises:
+            Conflict: ``replaces`` is not ``void`` (``invalid_transition``) or was replaced
+                by another invoice (``already_replaced``).
+
+        """
+        numbering = self._numbering(tenant, now)
+        ref = self._doc(tenant.id, "invoices", invoice_id)
+        old_ref = None if replaces is None else self._doc(tenant.id, "invoices", replaces)
+
+        def run(tx: Transaction) -> tuple[str, dict[str, Any], bool]:
+            snapshot = tx.get(ref)
+            old = tx.get(old_ref) if old_ref is not None else None
+            if snapshot.exists:
+                return invoice_id, snapshot.to_dict() or {}, False
+            if old is not None:
+                _check_replaceable(replaces or "", old.to_dict() or {}, invoice_id)
+            created = {**document, "created_at": now, "run_id": run_id, "pdf_uri": None}
+            if finalize:
+                last = numbering.last(tx) + 1
+                created.update(numbering.fields(last))
+                created["delivery_pending"] = delivery_pending
+                numbering.record(tx, last)
+            else:
+                created.update({"status": "draft", "number": None, "due_at": None, "finalize_at": None})
+            tx.create(ref, created)
+            if old_ref is not None:
+                tx.update(old_ref, {"replaced_by": invoice_id})
+            return invoice_id, created, True
+
+        found_id, stored, created = self.run_transaction(run)
+        return Invoice.from_document(found_id, stored), created
+
+
+def _check_replaceable(old_id: str, old: Mapping[str, Any], new_id: str) -> None:
+    """Raise ``Conflict`` unless the invoice ``old`` may be replaced by ``new_id`` (see above)."""
+    if old.get("status") != "void":
+        raise Conflict(
+            f"invoice {echo(old_id)} is {old.get('status')}; only a void invoice can be regenerated",
+            code="invalid_transition",
+        )
+    if old.get("replaced_by") not in (None, new_id):
+        raise Conflict(
+            f"invoice {echo(old_id)} was regenerated as {echo(old.get('replaced_by'))} already",
+            code="already_replaced",
+        )

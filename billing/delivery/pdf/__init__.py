@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from billing.delivery.pdf.credit_note import build_credit_note_model
 from billing.delivery.pdf.layout import render
 from billing.delivery.pdf.model import build_model
 from billing.delivery.pdf.values import format_percent, format_quantity
 
-__all__ = ["format_percent", "format_quantity", "render_invoice_pdf"]
+__all__ = ["format_percent", "format_quantity", "render_credit_note_pdf", "render_invoice_pdf"]
 
 
 def render_invoice_pdf(invoice: Mapping[str, Any]) -> bytes:
@@ -52,3 +53,27 @@ def render_invoice_pdf(invoice: Mapping[str, Any]) -> bytes:
 
     """
     return render(build_model(invoice))
+
+
+def render_credit_note_pdf(note: Mapping[str, Any]) -> bytes:
+    """Render one credit note as the bytes of an A4 portrait PDF titled "CREDIT NOTE".
+
+    Args:
+        note: ``number`` str; ``status`` ("issued" or "void": a "VOID" watermark);
+            ``currency``, ``locale``*, ``timezone`` as for an invoice; ``created_at`` aware
+            datetime (the issue date, and the PDF's creation date); ``invoice_number`` and
+            ``invoice_issued_at``* (the invoice it credits); ``reason`` (one of
+            ``billing.records.CREDIT_NOTE_REASONS``); ``memo``*; ``seller`` and ``customer`` as
+            for an invoice; ``lines`` list of {``description``, ``amount``, ``tax``} in minor
+            units; ``subtotal``, ``tax``, ``total`` ints in minor units; ``tax_inclusive``*;
+            ``pre_payment_amount``* and ``credited_to_balance``* ints in minor units.
+
+    Returns:
+        The PDF file's bytes; identical for identical input.
+
+    Raises:
+        DataError: (``invalid_invoice``) a key is missing or has the wrong type, or a currency,
+            locale or timezone is unknown.
+
+    """
+    return render(build_credit_note_model(note))

@@ -322,13 +322,13 @@ class _Layout:
         return y
 
     def title_block(self) -> float:
-        """Draw "INVOICE", the number and the status badge at the top right; return the y below."""
+        """Draw the heading ("INVOICE", "CREDIT NOTE"), number and badge top right; return the y below."""
         m = self.model
         right_w = _CONTENT_W - _SELLER_W - 4
         right_x = _RIGHT - right_w
         ry = _TOP - 1.5
         self.font("B", 24, _ACCENT)
-        self.put(right_x, ry, right_w, 10, "INVOICE", "R")
+        self.put(right_x, ry, right_w, 10, m.heading, "R")
         ry += 11
         if m.is_draft:
             self.font("B", 12, _DRAFT_RED)
@@ -356,7 +356,7 @@ class _Layout:
         """Draw the "Bill to" block from ``y`` at the left; return the y below it."""
         bill_w = _BILL_W
         self.font("B", 7.5, _MUTED)
-        self.put(_MARGIN_X, y, bill_w, 4, "BILL TO")
+        self.put(_MARGIN_X, y, bill_w, 4, self.model.bill_to_label)
         by = y + 5
         self.font("B", 10)
         for line in self.wrap(self.model.customer_name, bill_w):
@@ -378,9 +378,9 @@ class _Layout:
             self.font("", 8.5, _MUTED)
             self.put(meta_x, y, meta_label_w, 4.8, label)
             self.font(
-                "B" if label == "Invoice number" else "",
+                "B" if label == m.number_label else "",
                 8.5,
-                _DRAFT_RED if label == "Invoice number" and m.is_draft else _INK,
+                _DRAFT_RED if label == m.number_label and m.is_draft else _INK,
             )
             for line in self.wrap(value, meta_value_w):
                 self.put(meta_x + meta_label_w, y, meta_value_w, 4.8, line, "R")

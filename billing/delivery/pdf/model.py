@@ -68,6 +68,9 @@ class InvoiceModel:
     lang: str
     header_cells: Row = ("Description", "Qty", "Unit price", "Tax", "Amount")
     labels: tuple[str, ...] = ("INVOICE", "BILL TO", "Notes", "Page 0123456789 of", "…")
+    heading: str = "INVOICE"
+    number_label: str = "Invoice number"
+    bill_to_label: str = "BILL TO"
 
     def strings(self) -> Iterator[str]:
         """Yield every string that may be drawn (to choose fonts and cut font subsets)."""
@@ -89,6 +92,7 @@ class InvoiceModel:
         yield from self.notes
         yield from self.header_cells
         yield from self.labels
+        yield from (self.heading, self.number_label, self.bill_to_label)
         if self.watermark:
             yield self.watermark
         if self.badge:

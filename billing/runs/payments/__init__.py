@@ -19,6 +19,7 @@ from billing.runs.payments.status import (
     can_move,
     change_status,
     status_change,
+    transition_conflict,
 )
 from billing.runs.payments.stripe_events import (
     HANDLED_EVENTS,
@@ -44,4 +45,5 @@ __all__ = [
     "change_status",
     "reactivate_if_clear",
     "status_change",
+    "transition_conflict",
 ]

@@ -1,7 +1,8 @@
 """Reactivation: a customer suspended by dunning comes back once nothing is overdue any more.
 
 A customer suspended by dunning (``suspended_by == "dunning"``) is reactivated when nothing
-blocks: no ``open`` invoice with ``due_at`` before ``as_of`` and no ``uncollectible`` invoice (a
+blocks (after a payment, a void, or a credit note that leaves nothing due): no ``open`` invoice
+with ``due_at`` before ``as_of`` and an ``amount_due`` left, and no ``uncollectible`` invoice (a
 written-off debt keeps the account suspended, as Stripe's "Subscription status: unpaid" keeps a
 subscription off until it is paid). The customer and the subscriptions that this suspension
 (``suspension_id``) suspended go back to ``active`` in one transaction
@@ -26,15 +27,19 @@ from billing.store.firestore_store import Account, BillingStore, ReactivationPla
 def blocking_invoices(invoices: Sequence[StoredInvoice], as_of: datetime) -> list[str]:
     """Ids among ``invoices`` that keep a customer suspended at ``as_of``.
 
-    Blocking: ``open`` with ``due_at`` before ``as_of``, or ``uncollectible``; an invoice that
-    cannot be read blocks too (nobody can tell it is paid).
+    Blocking: ``open`` with ``due_at`` before ``as_of`` and something still due (``amount_due``
+    after payments and credit notes), or ``uncollectible``; an invoice that cannot be read blocks
+    too (nobody can tell it is paid).
     """
     out = []
     for invoice in invoices:
         if isinstance(invoice, tuple):
             out.append(invoice[0])
         elif invoice.status == "uncollectible" or (
-            invoice.status == "open" and invoice.due_at is not None and invoice.due_at < as_of
+            invoice.status == "open"
+            and invoice.amount_due > 0
+            and invoice.due_at is not None
+            and invoice.due_at < as_of
         ):
             out.append(invoice.id)
     return out

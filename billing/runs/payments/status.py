@@ -10,7 +10,9 @@ Status machine (Stripe's, "Invoice lifecycle"; ``paid`` and ``void`` are final):
 Every change happens in one store transaction that re-reads the invoice
 (``BillingStore.change_invoice``), so concurrent writers (the webhook, an admin, the dunning run)
 cannot interleave; a change that the current status does not allow is refused (admin: 409) or
-ignored (Stripe events: recorded as ignored). Nothing ever moves a ``paid`` invoice.
+ignored (Stripe events: recorded as ignored). Nothing ever moves a ``paid`` invoice: voiding
+one is 409 ``use_credit_note`` (``CONTRACT.md``; in the EU a credit note is the lawful way to
+correct an issued invoice, VAT Directive art. 219, and Stripe cannot void a paid invoice either).
 
 Payments recorded by an admin: an amount below what is due is a partial payment (Stripe's
 "Accept partial payments": the invoice stays ``open``, ``amount_due`` shrinks); the whole amount
@@ -42,6 +44,24 @@ ACTIONS = {"paid": "mark_paid", "void": "void", "uncollectible": "mark_uncollect
 def can_move(current: str | None, target: str) -> bool:
     """True when an invoice in ``current`` may become ``target`` (see the module's machine)."""
     return current in ALLOWED.get(target, ())
+
+
+def transition_conflict(invoice_id: str, current: str | None, target: str) -> Conflict:
+    """The 409 for a move the machine does not allow.
+
+    ``use_credit_note`` for the ``void`` of a paid invoice (correct it with
+    ``create_credit_note``), else ``invalid_transition``.
+    """
+    if target == "void" and current == "paid":
+        return Conflict(
+            f"invoice {echo(invoice_id)} is paid; a paid invoice is corrected with a credit note "
+            "(create_credit_note), not voided",
+            code="use_credit_note",
+        )
+    return Conflict(
+        f"invoice {echo(invoice_id)} is {current}; {ACTIONS.get(target, target)} is not allowed",
+        code="invalid_transition",
+    )
 
 
 def status_change(target: str, at: datetime, invoice: Invoice) -> InvoiceChange:
@@ -144,10 +164,7 @@ def change_status(
         if payment is not None and invoice.paid_by(payment.reference):
             return invoice, None
         if not can_move(invoice.status, target):
-            raise Conflict(
-                f"invoice {echo(invoice_id)} is {invoice.status}; it cannot become {target}",
-                code="invalid_transition",
-            )
+            raise transition_conflict(invoice_id, invoice.status, target)
         if payment is not None:
             change, action = payment_change(invoice, payment, actor, now)
         else:

@@ -177,7 +177,7 @@ def test_every_aggregation_and_model_in_one_month_close(db: firestore.Client, ca
     # tax (20 % per line) 620 + 700 + 130 + 780 + 120 + 200 + 1000 + 100 + 0 + 40 = 3,690
     assert totals(invoice) == (18450, 3690, 22140)
     assert invoice["tax_inclusive"] is False
-    assert [line["kind"] for line in invoice["lines"]][-1] == "flat"
+    assert (invoice["lines"][-1]["kind"], invoice["lines"][-1]["flat"]) == ("usage", True)
     assert body["totals"] == {"GBP": 22140}
 
 

@@ -492,3 +492,55 @@ def test_audience_with_another_origin_warns(
         ["call", "dunning", "--url", function.url, "--token-source", "env"], {"ADMIN_ID_TOKEN": same_origin}
     )
     assert "warning" not in err
+
+
+def test_review_flags_build_the_body_and_send_the_request_id(
+    function: Function, issuer: tuple[DevKey, Path, CertsServer]
+) -> None:
+    _, directory, _ = issuer
+    base = ["call", "billing_admin", "--url", function.url, "--local", "--issuer-dir", str(directory)]
+    code, out, _ = run(
+        [
+            *base,
+            "--tenant",
+            "acme",
+            "--action",
+            "create_invoice",
+            "--customer-id",
+            "cus_1",
+            "--line",
+            "Support: 10 hours:10:5000",
+            "--line",
+            "Discount:1:-500",
+            "--idempotency-key",
+            "prepaid-1",
+            "--finalize",
+            "--memo",
+            "Prepaid",
+            "--request-id",
+            "req-1",
+        ]
+    )
+    assert code == 0
+    assert json.loads(out)["body"] == {
+        "action": "create_invoice",
+        "customer_id": "cus_1",
+        "lines": [
+            {"description": "Support: 10 hours", "quantity": "10", "unit_amount_decimal": "5000"},
+            {"description": "Discount", "quantity": "1", "unit_amount_decimal": "-500"},
+        ],
+        "idempotency_key": "prepaid-1",
+        "finalize": True,
+        "memo": "Prepaid",
+    }
+    assert function.requests[-1]["headers"].get("X-Request-ID") == "req-1"
+    code, out, _ = run([*base, "--action", "finalize", "--invoice-ids", "b, a,c", "--output", "json"])
+    assert code == 0 and json.loads(out)["body"] == {"action": "finalize", "invoice_ids": ["b", "a", "c"]}
+    assert "X-Request-ID" not in function.requests[-1]["headers"]
+
+
+@pytest.mark.parametrize("argv", [["--line", "no-colons"], ["--line", "x::5"], ["--invoice-ids", ","]])
+def test_bad_review_flags_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["call", "billing_admin", "--url", "http://127.0.0.1:1/", *argv], environ={})
+    assert exc.value.code == 2
