@@ -76,8 +76,8 @@ variable "dunning_schedule" {
 
 variable "aggregate_usage_schedule" {
   type        = string
-  description = "Cron schedule of aggregate_usage (the hourly usage fold), in time_zone. Each run folds the events ingested up to the start of its UTC hour, so a few minutes past the hour."
-  default     = "3 * * * *"
+  description = "Cron schedule of aggregate_usage (the hourly usage fold), in time_zone. A run folds the events up to the last UTC hour that ended at least 10 minutes earlier (FOLD_GRACE), so a quarter past the hour folds the hour just ended."
+  default     = "15 * * * *"
 }
 
 variable "admin_members" {
