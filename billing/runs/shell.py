@@ -64,7 +64,8 @@ class RunContext:
     ``now`` is the run's clock for every decision (the request's ``as_of`` for
     ``generate_invoices``). ``publish_pdfs`` (``PdfSink``) renders and stores PDFs; ``None``
     skips PDFs (dry runs, dunning, benchmarks that measure them apart). ``principal``: the
-    caller's email, recorded on the run record.
+    caller's email, recorded on the run record. ``verify_usage``: billing runs recompute a sample
+    of the subscriptions priced from usage accumulators from raw events (issue 13, ``verify``).
     """
 
     run_id: str
@@ -73,6 +74,7 @@ class RunContext:
     store: BillingStore
     publish_pdfs: PdfSink | None = None
     principal: str | None = None
+    verify_usage: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ locals {
     dunning           = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     billing_admin     = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     stripe_webhook    = ["STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"]
+    # The usage fold and current_usage read and write Firestore only.
+    aggregate_usage = []
+    current_usage   = []
   }
 
   # The service account each function runs as (google_service_account.<value>). The public
@@ -32,6 +35,8 @@ locals {
     dunning           = "runtime"
     billing_admin     = "runtime"
     stripe_webhook    = "webhook"
+    aggregate_usage   = "runtime"
+    current_usage     = "runtime"
   }
 
   # Every (account, secret) pair some function needs, keyed "<account> <ENV_NAME>".
