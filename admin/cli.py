@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=("POST", "GET"), default="POST", help="GET fetches the health document (no body)"
     )
     call.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    from admin import usage  # imports this module: registered here, after it has loaded
+
+    usage.register(sub)
     return parser
 
 
@@ -340,13 +343,12 @@ def main(
     """Run the command line; return the exit status (see the module docstring)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] in (["runs"], ["export"]):  # run records and CSV exports: admin.runs
-        from admin import runs
-
-        return runs.main(words, stdout=out, stderr=err)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "usage":
+        from admin import usage
+
+        return usage.run(args, parser, environ=environ, stdout=out, stderr=err)
     if not _FUNCTION_NAME.fullmatch(args.function):
         parser.error(f"FUNCTION_NAME must look like monthly_billing, not {args.function!r}")
     url = args.url or environ.get(f"ADMIN_URL_{args.function.upper()}", "").strip()

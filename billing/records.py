@@ -919,7 +919,9 @@ class UsageEvent:
 
     ``created_at`` is Firestore's document create time, the tie-breaker for ``latest``.
     ``subscription_id`` (optional, an extension) pins the event to one of the customer's
-    subscriptions when several charge the same meter.
+    subscriptions when several charge the same meter. ``ingested_at`` (optional, contract's
+    "Usage accumulators"): when the event reached the system; absent, ``created_at`` stands for
+    it (``billing.pricing.usage.arrival_time``, ``fold_time``).
     """
 
     id: str
@@ -929,6 +931,7 @@ class UsageEvent:
     properties: Mapping[str, Any]
     created_at: datetime | None = None
     subscription_id: str | None = None
+    ingested_at: datetime | None = None
 
 
 # -- invoices (issue 9 item 2) ---------------------------------------------------------------------

@@ -122,7 +122,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         if invoices:
             print(f"  e.g. {out.relative_to(REPO)}/{invoices[0]['number']}.pdf")
+            show_current_usage(stack.start_function("current_usage"), str(invoices[0]["customer_id"]))
         return 1 if close["errors"] else 0
+
+
+def show_current_usage(url: str, customer_id: str) -> None:
+    """Issue 13: ``python -m admin usage`` asks ``current_usage`` for one customer's November usage."""
+    issuer = str(REPO / ".dev" / "issuer")
+    argv = ["usage", customer_id, "--tenant", TENANT, "--url", url, "--local", "--issuer-dir", issuer]
+    completed = subprocess.run(
+        [sys.executable, "-m", "admin", *argv, "--as-of", "2011-11-30T12:00:00Z"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    print(f"\ncurrent_usage for customer {customer_id} (November 2011, priced now):")
+    print(completed.stdout.rstrip() or completed.stderr.rstrip())
 
 
 def _totals(totals: dict[str, int]) -> str:

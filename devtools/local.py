@@ -20,7 +20,15 @@ from devtools.dev_issuer import DEV_ISSUER, DEV_PRINCIPAL, DevKey, load_or_creat
 from devtools.emulators import Emulator, free_port, start_firestore, start_storage, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook")
+FUNCTIONS = (
+    "monthly_billing",
+    "generate_invoices",
+    "dunning",
+    "billing_admin",
+    "stripe_webhook",
+    "aggregate_usage",
+    "current_usage",
+)
 
 
 class LocalStack:

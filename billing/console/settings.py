@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from billing.errors import Misconfigured
 from billing.http.auth.iap import IapSettings
 
-SCHEDULED_FUNCTIONS = ("monthly_billing", "generate_invoices", "dunning")
+SCHEDULED_FUNCTIONS = ("monthly_billing", "generate_invoices", "dunning", "aggregate_usage")
 """The functions Cloud Scheduler runs, each with "Dry run" and "Run now" in the console."""
 
 

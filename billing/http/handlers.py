@@ -58,20 +58,26 @@ def month_field(value: Any) -> str:
     return value
 
 
-MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean}
+MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean, "verify": boolean}
 
 
 def monthly_billing(call: Call) -> dict[str, Any]:
     """The month close (``billing.runs.month_close.run_month_close``) for ``month`` or the previous month."""
     dry_run = bool(call.body.get("dry_run", False))
     ctx = make_context(call, dry_run=dry_run)
+    ctx.verify_usage = bool(call.body.get("verify", False))  # issue 13: accumulators vs raw events
     if not dry_run:
         invoices_bucket()  # misconfiguration fails before anything is written
     report = run_month_close(ctx, call.tenant_id, call.body.get("month"))
     return report.to_json()
 
 
-GENERATE_INVOICES_FIELDS = {"as_of": rfc3339, "subscription_id": identifier, "dry_run": boolean}
+GENERATE_INVOICES_FIELDS = {
+    "as_of": rfc3339,
+    "subscription_id": identifier,
+    "dry_run": boolean,
+    "verify": boolean,
+}
 
 
 def generate_invoices(call: Call) -> dict[str, Any]:
@@ -88,6 +94,7 @@ def generate_invoices(call: Call) -> dict[str, Any]:
     now = clock.now()
     check_as_of(as_of, now)
     ctx = make_context(call, dry_run=dry_run, now=as_of or now)
+    ctx.verify_usage = bool(call.body.get("verify", False))  # issue 13: accumulators vs raw events
     if not dry_run:
         invoices_bucket()
     report = run_generate_invoices(ctx, call.tenant_id, call.body.get("subscription_id"))

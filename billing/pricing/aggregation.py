@@ -50,6 +50,7 @@ bad event data.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, ClassVar, Generic, TypeVar
@@ -142,6 +143,51 @@ class Accumulator(ABC, Generic[StateT]):
             out[()] = Decimal(0)
         return out
 
+    def export(self) -> dict[str, Any]:
+        """The accumulator's state as Firestore-ready data (the fold's accumulator documents).
+
+        Shape: ``{"groups": [{"key": [str, ...], "state": <per aggregation>}], "events": int,
+        "warning_count": int, "warnings": [str] (at most 20)}``; per aggregation, ``state`` is
+        ``count``: int; ``sum``: decimal string; ``max``: decimal string or None;
+        ``unique_count``: sorted list of the values as text; ``latest``: ``{"timestamp",
+        "created_at", "id", "value"}`` or None; ``weighted_sum``: ``{"total", "moment"}``
+        (decimal strings, see ``WeightedSumAccumulator``). Decimals are exact strings, never floats.
+        """
+        return {
+            "groups": [
+                {"key": list(key), "state": self._dump(state)} for key, state in sorted(self.groups.items())
+            ],
+            "events": self.events_counted,
+            "warning_count": self.warning_count,
+            "warnings": list(self.warnings),
+        }
+
+    def absorb(self, exported: Mapping[str, Any]) -> None:
+        """Merge a state made by ``export`` (same meter, window and period) into this one.
+
+        Merging is associative and commutative for every aggregation, so the accumulators of
+        disjoint sets of events, folded in any order and merged in any order, give the
+        quantities of one accumulator fed every event (pinned by
+        ``tests/unit/pricing/test_accumulator_state.py``).
+
+        Raises:
+            ValueError, KeyError, TypeError: ``exported`` is not a state of this aggregation.
+
+        """
+        for group in exported.get("groups") or ():
+            key = tuple(str(part) for part in group["key"])
+            loaded = self._load(group["state"])
+            current = self.groups.get(key)
+            self.groups[key] = loaded if current is None else self._merge(current, loaded)
+        self.events_counted += int(exported.get("events") or 0)
+        self.warning_count += int(exported.get("warning_count") or 0)
+        room = _MAX_WARNINGS - len(self.warnings)
+        self.warnings.extend(list(exported.get("warnings") or ())[: max(room, 0)])
+
+    def stored_values(self) -> int:
+        """How many values the state keeps (the distinct values of ``unique_count``; else groups)."""
+        return len(self.groups)
+
     @abstractmethod
     def _initial(self) -> StateT: ...
 
@@ -150,6 +196,15 @@ class Accumulator(ABC, Generic[StateT]):
 
     @abstractmethod
     def _result(self, state: StateT) -> Decimal: ...
+
+    @abstractmethod
+    def _dump(self, state: StateT) -> Any: ...
+
+    @abstractmethod
+    def _load(self, data: Any) -> StateT: ...
+
+    @abstractmethod
+    def _merge(self, first: StateT, second: StateT) -> StateT: ...
 
 
 def _group_value(value: object) -> str:
@@ -175,6 +230,15 @@ class CountAccumulator(Accumulator[int]):
     def _result(self, state: int) -> Decimal:
         return Decimal(state)
 
+    def _dump(self, state: int) -> Any:
+        return state
+
+    def _load(self, data: Any) -> int:
+        return int(data)
+
+    def _merge(self, first: int, second: int) -> int:
+        return first + second
+
 
 class SumAccumulator(Accumulator[Decimal]):
     """``sum``: the exact Decimal sum of the field."""
@@ -190,6 +254,15 @@ class SumAccumulator(Accumulator[Decimal]):
     def _result(self, state: Decimal) -> Decimal:
         return state
 
+    def _dump(self, state: Decimal) -> Any:
+        return str(state)
+
+    def _load(self, data: Any) -> Decimal:
+        return Decimal(str(data))
+
+    def _merge(self, first: Decimal, second: Decimal) -> Decimal:
+        return _add(first, second)
+
 
 class MaxAccumulator(Accumulator[Decimal | None]):
     """``max``: the largest value of the field (0 when nothing counted)."""
@@ -204,6 +277,17 @@ class MaxAccumulator(Accumulator[Decimal | None]):
 
     def _result(self, state: Decimal | None) -> Decimal:
         return state if state is not None else Decimal(0)
+
+    def _dump(self, state: Decimal | None) -> Any:
+        return None if state is None else str(state)
+
+    def _load(self, data: Any) -> Decimal | None:
+        return None if data is None else Decimal(str(data))
+
+    def _merge(self, first: Decimal | None, second: Decimal | None) -> Decimal | None:
+        if first is None or (second is not None and second > first):
+            return second
+        return first
 
 
 class UniqueCountAccumulator(Accumulator[set[str]]):
@@ -221,6 +305,19 @@ class UniqueCountAccumulator(Accumulator[set[str]]):
 
     def _result(self, state: set[str]) -> Decimal:
         return Decimal(len(state))
+
+    def _dump(self, state: set[str]) -> Any:
+        return sorted(state)
+
+    def _load(self, data: Any) -> set[str]:
+        return {str(value) for value in data}
+
+    def _merge(self, first: set[str], second: set[str]) -> set[str]:
+        return first | second
+
+    def stored_values(self) -> int:
+        """The distinct values kept, over every group (the fold's limit applies to this)."""
+        return sum(len(values) for values in self.groups.values())
 
 
 _LatestState = tuple[datetime, datetime, str, Decimal] | None
@@ -246,40 +343,72 @@ class LatestAccumulator(Accumulator[_LatestState]):
             return Decimal(0)
         return max(state[3], Decimal(0))
 
+    def _dump(self, state: _LatestState) -> Any:
+        if state is None:
+            return None
+        timestamp, created, event_id, value = state
+        return {"timestamp": timestamp, "created_at": created, "id": event_id, "value": str(value)}
 
-class WeightedSumAccumulator(Accumulator[list[tuple[datetime, datetime, str, Decimal]]]):
+    def _load(self, data: Any) -> _LatestState:
+        if data is None:
+            return None
+        return (data["timestamp"], data["created_at"], str(data["id"]), Decimal(str(data["value"])))
+
+    def _merge(self, first: _LatestState, second: _LatestState) -> _LatestState:
+        if first is None or (second is not None and second[:3] > first[:3]):
+            return second
+        return first
+
+
+class WeightedSumAccumulator(Accumulator[tuple[Decimal, Decimal]]):
     """``weighted_sum``: time-weighted average of a running level built from deltas.
 
     The level starts at 0 at the window's start; each event adds its value at its timestamp.
     Result: ``sum(level_i x seconds_i) / period_seconds`` where ``seconds_i`` runs to the next
     event or the window's end (Lago's ``weighted_sum``; seconds as the unit of time), rounded to
     12 decimal places.
+
+    State (order-free, so it folds hour by hour and merges): ``total = sum(v_j)`` and
+    ``moment = sum(v_j x (t_j - period_start))`` in exact seconds. Derivation: with events sorted
+    ``t_1 <= ... <= t_n`` and ``t_(n+1)`` the window's end ``E``, the level after event ``i`` is
+    ``L_i = v_1 + ... + v_i``, and
+    ``area = sum_i L_i (t_(i+1) - t_i) = sum_i sum_(j<=i) v_j (t_(i+1) - t_i)
+    = sum_j v_j sum_(i>=j) (t_(i+1) - t_i) = sum_j v_j (E - t_j)``
+    ``= total x (E - period_start) - moment``: each delta weighs from its timestamp to the end,
+    whatever the order the events arrive in. Everything is exact (``EXACT``: 100 digits, values
+    bounded by ``to_quantity``), so the result equals the sorted level-by-level computation
+    exactly (``tests/unit/pricing/test_accumulator_state.py`` replays Lago's cases both ways). The
+    window's end enters only when the result is read, so a fold needs no knowledge of it.
     """
 
     aggregation = "weighted_sum"
 
-    def _initial(self) -> list[tuple[datetime, datetime, str, Decimal]]:
-        return []
+    def _initial(self) -> tuple[Decimal, Decimal]:
+        return (Decimal(0), Decimal(0))
 
-    def _fold(
-        self, state: list[tuple[datetime, datetime, str, Decimal]], event: UsageEvent, value: Any
-    ) -> list[tuple[datetime, datetime, str, Decimal]]:
-        state.append((event.timestamp, event.created_at or event.timestamp, event.id, value))
-        return state
+    def _fold(self, state: tuple[Decimal, Decimal], event: UsageEvent, value: Any) -> tuple[Decimal, Decimal]:
+        offset = _seconds(event.timestamp - self.period_start)
+        return (_add(state[0], value), _add(state[1], EXACT.multiply(value, offset)))
 
-    def _result(self, state: list[tuple[datetime, datetime, str, Decimal]]) -> Decimal:
+    def _result(self, state: tuple[Decimal, Decimal]) -> Decimal:
         period_seconds = _seconds(self.period_end - self.period_start)
         if period_seconds <= 0:
             return Decimal(0)
-        level = Decimal(0)
-        area = Decimal(0)
-        ordered = sorted(state, key=lambda item: item[:3])
+        total, moment = state
         with localcontext(EXACT):
-            for index, (timestamp, _created, _id, delta) in enumerate(ordered):
-                level += delta
-                until = ordered[index + 1][0] if index + 1 < len(ordered) else self.end
-                area += level * _seconds(until - timestamp)
+            area = total * _seconds(self.end - self.period_start) - moment
             return (area / period_seconds).quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
+
+    def _dump(self, state: tuple[Decimal, Decimal]) -> Any:
+        return {"total": str(state[0]), "moment": str(state[1])}
+
+    def _load(self, data: Any) -> tuple[Decimal, Decimal]:
+        return (Decimal(str(data["total"])), Decimal(str(data["moment"])))
+
+    def _merge(
+        self, first: tuple[Decimal, Decimal], second: tuple[Decimal, Decimal]
+    ) -> tuple[Decimal, Decimal]:
+        return (_add(first[0], second[0]), _add(first[1], second[1]))
 
 
 def _seconds(delta: timedelta) -> Decimal:

@@ -29,6 +29,7 @@ from billing.pricing.proration import suspended_during
 from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
 from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
 from billing.runs.shell import RunContext, RunReport
+from billing.runs.usage_source import supply_usage
 from billing.store.firestore_store import BillingStore, invoice_size
 
 BILLING_TIMES = ("calendar", "anniversary")
@@ -141,15 +142,13 @@ def price_candidates(
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
-        window_start = min(period.start for _, period, _, _, _ in ready)
-        window_end = max(period.end for _, period, _, _, _ in ready)
-        router.consume(
-            store.stream_usage_events(tenant.id, window_start, window_end, properties=router.properties())
-        )
-        if store.malformed_events:
-            report.warnings_count += store.malformed_events
+        # Accumulators of the hourly fold plus the events after them, or raw events (issue 13).
+        watched = [(s, p, w) for s, p, _, _, w in ready]
+        supply = supply_usage(store, tenant, catalog.meters, router, watched, verify=ctx.verify_usage)
+        if supply.malformed:
+            report.warnings_count += supply.malformed
             report.warnings.append(
-                f"{tenant.id}: {store.malformed_events} usage events without a customer_id, "
+                f"{tenant.id}: {supply.malformed} usage events without a customer_id, "
                 "meter or timestamp were ignored"
             )
     return build_drafts(report, tenant, catalog, router, ready, empty), router.events_seen

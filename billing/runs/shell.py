@@ -69,6 +69,8 @@ class RunContext:
     caller's email, recorded on the run record. ``all_tenants``: the run covers every tenant
     (no ``X-Tenant-ID``), so the operator (``NOTIFY_EMAIL``) may get its summary;
     ``mailer_factory`` sends the run summaries (``billing.runs.notify``; tests inject theirs).
+    ``verify_usage``: billing runs recompute a sample of the subscriptions priced from usage
+    accumulators from raw events (issue 13, ``verify``).
     """
 
     run_id: str
@@ -79,6 +81,7 @@ class RunContext:
     principal: str | None = None
     all_tenants: bool = False
     mailer_factory: Callable[[], Mailer] = Mailer.from_env
+    verify_usage: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ counts its own reads and writes):
 
 - ``catalog``: tenants and their admins, meters, plans, customers, subscriptions;
 - ``usage``: the usage-event stream of a billing window;
+- ``accumulators``: the hourly usage fold's accumulators, watermark and routing records;
 - ``invoices``: invoice reads (``billing.records.Invoice``) and typed changes
   (``InvoiceChange``), the only code that parses or writes invoice documents after creation;
 - ``issuing``: invoice creation, gapless numbering, finalization of drafts, discarded drafts;
@@ -29,6 +30,7 @@ from billing.store.accounts import (
     SubscriptionMove,
     SuspensionPlan,
 )
+from billing.store.accumulators import AccumulatorStore
 from billing.store.base import TRANSACTION_ATTEMPTS, TRANSACTION_ROUNDS, StoreBase, Transaction
 from billing.store.catalog import IN_QUERY_CUSTOMERS, CatalogStore
 from billing.store.credit_notes import CreditEffect, CreditNoteStore, credit_note_id_for
@@ -50,6 +52,7 @@ from billing.store.usage import UsageStore
 class BillingStore(
     CatalogStore,
     UsageStore,
+    AccumulatorStore,
     InvoiceStore,
     IssuingStore,
     AccountStore,

@@ -64,4 +64,16 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("credit_notes", ("invoice_id",), (), "reporting.list_credit_notes"),
     QueryShape("credit_notes", (), ("created_at",), "reporting.credit_notes_created_between"),
     QueryShape("tenants", ("admins",), (), "reporting.administered_tenants"),
+    # The hourly usage fold and the close's tail (issue 13): late events, ingested in a window
+    # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
+    QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),
+    QueryShape("usage_accumulators", ("subscription_id",), (), "store.accumulators_of_subscription"),
 )
+"""Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""
+
+UNINDEXED_FIELDS: tuple[tuple[str, str], ...] = (("usage_accumulators", "state"),)
+"""(collection, field) pairs no query filters or orders on, whose automatic single-field indexes
+are turned off in ``infra/terraform/firestore.tf``: an accumulator's ``state`` holds up to
+``UNIQUE_VALUES_LIMIT`` values (``unique_count``), and each would be an index entry (Firestore
+allows 40,000 per document and bills each write of one). ``tests/infra`` checks both ways that
+no query shape uses such a field and that Terraform exempts it."""

@@ -24,6 +24,9 @@ locals {
     billing_admin     = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     stripe_webhook    = ["STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"]
     billing_console   = ["STRIPE_API_KEY", "SMTP_PASSWORD", "CONSOLE_SECRET_KEY"]
+    # The usage fold and current_usage read and write Firestore only.
+    aggregate_usage = []
+    current_usage   = []
   }
 
   # The service account each function runs as (google_service_account.<value>). The public
@@ -36,6 +39,8 @@ locals {
     billing_admin     = "runtime"
     stripe_webhook    = "webhook"
     billing_console   = "console"
+    aggregate_usage   = "runtime"
+    current_usage     = "runtime"
   }
 
   # Every (account, secret) pair some function needs, keyed "<account> <ENV_NAME>".

@@ -53,3 +53,34 @@ resource "google_firestore_index" "invoices_status_finalize_at" {
     order      = "ASCENDING"
   }
 }
+
+# aggregate_usage and the billing runs' tail (issue 13): late usage events, ingested in a fold
+# window with a timestamp before it (ingested_at in [start, end), timestamp < start).
+resource "google_firestore_index" "usage_events_ingested_at_timestamp" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "usage_events"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "ingested_at"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "timestamp"
+    order      = "ASCENDING"
+  }
+}
+
+# Usage accumulators (issue 13, billing/store/accumulators.py): no query reads the `state` map (up
+# to 10,000 unique_count values). Its automatic single-field indexes would cost an index entry
+# per value on every hourly write and could reach Firestore's 40,000 entries per document, so they
+# are off (billing/store/indexes.py UNINDEXED_FIELDS; tests/infra checks both sides).
+resource "google_firestore_field" "usage_accumulators_state" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "usage_accumulators"
+  field      = "state"
+
+  index_config {}
+}

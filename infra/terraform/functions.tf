@@ -1,4 +1,4 @@
-# The five HTTP functions (2nd gen: a Cloud Run service each), built from the zips `make build`
+# The HTTP functions (2nd gen: a Cloud Run service each), built from the zips `make build`
 # puts in build/. All are private behind Cloud Run IAM (AUTH_MODE=platform: the platform checks
 # the token's signature, the function its issuer, expiry, audience and email), except that
 # stripe_webhook's invoker is allUsers (see iam.tf). Each function mounts only the secrets its

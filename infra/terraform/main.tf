@@ -10,7 +10,8 @@ data "google_project" "this" {
 }
 
 locals {
-  # The five HTTP functions of the contract: functions/<key>/main.py with entry point <key>.
+  # The HTTP functions (the contract's five, then the usage fold and current_usage of issue 13):
+  # functions/<key>/main.py with entry point <key>.
   # Cloud Run service names cannot hold underscores, so each is deployed as the key with
   # hyphens (monthly_billing -> monthly-billing); the entry point keeps the contract's name.
   functions = {
@@ -32,6 +33,12 @@ locals {
     billing_console = {
       description = "The finance console (HTML), behind IAP (console.tf)."
     }
+    aggregate_usage = {
+      description = "Hourly usage fold: new usage events into per-period accumulators (issue 13)."
+    }
+    current_usage = {
+      description = "The open period's usage of a customer, priced by the billing engine."
+    }
   }
 
   # Functions Cloud Scheduler calls, with their schedule and retry policy. Every run is
@@ -48,6 +55,10 @@ locals {
     dunning = {
       schedule    = var.dunning_schedule
       retry_count = 3
+    }
+    aggregate_usage = {
+      schedule    = var.aggregate_usage_schedule
+      retry_count = 2
     }
   }
 

@@ -74,6 +74,12 @@ variable "dunning_schedule" {
   default     = "0 7 * * *"
 }
 
+variable "aggregate_usage_schedule" {
+  type        = string
+  description = "Cron schedule of aggregate_usage (the hourly usage fold), in time_zone. A run folds the events up to the last UTC hour that ended at least 10 minutes earlier (FOLD_GRACE), so a quarter past the hour folds the hour just ended."
+  default     = "15 * * * *"
+}
+
 variable "admin_members" {
   type        = list(string)
   description = "Principals that call the functions with their own ID token, as IAM members (\"serviceAccount:ci@p.iam.gserviceaccount.com\", or \"user:alice@example.com\" for tokens minted with a matching audience): granted run.invoker on every function but stripe_webhook and listed in AUTH_ALLOWED_PRINCIPALS. People usually impersonate the operator account instead (operator_members). Groups are not accepted: the functions check the token's email."
@@ -109,43 +115,47 @@ variable "tenant_admin_members" {
 
 variable "function_memory" {
   type        = map(string)
-  description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give every function."
+  description = "Memory of each function (Cloud Run units: 256Mi, 512Mi, 1Gi...), keyed by function name; give all eight."
   default = {
     monthly_billing   = "1Gi"
     generate_invoices = "1Gi"
     dunning           = "512Mi"
     billing_admin     = "512Mi"
     stripe_webhook    = "256Mi"
+    aggregate_usage   = "512Mi"
+    current_usage     = "256Mi"
     billing_console   = "512Mi"
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
       contains(keys(var.function_memory), f)
     ])
-    error_message = "function_memory must have an entry for each of the six functions."
+    error_message = "function_memory must have an entry for each of the eight functions."
   }
 }
 
 variable "function_timeout_seconds" {
   type        = map(number)
-  description = "Request timeout of each function in seconds (15 to 3600), keyed by function name; give every function. A scheduler job's attempt deadline is min(timeout, 1800)."
+  description = "Request timeout of each function in seconds (15 to 3600), keyed by function name; give all eight. A scheduler job's attempt deadline is min(timeout, 1800)."
   default = {
     monthly_billing   = 1800
     generate_invoices = 900
     dunning           = 900
     billing_admin     = 120
     stripe_webhook    = 60
+    aggregate_usage   = 900
+    current_usage     = 60
     billing_console   = 300
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
       contains(keys(var.function_timeout_seconds), f)
     ])
-    error_message = "function_timeout_seconds must have an entry for each of the six functions."
+    error_message = "function_timeout_seconds must have an entry for each of the eight functions."
   }
 
   validation {
@@ -156,43 +166,47 @@ variable "function_timeout_seconds" {
 
 variable "function_min_instances" {
   type        = map(number)
-  description = "Minimum warm instances of each function, keyed by function name; give every function (0 scales to zero)."
+  description = "Minimum warm instances of each function, keyed by function name; give all eight (0 scales to zero)."
   default = {
     monthly_billing   = 0
     generate_invoices = 0
     dunning           = 0
     billing_admin     = 0
     stripe_webhook    = 0
+    aggregate_usage   = 0
+    current_usage     = 0
     billing_console   = 0
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
       contains(keys(var.function_min_instances), f)
     ])
-    error_message = "function_min_instances must have an entry for each of the six functions."
+    error_message = "function_min_instances must have an entry for each of the eight functions."
   }
 }
 
 variable "function_max_instances" {
   type        = map(number)
-  description = "Maximum instances of each function, keyed by function name; give every function. Billing runs need few: one run per call, and the code is safe under concurrent runs."
+  description = "Maximum instances of each function, keyed by function name; give all eight. Billing runs need few: one run per call, and the code is safe under concurrent runs."
   default = {
     monthly_billing   = 2
     generate_invoices = 2
     dunning           = 2
     billing_admin     = 3
     stripe_webhook    = 10
+    aggregate_usage   = 1
+    current_usage     = 5
     billing_console   = 2
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
       contains(keys(var.function_max_instances), f)
     ])
-    error_message = "function_max_instances must have an entry for each of the six functions."
+    error_message = "function_max_instances must have an entry for each of the eight functions."
   }
 }
 

@@ -8,9 +8,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from google.cloud import firestore
 
-from admin.cli import main as admin_main
 from billing.store.reporting import ReportingStore
 from tests import getting_paid as gp
 
@@ -90,8 +90,11 @@ def test_export_aging_and_register_write_csv(db: firestore.Client, tmp_path: Pat
     assert run(db, "export", "register", "--tenant", T, "--from", "2026-10-31", "--to", "2026-10-01")[0] == 2
 
 
-def test_the_admin_command_hands_runs_to_admin_runs(db: firestore.Client) -> None:
+def test_python_m_admin_hands_runs_to_admin_runs(
+    db: firestore.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from admin.__main__ import route
+
     seed(db)
-    out = io.StringIO()
-    assert admin_main(["runs", "show", "run-a", "--tenant", T], stdout=out) == 0
-    assert json.loads(out.getvalue())[0]["run_id"] == "run-a"
+    assert route(["runs", "show", "run-a", "--tenant", T]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["run_id"] == "run-a"

@@ -1,0 +1,192 @@
+"""Where a billing run's usage comes from: the fold's accumulators plus the events after them, or raw.
+
+``supply_usage`` feeds the watches a run registered on its ``UsageRouter`` (one per billed
+(subscription, period), ``billing.runs.pipeline.price_candidates``):
+
+- a tenant never folded (no watermark) is read raw, as before: every event of the union of
+  the windows, by timestamp (``stream_usage_events``);
+- otherwise each watch is *folded* when its accumulators can be trusted, else *raw*:
+  - the customer's routing fingerprint (``UsageRouter.fingerprint``: its subscriptions, their
+    intervals and meters) equals the one the fold recorded, since before the period started
+    (no record at all: none of its events was ever folded);
+  - every accumulator found has this period's bounds and no ``overflow``;
+  a folded watch loads the accumulators' states and takes only the events whose fold time is at or after
+  what each covers (``max(watermark, accumulator.folded_until)``: a fold that applied some
+  accumulators and not yet the watermark is counted once). Those come from one query on
+  ``timestamp`` and one on late ``ingested_at`` (``stream_fold_window``);
+- raw watches (if any) get the timestamp stream of their windows.
+
+The quantities are the raw computation's exactly (merging states is exact:
+``billing.pricing.aggregation``); ``verify_sample`` recomputes some subscriptions raw and
+reports any difference (``verify_sample``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from billing.errors import DataError
+from billing.pricing.periods import BillingPeriod
+from billing.pricing.usage import SubscriptionUsage, UsageRouter
+from billing.records import Meter, Subscription, Tenant
+from billing.store.accumulators import accumulator_id
+from billing.store.firestore_store import BillingStore
+
+VERIFY_SAMPLE = 20
+"""Subscriptions per tenant a ``verify`` run recomputes from raw events."""
+Watched = tuple[Subscription, BillingPeriod, str]
+"""A billed (subscription, period) and the key of its watch on the router."""
+
+
+@dataclass
+class UsageSupply:
+    """What ``supply_usage`` read: events streamed, watches folded and raw, watches verified."""
+
+    events_read: int = 0
+    folded: int = 0
+    raw: int = 0
+    malformed: int = 0
+    verified: int = 0
+
+
+def supply_usage(
+    store: BillingStore,
+    tenant: Tenant,
+    meters: Mapping[str, Meter | Exception],
+    router: UsageRouter,
+    watched: Sequence[Watched],
+    *,
+    verify: bool = False,
+) -> UsageSupply:
+    """Feed every watch from the accumulators (plus the events after them) or from raw events.
+
+    ``verify``: then recompute a sample of the folded watches from raw events
+    (``verify_sample``); a difference fails that subscription with ``usage_mismatch``.
+    """
+    supply = UsageSupply()
+    watermark = store.fold_watermark(tenant.id)
+    raw: list[Watched] = list(watched)
+    if watermark is not None:
+        raw = _load_folded(store, tenant, meters, router, watched, watermark)
+        supply.folded = len(watched) - len(raw)
+        if supply.folded:
+            window_end = max(period.end for _, period, _ in watched)
+            tail = store.stream_fold_window(
+                tenant.id, watermark, None, router.properties(), timestamps_before=window_end
+            )
+            before = router.events_seen
+            router.consume(tail, source="folded")
+            supply.events_read += router.events_seen - before
+            supply.malformed += store.malformed_events
+            if verify:
+                supply.verified = len(verify_sample(store, tenant, router, watched))
+    supply.raw = len(raw)
+    if raw:
+        start = min(period.start for _, period, _ in raw)
+        end = max(period.end for _, period, _ in raw)
+        before = router.events_seen
+        router.consume(store.stream_usage_events(tenant.id, start, end, properties=router.properties()))
+        supply.events_read += router.events_seen - before
+        supply.malformed += store.malformed_events
+    return supply
+
+
+def _load_folded(
+    store: BillingStore,
+    tenant: Tenant,
+    meters: Mapping[str, Meter | Exception],
+    router: UsageRouter,
+    watched: Sequence[Watched],
+    watermark: datetime,
+) -> list[Watched]:
+    """Load the trustworthy accumulators into their watches; return the watches left raw."""
+    customers = sorted({sub.customer_id for sub, _, _ in watched})
+    routing = store.read_routing(tenant.id, customers)
+    fingerprints = {c: router.fingerprint(c, meters) for c in customers}
+    ids = [
+        accumulator_id(sub.id, period.key, code)
+        for sub, period, key in watched
+        for code in router.usage[key].accumulators
+        if _routing_holds(routing.get(sub.customer_id), fingerprints[sub.customer_id], period)
+    ]
+    stored = store.read_accumulators(tenant.id, ids)
+    raw: list[Watched] = []
+    for sub, period, key in watched:
+        usage = router.usage[key]
+        docs = {code: stored.get(accumulator_id(sub.id, period.key, code)) for code in usage.accumulators}
+        holds = _routing_holds(routing.get(sub.customer_id), fingerprints[sub.customer_id], period)
+        if not holds or not all(_usable(doc, period) for doc in docs.values() if doc is not None):
+            raw.append((sub, period, key))
+            continue
+        router.set_source(key, "folded")
+        for code, doc in docs.items():
+            usage.covered[code] = watermark
+            if doc is not None:
+                usage.accumulators[code].absorb(doc["state"])
+                usage.covered[code] = max(watermark, doc["folded_until"])
+    return raw
+
+
+def verify_sample(
+    store: BillingStore,
+    tenant: Tenant,
+    router: UsageRouter,
+    watched: Sequence[Watched],
+    sample: int = VERIFY_SAMPLE,
+) -> list[str]:
+    """Recompute up to ``sample`` folded watches from raw events; mark and list the differing ones.
+
+    The sample is spread over the watches fed from accumulators (every k-th, by key). A watch
+    whose quantities or event count differ gets ``failure`` = ``DataError`` (``usage_mismatch``):
+    the run reports it in ``errors`` and does not bill it. Returns the keys checked.
+    """
+    folded = sorted(key for _, _, key in watched if router.source_of(key) == "folded")
+    if not folded or sample <= 0:
+        return []
+    step = max(1, len(folded) // sample)
+    keys = folded[::step][:sample]
+    periods = {key: period for _, period, key in watched}
+    replica = router.replica(keys)
+    start = min(periods[key].start for key in keys)
+    end = max(periods[key].end for key in keys)
+    replica.consume(store.stream_usage_events(tenant.id, start, end, properties=replica.properties()))
+    for key in keys:
+        mine, raw = router.usage[key], replica.usage[key]
+        if mine.quantities() != raw.quantities() or mine.events_counted != raw.events_counted:
+            mine.failure = DataError(
+                f"verify: the accumulators give {_describe(mine)} but the raw events {_describe(raw)}; "
+                "not billed: fold again or investigate",
+                code="usage_mismatch",
+            )
+    return keys
+
+
+def _describe(usage: SubscriptionUsage) -> str:
+    """Quantities and events of one watch, briefly, for ``usage_mismatch``."""
+    shown = {
+        code: {"/".join(k): str(v) for k, v in groups.items()} for code, groups in usage.quantities().items()
+    }
+    return f"{shown} from {usage.events_counted} events"
+
+
+def _routing_holds(record: Mapping[str, Any] | None, fingerprint: str | None, period: BillingPeriod) -> bool:
+    """Whether the fold routed this customer's events of ``period`` as billing does now."""
+    if fingerprint is None:
+        return False
+    if record is None:
+        return True
+    since = record.get("since")
+    return record.get("routing") == fingerprint and isinstance(since, datetime) and since <= period.start
+
+
+def _usable(doc: Mapping[str, Any], period: BillingPeriod) -> bool:
+    """An accumulator of exactly ``period`` that kept its state."""
+    return (
+        not doc.get("overflow")
+        and isinstance(doc.get("state"), Mapping)
+        and doc.get("period_start") == period.start
+        and doc.get("period_end") == period.end
+    )
