@@ -17,8 +17,9 @@ period, ...}], "stats": {firestore_reads, firestore_writes, pdfs_rendered, pdf_r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
@@ -27,12 +28,14 @@ from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import BillingPeriod
 from billing.pricing.proration import suspended_during
 from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
-from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
+from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant, UsageEvent
 from billing.runs.shell import RunContext, RunReport
 from billing.store.firestore_store import BillingStore, invoice_size
 
 BILLING_TIMES = ("calendar", "anniversary")
 """Every ``billing_time`` a subscription may have (``claim_usage`` reads the ones not known)."""
+EventSource = Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]
+"""``events(tenant_id, start, end, properties)``: usage events of a window, oldest first."""
 BILLING_SECTIONS = frozenset({"warnings", "totals", "stats", "previews"})
 """The parts of a billing run's response body beyond the shell's (``RunKind.sections``)."""
 
@@ -88,6 +91,7 @@ def price_candidates(
     *,
     known: Sequence[Subscription | tuple[str, DataError]] = (),
     known_billing_times: Collection[str] = (),
+    events: EventSource | None = None,
 ) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
@@ -105,6 +109,8 @@ def price_candidates(
     ``nothing_to_bill`` when a suspension overlaps the period (the fees were withheld for it),
     else ``no_usage``; ``empty`` (when given) collects those empty drafts. Returns the drafts
     sorted by (customer, invoice id), the finalization order, and the number of events read.
+    ``events`` reads the window's events (default: the tenant's, ``store.stream_usage_events``;
+    a fanned-out chunk reads its customers' only, ``store.chunk_usage_events``).
     """
     if not candidates:
         return [], 0
@@ -143,9 +149,8 @@ def price_candidates(
     if ready:
         window_start = min(period.start for _, period, _, _, _ in ready)
         window_end = max(period.end for _, period, _, _, _ in ready)
-        router.consume(
-            store.stream_usage_events(tenant.id, window_start, window_end, properties=router.properties())
-        )
+        source = events or (lambda t, start, end, props: store.stream_usage_events(t, start, end, props))
+        router.consume(source(tenant.id, window_start, window_end, router.properties()))
         if store.malformed_events:
             report.warnings_count += store.malformed_events
             report.warnings.append(

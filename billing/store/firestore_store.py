@@ -12,6 +12,8 @@ counts its own reads and writes):
 - ``accounts``: anniversary advances, dunning's suspension and reactivation of customers;
 - ``outbox``: the notification outbox (each email claimed before it is sent);
 - ``runs``: run records and run leases;
+- ``chunks``: fanned-out runs' chunks, progress counters and chunk-scoped reads;
+- ``numbering_pass``: the serial numbering pass of a fanned-out run;
 - ``sizes``: Firestore's storage size of a document and the invoice size limit.
 
 Extensions of the contract's layout are listed in the README ("Firestore layout beyond the
@@ -29,8 +31,10 @@ from billing.store.accounts import (
 )
 from billing.store.base import TRANSACTION_ATTEMPTS, TRANSACTION_ROUNDS, StoreBase, Transaction
 from billing.store.catalog import IN_QUERY_CUSTOMERS, CatalogStore
+from billing.store.chunks import ChunkStore
 from billing.store.invoices import InvoiceChange, InvoiceStore, StoredInvoice, history_entry
 from billing.store.issuing import INVOICE_BATCH_SIZE, CreatedInvoices, IssuingStore
+from billing.store.numbering_pass import NumberingPassStore
 from billing.store.outbox import Notification, OutboxStore
 from billing.store.runs import RunStore
 from billing.store.sizes import (
@@ -44,7 +48,17 @@ from billing.store.sizes import (
 from billing.store.usage import UsageStore
 
 
-class BillingStore(CatalogStore, UsageStore, InvoiceStore, IssuingStore, AccountStore, OutboxStore, RunStore):
+class BillingStore(
+    ChunkStore,
+    NumberingPassStore,
+    CatalogStore,
+    UsageStore,
+    InvoiceStore,
+    IssuingStore,
+    AccountStore,
+    OutboxStore,
+    RunStore,
+):
     """Typed access to one Firestore database in the contract's layout (every part above).
 
     Args:
