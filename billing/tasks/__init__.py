@@ -201,6 +201,22 @@ class CloudTasksClientLike(Protocol):
         """Create one task (``tasks_v2.CreateTaskRequest``)."""
 
 
+def _default_client() -> CloudTasksClientLike:
+    from google.cloud import tasks_v2
+
+    client: CloudTasksClientLike = tasks_v2.CloudTasksClient()
+    return client
+
+
+CLIENT_FACTORY: list[Callable[[], CloudTasksClientLike]] = [_default_client]
+"""The factory ``cloud_tasks_client`` uses (tests put a recording client's factory first)."""
+
+
+def cloud_tasks_client() -> CloudTasksClientLike:
+    """A Cloud Tasks client from ``CLIENT_FACTORY[0]`` (default: ``tasks_v2.CloudTasksClient()``)."""
+    return CLIENT_FACTORY[0]()
+
+
 class CloudTasksQueue:
     """Creates Cloud Tasks HTTP tasks (see the module docstring for the request's fields)."""
 
@@ -210,9 +226,7 @@ class CloudTasksQueue:
 
     def _get_client(self) -> CloudTasksClientLike:
         if self._client is None:
-            from google.cloud import tasks_v2
-
-            self._client = tasks_v2.CloudTasksClient()
+            self._client = cloud_tasks_client()
         return self._client
 
     def queue_path(self, queue: str) -> str:

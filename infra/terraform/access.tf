@@ -21,6 +21,7 @@ locals {
     dunning           = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     billing_admin     = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
     stripe_webhook    = ["STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD"]
+    billing_worker    = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
   }
 
   # The service account each function runs as (google_service_account.<value>). The public
@@ -32,6 +33,7 @@ locals {
     dunning           = "runtime"
     billing_admin     = "runtime"
     stripe_webhook    = "webhook"
+    billing_worker    = "runtime"
   }
 
   # Every (account, secret) pair some function needs, keyed "<account> <ENV_NAME>".

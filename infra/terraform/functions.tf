@@ -24,6 +24,8 @@ locals {
       # The webhook has no access to the invoices bucket, nor needs its name.
       name == "stripe_webhook" ? {} : { INVOICES_BUCKET = google_storage_bucket.invoices.name },
       var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
+      # Fan-out (tasks.tf): the functions that enqueue or execute tasks.
+      contains(["monthly_billing", "billing_worker"], name) ? local.tasks_env : {},
     )
   }
 }

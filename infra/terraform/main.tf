@@ -29,6 +29,9 @@ locals {
     stripe_webhook = {
       description = "Stripe events; authenticated by the Stripe signature, not by IAM."
     }
+    billing_worker = {
+      description = "Executes one fan-out task (Cloud Tasks) or the sweeper (Scheduler); invoked by the tasks account only."
+    }
   }
 
   # Functions Cloud Scheduler calls, with their schedule and retry policy. Every run is
@@ -51,7 +54,8 @@ locals {
   # Functions admins may call by hand (run.invoker for the operator account,
   # var.admin_members and var.tenant_admin_members): everything but the Stripe webhook, which
   # only Stripe calls.
-  admin_functions = toset([for name in keys(local.functions) : name if name != "stripe_webhook"])
+  # Not billing_worker either: only the tasks account invokes it (tasks.tf).
+  admin_functions = toset([for name in keys(local.functions) : name if name != "stripe_webhook" && name != "billing_worker"])
 
   service_names = { for name in keys(local.functions) : name => replace(name, "_", "-") }
 
@@ -79,7 +83,7 @@ locals {
     for name in keys(local.functions) :
     name => join(",", concat(
       contains(keys(local.scheduled_jobs), name) ? [google_service_account.scheduler.email] : [],
-      local.admin_emails,
+      name == "billing_worker" ? [google_service_account.tasks.email] : local.admin_emails,
     ))
   }
 

@@ -67,3 +67,13 @@ output "function_secrets" {
   description = "Secret environment variables mounted in each function, keyed by contract name."
   value       = local.function_secrets
 }
+
+output "tasks_queues" {
+  description = "Cloud Tasks queue ids of the fan-out (work, delivery)."
+  value       = local.tasks_queues
+}
+
+output "tasks_service_account" {
+  description = "Email of the account whose OIDC tokens the fan-out tasks and the sweeper carry."
+  value       = google_service_account.tasks.email
+}

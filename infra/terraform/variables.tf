@@ -116,6 +116,7 @@ variable "function_memory" {
     dunning           = "512Mi"
     billing_admin     = "512Mi"
     stripe_webhook    = "256Mi"
+    billing_worker    = "1Gi"
   }
 
   validation {
@@ -136,6 +137,7 @@ variable "function_timeout_seconds" {
     dunning           = 900
     billing_admin     = 120
     stripe_webhook    = 60
+    billing_worker    = 1800
   }
 
   validation {
@@ -161,6 +163,7 @@ variable "function_min_instances" {
     dunning           = 0
     billing_admin     = 0
     stripe_webhook    = 0
+    billing_worker    = 0
   }
 
   validation {
@@ -181,6 +184,7 @@ variable "function_max_instances" {
     dunning           = 2
     billing_admin     = 3
     stripe_webhook    = 10
+    billing_worker    = 4
   }
 
   validation {
@@ -229,4 +233,76 @@ variable "labels" {
   type        = map(string)
   description = "Labels put on the buckets, secrets and functions."
   default     = { app = "billing" }
+}
+
+# -- fan-out on Cloud Tasks (tasks.tf) ------------------------------------------------------------
+variable "tasks_queue_work" {
+  type        = string
+  description = "Cloud Tasks queue id for plan, price, number, render and summarize tasks (TASKS_QUEUE_WORK)."
+  default     = "billing-work"
+}
+
+variable "tasks_queue_delivery" {
+  type        = string
+  description = "Cloud Tasks queue id for Stripe and email delivery tasks, rate-limited below Stripe's limit (TASKS_QUEUE_DELIVERY)."
+  default     = "billing-delivery"
+}
+
+variable "tasks_work_rate" {
+  type = object({
+    dispatches_per_second = number
+    concurrent_dispatches = number
+  })
+  description = "Work queue limits: tasks started per second, and tasks running at once (at most that many worker instances busy; Firestore's 500/50/5 ramp makes more pointless for a new database)."
+  default = {
+    dispatches_per_second = 10
+    concurrent_dispatches = 20
+  }
+}
+
+variable "tasks_delivery_rate" {
+  type = object({
+    dispatches_per_second = number
+    concurrent_dispatches = number
+  })
+  description = "Delivery queue limits. One task delivers one chunk (CHUNK_SIZE invoices, about 7 Stripe requests each, sequentially): concurrent_dispatches x per-instance request rate must stay under the Stripe account's limit (100 req/s live, 25 test); 2 concurrent chunks at ~10-20 req/s each leave headroom."
+  default = {
+    dispatches_per_second = 1
+    concurrent_dispatches = 2
+  }
+}
+
+variable "tasks_retry" {
+  type = object({
+    max_attempts        = number
+    max_retry_seconds   = number
+    min_backoff_seconds = number
+    max_backoff_seconds = number
+    max_doublings       = number
+  })
+  description = "Retry policy of both queues: max_attempts per task (then the sweeper re-enqueues with a new generation), max_retry_seconds in total, backoff from min to max seconds doubling max_doublings times. Every task is idempotent, so retries are safe."
+  default = {
+    max_attempts        = 10
+    max_retry_seconds   = 3600
+    min_backoff_seconds = 5
+    max_backoff_seconds = 300
+    max_doublings       = 5
+  }
+}
+
+variable "tasks_dispatch_deadline_seconds" {
+  type        = number
+  description = "How long Cloud Tasks waits for billing_worker to answer one task (15..1800 s); must stay below billing_worker's timeout (TASKS_DISPATCH_DEADLINE_SECONDS)."
+  default     = 900
+
+  validation {
+    condition     = var.tasks_dispatch_deadline_seconds >= 15 && var.tasks_dispatch_deadline_seconds <= 1800
+    error_message = "Cloud Tasks dispatch deadlines are between 15 and 1800 seconds."
+  }
+}
+
+variable "tasks_chunk_size" {
+  type        = number
+  description = "Subscriptions per price task (CHUNK_SIZE); 500 keeps a task well under 10 minutes."
+  default     = 500
 }

@@ -92,3 +92,86 @@ def test_fanned_out_close_matches_inline(
     inline, record = close_both(db, bench, token, monkeypatch)
     assert_same(db, inline, record)
     assert bench.metadata.tokens_minted > 0
+
+
+class ReplayingRecorder:
+    """A recording ``CloudTasksClient`` whose tasks the test delivers to the worker itself."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.pending: list[Any] = []
+
+    def create_task(self, request: Any) -> Any:
+        if any(r.task.name == request.task.name for r in self.requests):
+            from google.api_core.exceptions import AlreadyExists
+
+            raise AlreadyExists("exists")
+        self.requests.append(request)
+        self.pending.append(request)
+        return request.task
+
+
+def test_three_modes_one_result(
+    db: firestore.Client,
+    bench_factory: Callable[..., TasksBench],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """inline, http and cloud_tasks (recorded requests replayed last-first) give the same invoices."""
+    import json
+
+    import functions_framework
+
+    from billing import tasks
+    from tests.conftest import REPO
+    from tests.e2e.tasks.harness import TASKS_SA
+
+    bench = bench_factory()
+    inline, record = close_both(db, bench, token, monkeypatch)
+    assert_same(db, inline, record)
+
+    recorder = ReplayingRecorder()
+    monkeypatch.setattr(tasks, "CLIENT_FACTORY", [lambda: recorder])
+    for name, value in {
+        "TASKS_MODE": "cloud_tasks",
+        "TASKS_SERVICE_ACCOUNT": TASKS_SA,
+        "TASKS_PROJECT": "proj",
+        "TASKS_LOCATION": "europe-west1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    seed(db, "cloud")
+    app = monthly_billing_app()
+    audience = bench.proxy.url
+    status, accepted = call(app, token(audience=audience), "cloud", body={"month": MONTH})
+    assert status == 202, accepted
+    worker = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="billing_worker", source=str(REPO / "functions" / "billing_worker" / "main.py")
+    ).test_client()
+    while recorder.pending:
+        batch, recorder.pending = recorder.pending[::-1], []  # out of order, as a queue may
+        for request in batch:
+            http = request.task.http_request
+            assert http.oidc_token.service_account_email == TASKS_SA and http.oidc_token.audience == audience
+            assert request.task.dispatch_deadline.seconds == 900
+            response = worker.post(
+                "/",
+                data=http.body,
+                headers={
+                    "Authorization": f"Bearer {token(email=TASKS_SA, audience=http.url)}",
+                    "Content-Type": "application/json",
+                },
+            )
+            if response.status_code != 200:
+                recorder.pending.append(request)  # retried, as Cloud Tasks does
+            assert json.loads(http.body)["tenant_id"] == "cloud"
+    cloud = wait_for_run(app, lambda: token(audience=audience), "cloud", accepted["run_id"], timeout=5)
+    assert cloud["status"] == "completed"
+    assert (cloud["generated"], cloud["totals"], cloud["skipped"]) == (
+        inline["generated"],
+        inline["totals"],
+        inline["skipped"],
+    )
+    assert snapshot(db, "cloud") == snapshot(db, "inline") == snapshot(db, "fan")
+    stages = {json.loads(r.task.http_request.body)["stage"] for r in recorder.requests}
+    assert stages == {"plan", "price", "number", "render", "deliver", "summarize"}
+    assert any(r.parent.endswith("/queues/billing-delivery") for r in recorder.requests)
