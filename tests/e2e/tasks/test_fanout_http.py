@@ -105,7 +105,7 @@ class ReplayingRecorder:
         if any(r.task.name == request.task.name for r in self.requests):
             from google.api_core.exceptions import AlreadyExists
 
-            raise AlreadyExists("exists")
+            raise AlreadyExists("exists")  # type: ignore[no-untyped-call]
         self.requests.append(request)
         self.pending.append(request)
         return request.task

@@ -35,7 +35,7 @@ class Recorder:
 
     def create_task(self, request: Any) -> Any:
         if any(r.task.name == request.task.name for r in self.requests):
-            raise AlreadyExists("task exists")
+            raise AlreadyExists("task exists")  # type: ignore[no-untyped-call]
         self.requests.append(request)
         return request.task
 
