@@ -136,6 +136,8 @@ BILLING_WORKER_FIELDS = {
 def billing_worker(call: Call) -> dict[str, Any]:
     """Execute one fan-out task (``billing.runs.fanout.execute``); ``tenant_id`` in the body.
 
+    Answers what the stage did, plus ``store``: the documents this task read and wrote.
+
     Raises:
         BadRequest: no ``stage``, or a stage other than ``sweep`` without ``tenant_id``/``run``.
 
@@ -145,7 +147,9 @@ def billing_worker(call: Call) -> dict[str, Any]:
     if call.body["stage"] != "sweep" and (call.tenant_id is None or "run" not in call.body):
         raise BadRequest("tenant_id and run are required", code="invalid_field")
     worker = make_worker(BillingStore(firestore_client()))
-    return execute(worker, {**call.body, "tenant_id": call.tenant_id})
+    answer = execute(worker, {**call.body, "tenant_id": call.tenant_id})
+    # This task's Firestore documents read and written (the benchmark sums them).
+    return {**answer, "store": {"reads": worker.store.reads, "writes": worker.store.writes}}
 
 
 GENERATE_INVOICES_FIELDS = {"as_of": rfc3339, "subscription_id": identifier, "dry_run": boolean}
