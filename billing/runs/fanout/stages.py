@@ -513,7 +513,8 @@ def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[
     """The run record(s) of ``run_id``: one tenant's, or every active tenant's summed.
 
     Shape: ``{run_id, status (running|completed|failed), started_at, finished_at, generated,
-    skipped, errors (list), totals, errors_by_stage, tenants: [per-tenant records]}``.
+    skipped, skips (list), errors (list), totals, errors_by_stage, tenants: [per-tenant
+    records]}``.
 
     Raises:
         NotFound: no tenant has a record of that run.
@@ -528,8 +529,10 @@ def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[
     status = "failed" if "failed" in statuses else "running" if "running" in statuses else "completed"
     finished = [t["finished_at"] for t in tenants]
     details = [e for t, r in records for e in r.get("error_details") or []]
+    skips: list[dict[str, Any]] = []
     for t, _ in records:
         for chunk in store.read_chunks(t, run_id):
+            skips.extend(chunk.get("price_skips") or [])
             details.extend(
                 e
                 for stage in ("price", "render", "deliver")
@@ -542,6 +545,7 @@ def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[
         "finished_at": None if status == "running" or None in finished else max(finished),
         "generated": sum(int(t.get("generated") or 0) for t in tenants),
         "skipped": sum(int(t.get("skipped") or 0) for t in tenants),
+        "skips": skips[:MAX_LISTED],
         "errors": details[:MAX_LISTED],
         "totals": _summed(t.get("totals") or {} for t in tenants),
         "errors_by_stage": _summed(t.get("errors_by_stage") or {} for t in tenants),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from google.api_core.exceptions import AlreadyExists
@@ -111,8 +111,8 @@ def test_inline_queue_runs_fifo_without_recursion_and_drops_duplicate_names() ->
 
 
 class _Flaky(BaseHTTPRequestHandler):
-    answers: list[int] = []
-    seen: list[tuple[str, dict[str, Any]]] = []
+    answers: ClassVar[list[int]] = []
+    seen: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
