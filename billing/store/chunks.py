@@ -167,6 +167,16 @@ class ChunkStore(StoreBase):
             except FailedPrecondition:
                 continue
 
+    def release_claim(self, tenant_id: str, run_id: str, index: int, token: str) -> None:
+        """Drop a failed attempt's claim (if still its own), so the queue's retry need not wait."""
+        ref = self._chunk_ref(tenant_id, run_id, index)
+        snapshot = self._get(ref)
+        if snapshot.exists and (snapshot.to_dict() or {}).get("attempt") == token:
+            try:
+                self._update(ref, {"attempt": None}, last_update=snapshot.update_time)
+            except FailedPrecondition:
+                pass  # another attempt took it over meanwhile
+
     def finish_part(
         self,
         tenant_id: str,
@@ -237,14 +247,17 @@ class ChunkStore(StoreBase):
                 continue
 
     def raise_generation(self, tenant_id: str, run_id: str, index: int, generation: int) -> bool:
-        """Set a chunk's ``generation`` (the sweeper's re-enqueue) unless it is priced or higher."""
+        """Set a chunk's ``generation`` (the sweeper's re-enqueue) unless it is priced or higher.
+
+        The stalled attempt's token is dropped with it, so that attempt can no longer commit.
+        """
         ref = self._chunk_ref(tenant_id, run_id, index)
 
         def body(tx: Transaction) -> bool:
             data = tx.get(ref).to_dict() or {}
             if data.get("price_done") or int(data.get("generation", 0)) >= generation:
                 return False
-            tx.update(ref, {"generation": generation})
+            tx.update(ref, {"generation": generation, "attempt": None})  # fences the stalled attempt out
             return True
 
         return self.run_transaction(body)

@@ -243,6 +243,18 @@ def price(
     if token is None:
         _after_price(worker, tenant.id, run_id, complete=_stage_complete(worker, tenant.id, run_id, "price"))
         return {"stage": "price", "chunk": index, "ignored": "done or superseded"}
+    try:
+        return _price_claimed(worker, tenant, run_id, record, index, token)
+    except BaseException:
+        store.release_claim(tenant.id, run_id, index, token)  # the retry takes over at once
+        raise
+
+
+def _price_claimed(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], index: int, token: str
+) -> dict[str, Any]:
+    """The price stage of a claimed chunk (see ``price``)."""
+    store = worker.store
     chunk = store.read_chunk(tenant.id, run_id, index) or {}
     wanted = set(chunk.get("subscription_ids") or [])
     ctx = _context(worker, run_id, record)
