@@ -139,6 +139,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.rng = random.Random(5)
         self.on_forward: Callable[[dict[str, Any]], None] | None = None
+        self.inject_token: Callable[[], str] | None = None
 
     @property
     def url(self) -> str:
@@ -166,6 +167,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
         proxy, fault = self.server, self.server.fault
+        if proxy.inject_token is not None:  # stands in for Cloud Tasks' oidc_token
+            headers["Authorization"] = f"Bearer {proxy.inject_token()}"
         if fault == "shuffle":
             with proxy.lock:
                 delay = proxy.rng.random() * 0.4
