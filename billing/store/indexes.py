@@ -55,4 +55,8 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("billing_time", "customer_id"), (), "store.subscriptions_of_customers"),
     QueryShape("invoices", ("delivery_pending",), (), "store.pending_deliveries"),
     QueryShape("notifications", ("sweep",), (), "store.pending_notifications"),
+    QueryShape("usage_events", ("customer_id",), ("timestamp",), "store.chunk_usage_events"),
+    QueryShape("subscriptions", ("customer_id",), (), "store.chunk_subscriptions"),
+    QueryShape("billing_runs", ("status",), (), "store.running_fanout_runs"),
+    QueryShape("chunks", (), ("index",), "store.read_chunks"),
 )
