@@ -152,7 +152,7 @@ class FaultProxy(ThreadingHTTPServer):
             self.forwarded += 1
         request = urllib.request.Request(self.target(), data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=900) as response:
                 return int(response.status), bytes(response.read())
         except urllib.error.HTTPError as exc:
             return int(exc.code), bytes(exc.read())

@@ -44,7 +44,7 @@ def test_november_2011_fanned_out_matches_the_csv(
         app = monthly_billing_app()
         status, accepted = call(app, token(audience=bench.proxy.url), TENANT, body={"month": "2011-11"})
         assert status == 202, accepted
-        record = wait_for_run(app, lambda: token(audience=bench.proxy.url), TENANT, accepted["run_id"], 600)
+        record = wait_for_run(app, lambda: token(audience=bench.proxy.url), TENANT, accepted["run_id"], 1500)
     finally:
         bench.stop()
     assert record["status"] == "completed", record
