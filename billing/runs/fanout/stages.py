@@ -223,10 +223,22 @@ def plan(
 
 
 # -- price and create ---------------------------------------------------------------------------
+WHOLE_WINDOW_CHUNKS = 4
+"""A run of at most this many chunks reads the tenant's whole window per chunk (see ``_chunk_events``)."""
+
+
 def _chunk_events(
-    store: BillingStore, customers: Sequence[str]
+    store: BillingStore, customers: Sequence[str], chunks_total: int
 ) -> Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]:
-    """The pipeline's event source restricted to the chunk's customers."""
+    """The pipeline's event source for one chunk.
+
+    Its customers' events only (``in`` queries of 30 customers) when the run has more than
+    ``WHOLE_WINDOW_CHUNKS`` chunks; for a small run, the tenant's whole window (one streamed
+    query, as inline, the router ignores other customers' events): at most 4 reads of each
+    event instead of ~17 queries per chunk (the emulator answers each ``in`` query by a scan).
+    """
+    if chunks_total <= WHOLE_WINDOW_CHUNKS:
+        return lambda tenant_id, start, end, props: store.stream_usage_events(tenant_id, start, end, props)
     return lambda tenant_id, start, end, props: store.chunk_usage_events(
         tenant_id, customers, start, end, props
     )
@@ -275,7 +287,7 @@ def _price_claimed(
         candidates,
         known=known,
         known_billing_times=BILLING_TIMES,
-        events=_chunk_events(store, customers),
+        events=_chunk_events(store, customers, int(record.get("chunks_total", 0))),
     )
     figures, chunk_fields = _create(worker, tenant, run_id, record, report, drafts)
     figures["events_read"] = events_read
