@@ -2,10 +2,13 @@
 
 Starts the local stack (``devtools.local``), loads the shipped sample of the UCI Online Retail
 data (40 customers' November 2011 rows; ``--csv`` takes the full file from ``../shared/data``),
-serves ``monthly_billing`` with ``functions-framework``, and calls it three times through the admin
-command with a token from the local OIDC issuer: a dry run, the month close, and a repeat that
-must create nothing. Prints the summary, a few invoices, and where the PDFs are (the Storage
-emulator, and local copies under ``.dev/demo/pdfs``). Everything is stopped at the end.
+serves ``monthly_billing`` and ``billing_worker`` with ``functions-framework`` in ``TASKS_MODE=http``
+(tasks POSTed to the worker with ID tokens from the local metadata identity endpoint, as Cloud
+Tasks does), and calls it three times through the admin command with a token from the local OIDC
+issuer: a dry run (inline), the month close (fanned out: 202, then one progress line per stage
+with its counts, polled through ``GET ?run_id=``), and a repeat that must create nothing. Prints
+the summary, a few invoices, and where the PDFs are (the Storage emulator, and local copies under
+``.dev/demo/pdfs``). Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -75,21 +78,22 @@ def main(argv: list[str] | None = None) -> int:
             f"  {loaded.events_written} usage events, {loaded.customers} customers; "
             f"rows skipped: {dict(loaded.read.skipped)}"
         )
+        worker = stack.start_fanout()
         url = stack.start_function("monthly_billing")
-        print(f"monthly_billing serving at {url}\n")
+        print(f"monthly_billing serving at {url}, billing_worker at {worker} (TASKS_MODE=http)\n")
 
         dry = admin_call(url, "--dry-run")
         print(
             f"Dry run: would create {dry['generated']} invoices, totals "
             f"{_totals(dry['totals'])}; nothing written."
         )
-        close = admin_call(url)
+        close = follow(stack, url, admin_call(url))
         print(
             f"Month close {MONTH} (run {close['run_id']}): {close['generated']} invoices, "
             f"{close['skipped']} skipped, {len(close['errors'])} errors, totals "
             f"{_totals(close['totals'])}"
         )
-        again = admin_call(url)
+        again = follow(stack, url, admin_call(url))
         reasons = sorted({s["reason"] for s in again["skips"]})
         print(
             f"Repeat of the same month: {again['generated']} new invoices "
@@ -139,6 +143,51 @@ def show_current_usage(url: str, customer_id: str) -> None:
     )
     print(f"\ncurrent_usage for customer {customer_id} (November 2011, priced now):")
     print(completed.stdout.rstrip() or completed.stderr.rstrip())
+
+
+def stage_counts(stage: str, r: dict[str, Any]) -> str:
+    """The progress line's counts for a finished ``stage`` of the run record ``r``."""
+    chunks = r.get("chunks_total", 0)
+    lines = {
+        "plan": f"{chunks} chunks planned",
+        "price": f"{r.get('price_done', 0)}/{chunks} chunks priced, {r.get('generated', 0)} invoices created",
+        "number": f"{r.get('numbered', 0)} invoices numbered",
+        "render": f"{r.get('render_done', 0)}/{chunks} chunks rendered",
+        "deliver": f"{r.get('deliver_done', 0)}/{chunks} chunks delivered",
+        "summarize": "run summarized",
+        "done": f"{r.get('generated', 0)} invoices, {r.get('skipped', 0)} skipped",
+    }
+    return lines.get(stage, "")
+
+
+def follow(stack: LocalStack, url: str, accepted: dict[str, Any]) -> dict[str, Any]:
+    """Poll ``GET ?run_id=`` of a fanned-out run, printing a line per stage; the final record."""
+    import time
+
+    import requests
+
+    from devtools.dev_issuer import mint_token
+
+    if accepted.get("status") != "running":
+        return accepted  # an inline answer
+    assert stack.key is not None
+    print(f"Month close {MONTH} fanned out (run {accepted['run_id']}): 202 running")
+    seen: list[str] = []
+    while True:
+        headers = {"Authorization": f"Bearer {mint_token(stack.key, audience=url)}", "X-Tenant-ID": TENANT}
+        record: dict[str, Any] = requests.get(
+            url, params={"run_id": accepted["run_id"]}, headers=headers, timeout=30
+        ).json()
+        tenant = record["tenants"][0]
+        stage = str(tenant.get("stage"))
+        if stage not in seen:
+            for done in seen[-1:]:
+                print(f"  stage {done:<9} {stage_counts(done, tenant)}")
+            seen.append(stage)
+        if record["status"] != "running":
+            print(f"  stage {stage:<9} {stage_counts(stage, tenant)} ({record['status']})")
+            return record
+        time.sleep(0.3)
 
 
 def _totals(totals: dict[str, int]) -> str:

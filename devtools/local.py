@@ -3,7 +3,8 @@
 ``LocalStack`` starts Google's Firestore emulator and ``gcp-storage-emulator`` (with the invoices
 bucket), serves the dev issuer's certificates (``devtools.dev_issuer``) and runs each function
 with ``functions-framework`` as its own process, configured exactly as in production except for
-``AUTH_MODE=verify`` against the local issuer. Every process is started on a free port, waited
+``AUTH_MODE=verify`` against the local issuer; ``start_fanout`` adds ``billing_worker`` and the
+metadata identity endpoint for ``TASKS_MODE=http``. Every process is started on a free port, waited
 for by polling, and stopped by PID when the stack closes. Used by ``make demo`` and ``make serve``.
 """
 
@@ -28,7 +29,10 @@ FUNCTIONS = (
     "stripe_webhook",
     "aggregate_usage",
     "current_usage",
+    "billing_worker",
 )
+TASKS_ACCOUNT = "tasks@dev.local"
+"""The identity of local fan-out tasks (the metadata server's account; allowed on the worker)."""
 
 
 class LocalStack:
@@ -52,6 +56,7 @@ class LocalStack:
         self.env: dict[str, str] = {}
         self.key: DevKey | None = None
         self._certs: Any = None
+        self._metadata: Any = None
 
     def __enter__(self) -> LocalStack:
         """Start the emulators and the issuer; export their settings to this process too."""
@@ -78,6 +83,28 @@ class LocalStack:
         }
         os.environ.update(self.env)
         return self
+
+    def start_fanout(self) -> str:
+        """Serve ``billing_worker`` and a metadata identity endpoint; set ``TASKS_MODE=http``.
+
+        Functions started afterwards fan out: their tasks go to the worker with ID tokens from
+        the local metadata server (``devtools.metadata_server``, signed by the dev issuer), as
+        Cloud Tasks sends them in production. Returns the worker's URL.
+        """
+        from devtools.metadata_server import serve_metadata
+
+        assert self.key is not None, "enter the stack first"
+        self._metadata = serve_metadata(self.key, TASKS_ACCOUNT)
+        self.env.update(
+            {
+                "GCE_METADATA_HOST": self._metadata.host,
+                "GCE_METADATA_IP": self._metadata.host,
+                "AUTH_ALLOWED_PRINCIPALS": f"{self.env['AUTH_ALLOWED_PRINCIPALS']},{TASKS_ACCOUNT}",
+            }
+        )
+        url = self.start_function("billing_worker")
+        self.env.update({"TASKS_MODE": "http", "TASKS_WORKER_URL": url})
+        return url
 
     def start_function(self, name: str, port: int | None = None) -> str:
         """Serve ``functions/<name>/main.py`` on ``127.0.0.1:port``; return its URL (= audience)."""
@@ -119,6 +146,10 @@ class LocalStack:
         for process, _url in self.functions.values():
             Emulator("function", process.pid, 0, "").stop()
         self.functions.clear()
+        if self._metadata is not None:
+            self._metadata.shutdown()
+            self._metadata.server_close()
+            self._metadata = None
         if self._certs is not None:
             self._certs.shutdown()
             self._certs.server_close()

@@ -12,14 +12,17 @@ from datetime import datetime
 from typing import Any
 
 from billing.delivery.documents import render_and_upload
-from billing.http.shell import Call, boolean, check_as_of, clock, identifier, rfc3339, text
+from billing.errors import BadRequest, BillingError, echo
+from billing.http.shell import Accepted, Call, boolean, check_as_of, clock, identifier, rfc3339, text
 from billing.pricing.periods import parse_month
 from billing.records import Tenant
 from billing.runs.anniversary import run_generate_invoices
+from billing.runs.fanout import STAGES, Worker, execute, run_status, start_month_close
 from billing.runs.month_close import run_month_close
 from billing.runs.shell import RunContext
 from billing.store.clients import firestore_client, invoices_bucket, storage_client
 from billing.store.firestore_store import BillingStore
+from billing.tasks import TasksSettings, task_queue_from_env
 
 
 def publish_to_bucket(
@@ -62,14 +65,93 @@ MONTHLY_BILLING_FIELDS = {"month": month_field, "dry_run": boolean, "verify": bo
 
 
 def monthly_billing(call: Call) -> dict[str, Any]:
-    """The month close (``billing.runs.month_close.run_month_close``) for ``month`` or the previous month."""
+    """The month close for ``month`` or the previous month.
+
+    ``TASKS_MODE=inline`` (default) or a dry run: in the request
+    (``billing.runs.month_close.run_month_close``), answered 200 with the report. ``http`` or
+    ``cloud_tasks``: fanned out (``billing.runs.fanout.start_month_close``), answered 202
+    ``{"run_id", "status": "running"}``; ``GET ?run_id=`` then answers the run record
+    (``run_status``). A named tenant with ``month_close_review`` is closed inline.
+    """
     dry_run = bool(call.body.get("dry_run", False))
     ctx = make_context(call, dry_run=dry_run)
     ctx.verify_usage = bool(call.body.get("verify", False))  # issue 13: accumulators vs raw events
     if not dry_run:
         invoices_bucket()  # misconfiguration fails before anything is written
+    settings = TasksSettings.from_env()
+    if settings.mode != "inline" and not dry_run and not _reviewed(ctx, call.tenant_id):
+        return Accepted(
+            start_month_close(ctx, make_worker(ctx.store, settings), call.tenant_id, call.body.get("month"))
+        )
     report = run_month_close(ctx, call.tenant_id, call.body.get("month"))
     return report.to_json()
+
+
+def _reviewed(ctx: RunContext, tenant_id: str | None) -> bool:
+    """Whether the named tenant reviews its month close (drafts for a person: closed inline)."""
+    if tenant_id is None:
+        return False
+    try:
+        return bool(ctx.store.get_tenant(tenant_id).month_close_review)
+    except BillingError:
+        return False  # unknown or broken: the run's own validation answers it
+
+
+def make_worker(store: BillingStore, settings: TasksSettings | None = None) -> Worker:
+    """The fan-out worker on ``store``: the ``TASKS_MODE`` queue, the bucket's PDF sink, ``CHUNK_SIZE``."""
+    settings = settings or TasksSettings.from_env()
+    holder: list[Worker] = []
+    queue = task_queue_from_env(lambda body: execute(holder[0], body), settings)
+    worker = Worker(store, queue, publish_to_bucket, chunk_size=settings.chunk_size)
+    holder.append(worker)
+    return worker
+
+
+def run_record(call: Call) -> dict[str, Any]:
+    """``GET ?run_id=``: the run record(s) (``billing.runs.fanout.run_status``)."""
+    return run_status(BillingStore(firestore_client()), call.tenant_id, str(call.body["run_id"]))
+
+
+def count(value: Any) -> int:
+    """Validator: a JSON integer in 0..10**9 (chunk indexes, generations, cursors)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+        raise BadRequest(f"must be an integer in 0..10**9, got {echo(value)}", code="invalid_field")
+    return value
+
+
+def stage(value: Any) -> str:
+    """Validator: one of the fan-out stages (``billing.runs.fanout.STAGES``)."""
+    if value not in STAGES:
+        raise BadRequest(f"must be one of {', '.join(STAGES)}, got {echo(value)}", code="invalid_field")
+    return str(value)
+
+
+BILLING_WORKER_FIELDS = {
+    "stage": stage,
+    "run": identifier,
+    "chunk": count,
+    "generation": count,
+    "cursor": count,
+}
+
+
+def billing_worker(call: Call) -> dict[str, Any]:
+    """Execute one fan-out task (``billing.runs.fanout.execute``); ``tenant_id`` in the body.
+
+    Answers what the stage did, plus ``store``: the documents this task read and wrote.
+
+    Raises:
+        BadRequest: no ``stage``, or a stage other than ``sweep`` without ``tenant_id``/``run``.
+
+    """
+    if "stage" not in call.body:
+        raise BadRequest("stage is required", code="invalid_field")
+    if call.body["stage"] != "sweep" and (call.tenant_id is None or "run" not in call.body):
+        raise BadRequest("tenant_id and run are required", code="invalid_field")
+    worker = make_worker(BillingStore(firestore_client()))
+    answer = execute(worker, {**call.body, "tenant_id": call.tenant_id})
+    # This task's Firestore documents read and written (the benchmark sums them).
+    return {**answer, "store": {"reads": worker.store.reads, "writes": worker.store.writes}}
 
 
 GENERATE_INVOICES_FIELDS = {

@@ -397,18 +397,30 @@ GENERIC_503 = "authentication temporarily unavailable"
 AUTH_RETRY_AFTER_SECONDS = 10
 
 
+class Accepted(dict[str, Any]):
+    """A handler's body for work that goes on after the answer: sent as 202 Accepted (fan-out)."""
+
+
+StatusReader = Callable[[Call], Mapping[str, Any]]
+"""``status(call)``: the answer to ``GET ?run_id=`` (``call.body == {"run_id": id}``)."""
+
+
 def handle(
     request: flask.Request,
     *,
     function: str,
     fields: Mapping[str, Validator],
     run: Callable[[Call], Mapping[str, Any]],
+    status: StatusReader | None = None,
 ) -> flask.Response:
     """Serve one request of ``function``: checks, then ``run(call)`` for a POST.
 
-    Every failure is answered by :func:`error_response` (through :func:`respond`).
+    With ``status``, ``GET ?run_id=<id>`` (authenticated and authorized like a POST) answers
+    ``status(call)``: a fanned-out run's record (contract, "Fan-out"). A body that is an
+    ``Accepted`` is answered 202. Every failure is answered by :func:`error_response` (through
+    :func:`respond`).
     """
-    return respond(function, lambda run_id: _serve(request, function, fields, run, run_id))
+    return respond(function, lambda run_id: _serve(request, function, fields, run, run_id, status))
 
 
 def respond(function: str, serve: Callable[[str], flask.Response]) -> flask.Response:
@@ -479,6 +491,7 @@ def _serve(
     fields: Mapping[str, Validator],
     run: Callable[[Call], Mapping[str, Any]],
     run_id: str,
+    status: StatusReader | None = None,
 ) -> flask.Response:
     """The checks of :func:`handle` in order, then the function; raises ``BillingError``."""
     if request.method not in ("GET", "POST"):
@@ -496,6 +509,11 @@ def _serve(
     named = tenant_id if _has_tenant_header(dict(request.headers)) else None
     principal = authorize(principal, settings, named, tenant_directory())
     if request.method == "GET":
+        if status is not None and "run_id" in request.args:
+            asked = {"run_id": identifier(request.args["run_id"])}
+            return json_response(
+                status(Call(body=asked, tenant_id=tenant_id, principal=principal, run_id=run_id))
+            )
         return health_response(function, run_id)
     body = validate_fields(data, fields)
     body.pop("tenant_id", None)
@@ -512,4 +530,4 @@ def _serve(
             },
         )
         result = run(call)
-    return json_response(result)
+    return json_response(result, 202 if isinstance(result, Accepted) else 200)

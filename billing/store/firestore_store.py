@@ -15,6 +15,8 @@ counts its own reads and writes):
 - ``credit_notes``: credit notes, issued once with their own number series and their effect
   on the invoice and the customer balance;
 - ``runs``: run records and run leases;
+- ``chunks``: fanned-out runs' chunks, progress counters and chunk-scoped reads;
+- ``numbering_pass``: the serial numbering pass of a fanned-out run;
 - ``sizes``: Firestore's storage size of a document and the invoice size limit.
 
 Extensions of the contract's layout are listed in the README ("Firestore layout beyond the
@@ -33,9 +35,11 @@ from billing.store.accounts import (
 from billing.store.accumulators import AccumulatorStore
 from billing.store.base import TRANSACTION_ATTEMPTS, TRANSACTION_ROUNDS, StoreBase, Transaction
 from billing.store.catalog import IN_QUERY_CUSTOMERS, CatalogStore
+from billing.store.chunks import ChunkStore
 from billing.store.credit_notes import CreditEffect, CreditNoteStore, credit_note_id_for
 from billing.store.invoices import InvoiceChange, InvoiceStore, StoredInvoice, history_entry
 from billing.store.issuing import INVOICE_BATCH_SIZE, CreatedInvoices, IssuingStore
+from billing.store.numbering_pass import NumberingPassStore
 from billing.store.outbox import Notification, OutboxStore
 from billing.store.runs import RunStore
 from billing.store.sizes import (
@@ -50,6 +54,8 @@ from billing.store.usage import UsageStore
 
 
 class BillingStore(
+    ChunkStore,
+    NumberingPassStore,
     CatalogStore,
     UsageStore,
     AccumulatorStore,

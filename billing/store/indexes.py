@@ -68,6 +68,10 @@ QUERIES: tuple[QueryShape, ...] = (
     # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
     QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),
     QueryShape("usage_accumulators", ("subscription_id",), (), "store.accumulators_of_subscription"),
+    QueryShape("usage_events", ("customer_id",), ("timestamp",), "store.chunk_usage_events"),
+    QueryShape("subscriptions", ("customer_id",), (), "store.chunk_subscriptions"),
+    QueryShape("billing_runs", ("status",), (), "store.running_fanout_runs"),
+    QueryShape("chunks", (), ("index",), "store.read_chunks"),
 )
 """Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""
 

@@ -106,6 +106,7 @@ class IssuingStore(StoreBase):
         delivery_pending: bool = False,
         batch_size: int = INVOICE_BATCH_SIZE,
         review: bool = False,
+        numbering_run: str | None = None,
     ) -> CreatedInvoices:
         """Create the absent invoices among ``drafts``; never touch one that exists.
 
@@ -126,6 +127,10 @@ class IssuingStore(StoreBase):
         Returns the created invoices, the ids that already existed, and the drafts not written
         because they cannot be stored (``invoice_size``); these take no number. A transaction
         holds at most ``batch_size`` invoices and ``TRANSACTION_BYTES``.
+
+        ``numbering_run`` (fanned-out month closes, ``billing.runs.fanout``): created as ``draft``
+        with ``finalize_at = None`` and ``numbering_run`` set, waiting for that run's serial
+        numbering pass (``billing.store.numbering_pass``) instead of a grace period.
         """
         result = CreatedInvoices()
         numbering = self._numbering(tenant, now)
@@ -138,7 +143,7 @@ class IssuingStore(StoreBase):
                 result.rejected.append((draft, error))
         for batch in byte_batches(sized, batch_size, TRANSACTION_BYTES):
             created, existing = self._create_batch(
-                numbering, batch, run_id, finalize, delivery_pending, review
+                numbering, batch, run_id, finalize, delivery_pending, review, numbering_run
             )
             result.created.extend(Invoice.from_document(i, document) for i, document in created)
             result.existing.extend(existing)
@@ -152,6 +157,7 @@ class IssuingStore(StoreBase):
         finalize: bool,
         delivery_pending: bool,
         review: bool = False,
+        numbering_run: str | None = None,
     ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
         """Create one batch of (draft, its document) in one transaction (see create_invoices)."""
         tenant, now = numbering.tenant, numbering.now
@@ -183,6 +189,8 @@ class IssuingStore(StoreBase):
                             "finalize_at": grace,
                         }
                     )
+                    if numbering_run is not None:
+                        document.update(finalize_at=None, numbering_run=numbering_run)
                 tx.create(ref, document)
                 created.append((draft.invoice_id, document))
             if finalize and created:

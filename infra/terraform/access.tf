@@ -27,6 +27,7 @@ locals {
     # The usage fold and current_usage read and write Firestore only.
     aggregate_usage = []
     current_usage   = []
+    billing_worker  = ["STRIPE_API_KEY", "SMTP_PASSWORD"]
   }
 
   # The service account each function runs as (google_service_account.<value>). The public
@@ -41,6 +42,7 @@ locals {
     billing_console   = "console"
     aggregate_usage   = "runtime"
     current_usage     = "runtime"
+    billing_worker    = "runtime"
   }
 
   # Every (account, secret) pair some function needs, keyed "<account> <ENV_NAME>".

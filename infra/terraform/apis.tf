@@ -6,6 +6,7 @@ locals {
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com", # data.google_project (project number)
     "cloudscheduler.googleapis.com",
+    "cloudtasks.googleapis.com", # fan-out queues (tasks.tf)
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",

@@ -25,6 +25,8 @@ locals {
       name == "stripe_webhook" ? {} : { INVOICES_BUCKET = google_storage_bucket.invoices.name },
       var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
       name == "billing_console" ? local.console_env : {},
+      # Fan-out (tasks.tf): the functions that enqueue or execute tasks.
+      contains(["monthly_billing", "billing_worker"], name) ? local.tasks_env : {},
     )
   }
 }

@@ -39,6 +39,9 @@ locals {
     current_usage = {
       description = "The open period's usage of a customer, priced by the billing engine."
     }
+    billing_worker = {
+      description = "Executes one fan-out task (Cloud Tasks) or the sweeper (Scheduler); invoked by the tasks account only."
+    }
   }
 
   # Functions Cloud Scheduler calls, with their schedule and retry policy. Every run is
@@ -65,8 +68,9 @@ locals {
   # Functions admins may call by hand (run.invoker for the operator account,
   # var.admin_members and var.tenant_admin_members): everything but the Stripe webhook, which
   # only Stripe calls.
-  # The console is reached through IAP, not run.invoker (console.tf).
-  admin_functions = toset([for name in keys(local.functions) : name if !contains(["stripe_webhook", "billing_console"], name)])
+  # The console is reached through IAP, not run.invoker (console.tf); only the tasks account
+  # invokes billing_worker (tasks.tf).
+  admin_functions = toset([for name in keys(local.functions) : name if !contains(["stripe_webhook", "billing_console", "billing_worker"], name)])
 
   service_names = { for name in keys(local.functions) : name => replace(name, "_", "-") }
 
@@ -95,7 +99,7 @@ locals {
     name => join(",", concat(
       # The console's account dry-runs the scheduled functions (console.tf).
       contains(keys(local.scheduled_jobs), name) ? [google_service_account.scheduler.email, google_service_account.console.email] : [],
-      local.admin_emails,
+      name == "billing_worker" ? [google_service_account.tasks.email] : local.admin_emails,
     ))
   }
 

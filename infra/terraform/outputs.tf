@@ -77,3 +77,13 @@ output "console_iap_audience" {
   description = "The IAP audience the console checks (IAP_AUDIENCE)."
   value       = local.console_iap_audience
 }
+
+output "tasks_queues" {
+  description = "Cloud Tasks queue ids of the fan-out (work, delivery)."
+  value       = local.tasks_queues
+}
+
+output "tasks_service_account" {
+  description = "Email of the account whose OIDC tokens the fan-out tasks and the sweeper carry."
+  value       = google_service_account.tasks.email
+}

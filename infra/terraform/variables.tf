@@ -125,14 +125,15 @@ variable "function_memory" {
     aggregate_usage   = "512Mi"
     current_usage     = "256Mi"
     billing_console   = "512Mi"
+    billing_worker    = "1Gi"
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console", "billing_worker"] :
       contains(keys(var.function_memory), f)
     ])
-    error_message = "function_memory must have an entry for each of the eight functions."
+    error_message = "function_memory must have an entry for each of the nine functions."
   }
 }
 
@@ -148,14 +149,15 @@ variable "function_timeout_seconds" {
     aggregate_usage   = 900
     current_usage     = 60
     billing_console   = 300
+    billing_worker    = 1800
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console", "billing_worker"] :
       contains(keys(var.function_timeout_seconds), f)
     ])
-    error_message = "function_timeout_seconds must have an entry for each of the eight functions."
+    error_message = "function_timeout_seconds must have an entry for each of the nine functions."
   }
 
   validation {
@@ -176,14 +178,15 @@ variable "function_min_instances" {
     aggregate_usage   = 0
     current_usage     = 0
     billing_console   = 0
+    billing_worker    = 0
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console", "billing_worker"] :
       contains(keys(var.function_min_instances), f)
     ])
-    error_message = "function_min_instances must have an entry for each of the eight functions."
+    error_message = "function_min_instances must have an entry for each of the nine functions."
   }
 }
 
@@ -199,14 +202,15 @@ variable "function_max_instances" {
     aggregate_usage   = 1
     current_usage     = 5
     billing_console   = 2
+    billing_worker    = 4
   }
 
   validation {
     condition = alltrue([
-      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console"] :
+      for f in ["monthly_billing", "generate_invoices", "dunning", "billing_admin", "stripe_webhook", "aggregate_usage", "current_usage", "billing_console", "billing_worker"] :
       contains(keys(var.function_max_instances), f)
     ])
-    error_message = "function_max_instances must have an entry for each of the eight functions."
+    error_message = "function_max_instances must have an entry for each of the nine functions."
   }
 }
 
@@ -264,4 +268,76 @@ variable "console_iap_members" {
     condition     = alltrue([for m in var.console_iap_members : can(regex("^(user|group|serviceAccount):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", m))])
     error_message = "Each console IAP member must be \"user:EMAIL\", \"group:EMAIL\" or \"serviceAccount:EMAIL\" (one address, no public principal, no domain)."
   }
+}
+
+# -- fan-out on Cloud Tasks (tasks.tf) ------------------------------------------------------------
+variable "tasks_queue_work" {
+  type        = string
+  description = "Cloud Tasks queue id for plan, price, number, render and summarize tasks (TASKS_QUEUE_WORK)."
+  default     = "billing-work"
+}
+
+variable "tasks_queue_delivery" {
+  type        = string
+  description = "Cloud Tasks queue id for Stripe and email delivery tasks, rate-limited below Stripe's limit (TASKS_QUEUE_DELIVERY)."
+  default     = "billing-delivery"
+}
+
+variable "tasks_work_rate" {
+  type = object({
+    dispatches_per_second = number
+    concurrent_dispatches = number
+  })
+  description = "Work queue limits: tasks started per second, and tasks running at once (at most that many worker instances busy; Firestore's 500/50/5 ramp makes more pointless for a new database)."
+  default = {
+    dispatches_per_second = 10
+    concurrent_dispatches = 20
+  }
+}
+
+variable "tasks_delivery_rate" {
+  type = object({
+    dispatches_per_second = number
+    concurrent_dispatches = number
+  })
+  description = "Delivery queue limits. One task delivers one chunk (CHUNK_SIZE invoices, about 7 Stripe requests each, sequentially): concurrent_dispatches x per-instance request rate must stay under the Stripe account's limit (100 req/s live, 25 test); 2 concurrent chunks at ~10-20 req/s each leave headroom."
+  default = {
+    dispatches_per_second = 1
+    concurrent_dispatches = 2
+  }
+}
+
+variable "tasks_retry" {
+  type = object({
+    max_attempts        = number
+    max_retry_seconds   = number
+    min_backoff_seconds = number
+    max_backoff_seconds = number
+    max_doublings       = number
+  })
+  description = "Retry policy of both queues: max_attempts per task (then the sweeper re-enqueues with a new generation), max_retry_seconds in total, backoff from min to max seconds doubling max_doublings times. Every task is idempotent, so retries are safe."
+  default = {
+    max_attempts        = 10
+    max_retry_seconds   = 3600
+    min_backoff_seconds = 5
+    max_backoff_seconds = 300
+    max_doublings       = 5
+  }
+}
+
+variable "tasks_dispatch_deadline_seconds" {
+  type        = number
+  description = "How long Cloud Tasks waits for billing_worker to answer one task (15..1800 s); must stay below billing_worker's timeout (TASKS_DISPATCH_DEADLINE_SECONDS)."
+  default     = 900
+
+  validation {
+    condition     = var.tasks_dispatch_deadline_seconds >= 15 && var.tasks_dispatch_deadline_seconds <= 1800
+    error_message = "Cloud Tasks dispatch deadlines are between 15 and 1800 seconds."
+  }
+}
+
+variable "tasks_chunk_size" {
+  type        = number
+  description = "Subscriptions per price task (CHUNK_SIZE); 500 keeps a task well under 10 minutes."
+  default     = 500
 }

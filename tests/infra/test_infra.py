@@ -38,6 +38,8 @@ CONTRACT_FUNCTIONS = frozenset(
 # Issue 13: the hourly usage fold (scheduled) and current_usage, beside the contract's five.
 USAGE_FUNCTIONS = frozenset({"aggregate_usage", "current_usage"})
 SCHEDULED = frozenset({"monthly_billing", "generate_invoices", "dunning", "aggregate_usage"})
+SWEEPER = "billing_worker"
+"""Called by the fan-out sweeper's job (tasks.tf) as the tasks account, not the scheduler's."""
 PUBLIC_FUNCTION = "stripe_webhook"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 SECRET_ENV = frozenset({"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_PASSWORD", "CONSOLE_SECRET_KEY"})
@@ -58,11 +60,12 @@ EXPECTED_SECRETS = {
     "current_usage": frozenset(),
     # The console runs the admin actions in-process and signs its sessions and CSRF tokens.
     CONSOLE: BILLING_SECRETS | {"CONSOLE_SECRET_KEY"},
+    "billing_worker": BILLING_SECRETS,  # renders, emails and pushes to Stripe (fan-out stages)
 }
 # The service account (google_service_account.<name>) each function runs as.
 EXPECTED_ACCOUNTS = {
     name: "runtime" for name in (CONTRACT_FUNCTIONS | USAGE_FUNCTIONS) - {PUBLIC_FUNCTION}
-} | {PUBLIC_FUNCTION: "webhook", CONSOLE: "console"}
+} | {PUBLIC_FUNCTION: "webhook", CONSOLE: "console", "billing_worker": "runtime"}
 REQUIRED_ENV = (
     "GOOGLE_CLOUD_PROJECT",
     "INVOICES_BUCKET",
@@ -220,6 +223,8 @@ IAM_MEMBER_TYPES = (
     "google_cloudfunctions2_function_iam_binding",
     "google_service_account_iam_member",
     "google_service_account_iam_binding",
+    "google_cloud_tasks_queue_iam_member",
+    "google_cloud_tasks_queue_iam_binding",
 )
 INVOKER_TYPES = (
     "google_cloud_run_service_iam_member",
@@ -360,14 +365,15 @@ def test_each_scheduled_function_has_exactly_one_job_with_oidc(tf: Config) -> No
         target = job_target(job)
         assert target is not None, f"{job.address}: uri must be local.function_urls[...]"
         by_function.setdefault(target, []).append(job)
-    assert set(by_function) == SCHEDULED, f"scheduled: {sorted(by_function)}"
+    assert set(by_function) == SCHEDULED | {SWEEPER}, f"scheduled: {sorted(by_function)}"
     for name, found in by_function.items():
         assert len(found) == 1, f"{name} has {len(found)} scheduler jobs"
         job = found[0]
         http = one(job.body, "http_target")
         assert http.get("http_method", "POST") == "POST"
         oidc = one(http, "oidc_token")
-        assert oidc["service_account_email"] == "${google_service_account.scheduler.email}"
+        account = "tasks" if name == SWEEPER else "scheduler"
+        assert oidc["service_account_email"] == f"${{google_service_account.{account}.email}}"
         assert oidc.get("audience"), f"{job.address}: the OIDC audience must be explicit"
         assert targets(str(oidc["audience"]), job.key, "local.function_urls") == name
         assert oidc["audience"] == http["uri"], "audience must equal the function URL called"
@@ -452,6 +458,10 @@ def test_runtime_account_has_only_what_the_functions_use(tf: Config) -> None:
         ("google_project_iam_member", "roles/datastore.user"),
         ("google_project_iam_member", "roles/logging.logWriter"),
         ("google_storage_bucket_iam_member", "roles/storage.objectAdmin"),
+        # fan-out (tasks.tf): enqueue on the two queues, and mint the tasks' tokens as the
+        # tasks account (on that account only)
+        ("google_cloud_tasks_queue_iam_member", "roles/cloudtasks.enqueuer"),
+        ("google_service_account_iam_member", "roles/iam.serviceAccountUser"),
     }
     grants = bindings_of(tf, "runtime")
     assert grants, "the runtime account has no roles"
@@ -488,6 +498,11 @@ def test_operator_account_only_invokes_the_admin_functions(tf: Config) -> None:
         assert PUBLIC_FUNCTION not in str(grant.body)
     impersonation = tf.of_type("google_service_account_iam_member")
     for grant in impersonation:
+        if grant.body["service_account_id"] == "${google_service_account.tasks.name}":
+            # the functions act as the tasks account to put its OIDC token on tasks (tasks.tf)
+            assert grant.body["role"] == "roles/iam.serviceAccountUser"
+            assert grant.body["member"] == "${google_service_account.runtime.member}"
+            continue
         assert grant.body["service_account_id"] == "${google_service_account.operator.name}"
         assert grant.body["role"] == "roles/iam.serviceAccountTokenCreator"
 
@@ -947,7 +962,9 @@ def test_tenant_admins_may_invoke_every_private_function(tf: Config) -> None:
     assert service == "${google_cloudfunctions2_function.functions[each.value.function].name}"
     for_each = str(grant.body["for_each"])
     assert "var.tenant_admin_members" in for_each and "local.admin_functions" in for_each
-    assert '!contains(["stripe_webhook", "billing_console"], name)' in str(tf.locals["admin_functions"])
+    assert '!contains(["stripe_webhook", "billing_console", "billing_worker"], name)' in str(
+        tf.locals["admin_functions"]
+    )
 
 
 def test_tenant_admin_grants_evaluate_to_the_private_functions_only(tf: Config, tmp_path: Path) -> None:
@@ -1204,3 +1221,58 @@ def test_the_console_environment(tf: Config) -> None:
     assert 'name == "billing_console" ? local.console_env : {}' in str(tf.locals["function_env"])
     audience = str(tf.locals["console_iap_audience"])
     assert "var.console_iap_audience" in audience and "/locations/${var.region}/services/" in audience
+
+
+# -- fan-out on Cloud Tasks (tasks.tf) ------------------------------------------------------------
+def test_tasks_queues_have_described_limits_and_retries(tf: Config) -> None:
+    for name in ("work", "delivery"):
+        queue = tf.get("google_cloud_tasks_queue", name).body
+        limits, retry = one(queue, "rate_limits"), one(queue, "retry_config")
+        assert str(limits["max_dispatches_per_second"]).startswith("${var.tasks_")
+        assert str(limits["max_concurrent_dispatches"]).startswith("${var.tasks_")
+        for key in ("max_attempts", "max_retry_duration", "min_backoff", "max_backoff", "max_doublings"):
+            assert str(retry[key]).count("${var.tasks_retry."), f"{name}.{key} must come from tasks_retry"
+    for variable in (
+        "tasks_work_rate",
+        "tasks_delivery_rate",
+        "tasks_retry",
+        "tasks_dispatch_deadline_seconds",
+    ):
+        assert tf.variables[variable]["description"], variable
+    delivery = tf.variables["tasks_delivery_rate"]["default"]
+    assert delivery["concurrent_dispatches"] <= 4, "delivery must stay under Stripe's request limit"
+
+
+def test_only_the_tasks_account_invokes_the_worker(tf: Config) -> None:
+    grant = tf.get("google_cloud_run_service_iam_member", "tasks_invoker").body
+    assert grant["role"] == "roles/run.invoker"
+    assert grant["member"] == "${google_service_account.tasks.member}"
+    assert 'functions["billing_worker"]' in str(grant["service"])
+    assert [g.address for g in bindings_of(tf, "tasks")] == [
+        "google_cloud_run_service_iam_member.tasks_invoker"
+    ], "the tasks account holds run.invoker on billing_worker and nothing else"
+    assert "billing_worker" not in str(tf.locals["admin_functions"]).split("if", 1)[0]
+    assert '"billing_worker"' in str(tf.locals["admin_functions"])
+    enqueuer = tf.get("google_cloud_tasks_queue_iam_member", "runtime_enqueuer").body
+    assert enqueuer["role"] == "roles/cloudtasks.enqueuer"
+    assert enqueuer["for_each"] == "${local.tasks_queues}"
+
+
+def test_tasks_environment_reaches_the_functions(tf: Config) -> None:
+    env = tf.locals["tasks_env"]
+    for key in (
+        "TASKS_MODE",
+        "TASKS_QUEUE_WORK",
+        "TASKS_QUEUE_DELIVERY",
+        "TASKS_WORKER_URL",
+        "TASKS_SERVICE_ACCOUNT",
+        "TASKS_PROJECT",
+        "TASKS_LOCATION",
+        "TASKS_DISPATCH_DEADLINE_SECONDS",
+        "CHUNK_SIZE",
+    ):
+        assert key in env, key
+    assert env["TASKS_MODE"] == "cloud_tasks"
+    assert env["TASKS_WORKER_URL"] == '${local.function_urls["billing_worker"]}'
+    assert "local.tasks_env" in str(tf.locals["function_env"])
+    assert "google_service_account.tasks.email" in str(tf.locals["allowed_principals"])

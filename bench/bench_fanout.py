@@ -1,0 +1,339 @@
+"""Benchmark of the fanned-out month close (issue 11): a synthetic tenant through ``TASKS_MODE=http``.
+
+``python -m bench.bench_fanout [--customers 100000] [--workers 1 2 4] [--chunk-size 500]``
+
+A tenant of N customers (deterministic, generated here, never committed), each with one
+calendar subscription to a plan with a fixed fee and a usage charge, and 3 usage events, is
+closed through ``monthly_billing`` in ``http`` mode: tasks go from the function (this process)
+and from the workers to a round-robin proxy in front of K ``billing_worker`` processes
+(functions-framework), with tokens from the local metadata server. For each K it prints:
+
+- the emulator floor (one document create and one read, the emulator's per-call cost);
+- wall time and invoices/s per stage (stage changes seen on the run record, polled every 0.2 s);
+- the numbering pass's invoices/s;
+- Firestore reads and writes per invoice (the workers' ``BillingStore`` counters: each task
+  reports its deltas in the worker's answer; the proxy sums them);
+- peak memory (VmHWM) per worker process;
+- a Cloud Run projection (assumptions printed with it).
+
+PDFs are rendered and uploaded (the Storage emulator); no email or Stripe is configured: delivery
+tasks run but send nothing. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import cycle
+from typing import Any
+
+from bench.common import REPO, bench_environment
+from devtools.dev_issuer import mint_token
+from devtools.emulators import free_port, wait_for_port
+from devtools.metadata_server import point_google_auth_at, serve_metadata
+
+TENANT = "bench"
+TASKS_SA = "tasks@bench.local"
+MONTH = "2026-10"
+
+
+def seed(db: Any, customers: int) -> None:
+    """N customers, each a calendar subscription (fixed fee + usage) and 3 events, in batches of 400."""
+    db.document(f"tenants/{TENANT}").set(
+        {
+            "name": "Bench Ltd",
+            "status": "active",
+            "timezone": "Europe/London",
+            "currency": "GBP",
+            "invoice_prefix": "BEN",
+            "payment_terms_days": 14,
+            "tax_rates": {"GB": "20"},
+        }
+    )
+    db.document(f"tenants/{TENANT}/meters/calls").set({"aggregation": "sum", "field": "n"})
+    db.document(f"tenants/{TENANT}/plans/std").set(
+        {
+            "currency": "GBP",
+            "interval": "month",
+            "interval_count": 1,
+            "charges": [
+                {"type": "fixed", "description": "Standard", "unit_amount_decimal": "1500"},
+                {"type": "usage", "meter": "calls", "model": "standard", "unit_amount_decimal": "2.5"},
+            ],
+        }
+    )
+    rng = random.Random(100_000)
+    batch, size = db.batch(), 0
+    for n in range(customers):
+        cid = f"cust{n:06d}"
+        docs = [
+            (
+                f"customers/{cid}",
+                {
+                    "name": cid,
+                    "email": f"{cid}@example.test",
+                    "address": {"country": "GB"},
+                    "status": "active",
+                },
+            ),
+            (
+                f"subscriptions/sub-{cid}",
+                {
+                    "customer_id": cid,
+                    "plan_id": "std",
+                    "status": "active",
+                    "billing_time": "calendar",
+                    "started_at": datetime(2020, 1, 1, tzinfo=UTC),
+                },
+            ),
+        ]
+        for e in range(3):
+            at = datetime(2026, 10, rng.randint(1, 31), rng.randint(0, 23), tzinfo=UTC)
+            docs.append(
+                (
+                    f"usage_events/{cid}-{e}",
+                    {
+                        "customer_id": cid,
+                        "meter": "calls",
+                        "timestamp": at,
+                        "properties": {"n": rng.randint(1, 500)},
+                    },
+                )
+            )
+        for path, data in docs:
+            batch.set(db.document(f"tenants/{TENANT}/{path}"), data)
+            size += 1
+        if size >= 400:
+            batch.commit()
+            batch, size = db.batch(), 0
+    batch.commit()
+
+
+class RoundRobin(ThreadingHTTPServer):
+    """Forwards each POST to the next worker; sums the Firestore counters the workers answer."""
+
+    daemon_threads = True
+
+    def __init__(self, targets: list[str]) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.targets = cycle(targets)
+        self.lock = threading.Lock()
+        self.reads = self.writes = self.tasks = 0
+        self.longest: tuple[float, str] = (0.0, "")
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: RoundRobin
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            target = next(self.server.targets)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        began = time.monotonic()
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(target, body, headers, method="POST"), timeout=1800
+            ) as r:
+                status, answer = r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, exc.read()
+        except OSError:
+            status, answer = 502, b"{}"
+        seconds = time.monotonic() - began
+        if status == 200:
+            stats = json.loads(answer or b"{}").get("store", {})
+            with self.server.lock:
+                self.server.reads += int(stats.get("reads", 0))
+                self.server.writes += int(stats.get("writes", 0))
+                self.server.tasks += 1
+                stage = json.loads(body).get("stage", "")
+                if seconds > self.server.longest[0]:
+                    self.server.longest = (seconds, stage)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def emulator_floor(db: Any) -> float:
+    """Seconds per (create + read) of one small document on the emulator, over 50."""
+    began = time.monotonic()
+    for n in range(50):
+        ref = db.document(f"floor/{n}")
+        ref.set({"n": n})
+        ref.get()
+    return (time.monotonic() - began) / 50
+
+
+def peak_kib(pid: int) -> int:
+    """VmHWM of a process (KiB)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def close(key: Any, proxy_url: str, customers: int) -> dict[str, Any]:
+    """Post the month close, poll the run record; stage -> seconds, and the final record."""
+    import functions_framework
+
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="monthly_billing", source=str(REPO / "functions" / "monthly_billing" / "main.py")
+    ).test_client()
+
+    def token() -> str:
+        return mint_token(key, audience=proxy_url)
+
+    headers = {
+        "Authorization": f"Bearer {token()}",
+        "X-Tenant-ID": TENANT,
+        "Content-Type": "application/json",
+    }
+    began = time.monotonic()
+    response = app.post("/", data=json.dumps({"month": MONTH}), headers=headers)
+    assert response.status_code == 202, response.get_json()
+    run_id = response.get_json()["run_id"]
+    stages: dict[str, float] = {}
+    last, last_at = "plan", began
+    while True:
+        headers["Authorization"] = f"Bearer {token()}"
+        record = app.get(f"/?run_id={run_id}", headers=headers).get_json()
+        stage = record["tenants"][0].get("stage", last)
+        if stage != last:
+            now = time.monotonic()
+            stages[last] = now - last_at
+            last, last_at = stage, now
+        if record["status"] != "running":
+            stages[last] = time.monotonic() - last_at
+            break
+        time.sleep(0.2)
+    return {"wall": time.monotonic() - began, "stages": stages, "record": record}
+
+
+def run_with_workers(key: Any, workers: int, customers: int, env: dict[str, str]) -> None:
+    """Start ``workers`` worker processes behind a round-robin proxy, close the month, print."""
+    ports = [free_port() for _ in range(workers)]
+    proxy = RoundRobin([f"http://127.0.0.1:{p}/" for p in ports])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}/"
+    child_env = {**os.environ, **env, "TASKS_WORKER_URL": proxy_url, "AUTH_AUDIENCE": proxy_url}
+    os.environ.update({"TASKS_WORKER_URL": proxy_url, "AUTH_AUDIENCE": proxy_url})
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--source",
+                str(REPO / "functions/billing_worker/main.py"),
+                "--target",
+                "billing_worker",
+                "--port",
+                str(p),
+            ],
+            env=child_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        for p in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_for_port(port, proc, 60)
+        result = close(key, proxy_url, customers)
+        peaks = [peak_kib(p.pid) // 1024 for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        proxy.shutdown()
+    report(workers, customers, result, proxy, peaks)
+
+
+def report(workers: int, customers: int, result: dict[str, Any], proxy: RoundRobin, peaks: list[int]) -> None:
+    record = result["record"]
+    generated = int(record["generated"])
+    print(
+        f"\n== {workers} worker(s), {customers} customers: {record['status']}, {generated} invoices"
+        f" in {result['wall']:.1f} s ({generated / result['wall']:.0f}/s)"
+    )
+    for stage, seconds in result["stages"].items():
+        print(f"   {stage:<10} {seconds:8.1f} s  {generated / seconds if seconds else 0:8.0f} invoices/s")
+    print(f"   numbering pass: {generated / result['stages'].get('number', 1e-9):.0f} invoices/s")
+    if proxy.tasks and generated:
+        print(
+            f"   Firestore per invoice (workers): {proxy.reads / generated:.1f} reads,"
+            f" {proxy.writes / generated:.1f} writes ({proxy.tasks} tasks)"
+        )
+    print(f"   longest task: {proxy.longest[0]:.1f} s ({proxy.longest[1]})")
+    print(f"   peak memory per worker: {peaks} MiB")
+
+
+def projection(customers: int) -> None:
+    """A Cloud Run projection from the issue's assumptions (printed)."""
+    print(
+        "\n== Cloud Run projection (assumptions): Firestore 500/50/5 ramp: a new collection takes 500"
+        " writes/s, +50% every 5 minutes; ~3 writes per invoice (create, number, pdf_uri) + delivery"
+        " state; Stripe 100 req/s live (25 test), ~7 requests per invoice; N worker instances each"
+        " price ~the emulator's per-worker rate or better; the numbering pass is serial."
+    )
+    writes, minutes, rate = float(customers * 3), 0.0, 500.0
+    while writes > 0:
+        writes -= rate * 300
+        minutes += 5
+        rate *= 1.5
+    print(f"   Firestore write ramp alone: ~{minutes:.0f} min for {customers} invoices")
+    print(
+        f"   Stripe delivery: {customers * 7 / 100 / 60:.0f} min at 100 req/s"
+        f" ({customers * 7 / 25 / 60:.0f} min at 25 req/s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_fanout")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--chunk-size", type=int, default=500)
+    args = parser.parse_args(argv)
+    from google.cloud import firestore
+
+    for workers in args.workers:
+        project = f"bench-fanout-{workers}-{int(time.time())}"
+        with bench_environment("http://placeholder/", project) as key:
+            metadata = serve_metadata(key, TASKS_SA)
+            env = {
+                **point_google_auth_at(metadata.host),
+                "TASKS_MODE": "http",
+                "CHUNK_SIZE": str(args.chunk_size),
+                "AUTH_ALLOWED_PRINCIPALS": f"scheduler@dev.local,{TASKS_SA}",
+            }
+            os.environ.update(env)
+            db = firestore.Client(project=project)
+            print(f"emulator floor: {emulator_floor(db) * 1000:.1f} ms per create+read")
+            began = time.monotonic()
+            seed(db, args.customers)
+            print(f"seeded {args.customers} customers in {time.monotonic() - began:.0f} s")
+            run_with_workers(key, workers, args.customers, env)
+            metadata.shutdown()
+    projection(args.customers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

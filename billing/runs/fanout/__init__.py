@@ -1,0 +1,44 @@
+"""Fanned-out runs: a month close split into idempotent stage tasks (contract, "Fan-out"; issue 11).
+
+With ``TASKS_MODE`` ``http`` or ``cloud_tasks`` (``billing.tasks``) a month close no longer runs
+in its request. The request validates everything (as the inline close does), records the run
+(``tenants/{t}/billing_runs/{run_id}``, ``mode: "fanout"``, ``status: "running"``) and enqueues
+one ``plan`` task per tenant; it answers 202 ``{"run_id", "status": "running"}``. Then
+``billing_worker`` executes the stages (``billing.runs.fanout.stages``), each an HTTP task:
+
+1. ``plan``: the tenant's calendar candidates (``month_close.calendar_candidates``), sorted by
+   (customer id, subscription id) and cut into chunks of ``CHUNK_SIZE`` subscriptions
+   (``billing.store.chunks``); one ``price`` task per chunk.
+2. ``price`` (per chunk): claims the chunk with a fencing token, prices its subscriptions with
+   the pipeline (``pipeline.price_candidates``, reading only its customers' subscriptions and
+   events) and creates their invoices unnumbered (deterministic ids, create-if-absent). The
+   chunk's completion commits only under the attempt's token; the last chunk enqueues
+   ``number`` under a fixed task name.
+3. ``number``: one serial pass per tenant (``billing.store.numbering_pass``) in the order
+   (customer id, invoice id), the inline close's; near its time budget it enqueues a
+   continuation task starting where it stopped. Then ``render`` per chunk.
+4. ``render`` (per chunk): PDFs rendered and uploaded, then that chunk's ``deliver`` task on the
+   ``delivery`` queue (rate-limited below the Stripe account's limit).
+5. ``deliver`` (per chunk): Stripe and email (``billing.delivery.outbox``: once per invoice). The
+   last chunk enqueues ``summarize``.
+6. ``summarize``: the run record becomes ``completed`` with ``finished_at``.
+
+``sweep`` (``billing.runs.fanout.sweeper``, called by Cloud Scheduler every 15 minutes)
+re-enqueues stalled work and fails runs past their budget. Every task may arrive twice, at once,
+late or out of order: each stage reads the state and does only what is left.
+
+A tenant with ``month_close_review`` is closed inline (its invoices wait as drafts for a person;
+there is nothing to number or deliver), so are dry runs.
+"""
+
+from __future__ import annotations
+
+from billing.runs.fanout.stages import (
+    STAGES,
+    Worker,
+    execute,
+    run_status,
+    start_month_close,
+)
+
+__all__ = ["STAGES", "Worker", "execute", "run_status", "start_month_close"]

@@ -1,0 +1,603 @@
+"""The stages of a fanned-out month close and the worker that dispatches them (see the package doc).
+
+Task bodies (JSON, the ``billing_worker`` request): ``{"stage", "tenant_id", "run"}`` plus
+``chunk`` and ``generation`` (``price``), ``chunk`` (``render``, ``deliver``) or ``cursor``
+(``number``). Task names are deterministic (``billing.tasks.task_name``): ``{run}-{stage}-{tenant}``
+then the chunk and generation, or the numbering cursor, so a re-enqueued "next stage" is the
+same task. Figures (minor units per currency in ``totals``) accumulate on the run record
+(``billing.store.chunks``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
+from billing.errors import BadRequest, BillingError, Conflict, NotFound
+from billing.pricing.invoicing import InvoiceDraft
+from billing.pricing.periods import BillingPeriod, month_period, parse_month, utc_now
+from billing.records import Invoice, Subscription, Tenant, UsageEvent
+from billing.runs.month_close import MONTHLY_BILLING, calendar_candidates, month_close_period
+from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates
+from billing.runs.shell import MAX_LISTED, PdfSink, RunContext, RunReport, resolve_tenants
+from billing.store.firestore_store import BillingStore
+from billing.tasks import Task, TaskQueue, task_name
+
+STAGES = ("plan", "price", "number", "render", "deliver", "summarize", "sweep")
+NUMBER_BUDGET_SECONDS = 480.0
+"""The numbering pass's budget per task (8 min, under the 15 min dispatch deadline)."""
+CLAIM_TTL_SECONDS = 960.0
+"""A claim older than the dispatch deadline (15 min) plus a minute has no live attempt."""
+
+
+@dataclass
+class Worker:
+    """What the stages need: the store, the task queue, the PDF sink, sizes and budgets.
+
+    ``chunk_size``: subscriptions per price task (``CHUNK_SIZE``). ``number_budget``: seconds of
+    numbering per task before a continuation. ``claim_ttl``: seconds a chunk's claim (and the
+    numbering lease) protects a live attempt; past it, a retry takes over (the earlier attempt
+    is fenced out). ``clock``: the worker's clock (sweeper ages).
+    """
+
+    store: BillingStore
+    queue: TaskQueue
+    publish_pdfs: PdfSink | None
+    chunk_size: int = 500
+    number_budget: float = NUMBER_BUDGET_SECONDS
+    claim_ttl: float = CLAIM_TTL_SECONDS
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+
+def _enqueue(worker: Worker, stage: str, tenant_id: str, run_id: str, *extra: object, **fields: Any) -> None:
+    """Enqueue ``stage`` for the run; ``extra`` completes the task name (chunk, generation...)."""
+    queue = "delivery" if stage == "deliver" else "work"
+    body = {"stage": stage, "tenant_id": tenant_id, "run": run_id, **fields}
+    worker.queue.enqueue(Task(queue, task_name(run_id, stage, tenant_id, *extra), body))
+
+
+# -- the request: validate, record, enqueue plan ------------------------------------------------
+def start_month_close(
+    ctx: RunContext, worker: Worker, tenant_id: str | None, month: str | None
+) -> dict[str, Any]:
+    """Record a fanned-out month close per tenant and enqueue its ``plan``; the 202 body.
+
+    Validation is the inline close's (``month_close.run_month_close``): a bad month or an
+    unknown tenant raises before anything is written; across all tenants, one whose month has
+    not ended is listed in ``tenants`` as skipped.
+
+    Raises:
+        BadRequest, NotFound, PermissionDenied: before anything is written.
+
+    """
+    if month is not None:
+        parse_month(month)
+    body: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "status": "running",
+        "dry_run": False,
+        "tenants": [],
+        "errors": [],
+    }
+    planned: list[tuple[Tenant, BillingPeriod]] = []
+    for tenant in resolve_tenants(ctx.store, tenant_id):
+        if isinstance(tenant, tuple):
+            body["errors"].append(
+                {"tenant_id": tenant[0], "error": tenant[1].message, "code": tenant[1].code}
+            )
+            continue
+        try:
+            planned.append((tenant, month_close_period(tenant, month, ctx.now)))
+        except BadRequest as exc:
+            if tenant_id is not None:
+                raise
+            body["tenants"].append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
+    for tenant, period in planned:
+        ctx.store.write_run(tenant.id, ctx.run_id, _initial_record(ctx, period))
+        _enqueue(worker, "plan", tenant.id, ctx.run_id)
+        body["tenants"].append({"tenant_id": tenant.id, "month": period.month_label})
+    return body
+
+
+def _initial_record(ctx: RunContext, period: BillingPeriod) -> dict[str, Any]:
+    """The run record of a fanned-out run as the request writes it."""
+    return {
+        "function": MONTHLY_BILLING.function,
+        "mode": "fanout",
+        "status": "running",
+        "stage": "plan",
+        "stage_at": utc_now(),
+        "started_at": utc_now(),
+        "finished_at": None,
+        "now": ctx.now,
+        "principal": ctx.principal,
+        "month": period.month_label,
+        "period_start": period.start,
+        "period_end": period.end,
+        "chunks_total": 0,
+        "generated": 0,
+        "skipped": 0,
+        "errors": 0,
+        "totals": {},
+        "errors_by_stage": {},
+    }
+
+
+# -- the worker's dispatch ----------------------------------------------------------------------
+def execute(worker: Worker, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one task (``body`` as in the module docstring); returns what it did.
+
+    Raises:
+        BadRequest: unknown stage. NotFound: unknown run. Anything else propagates (a 5xx, so
+        the queue retries the task).
+
+    """
+    stage = body.get("stage")
+    if stage == "sweep":
+        from billing.runs.fanout.sweeper import sweep
+
+        return sweep(worker, body.get("tenant_id"))
+    handler = _HANDLERS.get(str(stage))
+    if handler is None:
+        raise BadRequest(f"unknown stage {stage!r}", code="invalid_field")
+    tenant_id, run_id = str(body["tenant_id"]), str(body["run"])
+    record = worker.store.read_run(tenant_id, run_id)
+    if record is None or record.get("mode") != "fanout":
+        raise NotFound(f"no fanned-out run {run_id!r} for tenant {tenant_id!r}", code="unknown_run")
+    if record.get("status") != "running":
+        return {"stage": stage, "ignored": f"run {record.get('status')}"}
+    tenant = worker.store.get_tenant(tenant_id)
+    return handler(worker, tenant, run_id, record, body)
+
+
+def _context(worker: Worker, run_id: str, record: Mapping[str, Any]) -> RunContext:
+    """The run context of a task: the run's clock (the request's ``now``), never the task's."""
+    return RunContext(
+        run_id, record["now"], False, worker.store, worker.publish_pdfs, record.get("principal")
+    )
+
+
+def _period(tenant: Tenant, record: Mapping[str, Any]) -> BillingPeriod:
+    return month_period(*parse_month(str(record["month"])), tenant.timezone)
+
+
+def _error_figures(report: RunReport, stage: str) -> dict[str, Any]:
+    """Errors of a report as run-record figures, counted under ``stage``."""
+    if not report.errors:
+        return {}
+    return {
+        "errors": len(report.errors),
+        "error_details": report.errors,
+        "errors_by_stage": {stage: len(report.errors)},
+    }
+
+
+# -- plan ---------------------------------------------------------------------------------------
+def plan(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Cut the tenant's candidates into chunks and enqueue their price tasks (idempotent)."""
+    store = worker.store
+    if record.get("stage") == "plan":
+        report = RunReport(MONTHLY_BILLING, run_id, False)
+        catalog = Catalog.load(store, tenant.id)
+        subs = store.load_subscriptions(tenant.id, "calendar")
+        candidates = calendar_candidates(report, tenant, catalog, subs, _period(tenant, record))
+        ordered = sorted((sub.customer_id, sub.id) for sub, _ in candidates)
+        size = worker.chunk_size
+        chunks = [[sid for _, sid in ordered[i : i + size]] for i in range(0, len(ordered), size)]
+        store.create_chunks(tenant.id, run_id, chunks)
+        figures = _error_figures(report, "pricing")
+        fields = {
+            "stage": "price" if chunks else "summarize",
+            "stage_at": utc_now(),
+            "chunks_total": len(chunks),
+            "candidates": len(candidates),
+            **{k: v for k, v in figures.items() if k != "errors"},
+            "errors": int(figures.get("errors", 0)),
+        }
+        store.update_run_if(tenant.id, run_id, {"stage": "plan"}, fields)
+        record = store.read_run(tenant.id, run_id) or {}
+    if record.get("stage") == "summarize":
+        _enqueue(worker, "summarize", tenant.id, run_id)
+        return {"stage": "plan", "chunks": 0}
+    chunks_state = store.read_chunks(tenant.id, run_id)
+    for chunk in chunks_state:
+        if not chunk.get("price_done"):
+            gen = int(chunk.get("generation", 0))
+            _enqueue(
+                worker,
+                "price",
+                tenant.id,
+                run_id,
+                chunk["index"],
+                f"g{gen}",
+                chunk=chunk["index"],
+                generation=gen,
+            )
+    return {"stage": "plan", "chunks": len(chunks_state)}
+
+
+# -- price and create ---------------------------------------------------------------------------
+WHOLE_WINDOW_CHUNKS = 4
+"""A run of at most this many chunks reads the tenant's whole window per chunk (see ``_chunk_events``)."""
+
+
+def _chunk_events(
+    store: BillingStore, customers: Sequence[str], chunks_total: int
+) -> Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]:
+    """The pipeline's event source for one chunk.
+
+    Its customers' events only (``in`` queries of 30 customers) when the run has more than
+    ``WHOLE_WINDOW_CHUNKS`` chunks; for a small run, the tenant's whole window (one streamed
+    query, as inline, the router ignores other customers' events): at most 4 reads of each
+    event instead of ~17 queries per chunk (the emulator answers each ``in`` query by a scan).
+    """
+    if chunks_total <= WHOLE_WINDOW_CHUNKS:
+        return lambda tenant_id, start, end, props: store.stream_usage_events(tenant_id, start, end, props)
+    return lambda tenant_id, start, end, props: store.chunk_usage_events(
+        tenant_id, customers, start, end, props
+    )
+
+
+def price(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Price one chunk and create its invoices unnumbered; commit under the attempt's token."""
+    store, index = worker.store, int(body["chunk"])
+    token = store.claim_chunk(
+        tenant.id, run_id, index, int(body.get("generation", 0)), utc_now(), claim_ttl=worker.claim_ttl
+    )
+    if token is None:
+        _after_price(worker, tenant.id, run_id, complete=_stage_complete(worker, tenant.id, run_id, "price"))
+        return {"stage": "price", "chunk": index, "ignored": "done or superseded"}
+    try:
+        return _price_claimed(worker, tenant, run_id, record, index, token)
+    except BaseException:
+        store.release_claim(tenant.id, run_id, index, token)  # the retry takes over at once
+        raise
+
+
+def _price_claimed(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], index: int, token: str
+) -> dict[str, Any]:
+    """The price stage of a claimed chunk (see ``price``)."""
+    store = worker.store
+    chunk = store.read_chunk(tenant.id, run_id, index) or {}
+    wanted = set(chunk.get("subscription_ids") or [])
+    ctx = _context(worker, run_id, record)
+    report = RunReport(MONTHLY_BILLING, run_id, False)
+    by_id = store.get_subscriptions(tenant.id, sorted(wanted))
+    customers = sorted({s.customer_id for s in by_id.values() if isinstance(s, Subscription)})
+    known = store.chunk_subscriptions(tenant.id, customers)
+    period = _period(tenant, record)
+    candidates = [(s, period) for s in known if isinstance(s, Subscription) and s.id in wanted]
+    for sid, sub in by_id.items():
+        if not isinstance(sub, Subscription):
+            report.error(tenant.id, sub, subscription_id=sid)
+    drafts, events_read = price_candidates(
+        ctx,
+        report,
+        tenant,
+        Catalog.load(store, tenant.id),
+        candidates,
+        known=known,
+        known_billing_times=BILLING_TIMES,
+        events=_chunk_events(store, customers, int(record.get("chunks_total", 0))),
+    )
+    figures, chunk_fields = _create(worker, tenant, run_id, record, report, drafts)
+    figures["events_read"] = events_read
+    committed, complete = store.finish_part(
+        tenant.id, run_id, index, "price", figures, token=token, chunk_fields=chunk_fields
+    )
+    _after_price(worker, tenant.id, run_id, complete=complete)
+    return {
+        "stage": "price",
+        "chunk": index,
+        "committed": committed,
+        "generated": figures.get("generated", 0),
+    }
+
+
+def _create(
+    worker: Worker,
+    tenant: Tenant,
+    run_id: str,
+    record: Mapping[str, Any],
+    report: RunReport,
+    drafts: Sequence[InvoiceDraft],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create the chunk's invoices (unnumbered); its figures and the chunk's ``invoices`` list.
+
+    An invoice that existed already counts as generated when this run created it (an earlier
+    attempt of the same chunk), else as skipped ``already_invoiced``, as inline.
+    """
+    store = worker.store
+    result = store.create_invoices(
+        tenant, drafts, now=record["now"], run_id=run_id, finalize=False, numbering_run=run_id
+    )
+    storage_errors = len(result.rejected)
+    for draft, error in result.rejected:
+        report.error(tenant.id, error, subscription_id=draft.subscription_id)
+    ours = {i.id for i in result.created}
+    runs = store.invoice_runs(tenant.id, result.existing) if result.existing else {}
+    by_id = {d.invoice_id: d for d in drafts}
+    for invoice_id in result.existing:
+        if runs.get(invoice_id) == run_id:
+            ours.add(invoice_id)
+        else:
+            report.skip(tenant.id, "already_invoiced", subscription_id=by_id[invoice_id].subscription_id)
+    totals: dict[str, int] = {}
+    for invoice_id in ours:
+        draft = by_id[invoice_id]
+        totals[draft.currency] = totals.get(draft.currency, 0) + draft.total
+    figures: dict[str, Any] = {
+        **_error_figures(report, "pricing"),
+        "generated": len(ours),
+        "skipped": report.skipped,
+        "skips": report.skips,
+        "totals": totals,
+        "warnings_count": report.warnings_count,
+    }
+    if storage_errors:
+        figures["errors_by_stage"] = {
+            "pricing": len(report.errors) - storage_errors,
+            "storage": storage_errors,
+        }
+    keys = sorted((by_id[i].customer.id, i) for i in ours)
+    return figures, {"invoices": [{"customer_id": c, "invoice_id": i} for c, i in keys]}
+
+
+def _stage_complete(worker: Worker, tenant_id: str, run_id: str, stage: str) -> bool:
+    record = worker.store.read_run(tenant_id, run_id) or {}
+    return int(record.get(f"{stage}_done", 0)) >= int(record.get("chunks_total", 0))
+
+
+def _after_price(worker: Worker, tenant_id: str, run_id: str, *, complete: bool) -> None:
+    """Enqueue the numbering pass (fixed name) once every chunk is priced."""
+    if complete:
+        worker.store.update_run_if(
+            tenant_id, run_id, {"stage": "price"}, {"stage": "number", "stage_at": utc_now()}
+        )
+        _enqueue(worker, "number", tenant_id, run_id, 0, cursor=0)
+
+
+# -- number -------------------------------------------------------------------------------------
+def pending_order(chunks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run's invoice ids in numbering order: customer id, then invoice id (never arrival order)."""
+    keys = sorted(
+        (str(i["customer_id"]), str(i["invoice_id"])) for c in chunks for i in c.get("invoices") or []
+    )
+    return [invoice_id for _, invoice_id in keys]
+
+
+def number(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The serial numbering pass, from ``cursor``; a continuation task near the time budget."""
+    store = worker.store
+    chunks = store.read_chunks(tenant.id, run_id)
+    if record.get("stage") == "number":
+        lease = store.acquire_lease(
+            tenant.id,
+            f"number-{run_id}",
+            uuid.uuid4().hex,
+            ttl=timedelta(seconds=worker.claim_ttl),
+            wait=timedelta(0),
+        )
+        if lease is None:
+            raise Conflict("the numbering pass is running in another attempt", code="numbering_busy")
+        try:
+            return _number_from(worker, tenant, run_id, record, chunks, int(body.get("cursor", 0)))
+        finally:
+            store.release_lease(tenant.id, f"number-{run_id}", lease)
+    for chunk in chunks:
+        _enqueue(worker, "render", tenant.id, run_id, chunk["index"], chunk=chunk["index"])
+    return {"stage": "number", "complete": True}
+
+
+def _number_from(
+    worker: Worker,
+    tenant: Tenant,
+    run_id: str,
+    record: Mapping[str, Any],
+    chunks: Sequence[Mapping[str, Any]],
+    start: int,
+) -> dict[str, Any]:
+    """The numbering pass under its lease (see ``number``)."""
+    store = worker.store
+    ids = pending_order(chunks)
+    position, numbered = store.number_pending(
+        tenant,
+        run_id,
+        ids,
+        start=start,
+        now=record["now"],
+        delivery_pending=delivery_enabled(tenant),
+        budget_seconds=worker.number_budget,
+    )
+    if position < len(ids):
+        store.write_run(tenant.id, run_id, {"number_cursor": position, "stage_at": utc_now()})
+        _enqueue(worker, "number", tenant.id, run_id, position, cursor=position)
+        return {"stage": "number", "numbered": numbered, "continues_at": position}
+    store.update_run_if(
+        tenant.id,
+        run_id,
+        {"stage": "number"},
+        {"stage": "render", "stage_at": utc_now(), "numbered": len(ids)},
+    )
+    for chunk in chunks:
+        _enqueue(worker, "render", tenant.id, run_id, chunk["index"], chunk=chunk["index"])
+    return {"stage": "number", "complete": True}
+
+
+# -- render, deliver, summarize -----------------------------------------------------------------
+def _chunk_invoices(
+    worker: Worker, tenant: Tenant, run_id: str, index: int
+) -> tuple[list[str], list[Invoice]]:
+    chunk = worker.store.read_chunk(tenant.id, run_id, index) or {}
+    ids = [str(i["invoice_id"]) for i in chunk.get("invoices") or []]
+    found = worker.store.get_invoices(tenant.id, ids) if ids else {}
+    return ids, [i for i in found.values() if isinstance(i, Invoice)]
+
+
+def render(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Render and upload the chunk's PDFs still missing; then enqueue its delivery."""
+    index = int(body["chunk"])
+    _, invoices = _chunk_invoices(worker, tenant, run_id, index)
+    todo = [i for i in invoices if i.status == "open" and not i.pdf_uri]
+    report = RunReport(MONTHLY_BILLING, run_id, False)
+    if todo and worker.publish_pdfs is not None:
+        uris, failures, _ = worker.publish_pdfs(tenant, [i.as_document() for i in todo])
+        worker.store.record_pdfs(tenant.id, uris, record["now"])
+        for invoice_id, message in failures:
+            report.error(tenant.id, BillingError(message, code="pdf_failed"), invoice_id=invoice_id)
+    worker.store.finish_part(tenant.id, run_id, index, "render", _error_figures(report, "pdf"))
+    _enqueue(worker, "deliver", tenant.id, run_id, index, chunk=index)
+    return {"stage": "render", "chunk": index, "rendered": len(todo)}
+
+
+def deliver(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Deliver the chunk's invoices (Stripe, email; once each); the last chunk enqueues summarize."""
+    index = int(body["chunk"])
+    ids, _ = _chunk_invoices(worker, tenant, run_id, index)
+    report = RunReport(MONTHLY_BILLING, run_id, False)
+    by_stage: dict[str, int] = {}
+    if ids and delivery_enabled(tenant):
+        for invoice_id, message in deliver_finalized_invoices(
+            worker.store, tenant, ids, record["now"], run_id
+        ):
+            report.error(tenant.id, BillingError(message, code="delivery_failed"), invoice_id=invoice_id)
+            stage = "stripe" if "stripe" in message.lower() else "email"
+            by_stage[stage] = by_stage.get(stage, 0) + 1
+    figures = {**_error_figures(report, "email"), "errors_by_stage": by_stage} if by_stage else {}
+    _, complete = worker.store.finish_part(tenant.id, run_id, index, "deliver", figures)
+    if complete:
+        worker.store.update_run_if(
+            tenant.id, run_id, {"stage": "render"}, {"stage": "summarize", "stage_at": utc_now()}
+        )
+        _enqueue(worker, "summarize", tenant.id, run_id)
+    return {"stage": "deliver", "chunk": index, "invoices": len(ids)}
+
+
+def summarize(
+    worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Close the run: ``completed`` with ``finished_at`` (once; a duplicate changes nothing)."""
+    done = worker.store.update_run_if(
+        tenant.id,
+        run_id,
+        {"status": "running", "stage": "summarize"},
+        {"status": "completed", "stage": "done", "finished_at": utc_now()},
+    )
+    return {"stage": "summarize", "completed": done}
+
+
+_HANDLERS: dict[
+    str, Callable[[Worker, Tenant, str, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+] = {
+    "plan": plan,
+    "price": price,
+    "number": number,
+    "render": render,
+    "deliver": deliver,
+    "summarize": summarize,
+}
+
+
+# -- the run record as GET ?run_id= answers it --------------------------------------------------
+STATUS_FIELDS = (
+    "function",
+    "status",
+    "stage",
+    "month",
+    "generated",
+    "skipped",
+    "warnings_count",
+    "events_read",
+    "totals",
+    "errors_by_stage",
+    "chunks_total",
+    "price_done",
+    "render_done",
+    "deliver_done",
+    "numbered",
+)
+
+
+def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[str, Any]:
+    """The run record(s) of ``run_id``: one tenant's, or every active tenant's summed.
+
+    Shape: ``{run_id, status (running|completed|failed), started_at, finished_at, generated,
+    skipped, skips (list), errors (list), totals, errors_by_stage, tenants: [per-tenant
+    records]}``.
+
+    Raises:
+        NotFound: no tenant has a record of that run.
+
+    """
+    ids = [tenant_id] if tenant_id is not None else store.active_tenant_ids()
+    records = [(t, r) for t in ids if (r := store.read_run(t, run_id)) is not None]
+    if not records:
+        raise NotFound(f"no run {run_id!r}", code="unknown_run")
+    tenants = [_tenant_status(t, r) for t, r in records]
+    statuses = {t["status"] for t in tenants}
+    status = "failed" if "failed" in statuses else "running" if "running" in statuses else "completed"
+    finished = [t["finished_at"] for t in tenants]
+    details = [e for t, r in records for e in r.get("error_details") or []]
+    skips: list[dict[str, Any]] = []
+    for t, _ in records:
+        for chunk in store.read_chunks(t, run_id):
+            skips.extend(chunk.get("price_skips") or [])
+            details.extend(
+                e
+                for stage in ("price", "render", "deliver")
+                for e in chunk.get(f"{stage}_error_details") or []
+            )
+    body: dict[str, Any] = {
+        "run_id": run_id,
+        "status": status,
+        "started_at": min(t["started_at"] or "" for t in tenants),
+        "finished_at": None if status == "running" or None in finished else max(finished),
+        "generated": sum(int(t.get("generated") or 0) for t in tenants),
+        "skipped": sum(int(t.get("skipped") or 0) for t in tenants),
+        "skips": skips[:MAX_LISTED],
+        "errors": details[:MAX_LISTED],
+        "totals": _summed(t.get("totals") or {} for t in tenants),
+        "errors_by_stage": _summed(t.get("errors_by_stage") or {} for t in tenants),
+        "tenants": tenants,
+    }
+    return body
+
+
+def _summed(maps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in maps:
+        for key, value in one.items():
+            out[key] = out.get(key, 0) + int(value)
+    return out
+
+
+def _tenant_status(tenant_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """One tenant's record as JSON (inline records' ``succeeded`` reads ``completed``)."""
+    status = record.get("status")
+    out: dict[str, Any] = {"tenant_id": tenant_id, "status": "completed" if status == "succeeded" else status}
+    for name in ("started_at", "finished_at"):
+        value = record.get(name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    out.update({k: record[k] for k in STATUS_FIELDS if k in record and k != "status"})
+    out.setdefault("errors_by_stage", {})
+    out["errors"] = (
+        int(record.get("errors") or 0)
+        if not isinstance(record.get("errors"), list)
+        else len(record["errors"])
+    )
+    return out

@@ -1,0 +1,177 @@
+"""Fan-out through ``TASKS_MODE=http``: same invoices, totals and numbers as inline, under faults.
+
+Each test seeds two identical tenants, closes one inline and the other fanned out through the
+``http`` queue (tokens from the metadata server, worker behind a ``FaultProxy``), and asserts:
+the run completes, exactly one invoice per billed subscription, the same documents' amounts and
+numbers as inline (so numbers 1..n in the same deterministic order), the same counters and totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from devtools.dev_issuer import DevKey
+from tests.e2e.tasks.harness import (
+    MONTH,
+    TasksBench,
+    call,
+    iter_numbers,
+    monthly_billing_app,
+    seed,
+    snapshot,
+    wait_for_run,
+)
+
+
+@pytest.fixture
+def bench_factory(
+    project_id: str, auth_env: None, clock: Any, issuer: tuple[object, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., TasksBench]]:
+    benches: list[TasksBench] = []
+
+    def make(fault: str | None = None, chunk_size: int = 5) -> TasksBench:
+        key = issuer[0]
+        assert isinstance(key, DevKey)
+        bench = TasksBench(key, monkeypatch, fault, chunk_size)
+        bench.start_worker()
+        benches.append(bench)
+        return bench
+
+    yield make
+    for bench in benches:
+        bench.stop()
+
+
+def close_both(
+    db: firestore.Client, bench: TasksBench, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Close ``inline`` inline and ``fan`` fanned out; return (inline body, fan-out record)."""
+    seed(db, "inline")
+    seed(db, "fan")
+    app = monthly_billing_app()
+    audience = bench.proxy.url
+    monkeypatch.setenv("TASKS_MODE", "inline")
+    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
+    assert status == 200, inline
+    monkeypatch.setenv("TASKS_MODE", "http")
+    status, accepted = call(app, token(audience=audience), "fan", body={"month": MONTH})
+    assert status == 202, accepted
+    assert accepted["status"] == "running" and accepted["run_id"]
+    record = wait_for_run(app, lambda: token(audience=audience), "fan", accepted["run_id"])
+    return inline, record
+
+
+def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, Any]) -> None:
+    assert record["status"] == "completed", record
+    assert record["finished_at"] and record["started_at"]
+    assert record["generated"] == inline["generated"] == 20
+    assert record["skipped"] == inline["skipped"]
+    assert record["totals"] == inline["totals"]
+    assert sorted(e["subscription_id"] for e in record["errors"]) == sorted(
+        e["subscription_id"] for e in inline["errors"]
+    )
+    assert record["errors_by_stage"] == {"pricing": 1}
+    want, got = snapshot(db, "inline"), snapshot(db, "fan")
+    assert got == want
+    assert sorted(iter_numbers(got)) == list(range(1, 21))
+
+
+@pytest.mark.parametrize("fault", [None, "duplicate", "lose_answer", "shuffle"])
+def test_fanned_out_close_matches_inline(
+    db: firestore.Client,
+    bench_factory: Callable[..., TasksBench],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str | None,
+) -> None:
+    bench = bench_factory(fault)
+    inline, record = close_both(db, bench, token, monkeypatch)
+    assert_same(db, inline, record)
+    assert bench.metadata.tokens_minted > 0
+
+
+class ReplayingRecorder:
+    """A recording ``CloudTasksClient`` whose tasks the test delivers to the worker itself."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.pending: list[Any] = []
+
+    def create_task(self, request: Any) -> Any:
+        if any(r.task.name == request.task.name for r in self.requests):
+            from google.api_core.exceptions import AlreadyExists
+
+            raise AlreadyExists("exists")  # type: ignore[no-untyped-call]
+        self.requests.append(request)
+        self.pending.append(request)
+        return request.task
+
+
+def test_three_modes_one_result(
+    db: firestore.Client,
+    bench_factory: Callable[..., TasksBench],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """inline, http and cloud_tasks (recorded requests replayed last-first) give the same invoices."""
+    import json
+
+    import functions_framework
+
+    from billing import tasks
+    from tests.conftest import REPO
+    from tests.e2e.tasks.harness import TASKS_SA
+
+    bench = bench_factory()
+    inline, record = close_both(db, bench, token, monkeypatch)
+    assert_same(db, inline, record)
+
+    recorder = ReplayingRecorder()
+    monkeypatch.setattr(tasks, "CLIENT_FACTORY", [lambda: recorder])
+    for name, value in {
+        "TASKS_MODE": "cloud_tasks",
+        "TASKS_SERVICE_ACCOUNT": TASKS_SA,
+        "TASKS_PROJECT": "proj",
+        "TASKS_LOCATION": "europe-west1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    seed(db, "cloud")
+    app = monthly_billing_app()
+    audience = bench.proxy.url
+    status, accepted = call(app, token(audience=audience), "cloud", body={"month": MONTH})
+    assert status == 202, accepted
+    worker = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="billing_worker", source=str(REPO / "functions" / "billing_worker" / "main.py")
+    ).test_client()
+    while recorder.pending:
+        batch, recorder.pending = recorder.pending[::-1], []  # out of order, as a queue may
+        for request in batch:
+            http = request.task.http_request
+            assert http.oidc_token.service_account_email == TASKS_SA and http.oidc_token.audience == audience
+            assert request.task.dispatch_deadline.seconds == 900
+            response = worker.post(
+                "/",
+                data=http.body,
+                headers={
+                    "Authorization": f"Bearer {token(email=TASKS_SA, audience=http.url)}",
+                    "Content-Type": "application/json",
+                },
+            )
+            if response.status_code != 200:
+                recorder.pending.append(request)  # retried, as Cloud Tasks does
+            assert json.loads(http.body)["tenant_id"] == "cloud"
+    cloud = wait_for_run(app, lambda: token(audience=audience), "cloud", accepted["run_id"], timeout=5)
+    assert cloud["status"] == "completed"
+    assert (cloud["generated"], cloud["totals"], cloud["skipped"]) == (
+        inline["generated"],
+        inline["totals"],
+        inline["skipped"],
+    )
+    assert snapshot(db, "cloud") == snapshot(db, "inline") == snapshot(db, "fan")
+    stages = {json.loads(r.task.http_request.body)["stage"] for r in recorder.requests}
+    assert stages == {"plan", "price", "number", "render", "deliver", "summarize"}
+    assert any(r.parent.endswith("/queues/billing-delivery") for r in recorder.requests)
