@@ -18,7 +18,9 @@ into one accumulator per (subscription, meter, billing period) (layout:
 4. apply: each state is merged into its document once (marker ``folded_until`` >= window end,
    checked in the transaction that writes it), so repeated or concurrent folds change nothing
    twice;
-5. finish: the watermark moves to the window's end.
+5. finish: the watermark moves to the window's end, and the window's count of event documents
+   read per UTC hour of their timestamp is added to the tenant's ``hours`` record in the same
+   transaction (billing's completeness check, ``billing.runs.usage_source``).
 
 Late events after finalization (policy; Stripe refuses meter events older than 35 days and
 never edits a finalized invoice; Lago bills only the open period; Kill Bill re-reads past
@@ -237,6 +239,7 @@ def fold_tenant(ctx: RunContext, report: RunReport, tenant: Tenant) -> dict[str,
         return summary
     catalog = Catalog.load(store, tenant.id)
     events = list(store.stream_fold_window(tenant.id, window.start, window.end, _properties(catalog.meters)))
+    hours = dict(store.hours_read)  # every document read, by UTC hour of its timestamp
     # Only the customers with events in the window: their every subscription, as billing reads them.
     routing = build_routing(
         catalog, store.subscriptions_of_customers(tenant.id, {e.customer_id for e in events})
@@ -259,7 +262,7 @@ def fold_tenant(ctx: RunContext, report: RunReport, tenant: Tenant) -> dict[str,
             f"was final and are not billed: {', '.join(sorted(set(applied.late_invoices))[:20])}"
         )
     summary.update(late_unbilled=applied.late_unbilled, already_applied=applied.already)
-    store.finish_fold(tenant.id, window, {"events": folded.events, "accumulators": applied.applied})
+    store.finish_fold(tenant.id, window, {"events": folded.events, "accumulators": applied.applied}, hours)
     return summary
 
 

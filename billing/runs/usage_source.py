@@ -16,6 +16,23 @@
   ``timestamp`` and one on late ``ingested_at`` (``stream_fold_window``);
 - raw watches (if any) get the timestamp stream of their windows.
 
+Completeness check (contract: an event without ``ingested_at`` arrives at its write time, and a
+late one is still billed in its own period while its invoice is not final). Firestore cannot
+query a document's create time, so an event without ``ingested_at`` written after the window of
+its timestamp was folded is in no accumulator and before the watermark. Before trusting any
+accumulator, ``fold_is_complete`` checks, over the UTC hours ``[floor(first period start),
+min(watermark, ceil(last period end)))``, that
+
+    COUNT(events with timestamp in those hours)
+      == events the finished folds read in those hours (``AccumulatorStore.folded_hours``)
+       + COUNT(events with timestamp in those hours and ``ingested_at`` >= watermark)
+
+(the last term: events still to be folded, read after the watermark). Two COUNT aggregations
+and one document per UTC month: about one read per 1,000 events of the billed range for the
+whole tenant, a small fraction of a read per invoice. When the two sides differ, some event
+was written behind the fold's back (or deleted after it): the whole run reads raw events for
+this tenant (``UsageSupply.incomplete``), so the invoices stay those of the raw computation.
+
 The quantities are the raw computation's exactly (merging states is exact:
 ``billing.pricing.aggregation``); ``verify_sample`` recomputes some subscriptions raw and
 reports any difference (``verify_sample``).
@@ -25,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from billing.errors import DataError
@@ -50,6 +67,7 @@ class UsageSupply:
     raw: int = 0
     malformed: int = 0
     verified: int = 0
+    incomplete: bool = False
 
 
 def supply_usage(
@@ -69,6 +87,9 @@ def supply_usage(
     supply = UsageSupply()
     watermark = store.fold_watermark(tenant.id)
     raw: list[Watched] = list(watched)
+    if watermark is not None and watched and not fold_is_complete(store, tenant.id, watched, watermark):
+        supply.incomplete = True
+        watermark = None
     if watermark is not None:
         raw = _load_folded(store, tenant, meters, router, watched, watermark)
         supply.folded = len(watched) - len(raw)
@@ -92,6 +113,30 @@ def supply_usage(
         supply.events_read += router.events_seen - before
         supply.malformed += store.malformed_events
     return supply
+
+
+def fold_is_complete(
+    store: BillingStore, tenant_id: str, watched: Sequence[Watched], watermark: datetime
+) -> bool:
+    """Whether every event of the billed hours before ``watermark`` is folded (module docstring).
+
+    True when the billed periods start at or after the watermark (nothing folded to check).
+    """
+    start = _utc_hour(min(period.start for _, period, _ in watched))
+    last = max(period.end for _, period, _ in watched)
+    floor = _utc_hour(last)
+    end = min(_utc_hour(watermark), floor if floor == last else floor + timedelta(hours=1))
+    if start >= end:
+        return True
+    expected = sum(store.folded_hours(tenant_id, start, end).values())
+    expected += store.count_events(tenant_id, start, end, ingested_from=watermark)
+    return store.count_events(tenant_id, start, end) == expected
+
+
+def _utc_hour(moment: datetime) -> datetime:
+    """``moment`` floored to its UTC hour, as a plain ``datetime`` (Firestore's subclass is not)."""
+    utc = moment.astimezone(UTC)
+    return datetime(utc.year, utc.month, utc.day, utc.hour, tzinfo=UTC)
 
 
 def _load_folded(

@@ -60,6 +60,11 @@ QUERIES: tuple[QueryShape, ...] = (
     # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
     QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),
     QueryShape("usage_accumulators", ("subscription_id",), (), "store.accumulators_of_subscription"),
+    # Billing's completeness check (COUNT aggregations): events of the billed hours, and those
+    # of them ingested after the watermark (the implicit order of two inequality fields is by
+    # field name: the late-events index above serves it).
+    QueryShape("usage_events", (), ("timestamp",), "store.count_events"),
+    QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.count_events"),
 )
 """Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""
 
