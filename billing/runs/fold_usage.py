@@ -33,6 +33,13 @@ accumulator (so a ``regenerate`` of a voided invoice bills it), counted in the a
 next draft) or to leave. While the invoice is a ``draft`` the event is billed in its own
 period (drafts are priced again from the accumulators when finalized or refreshed).
 
+An event without ``ingested_at`` written after the window of its timestamp was folded (more
+than ``FOLD_GRACE`` after its hour) is never read by a fold (Firestore cannot query create
+times). Billing still bills it in its own period while the invoice is not final: its
+completeness check counts the billed hours' events against the ``hours`` the folds read and
+reads the tenant raw when they differ (``billing.runs.usage_source``). Such an event is not
+flagged by the fold once the invoice is final.
+
 A customer one of whose subscriptions has an unreadable plan is not folded (the raw rule holds
 its events as ambiguous); its routing record says so and billing reads it raw.
 """
@@ -72,7 +79,8 @@ UNKNOWN_ROUTING = "unknown"
 
 FOLD_GRACE = timedelta(minutes=10)
 """How long after an hour ends its window waits: events without ``ingested_at`` written that
-late are still folded on time (``billing.store.usage``). The hourly job runs a few minutes later."""
+late are still folded on time (``billing.store.usage``); later ones are billed through billing's
+completeness check (raw reads). The hourly job runs a few minutes later."""
 
 
 def fold_until(now: datetime) -> datetime:
