@@ -65,6 +65,7 @@ QUERIES: tuple[QueryShape, ...] = (
     # field name: the late-events index above serves it).
     QueryShape("usage_events", (), ("timestamp",), "store.count_events"),
     QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.count_events"),
+    QueryShape("usage_events", ("customer_id",), ("timestamp",), "store.stream_customer_events"),
 )
 """Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""
 

@@ -71,6 +71,29 @@ class UsageStore(StoreBase):
         )
         yield from self._events(_project(query, properties))
 
+    def stream_customer_events(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        start: datetime,
+        end: datetime,
+        properties: Iterable[str] | None = None,
+    ) -> Iterator[UsageEvent]:
+        """Yield one customer's events with ``start <= timestamp < end``, oldest first.
+
+        As ``stream_usage_events`` for the documents whose ``customer_id`` is ``customer_id``
+        (composite index ``(customer_id, timestamp)``); malformed ones in ``malformed_events``.
+        """
+        self.malformed_events = 0
+        query = (
+            self._collection(tenant_id, "usage_events")
+            .where(filter=FieldFilter("customer_id", "==", customer_id))
+            .where(filter=FieldFilter("timestamp", ">=", start))
+            .where(filter=FieldFilter("timestamp", "<", end))
+            .order_by("timestamp")
+        )
+        yield from self._events(_project(query, properties))
+
     def stream_fold_window(
         self,
         tenant_id: str,

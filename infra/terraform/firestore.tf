@@ -72,6 +72,24 @@ resource "google_firestore_index" "usage_events_ingested_at_timestamp" {
   }
 }
 
+# Billing's completeness check (issue 13, billing/runs/usage_source.py): the events of one
+# customer whose hour holds an event the fold never read, read raw (customer_id ==, timestamp range).
+resource "google_firestore_index" "usage_events_customer_id_timestamp" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "usage_events"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "customer_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "timestamp"
+    order      = "ASCENDING"
+  }
+}
+
 # Usage accumulators (issue 13, billing/store/accumulators.py): no query reads the `state` map (up
 # to 10,000 unique_count values). Its automatic single-field indexes would cost an index entry
 # per value on every hourly write and could reach Firestore's 40,000 entries per document, so they

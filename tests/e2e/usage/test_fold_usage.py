@@ -18,6 +18,7 @@ from google.cloud import firestore
 from billing.pricing.periods import month_period
 from billing.runs.fold_usage import AGGREGATE_USAGE, fold_tenant, fold_until
 from billing.runs.shell import RunContext, RunReport
+from billing.runs.usage_source import MAX_DIFFERING_HOURS
 from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests.e2e.usage.scenario import (
@@ -265,7 +266,7 @@ def test_generate_invoices_prices_anniversary_periods_from_accumulators(
 def test_a_late_event_without_ingested_at_is_billed_in_its_period_equal_to_raw(
     db: firestore.Client, call_function: Any, clock: Any
 ) -> None:
-    seed_twins(db, "Asia/Kathmandu")
+    docs = seed_twins(db, "Asia/Kathmandu")
     for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
         fold(call_function, clock, at)
     # Oct 3 was folded long ago; this event carries no ingested_at: it arrives at its write time,
@@ -278,7 +279,38 @@ def test_a_late_event_without_ingested_at_is_billed_in_its_period_equal_to_raw(
     assert folded["totals"] == raw["totals"] and folded["generated"] == raw["generated"] == 5
     got, want = comparable(f.invoices(db, FOLDED)), comparable(f.invoices(db, RAW))
     assert got == want
-    # The event is on c1's October invoice (40 GB more than without it): the close read raw.
+    # Only the customers with an event in the hour that differs are read raw (their own events).
+    in_hour = {
+        d["customer_id"] for _, d in docs if utc(2026, 10, 3, 8) <= d["timestamp"] < utc(2026, 10, 3, 9)
+    }
+    assert len(in_hour | {"c1"}) < 5
+    assert folded["tenants"][0]["events_read"] < raw["tenants"][0]["events_read"]
+
+
+def test_late_events_without_ingested_at_in_many_hours_read_the_tenant_raw(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed_twins(db, "Europe/London")
+    for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
+        fold(call_function, clock, at)
+    # More differing hours than the check narrows (MAX_DIFFERING_HOURS): the tenant is read raw.
+    late = [
+        (
+            f"late-{n}",
+            {
+                "customer_id": "c2",
+                "meter": "gb",
+                "timestamp": utc(2026, 10, 2, 0) + timedelta(hours=n),
+                "properties": {"gb": n},
+            },
+        )
+        for n in range(MAX_DIFFERING_HOURS + 1)
+    ]
+    for tenant_id in (FOLDED, RAW):
+        write_events(db, tenant_id, late)
+    folded = close(call_function, clock, utc(2026, 11, 2, 6), FOLDED)
+    raw = close(call_function, clock, utc(2026, 11, 2, 6), RAW)
+    assert comparable(f.invoices(db, FOLDED)) == comparable(f.invoices(db, RAW))
     assert folded["tenants"][0]["events_read"] == raw["tenants"][0]["events_read"]
 
 
