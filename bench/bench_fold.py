@@ -9,9 +9,14 @@ In one run on one emulator, two copies of the month (each event with ``ingested_
 Prints the fold's events/s and Firestore reads/writes per event, and for both closes (no PDFs,
 ``billing.runs.month_close`` directly) the wall time and Firestore reads and writes per invoice
 (the store's counters, ``billing.store.base``). Target (issue 13): <= 6 reads per invoice after
-the fold, whatever the number of events, with the same totals. Usage::
+the fold, whatever the number of events, with the same totals. The folded close includes
+billing's completeness check (COUNT aggregations, ``billing.runs.usage_source``).
 
-    .venv/bin/python -m bench.bench_fold [--csv PATH]
+``--late N``: after the fold, copy N events of 2011-11-05 into both copies again *without*
+``ingested_at`` (written behind the fold, as a producer that resends a batch late): the folded
+close finds them by counting and reads only their customers raw; totals stay equal. Usage::
+
+    .venv/bin/python -m bench.bench_fold [--csv PATH] [--late N]
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from bench.common import bench_environment
 from billing.runs.fold_usage import run_fold_usage
@@ -67,17 +74,39 @@ def main() -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_fold")
     parser.add_argument("--csv", type=Path, default=CSV)
+    parser.add_argument(
+        "--late", type=int, default=0, help="events resent without ingested_at after the fold"
+    )
     args = parser.parse_args()
     with bench_environment(AUDIENCE):
-        return _run(args.csv)
+        return _run(args.csv, args.late)
 
 
-def _run(csv: Path) -> int:
+def resend_late(project: str, count: int) -> int:
+    """Copy ``count`` events of 2011-11-05 as new documents without ``ingested_at``; return how many."""
+    events = (
+        firestore.Client(project=project).collection("tenants").document(TENANT).collection("usage_events")
+    )
+    start = datetime(2011, 11, 5, tzinfo=UTC)
+    query = events.where(filter=FieldFilter("timestamp", ">=", start)).order_by("timestamp").limit(count)
+    written = 0
+    for snapshot in query.stream():
+        data = {k: v for k, v in (snapshot.to_dict() or {}).items() if k != "ingested_at"}
+        events.document(f"late-{snapshot.id}").set(data)
+        written += 1
+    return written
+
+
+def _run(csv: Path, late: int) -> int:
     """Load two copies, fold one, close both, print."""
     folded_project, raw_project = (f"bench-{uuid.uuid4().hex[:8]}" for _ in range(2))
     for project in (folded_project, raw_project):
         events, customers = retail_folds.load_ingested(firestore.Client(project=project), TENANT, csv)
     fold = fold_month(folded_project)
+    if late:
+        events += resend_late(folded_project, late)
+        resend_late(raw_project, late)
+        print(f"{late} events resent after the fold without ingested_at")
     folded_s, folded = close(folded_project)
     raw_s, raw = close(raw_project)
     invoices = folded["generated"]

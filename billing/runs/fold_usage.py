@@ -18,7 +18,9 @@ into one accumulator per (subscription, meter, billing period) (layout:
 4. apply: each state is merged into its document once (marker ``folded_until`` >= window end,
    checked in the transaction that writes it), so repeated or concurrent folds change nothing
    twice;
-5. finish: the watermark moves to the window's end.
+5. finish: the watermark moves to the window's end, and the window's count of event documents
+   read per UTC hour of their timestamp is added to the tenant's ``hours`` record in the same
+   transaction (billing's completeness check, ``billing.runs.usage_source``).
 
 Late events after finalization (policy; Stripe refuses meter events older than 35 days and
 never edits a finalized invoice; Lago bills only the open period; Kill Bill re-reads past
@@ -30,6 +32,13 @@ accumulator (so a ``regenerate`` of a voided invoice bills it), counted in the a
 ``warnings_count``) naming the invoice, for finance to bill by hand (``add_line_item`` on the
 next draft) or to leave. While the invoice is a ``draft`` the event is billed in its own
 period (drafts are priced again from the accumulators when finalized or refreshed).
+
+An event without ``ingested_at`` written after the window of its timestamp was folded (more
+than ``FOLD_GRACE`` after its hour) is never read by a fold (Firestore cannot query create
+times). Billing still bills it in its own period while the invoice is not final: its
+completeness check counts the billed hours' events against the ``hours`` the folds read and
+reads the tenant raw when they differ (``billing.runs.usage_source``). Such an event is not
+flagged by the fold once the invoice is final.
 
 A customer one of whose subscriptions has an unreadable plan is not folded (the raw rule holds
 its events as ambiguous); its routing record says so and billing reads it raw.
@@ -70,7 +79,8 @@ UNKNOWN_ROUTING = "unknown"
 
 FOLD_GRACE = timedelta(minutes=10)
 """How long after an hour ends its window waits: events without ``ingested_at`` written that
-late are still folded on time (``billing.store.usage``). The hourly job runs a few minutes later."""
+late are still folded on time (``billing.store.usage``); later ones are billed through billing's
+completeness check (raw reads). The hourly job runs a few minutes later."""
 
 
 def fold_until(now: datetime) -> datetime:
@@ -237,6 +247,7 @@ def fold_tenant(ctx: RunContext, report: RunReport, tenant: Tenant) -> dict[str,
         return summary
     catalog = Catalog.load(store, tenant.id)
     events = list(store.stream_fold_window(tenant.id, window.start, window.end, _properties(catalog.meters)))
+    hours = dict(store.hours_read)  # every document read, by UTC hour of its timestamp
     # Only the customers with events in the window: their every subscription, as billing reads them.
     routing = build_routing(
         catalog, store.subscriptions_of_customers(tenant.id, {e.customer_id for e in events})
@@ -259,7 +270,7 @@ def fold_tenant(ctx: RunContext, report: RunReport, tenant: Tenant) -> dict[str,
             f"was final and are not billed: {', '.join(sorted(set(applied.late_invoices))[:20])}"
         )
     summary.update(late_unbilled=applied.late_unbilled, already_applied=applied.already)
-    store.finish_fold(tenant.id, window, {"events": folded.events, "accumulators": applied.applied})
+    store.finish_fold(tenant.id, window, {"events": folded.events, "accumulators": applied.applied}, hours)
     return summary
 
 

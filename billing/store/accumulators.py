@@ -18,6 +18,11 @@ Layout (everything under ``tenants/{t}``; an extension of the contract's layout)
   its limit and was dropped: billing reads this subscription's events raw),
   ``late_unbilled`` (events ingested after the period's invoice was priced and final: not on
   any invoice, see ``billing.runs.fold_usage``), ``updated_at``.
+- ``usage_folds/hours-{YYYYMM}``: ``hours``: per UTC hour of that month (``YYYYMMDDHH``,
+  ``billing.store.usage.hour_key``) of the events' *timestamps*, how many event documents the
+  finished fold windows read (malformed and unbilled ones included), added once, in the
+  transaction that moves the watermark (``finish_fold``). Billing's completeness check compares
+  it with a COUNT of the events (``billing.runs.usage_source``).
 - ``usage_routing/{customer_id}``: ``routing`` (the fingerprint of the customer's
   subscriptions and meters when its events were last folded), ``since`` (start of the first
   fold window with that fingerprint). Billing uses a customer's accumulators for a period only
@@ -30,21 +35,25 @@ state, and that subscription's period is billed from raw events (correct, just n
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from billing.store.base import StoreBase, Transaction
 from billing.store.sizes import MAX_DOCUMENT_BYTES, fits
+from billing.store.usage import hour_key
 
 FOLDS = "usage_folds"
 ACCUMULATORS = "usage_accumulators"
 ROUTING = "usage_routing"
 WATERMARK_ID = "watermark"
+HOURS_PREFIX = "hours-"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """The start of a tenant's first fold window (every event ingested before the first fold)."""
 UNIQUE_VALUES_LIMIT = 10_000
@@ -245,11 +254,23 @@ class AccumulatorStore(StoreBase):
             document.update(state=None, overflow=True)
         return document
 
-    def finish_fold(self, tenant_id: str, window: FoldWindow, summary: Mapping[str, Any]) -> bool:
-        """Move the watermark to the window's end (once) and mark the window ``done``.
+    def finish_fold(
+        self,
+        tenant_id: str,
+        window: FoldWindow,
+        summary: Mapping[str, Any],
+        hours: Mapping[str, int] | None = None,
+    ) -> bool:
+        """Move the watermark to the window's end (once), mark the window ``done``, add ``hours``.
 
+        ``hours``: events read by the window per UTC hour of their timestamp (``YYYYMMDDHH``),
+        added to the ``hours-{YYYYMM}`` documents in the same transaction (so exactly once).
         Returns False when another run had done it already.
         """
+        by_month: dict[str, dict[str, Any]] = {}
+        for hour, n in sorted((hours or {}).items()):
+            if n:
+                by_month.setdefault(hour[:6], {})[hour] = firestore.Increment(n)
 
         def body(tx: Transaction) -> bool:
             mark_ref = self._doc(tenant_id, FOLDS, WATERMARK_ID)
@@ -259,9 +280,30 @@ class AccumulatorStore(StoreBase):
                 return False
             tx.set(mark_ref, {"folded_until": window.end, "fold_id": window.fold_id})
             tx.update(self._doc(tenant_id, FOLDS, window.fold_id), {"status": "done", **summary})
+            for month, counts in by_month.items():
+                tx.set(self._doc(tenant_id, FOLDS, f"{HOURS_PREFIX}{month}"), {"hours": counts}, merge=True)
             return True
 
         return self.run_transaction(body)
+
+    def folded_hours(self, tenant_id: str, start: datetime, end: datetime) -> Counter[str]:
+        """Events read by the finished folds per UTC hour key, for the hours in ``[start, end)``.
+
+        One read per UTC month the range touches (``hours-{YYYYMM}``).
+        """
+        months: list[str] = []
+        cursor = datetime(start.astimezone(UTC).year, start.astimezone(UTC).month, 1, tzinfo=UTC)
+        while cursor < end:
+            months.append(cursor.strftime("%Y%m"))
+            cursor = datetime(cursor.year + cursor.month // 12, cursor.month % 12 + 1, 1, tzinfo=UTC)
+        refs = [self._doc(tenant_id, FOLDS, f"{HOURS_PREFIX}{month}") for month in months]
+        first, last = hour_key(start), hour_key(end)
+        found: Counter[str] = Counter()
+        for snapshot in self._get_all(refs):
+            for hour, n in ((snapshot.to_dict() or {}).get("hours") or {}).items() if snapshot.exists else ():
+                if first <= hour < last:
+                    found[hour] += int(n)
+        return found
 
     def read_accumulators(self, tenant_id: str, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The accumulator documents that exist among ``doc_ids`` (one read each)."""

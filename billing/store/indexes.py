@@ -72,6 +72,12 @@ QUERIES: tuple[QueryShape, ...] = (
     QueryShape("subscriptions", ("customer_id",), (), "store.chunk_subscriptions"),
     QueryShape("billing_runs", ("status",), (), "store.running_fanout_runs"),
     QueryShape("chunks", (), ("index",), "store.read_chunks"),
+    # Billing's completeness check (COUNT aggregations): events of the billed hours, and those
+    # of them ingested after the watermark (the implicit order of two inequality fields is by
+    # field name: the late-events index above serves it).
+    QueryShape("usage_events", (), ("timestamp",), "store.count_events"),
+    QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.count_events"),
+    QueryShape("usage_events", ("customer_id",), ("timestamp",), "store.stream_customer_events"),
 )
 """Every query shape; ``tests/infra`` checks the composite indexes they need are declared."""
 

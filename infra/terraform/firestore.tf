@@ -72,6 +72,26 @@ resource "google_firestore_index" "usage_events_ingested_at_timestamp" {
   }
 }
 
+# Two readers (one index: Firestore refuses a second identical one): billing's completeness
+# check (issue 13, billing/runs/usage_source.py) reads one customer whose hour holds an event
+# the fold never read (customer_id ==, timestamp range); a fan-out price task reads its chunk's
+# customers' events (customer_id in [...], timestamp in the month; billing.store.chunks).
+resource "google_firestore_index" "usage_events_customer_id_timestamp" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "usage_events"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "customer_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "timestamp"
+    order      = "ASCENDING"
+  }
+}
+
 # Usage accumulators (issue 13, billing/store/accumulators.py): no query reads the `state` map (up
 # to 10,000 unique_count values). Its automatic single-field indexes would cost an index entry
 # per value on every hourly write and could reach Firestore's 40,000 entries per document, so they

@@ -139,21 +139,3 @@ resource "google_cloud_scheduler_job" "fanout_sweeper" {
 
   depends_on = [google_cloud_run_service_iam_member.tasks_invoker]
 }
-
-# A price task reads its chunk's customers' events only: customer_id in [...] (30 at a time) and
-# timestamp in the month, ordered by timestamp (billing.store.chunks.chunk_usage_events).
-resource "google_firestore_index" "usage_events_customer_timestamp" {
-  project     = var.project_id
-  database    = google_firestore_database.default.name
-  collection  = "usage_events"
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "customer_id"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "timestamp"
-    order      = "ASCENDING"
-  }
-}

@@ -18,6 +18,7 @@ from google.cloud import firestore
 from billing.pricing.periods import month_period
 from billing.runs.fold_usage import AGGREGATE_USAGE, fold_tenant, fold_until
 from billing.runs.shell import RunContext, RunReport
+from billing.runs.usage_source import MAX_DIFFERING_HOURS
 from billing.store.firestore_store import BillingStore
 from tests import factories as f
 from tests.e2e.usage.scenario import (
@@ -262,6 +263,80 @@ def test_generate_invoices_prices_anniversary_periods_from_accumulators(
     assert folded["tenants"][0]["events_read"] < raw["tenants"][0]["events_read"]
 
 
+def test_a_late_event_without_ingested_at_is_billed_in_its_period_equal_to_raw(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    docs = seed_twins(db, "Asia/Kathmandu")
+    for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
+        fold(call_function, clock, at)
+    # Oct 3 was folded long ago; this event carries no ingested_at: it arrives at its write time,
+    # behind every fold window. The fold never reads it; billing's count finds it.
+    late = {"customer_id": "c1", "meter": "gb", "timestamp": utc(2026, 10, 3, 8), "properties": {"gb": 40}}
+    for tenant_id in (FOLDED, RAW):
+        write_events(db, tenant_id, [("late-no-ingested-at", late)])
+    folded = close(call_function, clock, utc(2026, 11, 2, 6), FOLDED)
+    raw = close(call_function, clock, utc(2026, 11, 2, 6), RAW)
+    assert folded["totals"] == raw["totals"] and folded["generated"] == raw["generated"] == 5
+    got, want = comparable(f.invoices(db, FOLDED)), comparable(f.invoices(db, RAW))
+    assert got == want
+    # Only the customers with an event in the hour that differs are read raw (their own events).
+    in_hour = {
+        d["customer_id"] for _, d in docs if utc(2026, 10, 3, 8) <= d["timestamp"] < utc(2026, 10, 3, 9)
+    }
+    assert len(in_hour | {"c1"}) < 5
+    assert folded["tenants"][0]["events_read"] < raw["tenants"][0]["events_read"]
+
+
+def test_late_events_without_ingested_at_in_many_hours_read_the_tenant_raw(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed_twins(db, "Europe/London")
+    for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
+        fold(call_function, clock, at)
+    # More differing hours than the check narrows (MAX_DIFFERING_HOURS): the tenant is read raw.
+    late = [
+        (
+            f"late-{n}",
+            {
+                "customer_id": "c2",
+                "meter": "gb",
+                "timestamp": utc(2026, 10, 2, 0) + timedelta(hours=n),
+                "properties": {"gb": n},
+            },
+        )
+        for n in range(MAX_DIFFERING_HOURS + 1)
+    ]
+    for tenant_id in (FOLDED, RAW):
+        write_events(db, tenant_id, late)
+    folded = close(call_function, clock, utc(2026, 11, 2, 6), FOLDED)
+    raw = close(call_function, clock, utc(2026, 11, 2, 6), RAW)
+    assert comparable(f.invoices(db, FOLDED)) == comparable(f.invoices(db, RAW))
+    assert folded["tenants"][0]["events_read"] == raw["tenants"][0]["events_read"]
+
+
+def test_a_complete_fold_is_trusted_after_a_late_event_with_ingested_at(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed_twins(db, "Europe/London")
+    for at in [*FOLD_HOURS, utc(2026, 11, 1, 3)]:
+        fold(call_function, clock, at)
+    # The same late event with ingested_at (after the watermark): read after it, counted as
+    # still to fold, so the completeness check holds and the close reads accumulators.
+    late = {
+        "customer_id": "c1",
+        "meter": "gb",
+        "timestamp": utc(2026, 10, 3, 8),
+        "ingested_at": utc(2026, 11, 1, 4),
+        "properties": {"gb": 40},
+    }
+    for tenant_id in (FOLDED, RAW):
+        write_events(db, tenant_id, [("late-ingested", late)])
+    folded = close(call_function, clock, utc(2026, 11, 2, 6), FOLDED)
+    raw = close(call_function, clock, utc(2026, 11, 2, 6), RAW)
+    assert comparable(f.invoices(db, FOLDED)) == comparable(f.invoices(db, RAW))
+    assert folded["tenants"][0]["events_read"] < raw["tenants"][0]["events_read"] // 2
+
+
 def test_events_without_ingested_at_are_folded_by_timestamp(
     db: firestore.Client, call_function: Any, clock: Any
 ) -> None:
@@ -295,8 +370,9 @@ def test_events_without_ingested_at_are_folded_by_timestamp(
         return charges["gb"]
 
     assert usage(FOLDED) == usage(RAW) and usage(FOLDED)["units"] == "15"
-    # Sent 3 hours late without ingested_at: its window is folded already, so it is neither in the
-    # accumulators nor read after the watermark (the documented rule; verify catches it).
+    # Sent 3 hours late without ingested_at (it arrives at its write time): its window is folded
+    # already, so no accumulator holds it, yet it is billed in its own period: the completeness
+    # check counts one event more than the folds read and current_usage reads raw.
     late = {
         "customer_id": "c1",
         "meter": "gb",
@@ -305,7 +381,8 @@ def test_events_without_ingested_at_are_folded_by_timestamp(
     }
     for tenant_id in (FOLDED, RAW):
         write_events(db, tenant_id, [("late-no-ingested-at", late)])
-    assert usage(RAW)["units"] == "115" and usage(FOLDED)["units"] == "15"
+    assert usage(RAW)["units"] == usage(FOLDED)["units"] == "115"
+    assert usage(FOLDED) == usage(RAW)
     # The same event with ingested_at is folded whenever it arrives.
     write_events(db, FOLDED, [("late-no-ingested-at", {**late, "ingested_at": now})])
     assert usage(FOLDED)["units"] == "115"  # read after the watermark
