@@ -24,6 +24,7 @@ import google.cloud.storage as storage
 from google.cloud import firestore
 
 from billing.pricing.money import format_money
+from billing.runs.fanout import STAGES
 from devtools import online_retail
 from devtools.local import REPO, LocalStack
 
@@ -50,6 +51,8 @@ def admin_call(url: str, *extra: str) -> dict[str, Any]:
             TENANT,
             "--month",
             MONTH,
+            "--output",
+            "json",
             *extra,
         ],
         capture_output=True,
@@ -61,7 +64,10 @@ def admin_call(url: str, *extra: str) -> dict[str, Any]:
         raise SystemExit(
             f"admin call failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
         )
-    result: dict[str, Any] = json.loads(completed.stdout)
+    try:
+        result: dict[str, Any] = json.loads(completed.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"admin call answered no JSON:\n{completed.stdout}\n{completed.stderr}") from None
     return result
 
 
@@ -160,6 +166,14 @@ def stage_counts(stage: str, r: dict[str, Any]) -> str:
     return lines.get(stage, "")
 
 
+def _finished_since(seen: list[str], current: str) -> list[str]:
+    """The stages after the last one printed, up to (not including) ``current``."""
+    order = [*STAGES[:-1], "done"]  # the run's stages; the sweeper is not one
+    first = order.index(seen[-1]) if seen and seen[-1] in order else -1
+    last = order.index(current) if current in order else len(order)
+    return [stage for stage in order[max(first, 0) : last] if stage not in seen[:-1]]
+
+
 def follow(stack: LocalStack, url: str, accepted: dict[str, Any]) -> dict[str, Any]:
     """Poll ``GET ?run_id=`` of a fanned-out run, printing a line per stage; the final record."""
     import time
@@ -181,7 +195,8 @@ def follow(stack: LocalStack, url: str, accepted: dict[str, Any]) -> dict[str, A
         tenant = record["tenants"][0]
         stage = str(tenant.get("stage"))
         if stage not in seen:
-            for done in seen[-1:]:
+            # Every stage finished since the last poll, in order (fast ones finish between polls).
+            for done in _finished_since(seen, stage):
                 print(f"  stage {done:<9} {stage_counts(done, tenant)}")
             seen.append(stage)
         if record["status"] != "running":
