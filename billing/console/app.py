@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import flask
+from babel.numbers import format_decimal
 from flask_wtf.csrf import CSRFError, CSRFProtect  # type: ignore[import-untyped]
 
 from billing.console.run_now import HttpRunner, Runner, SchedulerRunner
@@ -125,6 +126,11 @@ def _major(amount: Any, currency: str) -> str:
     return str(minor_to_major(int(amount or 0), currency))
 
 
+def _quantity(value: Any, locale: str = "en_GB") -> str:
+    # every digit kept: Babel's default pattern would round units to 3 decimals
+    return format_decimal(Decimal(str(value)), locale=locale, decimal_quantization=False)
+
+
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -199,6 +205,7 @@ def create_app(
         money=_money,
         major=_major,
         unit_price=_unit_price,
+        quantity=_quantity,
         when=_when,
         badge=lambda s: BADGES.get(str(s), "muted"),
     )

@@ -20,6 +20,7 @@ from billing.console.app import PAGE_SIZE, deps, store, viewer
 from billing.console.forms import CREDIT_REASONS
 from billing.console.security import scoped
 from billing.console.settings import SCHEDULED_FUNCTIONS
+from billing.console.usage import usage_panels
 from billing.errors import BadRequest, DataError, NotFound
 from billing.exports import ar_aging, invoice_register, parse_date_range, write_aging, write_register
 from billing.exports.ar_aging import days_past_due
@@ -110,7 +111,11 @@ def _readable(found: Sequence[Invoice | tuple[str, DataError]]) -> tuple[list[In
 
 @blueprint.get("/invoices")
 def invoices() -> tuple[str, int]:
-    """Invoices filtered by ``status``, ``customer`` and ``period`` (``YYYY-MM``)."""
+    """Invoices filtered by ``status``, ``customer`` and ``period`` (``YYYY-MM``).
+
+    Filtered by one customer, the page also shows that customer's current usage
+    (``billing.console.usage``: a panel per active subscription, or a note).
+    """
     tenant = tenant_of()
     args = flask.request.args
     status = args.get("status") or None
@@ -125,6 +130,11 @@ def invoices() -> tuple[str, int]:
     found.sort(key=lambda i: (i.period_start, i.number or "", i.id), reverse=True)
     rows, pager = paginate(found)
     filters = {"status": status or "", "customer": args.get("customer") or "", "period": period}
+    panels, note = (
+        usage_panels(store(), tenant, filters["customer"], deps().clock())
+        if filters["customer"]
+        else ([], None)
+    )
     return render(
         "invoices.html",
         tenant=tenant,
@@ -133,6 +143,8 @@ def invoices() -> tuple[str, int]:
         filters=filters,
         statuses=INVOICE_STATUSES,
         broken=broken,
+        usage_panels=panels,
+        usage_note=note,
     )
 
 

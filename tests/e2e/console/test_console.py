@@ -6,10 +6,12 @@ import csv
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import flask
 from google.cloud import firestore
 
+from billing.pricing.money import format_money
 from tests import factories as f
 from tests import getting_paid as gp
 from tests.console_support import (
@@ -21,6 +23,8 @@ from tests.console_support import (
     console_app,
     csrf_token,
 )
+from tests.e2e.usage.scenario import utc
+from tests.e2e.usage.test_fold_usage import FOLDED, seed_twins
 
 T = gp.T
 
@@ -250,3 +254,64 @@ def test_a_draft_line_is_added_and_removed_from_its_page(db: firestore.Client) -
         ("add_line_item", FINANCE),
         ("remove_line_item", FINANCE),
     ]
+
+
+def usage_panel(page: str, subscription_id: str) -> str:
+    start = page.index(f'<section class="usage" id="usage-{subscription_id}">')
+    return page[start : page.index("</section>", start)]
+
+
+def test_a_customers_invoices_page_shows_the_current_usage_the_function_answers(
+    db: firestore.Client, call_function: Any, clock: Any
+) -> None:
+    seed(db)
+    seed_twins(db, "Europe/London")
+    now = utc(2026, 10, 31, 23, 30)
+    clock.set(now)
+    c = client(db, clock=lambda: now)
+    for customer_id, subscription_ids in (("c1", ["s1"]), ("c3", ["s3", "s3b"])):
+        page = c.get(f"/invoices?tenant={FOLDED}&customer={customer_id}", headers=as_user(OPERATOR))
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert html.count('<section class="usage"') == len(subscription_ids), customer_id
+        for sub in subscription_ids:
+            status, answer = call_function(
+                "current_usage", {"customer_id": customer_id, "subscription_id": sub}, tenant=FOLDED
+            )
+            assert status == 200 and answer["amount"] > 0, answer
+            panel = usage_panel(html, sub)
+            for key in ("amount", "tax", "total"):
+                shown = format_money(answer[key], "GBP", "en_GB")
+                assert f'<td class="num usage-{key}">{shown}</td>' in panel, (sub, key)
+            for charge in answer["charges"]:
+                amount = format_money(charge["amount"], "GBP", "en_GB")
+                assert (
+                    f'<td class="num">{charge["events_count"]}</td><td class="num">{amount}</td>' in panel
+                ), charge
+            # October in London, shown in the tenant's timezone; as of now (GMT after Oct 25)
+            assert "Period 2026-10-01 00:00 – 2026-11-01 00:00 (Europe/London)" in panel
+            assert "as of 2026-10-31 23:30 GMT" in panel
+
+
+def test_the_usage_panel_is_a_note_without_an_active_subscription_and_is_tenant_scoped(
+    db: firestore.Client,
+) -> None:
+    seed(db)
+    seed_twins(db, "Europe/London")
+    c = client(db, clock=lambda: utc(2026, 10, 20, 12))
+    for customer_id, note in (
+        ("c2", "this customer has no active subscription"),  # s2 was canceled on Oct 17
+        ("nobody", "no such customer"),
+        ("c/1", "this is not a customer id"),
+        ("<b>x</b>", "this is not a customer id"),
+    ):
+        page = c.get(
+            "/invoices", query_string={"tenant": FOLDED, "customer": customer_id}, headers=as_user(OPERATOR)
+        )
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200 and f"Current usage: {note}." in html, customer_id
+        assert '<section class="usage"' not in html and "<b>x</b>" not in html
+    refused = c.get(f"/invoices?tenant={FOLDED}&customer=c1", headers=as_user(FINANCE))
+    assert refused.status_code == 403 and "Current usage" not in refused.get_data(as_text=True)
+    acme = c.get("/invoices?tenant=acme&customer=alice", headers=as_user(FINANCE)).get_data(as_text=True)
+    assert "Current usage: this customer has no active subscription." in acme
