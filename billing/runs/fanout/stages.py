@@ -70,6 +70,12 @@ def start_month_close(
     unknown tenant raises before anything is written; across all tenants, one whose month has
     not ended is listed in ``tenants`` as skipped.
 
+    One run per (tenant, function, month) at a time (``RunStore.start_run``): while a run of it
+    is ``running``, another call starts nothing for that tenant; its entry in ``tenants`` names
+    the running run (``run_id``, ``joined: true``) and, for a named tenant, so does the body's
+    ``run_id``. Once that run has ended a call starts a new run (which then skips what is
+    invoiced already).
+
     Raises:
         BadRequest, NotFound, PermissionDenied: before anything is written.
 
@@ -97,9 +103,16 @@ def start_month_close(
                 raise
             body["tenants"].append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
     for tenant, period in planned:
-        ctx.store.write_run(tenant.id, ctx.run_id, _initial_record(ctx, period))
-        _enqueue(worker, "plan", tenant.id, ctx.run_id)
-        body["tenants"].append({"tenant_id": tenant.id, "month": period.month_label})
+        key = f"{MONTHLY_BILLING.function}.{period.month_label}"
+        active = ctx.store.start_run(tenant.id, key, ctx.run_id, _initial_record(ctx, period))
+        entry: dict[str, Any] = {"tenant_id": tenant.id, "month": period.month_label, "run_id": active}
+        if active == ctx.run_id:
+            _enqueue(worker, "plan", tenant.id, ctx.run_id)
+        else:  # a duplicate call: it joins the running run (one run, one numbering pass)
+            entry["joined"] = True
+            if tenant_id is not None:
+                body["run_id"] = active
+        body["tenants"].append(entry)
     return body
 
 
