@@ -1,12 +1,14 @@
-"""Run records (``tenants/{t}/billing_runs/{run_id}``) and run leases (``tenants/{t}/run_leases``).
+"""Run records, run leases and active fanned-out runs.
 
-Both are extensions of the contract's layout (README, "Firestore layout beyond the contract").
+``tenants/{t}/billing_runs/{run_id}``, ``tenants/{t}/run_leases/{name}`` and
+``tenants/{t}/active_runs/{function}.{period}``: all extensions of the contract's layout
+(README, "Firestore layout beyond the contract").
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
@@ -15,13 +17,66 @@ from google.api_core.exceptions import NotFound as NotFoundError
 from billing.pricing.periods import utc_now
 from billing.store.base import StoreBase
 
+ACTIVE_RUN_CLAIM = timedelta(minutes=2)
+"""How long an ``active_runs`` entry whose run record was never written still holds (a crashed request)."""
+
 
 class RunStore(StoreBase):
-    """Run records and leases."""
+    """Run records, leases and active fanned-out runs."""
 
     def write_run(self, tenant_id: str, run_id: str, record: dict[str, Any]) -> None:
         """Create or update ``tenants/{t}/billing_runs/{run_id}`` (merge)."""
         self._set(self._doc(tenant_id, "billing_runs", run_id), record, merge=True)
+
+    def start_run(
+        self,
+        tenant_id: str,
+        key: str,
+        run_id: str,
+        record: dict[str, Any],
+        *,
+        claim: timedelta = ACTIVE_RUN_CLAIM,
+    ) -> str:
+        """Record run ``run_id`` as THE active run ``key`` (``{function}.{period}``) unless one is running.
+
+        ``tenants/{t}/active_runs/{key}`` = ``{run_id, started_at}``, created if absent. If it
+        names another run still ``running`` (or whose record is not written yet, for less than
+        ``claim``), that run's id is returned and nothing is written: a scheduled call delivered
+        twice at once joins the first call's run instead of planning a second one whose
+        numbering pass would interleave with the first's. If that run has ended (``completed``
+        or ``failed``), the entry is taken over by an update conditioned on its update time, so
+        of concurrent callers exactly one wins. The winner writes ``record`` as its run record
+        and gets ``run_id`` back. Lock-free (create / conditioned update), no transaction.
+        """
+        ref = self._doc(tenant_id, "active_runs", key)
+        while True:
+            now = utc_now()
+            try:
+                self._create(ref, {"run_id": run_id, "started_at": now})
+            except AlreadyExists:
+                snapshot = self._get(ref)
+                data = snapshot.to_dict() or {}
+                other = str(data.get("run_id"))
+                if not snapshot.exists:
+                    continue
+                if other == run_id or self._still_active(tenant_id, other, data, now, claim):
+                    return other
+                try:
+                    self._update(ref, {"run_id": run_id, "started_at": now}, last_update=snapshot.update_time)
+                except (FailedPrecondition, NotFoundError):
+                    continue
+            self.write_run(tenant_id, run_id, record)
+            return run_id
+
+    def _still_active(
+        self, tenant_id: str, run_id: str, entry: dict[str, Any], now: datetime, claim: timedelta
+    ) -> bool:
+        """Whether the run an ``active_runs`` entry names is running (or about to be recorded)."""
+        snapshot = self._get(self._doc(tenant_id, "billing_runs", run_id))
+        if snapshot.exists:
+            return (snapshot.to_dict() or {}).get("status") == "running"
+        started = entry.get("started_at")
+        return isinstance(started, datetime) and now - started < claim
 
     def acquire_lease(
         self,

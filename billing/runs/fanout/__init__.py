@@ -21,7 +21,12 @@ one ``plan`` task per tenant; it answers 202 ``{"run_id", "status": "running"}``
    ``delivery`` queue (rate-limited below the Stripe account's limit).
 5. ``deliver`` (per chunk): Stripe and email (``billing.delivery.outbox``: once per invoice). The
    last chunk enqueues ``summarize``.
-6. ``summarize``: the run record becomes ``completed`` with ``finished_at``.
+6. ``summarize``: the run record becomes ``completed`` with ``finished_at``; the tenant's run
+   summary email goes out once (``billing.runs.notify.notify_recorded_run``).
+
+One run per (tenant, function, month) at a time: ``tenants/{t}/active_runs/{function}.{month}``
+(``RunStore.start_run``) names the running run; a second call meanwhile answers 202 with that
+run's id and starts nothing.
 
 ``sweep`` (``billing.runs.fanout.sweeper``, called by Cloud Scheduler every 15 minutes)
 re-enqueues stalled work and fails runs past their budget. Every task may arrive twice, at once,

@@ -22,8 +22,10 @@ from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.periods import BillingPeriod, month_period, parse_month, utc_now
 from billing.records import Invoice, Subscription, Tenant, UsageEvent
 from billing.runs.month_close import MONTHLY_BILLING, calendar_candidates, month_close_period
+from billing.runs.notify import FIRST_ERRORS, notify_recorded_run
 from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates
 from billing.runs.shell import MAX_LISTED, PdfSink, RunContext, RunReport, resolve_tenants
+from billing.runs.stages import empty_counts
 from billing.store.firestore_store import BillingStore
 from billing.tasks import Task, TaskQueue, task_name
 
@@ -70,6 +72,12 @@ def start_month_close(
     unknown tenant raises before anything is written; across all tenants, one whose month has
     not ended is listed in ``tenants`` as skipped.
 
+    One run per (tenant, function, month) at a time (``RunStore.start_run``): while a run of it
+    is ``running``, another call starts nothing for that tenant; its entry in ``tenants`` names
+    the running run (``run_id``, ``joined: true``) and, for a named tenant, so does the body's
+    ``run_id``. Once that run has ended a call starts a new run (which then skips what is
+    invoiced already).
+
     Raises:
         BadRequest, NotFound, PermissionDenied: before anything is written.
 
@@ -97,9 +105,16 @@ def start_month_close(
                 raise
             body["tenants"].append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
     for tenant, period in planned:
-        ctx.store.write_run(tenant.id, ctx.run_id, _initial_record(ctx, period))
-        _enqueue(worker, "plan", tenant.id, ctx.run_id)
-        body["tenants"].append({"tenant_id": tenant.id, "month": period.month_label})
+        key = f"{MONTHLY_BILLING.function}.{period.month_label}"
+        active = ctx.store.start_run(tenant.id, key, ctx.run_id, _initial_record(ctx, period))
+        entry: dict[str, Any] = {"tenant_id": tenant.id, "month": period.month_label, "run_id": active}
+        if active == ctx.run_id:
+            _enqueue(worker, "plan", tenant.id, ctx.run_id)
+        else:  # a duplicate call: it joins the running run (one run, one numbering pass)
+            entry["joined"] = True
+            if tenant_id is not None:
+                body["run_id"] = active
+        body["tenants"].append(entry)
     return body
 
 
@@ -148,7 +163,7 @@ def execute(worker: Worker, body: Mapping[str, Any]) -> dict[str, Any]:
     record = worker.store.read_run(tenant_id, run_id)
     if record is None or record.get("mode") != "fanout":
         raise NotFound(f"no fanned-out run {run_id!r} for tenant {tenant_id!r}", code="unknown_run")
-    if record.get("status") != "running":
+    if record.get("status") != "running" and not (stage == "summarize" and record.get("stage") == "done"):
         return {"stage": stage, "ignored": f"run {record.get('status')}"}
     tenant = worker.store.get_tenant(tenant_id)
     return handler(worker, tenant, run_id, record, body)
@@ -491,14 +506,64 @@ def deliver(
 def summarize(
     worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Close the run: ``completed`` with ``finished_at`` (once; a duplicate changes nothing)."""
+    """Close the run: ``completed`` with ``finished_at`` (once), then its summary email (once).
+
+    Only the delivery that closed the run sends (``notify_run_end``): a duplicate arriving at
+    the same time sends nothing (two claims of one outbox document at once only contend). If
+    that send raised, the record gets ``notify_failed`` and the task's retry sends it (the
+    outbox, keyed by run id, still sends it once).
+    """
     done = worker.store.update_run_if(
         tenant.id,
         run_id,
         {"status": "running", "stage": "summarize"},
         {"status": "completed", "stage": "done", "finished_at": utc_now()},
     )
-    return {"stage": "summarize", "completed": done}
+    closed = worker.store.read_run(tenant.id, run_id) or {}
+    if closed.get("stage") != "done" or not (done or closed.get("notify_failed")):
+        return {"stage": "summarize", "completed": done}
+    try:
+        sent = notify_run_end(worker.store, tenant, run_id, closed)
+    except BillingError:
+        worker.store.write_run(tenant.id, run_id, {"notify_failed": True})
+        raise
+    if closed.get("notify_failed"):
+        worker.store.write_run(tenant.id, run_id, {"notify_failed": False})
+    return {"stage": "summarize", "completed": done, "notified": sent}
+
+
+def notify_run_end(store: BillingStore, tenant: Tenant, run_id: str, record: Mapping[str, Any]) -> list[str]:
+    """The tenant's run summary of an ended fanned-out run (``notify.notify_recorded_run``), once.
+
+    The record's figures in the shape ``record_summary`` reads: ``summary`` (the counter
+    ``generated``), ``seconds`` (``finished_at - started_at``), ``errors_by_stage`` with every
+    stage, and ``error_details`` with the chunks' errors. The outbox (keyed by run id) makes a
+    duplicate send nothing.
+
+    Raises:
+        EmailError, Misconfigured: the send failed (recorded; the task's retry sends it).
+
+    """
+    started, finished = record.get("started_at"), record.get("finished_at")
+    seconds = (
+        (finished - started).total_seconds()
+        if isinstance(started, datetime) and isinstance(finished, datetime)
+        else 0.0
+    )
+    details = list(record.get("error_details") or [])
+    for chunk in store.read_chunks(tenant.id, run_id):
+        details.extend(
+            e for stage in ("price", "render", "deliver") for e in chunk.get(f"{stage}_error_details") or []
+        )
+    figures = {
+        "summary": {"generated": int(record.get("generated") or 0)},
+        "seconds": seconds,
+        "errors_by_stage": {**empty_counts(), **(record.get("errors_by_stage") or {})},
+        "error_details": details[:FIRST_ERRORS],
+    }
+    from billing.store.reporting import ReportingStore  # the console's store: imported when needed
+
+    return notify_recorded_run(ReportingStore(store.db), tenant, run_id, {**record, **figures})
 
 
 _HANDLERS: dict[

@@ -21,7 +21,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing.runs.fanout.stages import Worker, _after_price, _enqueue
+from billing.errors import BillingError
+from billing.logs import get_logger
+from billing.runs.fanout.stages import Worker, _after_price, _enqueue, notify_run_end
+
+log = get_logger("billing.fanout.sweeper")
 
 STALL_AFTER = timedelta(minutes=20)
 """Longer than the dispatch deadline (15 min): a chunk claimed longer ago has no live attempt."""
@@ -50,12 +54,22 @@ def _past(when: Any, now: datetime, age: timedelta) -> bool:
 
 
 def _fail(worker: Worker, tenant_id: str, run_id: str, record: Mapping[str, Any], reason: str) -> None:
-    worker.store.update_run_if(
+    """Mark the run ``failed`` and send its summary (``notify_run_end``; a failed send is logged)."""
+    failed = worker.store.update_run_if(
         tenant_id,
         run_id,
         {"status": "running", "stage": record.get("stage")},
         {"status": "failed", "failure": reason, "finished_at": worker.clock()},
     )
+    if not failed:
+        return
+    try:
+        tenant = worker.store.get_tenant(tenant_id)
+        notify_run_end(worker.store, tenant, run_id, worker.store.read_run(tenant_id, run_id) or {})
+    except BillingError as exc:  # the run is failed either way; the outbox keeps the failed send
+        log.warning(
+            "run summary not sent", extra={"run_id": run_id, "tenant_id": tenant_id, "error": exc.code}
+        )
 
 
 def _restart_stage(

@@ -9,12 +9,14 @@ numbers as inline (so numbers 1..n in the same deterministic order), the same co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from google.cloud import firestore
 
 from devtools.dev_issuer import DevKey
+from tests import factories as f
 from tests.e2e.tasks.harness import (
     MONTH,
     TasksBench,
@@ -175,3 +177,98 @@ def test_three_modes_one_result(
     stages = {json.loads(r.task.http_request.body)["stage"] for r in recorder.requests}
     assert stages == {"plan", "price", "number", "render", "deliver", "summarize"}
     assert any(r.parent.endswith("/queues/billing-delivery") for r in recorder.requests)
+
+
+def test_a_call_delivered_four_times_at_once_makes_one_run(
+    db: firestore.Client,
+    bench_factory: Callable[..., TasksBench],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four concurrent POSTs: one run id, one invoice per subscription, numbers 1..n in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bench = bench_factory()
+    seed(db, "inline")
+    seed(db, "fan")
+    app = monthly_billing_app()
+    audience = bench.proxy.url
+    monkeypatch.setenv("TASKS_MODE", "inline")
+    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
+    assert status == 200, inline
+    monkeypatch.setenv("TASKS_MODE", "http")
+    bearer = token(audience=audience)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: call(app, bearer, "fan", body={"month": MONTH}), range(4)))
+    assert [s for s, _ in answers] == [202] * 4, answers
+    run_ids = {a["run_id"] for _, a in answers}
+    assert len(run_ids) == 1, answers
+    (run_id,) = run_ids
+    assert sum(1 for _, a in answers if a["tenants"][0].get("joined")) == 3
+    record = wait_for_run(app, lambda: token(audience=audience), "fan", run_id)
+    assert_same(db, inline, record)
+    runs = [d.to_dict() or {} for d in db.collection("tenants/fan/billing_runs").get()]
+    assert [r["status"] for r in runs] == ["completed"]
+    docs = f.invoices(db, "fan")
+    ordered = sorted(docs, key=lambda i: (docs[i]["customer_id"], i))
+    assert [int(str(docs[i]["number"]).rsplit("-", 1)[1]) for i in ordered] == list(range(1, 21))
+
+    # once that run has ended, a new call is a new run, and it finds everything invoiced
+    status, again = call(app, token(audience=audience), "fan", body={"month": MONTH})
+    assert status == 202 and again["run_id"] != run_id, again
+    second = wait_for_run(app, lambda: token(audience=audience), "fan", again["run_id"])
+    assert second["status"] == "completed" and second["generated"] == 0, second
+    assert snapshot(db, "fan") == snapshot(db, "inline")
+
+
+def test_a_fanned_out_run_sends_one_summary_when_its_tasks_arrive_twice(
+    db: firestore.Client,
+    bench_factory: Callable[..., TasksBench],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Every task twice at once, then the summarize task again: one summary email, ``completed``."""
+    import functions_framework
+
+    from tests.conftest import REPO
+    from tests.e2e.tasks.harness import TASKS_SA
+    from tests.smtp_server import running_smtp
+
+    bench = bench_factory("duplicate")
+    seed(db, "fan")
+    db.document("tenants/fan/subscriptions/sub-c011").delete()  # a clean run: outcome completed
+    db.document("tenants/fan").update(
+        {"notifications": {"run_summary_to": ["finance@fan.test"], "on": ["completed"]}}
+    )
+    app = monthly_billing_app()
+    audience = bench.proxy.url
+    with running_smtp(tmp_path) as smtp:
+        for name, value in smtp.env().items():
+            monkeypatch.setenv(name, value)
+        status, accepted = call(app, token(audience=audience), "fan", body={"month": MONTH})
+        assert status == 202, accepted
+        run_id = accepted["run_id"]
+        record = wait_for_run(app, lambda: token(audience=audience), "fan", run_id)
+        assert record["status"] == "completed" and record["generated"] == 20, record
+        worker = functions_framework.create_app(  # type: ignore[no-untyped-call]
+            target="billing_worker", source=str(REPO / "functions" / "billing_worker" / "main.py")
+        ).test_client()
+        again = worker.post(
+            "/",
+            json={"stage": "summarize", "tenant_id": "fan", "run": run_id},
+            headers={"Authorization": f"Bearer {token(email=TASKS_SA, audience=audience)}"},
+        )
+        assert again.status_code == 200, again.get_json()
+        summaries = smtp.of_kind("run_summary")
+        assert len(summaries) == 1, [m.subject for m in summaries]
+        mail = summaries[0]
+        assert mail.message["To"] == "finance@fan.test"
+        assert "monthly_billing completed: fan (2026-10)" in mail.subject
+        assert "generated: 20" in mail.text()
+    outbox = [d.to_dict() or {} for d in db.collection("tenants/fan/notifications").get()]
+    assert [(d["run_id"], d["status"]) for d in outbox if d.get("kind") == "run_summary"] == [
+        (run_id, "sent")
+    ]
+    stored = db.document(f"tenants/fan/billing_runs/{run_id}").get().to_dict() or {}
+    assert stored["status"] == "completed" and stored["finished_at"]
