@@ -17,7 +17,15 @@ from billing.http.shell import Accepted, Call, boolean, check_as_of, clock, iden
 from billing.pricing.periods import parse_month
 from billing.records import Tenant
 from billing.runs.anniversary import run_generate_invoices
-from billing.runs.fanout import STAGES, Worker, execute, run_status, start_month_close
+from billing.runs.fanout import (
+    STAGES,
+    Worker,
+    execute,
+    fanout_min_items,
+    run_status,
+    start_generate_invoices,
+    start_month_close,
+)
 from billing.runs.month_close import run_month_close
 from billing.runs.shell import RunContext
 from billing.store.clients import firestore_client, invoices_bucket, storage_client
@@ -165,6 +173,12 @@ GENERATE_INVOICES_FIELDS = {
 def generate_invoices(call: Call) -> dict[str, Any]:
     """Anniversary billing (``billing.runs.anniversary.run_generate_invoices``) at ``as_of`` or now.
 
+    With ``TASKS_MODE`` ``http``/``cloud_tasks``, each tenant whose hour holds at least
+    ``FANOUT_MIN_ITEMS`` items is fanned out (``billing.runs.fanout.anniversary``): answered 202
+    ``{"run_id", "status": "running", "tenants"}`` (across all tenants, the others' inline
+    report under ``inline``); ``GET ?run_id=`` answers the run record. Dry runs and
+    ``subscription_id`` runs stay inline.
+
     Raises:
         BadRequest: ``as_of`` in the future (more than ``billing.http.shell.AS_OF_SKEW``):
             invoicing periods that have not ended would freeze their amounts before their usage
@@ -179,5 +193,19 @@ def generate_invoices(call: Call) -> dict[str, Any]:
     ctx.verify_usage = bool(call.body.get("verify", False))  # issue 13: accumulators vs raw events
     if not dry_run:
         invoices_bucket()
-    report = run_generate_invoices(ctx, call.tenant_id, call.body.get("subscription_id"))
+    subscription_id = call.body.get("subscription_id")
+    settings = TasksSettings.from_env()
+    if settings.mode != "inline" and not dry_run and subscription_id is None:
+        # Tenants with at least FANOUT_MIN_ITEMS items are fanned out; the others run here.
+        body = start_generate_invoices(
+            ctx, make_worker(ctx.store, settings), call.tenant_id, fanout_min_items()
+        )
+        if body["tenants"]:
+            if call.tenant_id is not None:
+                return Accepted(body)
+            fanned = {t["tenant_id"] for t in body["tenants"]}
+            return Accepted(
+                {**body, "inline": run_generate_invoices(ctx, None, None, exclude=fanned).to_json()}
+            )
+    report = run_generate_invoices(ctx, call.tenant_id, subscription_id)
     return report.to_json()

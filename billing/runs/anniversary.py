@@ -31,7 +31,7 @@ clock for every decision (due periods, ``finalize_at``, issue and due dates).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -180,20 +180,17 @@ def warn_blocked_drafts(
         )
 
 
-def finalize_due_drafts(
+def reprice_due_drafts(
     ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, stored: Sequence[StoredInvoice]
-) -> int:
-    """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized.
+) -> tuple[dict[str, Subscription | DataError], list[InvoiceDraft], list[InvoiceDraft]]:
+    """Re-price stored drafts with the usage known now: ``(subscriptions, priced, empty)``.
 
-    A draft whose re-pricing gives nothing (``no_usage``/``nothing_to_bill``, also its skip
-    reason) is set ``deleted`` with that ``deleted_reason`` (``BillingStore.discard_drafts``):
-    it would never finalize, and its period is not invoiced again. A draft held by something
-    else (an ``archived`` customer, bad data) stays a draft and is reported in ``warnings`` with
-    its age. A suspended customer's draft finalizes like any other (issue 8 item 5). A draft
-    document that cannot be read is reported in ``errors``.
+    The first step of ``finalize_due_drafts`` (also the fanned-out run's,
+    ``billing.runs.fanout.anniversary``). One-off drafts (no subscription) are left out (they
+    wait for a person); an unreadable or malformed draft lands in ``errors``; a draft that
+    cannot be priced (archived customer, bad data) is listed in ``warnings`` with its age.
+    ``priced`` are sorted by (customer id, invoice id): the finalization order.
     """
-    if not stored:
-        return 0
     skips_before, errors_before = len(report.skips), len(report.errors)
     # One-off drafts (no subscription) wait for a person: no run re-prices or finalizes them.
     drafts = [d for d in stored if not isinstance(d, tuple) and d.subscription_id is not None]
@@ -220,6 +217,24 @@ def finalize_due_drafts(
         report.skips[skips_before:],
         report.errors[errors_before:],
     )
+    return subs, priced, empty
+
+
+def finalize_due_drafts(
+    ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, stored: Sequence[StoredInvoice]
+) -> int:
+    """Re-price and finalize stored drafts; render their PDFs. Returns how many were finalized.
+
+    A draft whose re-pricing gives nothing (``no_usage``/``nothing_to_bill``, also its skip
+    reason) is set ``deleted`` with that ``deleted_reason`` (``BillingStore.discard_drafts``):
+    it would never finalize, and its period is not invoiced again. A draft held by something
+    else (an ``archived`` customer, bad data) stays a draft and is reported in ``warnings`` with
+    its age. A suspended customer's draft finalizes like any other (issue 8 item 5). A draft
+    document that cannot be read is reported in ``errors`` (``reprice_due_drafts``).
+    """
+    if not stored:
+        return 0
+    subs, priced, empty = reprice_due_drafts(ctx, report, tenant, catalog, stored)
     if ctx.dry_run:
         for draft in priced:
             report.count("finalized")
@@ -293,11 +308,18 @@ def bill_tenant(
     return summary
 
 
-def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_id: str | None) -> RunReport:
+def run_generate_invoices(
+    ctx: RunContext,
+    tenant_id: str | None,
+    subscription_id: str | None,
+    *,
+    exclude: Collection[str] = (),
+) -> RunReport:
     """Anniversary billing at ``ctx.now`` (the request's ``as_of``) for one tenant or all.
 
     Each tenant goes through the run shell (``billing.runs.shell.run_per_tenant``) with
-    ``bill_tenant`` as its work.
+    ``bill_tenant`` as its work. ``exclude``: tenants whose run was fanned out by this request
+    (``billing.runs.fanout.anniversary``), left out here.
 
     Raises:
         BadRequest: ``subscription_id`` without a tenant, or naming a calendar subscription.
@@ -307,7 +329,9 @@ def run_generate_invoices(ctx: RunContext, tenant_id: str | None, subscription_i
     if subscription_id is not None and tenant_id is None:
         raise BadRequest("subscription_id needs the tenant (X-Tenant-ID or tenant_id)", code="missing_tenant")
     report = RunReport(GENERATE_INVOICES, ctx.run_id, ctx.dry_run)
-    tenants = resolve_tenants(ctx.store, tenant_id)
+    tenants = [
+        t for t in resolve_tenants(ctx.store, tenant_id) if not (isinstance(t, Tenant) and t.id in exclude)
+    ]
     only: Subscription | None = None
     tenant = tenants[0] if subscription_id is not None else None
     if isinstance(tenant, Tenant) and subscription_id is not None:  # unreadable: the shell reports it

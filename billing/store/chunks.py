@@ -36,16 +36,33 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from billing.errors import Conflict, DataError
+from billing.pricing.invoicing import InvoiceDraft
 from billing.records import Subscription, UsageEvent
 from billing.store.base import StoreBase, Transaction
 from billing.store.catalog import _parsed_subscriptions
+from billing.store.sizes import fits
 
 MAX_LISTED = 1000
 IN_LIMIT = 30
 """Firestore's limit of values in one ``in`` filter."""
-SUMMED = ("generated", "skipped", "errors", "warnings_count", "events_read")
+SUMMED = (
+    "generated",
+    "skipped",
+    "errors",
+    "warnings_count",
+    "events_read",
+    # generate_invoices (billing.runs.fanout.anniversary) and dunning (billing.runs.fanout.dunning)
+    "finalized",
+    "advanced",
+    "reminders_sent",
+    "suspended",
+    "marked_uncollectible",
+    "reactivated",
+    "notices_sent",
+    "deliveries_retried",
+)
 """Figures of a chunk added to the run record's."""
-MAPS = ("totals", "errors_by_stage")
+MAPS = ("totals", "errors_by_stage", "draft_totals")
 """Maps of a chunk added key by key to the run record's."""
 LISTS = ("error_details", "skips")
 """Lists of a chunk appended to the run record's (capped at ``MAX_LISTED``)."""
@@ -272,6 +289,48 @@ class ChunkStore(StoreBase):
             for s in self._stream(query)
             if (s.to_dict() or {}).get("mode") == "fanout"
         ]
+
+    def prepare_drafts(self, tenant_id: str, drafts: Sequence[InvoiceDraft], run_id: str) -> list[str]:
+        """Give due drafts their re-priced amounts and hand them to ``run_id``'s numbering pass.
+
+        A fanned-out ``generate_invoices`` (``billing.runs.fanout.anniversary``) re-prices each
+        due draft as the inline run does (``IssuingStore.finalize_drafts``) but leaves the
+        numbering to the run's serial pass (``billing.store.numbering_pass``): each invoice still
+        ``draft`` with a ``finalize_at`` (not taken over by a person) gets the draft's lines and
+        totals, ``finalized_by_run``, ``pdf_uri: None`` and ``numbering_run: run_id``, in one
+        transaction per 200. It stays ``draft`` (and due) until the pass numbers it, so a run
+        that dies leaves it for the next run. An update that would not fit a document is left
+        out. Returns the ids prepared (again on a retry: idempotent).
+        """
+        done: list[str] = []
+        for start in range(0, len(drafts), 200):
+            batch = list(drafts[start : start + 200])
+            refs = [self._doc(tenant_id, "invoices", d.invoice_id) for d in batch]
+
+            def body(
+                tx: Transaction,
+                batch: list[InvoiceDraft] = batch,
+                refs: list[firestore.DocumentReference] = refs,
+            ) -> list[str]:
+                snapshots, ids = tx.get_all(refs), []
+                for draft, ref in zip(batch, refs, strict=True):
+                    stored = snapshots[draft.invoice_id].to_dict() or {}
+                    if stored.get("status") != "draft" or stored.get("finalize_at") is None:
+                        continue
+                    update = {
+                        **draft.to_document(),
+                        "finalized_by_run": run_id,
+                        "pdf_uri": None,
+                        "numbering_run": run_id,
+                    }
+                    if not fits(("tenants", tenant_id, "invoices", draft.invoice_id), {**stored, **update}):
+                        continue  # as finalize_drafts: too large to store, it stays a draft
+                    tx.update(ref, update)
+                    ids.append(draft.invoice_id)
+                return ids
+
+            done.extend(self.run_transaction(body))
+        return done
 
     def invoice_runs(self, tenant_id: str, invoice_ids: Sequence[str]) -> dict[str, str | None]:
         """The ``run_id`` that created each existing invoice among ``invoice_ids``."""

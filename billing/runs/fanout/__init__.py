@@ -32,12 +32,18 @@ run's id and starts nothing.
 re-enqueues stalled work and fails runs past their budget. Every task may arrive twice, at once,
 late or out of order: each stage reads the state and does only what is left.
 
+``generate_invoices`` and ``dunning`` use the same machinery above ``FANOUT_MIN_ITEMS`` items
+(``billing.runs.fanout.anniversary``, ``billing.runs.fanout.dunning``).
+
 A tenant with ``month_close_review`` is closed inline (its invoices wait as drafts for a person;
 there is nothing to number or deliver), so are dry runs.
 """
 
 from __future__ import annotations
 
+# generate_invoices and dunning register their stages (stages.FUNCTION_HANDLERS) when imported.
+from billing.runs.fanout import anniversary as anniversary
+from billing.runs.fanout.anniversary import fanout_min_items, fans_out, start_generate_invoices
 from billing.runs.fanout.stages import (
     STAGES,
     Worker,
@@ -46,4 +52,14 @@ from billing.runs.fanout.stages import (
     start_month_close,
 )
 
-__all__ = ["STAGES", "Worker", "execute", "run_status", "start_month_close"]
+__all__ = [
+    "STAGES",
+    "Worker",
+    "anniversary",
+    "execute",
+    "fanout_min_items",
+    "fans_out",
+    "run_status",
+    "start_generate_invoices",
+    "start_month_close",
+]

@@ -29,7 +29,8 @@ from billing.runs.stages import empty_counts
 from billing.store.firestore_store import BillingStore
 from billing.tasks import Task, TaskQueue, task_name
 
-STAGES = ("plan", "price", "number", "render", "deliver", "summarize", "sweep")
+STAGES = ("plan", "price", "number", "render", "deliver", "summarize", "sweep", "dun", "reactivate")
+"""Every stage a task may carry (``dun``, ``reactivate``: ``billing.runs.fanout.dunning``)."""
 NUMBER_BUDGET_SECONDS = 480.0
 """The numbering pass's budget per task (8 min, under the 15 min dispatch deadline)."""
 CLAIM_TTL_SECONDS = 960.0
@@ -156,13 +157,16 @@ def execute(worker: Worker, body: Mapping[str, Any]) -> dict[str, Any]:
         from billing.runs.fanout.sweeper import sweep
 
         return sweep(worker, body.get("tenant_id"))
-    handler = _HANDLERS.get(str(stage))
-    if handler is None:
+    if str(stage) not in STAGES:
         raise BadRequest(f"unknown stage {stage!r}", code="invalid_field")
     tenant_id, run_id = str(body["tenant_id"]), str(body["run"])
     record = worker.store.read_run(tenant_id, run_id)
     if record is None or record.get("mode") != "fanout":
         raise NotFound(f"no fanned-out run {run_id!r} for tenant {tenant_id!r}", code="unknown_run")
+    # The run's function picks its stages (FUNCTION_HANDLERS); the month close's are the default.
+    handler = FUNCTION_HANDLERS.get(str(record.get("function")), _HANDLERS).get(str(stage))
+    if handler is None:
+        raise BadRequest(f"unknown stage {stage!r}", code="invalid_field")
     if record.get("status") != "running" and not (stage == "summarize" and record.get("stage") == "done"):
         return {"stage": stage, "ignored": f"run {record.get('status')}"}
     tenant = worker.store.get_tenant(tenant_id)
@@ -385,9 +389,12 @@ def _after_price(worker: Worker, tenant_id: str, run_id: str, *, complete: bool)
 def pending_order(chunks: Sequence[Mapping[str, Any]]) -> list[str]:
     """The run's invoice ids in numbering order: customer id, then invoice id (never arrival order)."""
     keys = sorted(
-        (str(i["customer_id"]), str(i["invoice_id"])) for c in chunks for i in c.get("invoices") or []
+        # ``phase`` (default 0): generate_invoices numbers its new invoices before its due drafts, as inline
+        (int(i.get("phase", 0)), str(i["customer_id"]), str(i["invoice_id"]))
+        for c in chunks
+        for i in c.get("invoices") or []
     )
-    return [invoice_id for _, invoice_id in keys]
+    return [invoice_id for _, _, invoice_id in keys]
 
 
 def number(
@@ -566,9 +573,8 @@ def notify_run_end(store: BillingStore, tenant: Tenant, run_id: str, record: Map
     return notify_recorded_run(ReportingStore(store.db), tenant, run_id, {**record, **figures})
 
 
-_HANDLERS: dict[
-    str, Callable[[Worker, Tenant, str, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
-] = {
+Handler = Callable[[Worker, Tenant, str, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+_HANDLERS: dict[str, Handler] = {
     "plan": plan,
     "price": price,
     "number": number,
@@ -576,6 +582,9 @@ _HANDLERS: dict[
     "deliver": deliver,
     "summarize": summarize,
 }
+FUNCTION_HANDLERS: dict[str, dict[str, Handler]] = {MONTHLY_BILLING.function: _HANDLERS}
+"""The stages of each fanned-out function (run record ``function``); the other functions' modules
+(``billing.runs.fanout.anniversary``, ``billing.runs.fanout.dunning``) register theirs."""
 
 
 # -- the run record as GET ?run_id= answers it --------------------------------------------------
@@ -595,6 +604,16 @@ STATUS_FIELDS = (
     "render_done",
     "deliver_done",
     "numbered",
+    "as_of",
+    "finalized",
+    "advanced",
+    "draft_totals",
+    "reminders_sent",
+    "suspended",
+    "marked_uncollectible",
+    "reactivated",
+    "notices_sent",
+    "deliveries_retried",
 )
 
 
