@@ -12,11 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from billing.delivery.documents import render_and_upload
+from billing.delivery.outbox import Services
 from billing.errors import BadRequest, BillingError, echo
+from billing.http import payment_handlers
 from billing.http.shell import Accepted, Call, boolean, check_as_of, clock, identifier, rfc3339, text
 from billing.pricing.periods import parse_month
 from billing.records import Tenant
 from billing.runs.anniversary import run_generate_invoices
+from billing.runs.dunning import DunningContext, run_dunning
 from billing.runs.fanout import (
     STAGES,
     Worker,
@@ -26,6 +29,7 @@ from billing.runs.fanout import (
     start_generate_invoices,
     start_month_close,
 )
+from billing.runs.fanout.dunning import start_dunning
 from billing.runs.month_close import run_month_close
 from billing.runs.shell import RunContext
 from billing.store.clients import firestore_client, invoices_bucket, storage_client
@@ -209,3 +213,40 @@ def generate_invoices(call: Call) -> dict[str, Any]:
             )
     report = run_generate_invoices(ctx, call.tenant_id, subscription_id)
     return report.to_json()
+
+
+def dunning(call: Call) -> dict[str, Any]:
+    """The dunning run; fanned out per tenant above ``FANOUT_MIN_ITEMS`` overdue invoices.
+
+    ``TASKS_MODE=inline`` or a dry run: ``billing.http.payment_handlers.dunning`` (200, the
+    report). Otherwise each tenant with at least ``FANOUT_MIN_ITEMS`` overdue invoices is fanned
+    out (``billing.runs.fanout.dunning``): 202 ``{"run_id", "status": "running", "tenants"}``
+    (across all tenants, the others' inline report under ``inline``); ``GET ?run_id=`` answers
+    the run record.
+
+    Raises:
+        BadRequest: ``as_of`` in the future (as the inline handler), before anything is written.
+
+    """
+    settings = TasksSettings.from_env()
+    if settings.mode == "inline" or bool(call.body.get("dry_run", False)):
+        return payment_handlers.dunning(call)
+    now = clock.now()
+    check_as_of(call.body.get("as_of"), now)
+    ctx = DunningContext(
+        run_id=call.run_id,
+        as_of=call.body.get("as_of") or now,
+        now=now,
+        dry_run=False,
+        store=BillingStore(firestore_client()),
+        services=Services(),
+        principal=call.principal.email,
+        all_tenants=call.tenant_id is None,
+    )
+    body = start_dunning(ctx, make_worker(ctx.store, settings), call.tenant_id, fanout_min_items())
+    if not body["tenants"]:
+        return run_dunning(ctx, call.tenant_id).to_json()
+    if call.tenant_id is not None:
+        return Accepted(body)
+    fanned = {t["tenant_id"] for t in body["tenants"]}
+    return Accepted({**body, "inline": run_dunning(ctx, None, exclude=fanned).to_json()})

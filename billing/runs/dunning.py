@@ -43,6 +43,9 @@ runs left undone (``billing.delivery.outbox.sweep``: invoice emails and Stripe p
 ``delivery_pending``, pending reactivation notices; and credit notes whose PDF, email or Stripe
 twin is pending, ``billing.runs.credit_notes.deliver_pending_credit_notes``).
 
+Above ``FANOUT_MIN_ITEMS`` overdue invoices with ``TASKS_MODE`` ``http``/``cloud_tasks`` a tenant's
+run is fanned out into chunk tasks with the same outcome (``billing.runs.fanout.dunning``).
+
 The run goes tenant by tenant through the same run shell as the billing runs
 (``billing.runs.shell.run_per_tenant``): run record ``tenants/{t}/billing_runs/{run_id}``
 (``function: "dunning"``, ``as_of``, status, counters, principal), lease, log context. A dry run
@@ -58,7 +61,7 @@ customer_id, error, code}], ``tenants``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -557,12 +560,13 @@ def run_tenant(ctx: DunningContext, report: RunReport, tenant: Tenant) -> dict[s
     return {"tenant_id": tenant.id, "overdue": len(invoices)}
 
 
-def run_dunning(ctx: DunningContext, tenant_id: str | None) -> RunReport:
+def run_dunning(ctx: DunningContext, tenant_id: str | None, *, exclude: Collection[str] = ()) -> RunReport:
     """The dunning run over one tenant (``tenant_id``) or every active tenant.
 
     Goes through the run shell (``billing.runs.shell.run_per_tenant``) like the billing runs:
     each tenant's run record (``function: "dunning"``, ``as_of``, status, counters, principal),
     its ``dunning`` lease and log context; a dry run records nothing and takes no lease.
+    ``exclude``: tenants whose run this request fanned out (``billing.runs.fanout.dunning``).
 
     Raises:
         NotFound: the named tenant does not exist (before anything is written).
@@ -570,7 +574,9 @@ def run_dunning(ctx: DunningContext, tenant_id: str | None) -> RunReport:
 
     """
     report = RunReport(DUNNING, ctx.run_id, ctx.dry_run, header={"as_of": ctx.as_of})
-    tenants = resolve_tenants(ctx.store, tenant_id)
+    tenants = [
+        t for t in resolve_tenants(ctx.store, tenant_id) if not (isinstance(t, Tenant) and t.id in exclude)
+    ]
     run_per_tenant(ctx, report, tenants, no_description, lambda tenant: run_tenant(ctx, report, tenant))
     return report
 

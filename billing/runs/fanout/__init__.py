@@ -43,6 +43,7 @@ from __future__ import annotations
 
 # generate_invoices and dunning register their stages (stages.FUNCTION_HANDLERS) when imported.
 from billing.runs.fanout import anniversary as anniversary
+from billing.runs.fanout import dunning as dunning
 from billing.runs.fanout.anniversary import fanout_min_items, fans_out, start_generate_invoices
 from billing.runs.fanout.stages import (
     STAGES,
@@ -56,6 +57,7 @@ __all__ = [
     "STAGES",
     "Worker",
     "anniversary",
+    "dunning",
     "execute",
     "fanout_min_items",
     "fans_out",

@@ -560,7 +560,9 @@ def notify_run_end(store: BillingStore, tenant: Tenant, run_id: str, record: Map
     details = list(record.get("error_details") or [])
     for chunk in store.read_chunks(tenant.id, run_id):
         details.extend(
-            e for stage in ("price", "render", "deliver") for e in chunk.get(f"{stage}_error_details") or []
+            e
+            for stage in ("price", "render", "deliver", "dun")
+            for e in chunk.get(f"{stage}_error_details") or []
         )
     figures = {
         "summary": {"generated": int(record.get("generated") or 0)},
@@ -585,6 +587,9 @@ _HANDLERS: dict[str, Handler] = {
 FUNCTION_HANDLERS: dict[str, dict[str, Handler]] = {MONTHLY_BILLING.function: _HANDLERS}
 """The stages of each fanned-out function (run record ``function``); the other functions' modules
 (``billing.runs.fanout.anniversary``, ``billing.runs.fanout.dunning``) register theirs."""
+FUNCTION_RESTARTS: dict[str, Callable[[Worker, str, str, Mapping[str, Any], datetime], int | None]] = {}
+"""The sweeper's restart of a function's own stages (``dunning``'s ``dun``, ``reactivate``): tasks
+re-enqueued, or ``None`` to let the sweeper handle the stage as the month close's."""
 
 
 # -- the run record as GET ?run_id= answers it --------------------------------------------------
@@ -603,6 +608,7 @@ STATUS_FIELDS = (
     "price_done",
     "render_done",
     "deliver_done",
+    "dun_done",
     "numbered",
     "as_of",
     "finalized",
@@ -641,9 +647,10 @@ def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[
     for t, _ in records:
         for chunk in store.read_chunks(t, run_id):
             skips.extend(chunk.get("price_skips") or [])
+            skips.extend(chunk.get("dun_skips") or [])  # dunning's chunks (billing.runs.fanout.dunning)
             details.extend(
                 e
-                for stage in ("price", "render", "deliver")
+                for stage in ("price", "render", "deliver", "dun")
                 for e in chunk.get(f"{stage}_error_details") or []
             )
     body: dict[str, Any] = {

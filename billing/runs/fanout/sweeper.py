@@ -23,7 +23,7 @@ from typing import Any
 
 from billing.errors import BillingError
 from billing.logs import get_logger
-from billing.runs.fanout.stages import Worker, _after_price, _enqueue, notify_run_end
+from billing.runs.fanout.stages import FUNCTION_RESTARTS, Worker, _after_price, _enqueue, notify_run_end
 
 log = get_logger("billing.fanout.sweeper")
 
@@ -76,6 +76,10 @@ def _restart_stage(
     worker: Worker, tenant_id: str, run_id: str, record: Mapping[str, Any], now: datetime
 ) -> int:
     """Re-enqueue what is stalled in the run's current stage; returns how many tasks."""
+    restart = FUNCTION_RESTARTS.get(str(record.get("function")))
+    restarted = restart(worker, tenant_id, run_id, record, now) if restart is not None else None
+    if restarted is not None:  # a stage of that function's own (dunning's dun, reactivate)
+        return restarted
     stage = str(record.get("stage"))
     if stage == "price":
         return _restart_chunks(worker, tenant_id, run_id, record, now)
