@@ -23,6 +23,7 @@ from billing.runs.dunning import DunningContext, run_dunning
 from billing.runs.fanout import (
     STAGES,
     Worker,
+    can_fan_out,
     execute,
     fanout_min_items,
     run_status,
@@ -199,10 +200,10 @@ def generate_invoices(call: Call) -> dict[str, Any]:
         invoices_bucket()
     subscription_id = call.body.get("subscription_id")
     settings = TasksSettings.from_env()
-    if settings.mode != "inline" and not dry_run and subscription_id is None:
+    if can_fan_out(settings.mode, dry_run=dry_run, single=subscription_id is not None):
         # Tenants with at least FANOUT_MIN_ITEMS items are fanned out; the others run here.
         body = start_generate_invoices(
-            ctx, make_worker(ctx.store, settings), call.tenant_id, fanout_min_items()
+            ctx, make_worker(ctx.store, settings), call.tenant_id, fanout_min_items(), settings.mode
         )
         if body["tenants"]:
             if call.tenant_id is not None:
@@ -229,7 +230,7 @@ def dunning(call: Call) -> dict[str, Any]:
 
     """
     settings = TasksSettings.from_env()
-    if settings.mode == "inline" or bool(call.body.get("dry_run", False)):
+    if not can_fan_out(settings.mode, dry_run=bool(call.body.get("dry_run", False))):
         return payment_handlers.dunning(call)
     now = clock.now()
     check_as_of(call.body.get("as_of"), now)
@@ -243,7 +244,8 @@ def dunning(call: Call) -> dict[str, Any]:
         principal=call.principal.email,
         all_tenants=call.tenant_id is None,
     )
-    body = start_dunning(ctx, make_worker(ctx.store, settings), call.tenant_id, fanout_min_items())
+    worker = make_worker(ctx.store, settings)
+    body = start_dunning(ctx, worker, call.tenant_id, fanout_min_items(), settings.mode)
     if not body["tenants"]:
         return run_dunning(ctx, call.tenant_id).to_json()
     if call.tenant_id is not None:

@@ -26,7 +26,8 @@ locals {
       var.stripe_api_base == "" ? {} : { STRIPE_API_BASE = var.stripe_api_base },
       name == "billing_console" ? local.console_env : {},
       # Fan-out (tasks.tf): the functions that enqueue or execute tasks.
-      contains(["monthly_billing", "billing_worker"], name) ? local.tasks_env : {},
+      contains(local.tasks_functions, name) ? local.tasks_env : {},
+      contains(["generate_invoices", "dunning"], name) ? local.fanout_threshold_env : {},
     )
   }
 }

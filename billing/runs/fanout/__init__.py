@@ -44,7 +44,12 @@ from __future__ import annotations
 # generate_invoices and dunning register their stages (stages.FUNCTION_HANDLERS) when imported.
 from billing.runs.fanout import anniversary as anniversary
 from billing.runs.fanout import dunning as dunning
-from billing.runs.fanout.anniversary import fanout_min_items, fans_out, start_generate_invoices
+from billing.runs.fanout.anniversary import (
+    can_fan_out,
+    fanout_min_items,
+    fans_out,
+    start_generate_invoices,
+)
 from billing.runs.fanout.stages import (
     STAGES,
     Worker,
@@ -57,6 +62,7 @@ __all__ = [
     "STAGES",
     "Worker",
     "anniversary",
+    "can_fan_out",
     "dunning",
     "execute",
     "fanout_min_items",

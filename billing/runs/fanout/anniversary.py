@@ -94,13 +94,18 @@ def fanout_min_items(env: Mapping[str, str] | None = None) -> int:
     return value
 
 
-def fans_out(mode: str, items: int, minimum: int, *, dry_run: bool = False, single: bool = False) -> bool:
-    """Whether a run of ``items`` items is fanned out (``generate_invoices``' and dunning's rule).
+def can_fan_out(mode: str, *, dry_run: bool = False, single: bool = False) -> bool:
+    """Whether a run may fan out at all (then ``fans_out`` decides per tenant).
 
     Only with a task queue (``mode`` ``http`` or ``cloud_tasks``), never for a dry run or a
-    ``single`` subscription run (the admin's "invoice it now"), and only from ``minimum`` items.
+    ``single`` subscription run (the admin's "invoice it now").
     """
-    return mode in ("http", "cloud_tasks") and not dry_run and not single and items >= minimum
+    return mode in ("http", "cloud_tasks") and not dry_run and not single
+
+
+def fans_out(mode: str, items: int, minimum: int, *, dry_run: bool = False, single: bool = False) -> bool:
+    """The threshold rule of ``generate_invoices`` and dunning: ``can_fan_out`` and ``items >= minimum``."""
+    return can_fan_out(mode, dry_run=dry_run, single=single) and items >= minimum
 
 
 def workload(store: BillingStore, tenant: Tenant, as_of: datetime) -> int:
@@ -120,9 +125,9 @@ def hour_key(as_of: datetime) -> str:
 
 # -- the request ---------------------------------------------------------------------------------
 def start_generate_invoices(
-    ctx: RunContext, worker: Worker, tenant_id: str | None, minimum: int
+    ctx: RunContext, worker: Worker, tenant_id: str | None, minimum: int, mode: str
 ) -> dict[str, Any]:
-    """Fan out the tenants whose hour holds at least ``minimum`` items; the 202 body.
+    """Fan out the tenants whose hour holds at least ``minimum`` items (``fans_out``); the 202 body.
 
     Returns ``{"run_id", "status": "running", "tenants": [{tenant_id, as_of, run_id, joined?}],
     "errors": []}`` with an entry per fanned-out tenant (none: nothing fanned out, the caller
@@ -135,7 +140,7 @@ def start_generate_invoices(
     """
     body: dict[str, Any] = {"run_id": ctx.run_id, "status": "running", "tenants": [], "errors": []}
     for tenant in resolve_tenants(ctx.store, tenant_id):
-        if isinstance(tenant, tuple) or workload(ctx.store, tenant, ctx.now) < minimum:
+        if isinstance(tenant, tuple) or not fans_out(mode, workload(ctx.store, tenant, ctx.now), minimum):
             continue  # the inline run reports an unreadable tenant
         active = ctx.store.start_run(tenant.id, hour_key(ctx.now), ctx.run_id, _initial_record(ctx))
         entry: dict[str, Any] = {"tenant_id": tenant.id, "as_of": ctx.now.isoformat(), "run_id": active}

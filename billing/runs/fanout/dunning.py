@@ -32,6 +32,7 @@ from billing.delivery.outbox import Services, sweep
 from billing.errors import BillingError, Conflict
 from billing.records import Customer, Invoice, Tenant
 from billing.runs.dunning import DUNNING, DunningContext, _finish_credit_notes, _TenantRun
+from billing.runs.fanout.anniversary import fans_out
 from billing.runs.fanout.stages import (
     FUNCTION_HANDLERS,
     FUNCTION_RESTARTS,
@@ -50,8 +51,10 @@ def key(as_of: datetime) -> str:
     return f"{DUNNING.function}.{as_of.astimezone(UTC):%Y-%m-%dT%H}"
 
 
-def start_dunning(ctx: DunningContext, worker: Worker, tenant_id: str | None, minimum: int) -> dict[str, Any]:
-    """Fan out the tenants with at least ``minimum`` overdue invoices; the 202 body.
+def start_dunning(
+    ctx: DunningContext, worker: Worker, tenant_id: str | None, minimum: int, mode: str
+) -> dict[str, Any]:
+    """Fan out the tenants with at least ``minimum`` overdue invoices (``fans_out``); the 202 body.
 
     Shape as ``anniversary.start_generate_invoices``: ``{"run_id", "status": "running",
     "tenants": [{tenant_id, as_of, run_id, joined?}], "errors": []}``; no entry: nothing fanned
@@ -63,7 +66,9 @@ def start_dunning(ctx: DunningContext, worker: Worker, tenant_id: str | None, mi
     """
     body: dict[str, Any] = {"run_id": ctx.run_id, "status": "running", "tenants": [], "errors": []}
     for tenant in resolve_tenants(ctx.store, tenant_id):
-        if isinstance(tenant, tuple) or len(ctx.store.overdue_invoices(tenant.id, ctx.as_of)) < minimum:
+        if isinstance(tenant, tuple) or not fans_out(
+            mode, len(ctx.store.overdue_invoices(tenant.id, ctx.as_of)), minimum
+        ):
             continue
         active = ctx.store.start_run(tenant.id, key(ctx.as_of), ctx.run_id, _initial_record(ctx))
         entry: dict[str, Any] = {"tenant_id": tenant.id, "as_of": ctx.as_of.isoformat(), "run_id": active}
