@@ -623,12 +623,26 @@ STATUS_FIELDS = (
 )
 
 
+OTHER_COUNTERS = (
+    "finalized",
+    "advanced",
+    "reminders_sent",
+    "suspended",
+    "marked_uncollectible",
+    "reactivated",
+    "notices_sent",
+    "deliveries_retried",
+)
+"""Counters of ``generate_invoices`` and ``dunning`` records, answered at the top as inline reports do."""
+
+
 def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[str, Any]:
     """The run record(s) of ``run_id``: one tenant's, or every active tenant's summed.
 
     Shape: ``{run_id, status (running|completed|failed), started_at, finished_at, generated,
     skipped, skips (list), errors (list), totals, errors_by_stage, tenants: [per-tenant
-    records]}``.
+    records]}``, plus the ``OTHER_COUNTERS`` and ``draft_totals`` of generate_invoices and
+    dunning runs.
 
     Raises:
         NotFound: no tenant has a record of that run.
@@ -666,6 +680,12 @@ def run_status(store: BillingStore, tenant_id: str | None, run_id: str) -> dict[
         "errors_by_stage": _summed(t.get("errors_by_stage") or {} for t in tenants),
         "tenants": tenants,
     }
+    # generate_invoices' and dunning's own counters (and draft totals), summed as the others
+    for name in OTHER_COUNTERS:
+        if any(name in t for t in tenants):
+            body[name] = sum(int(t.get(name) or 0) for t in tenants)
+    if any("draft_totals" in t for t in tenants):
+        body["draft_totals"] = _summed(t.get("draft_totals") or {} for t in tenants)
     return body
 
 

@@ -181,8 +181,62 @@ def test_fanned_out_dunning_matches_inline(
     fan = record["tenants"][0]
     assert fan["function"] == "dunning"
     for name in COUNTERS:
-        assert fan.get(name, 0) == inline[name], (name, fan, inline)
+        assert fan.get(name, 0) == record[name] == inline[name], (name, fan, inline)
     assert record["skipped"] == inline["skipped"]
     assert outcome(db, "fan") == outcome(db, "inline")
     sent = [m.message["To"] for m in smtp.messages if m.kind in ("reminder", "suspension", "reactivation")]
     assert len(sent) == 2 * (inline["reminders_sent"] + inline["notices_sent"])  # each once per tenant
+
+
+def test_the_sweeper_restarts_dunning_chunks_and_reactivation(db: firestore.Client) -> None:
+    """Stalled ``dun`` chunks get a new generation (the old attempt fenced out); then ``reactivate``."""
+    from billing.runs.fanout.stages import Worker
+    from billing.runs.fanout.sweeper import STALL_AFTER, sweep
+    from billing.store.firestore_store import BillingStore
+    from billing.tasks import InlineQueue, Task
+
+    store, sent = BillingStore(db), []
+    base = datetime.now(UTC)  # the stages stamp stage_at with the real time
+    f.tenant(db, "acme")
+    store.write_run(
+        "acme",
+        "run1",
+        {
+            "function": "dunning",
+            "mode": "fanout",
+            "status": "running",
+            "stage": "dun",
+            "stage_at": base - timedelta(hours=1),
+            "started_at": base - timedelta(hours=1),
+            "chunks_total": 2,
+        },
+    )
+    store.create_chunks("acme", "run1", [["i1", "i2"], ["i3"]])
+
+    class Recording(InlineQueue):
+        def enqueue(self, task: Task) -> None:
+            sent.append(task)
+
+    queue = Recording(lambda body: None)
+    old = store.claim_chunk("acme", "run1", 0, 0, base - timedelta(hours=1), claim_ttl=960)
+    later = base + timedelta(minutes=1)
+    assert sweep(Worker(store, queue, None, clock=lambda: later), "acme")["reenqueued"] == 2
+    assert sorted(t.name for t in sent) == ["run1-dun-acme-0-g1", "run1-dun-acme-1-g1"]
+    assert {t.body["stage"] for t in sent} == {"dun"}
+    assert store.finish_part("acme", "run1", 0, "dun", {}, token=old or "") == (False, False)
+
+    for index in (0, 1):  # both chunks done, but the enqueue of reactivate was lost
+        token = store.claim_chunk("acme", "run1", index, 1, later, claim_ttl=960)
+        assert store.finish_part("acme", "run1", index, "dun", {"reminders_sent": 1}, token=token)[0]
+    sent.clear()
+    assert sweep(Worker(store, queue, None, clock=lambda: later), "acme")["reenqueued"] == 1
+    assert [t.name for t in sent] == ["run1-reactivate-acme"]
+    run = store.read_run("acme", "run1") or {}
+    assert (run["stage"], run["reminders_sent"], run["dun_done"]) == ("reactivate", 2, 2)
+
+    sent.clear()  # reactivate stalled too: its task again, under the sweep's quarter-hour
+    much_later = base + STALL_AFTER + timedelta(minutes=2)
+    assert sweep(Worker(store, queue, None, clock=lambda: much_later), "acme")["reenqueued"] == 1
+    assert [t.body["stage"] for t in sent] == ["reactivate"] and sent[0].name.startswith(
+        "run1-reactivate-acme-s"
+    )

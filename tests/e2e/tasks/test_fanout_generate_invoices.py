@@ -104,8 +104,8 @@ def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, 
     assert record["skipped"] == inline["skipped"]
     assert record["totals"] == inline["totals"]
     for name in ("finalized", "advanced"):
-        assert fan.get(name, 0) == inline[name], name
-    assert fan.get("draft_totals", {}) == inline["draft_totals"]
+        assert fan.get(name, 0) == record[name] == inline[name], name
+    assert fan.get("draft_totals", {}) == record.get("draft_totals", {}) == inline["draft_totals"]
     assert sorted(str(e.get("subscription_id")) for e in record["errors"]) == sorted(
         str(e.get("subscription_id")) for e in inline["errors"]
     )
@@ -171,3 +171,42 @@ def test_below_the_threshold_and_dry_runs_stay_inline(
     assert status == 200 and inline["generated"] == dry["generated"], inline
     status, record = call(application, bearer, "fan", method="GET", query=f"?run_id={inline['run_id']}")
     assert status == 200 and record["status"] == "completed", record
+
+
+def test_across_all_tenants_only_the_large_ones_fan_out(
+    db: firestore.Client, bench: TasksBench, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No tenant named: ``fan`` (>= FANOUT_MIN_ITEMS) fans out, ``tiny`` runs in the request."""
+    seed(db, "fan", grace=0)
+    f.tenant(db, "tiny", invoice_prefix="TI", grace_period_hours=0)
+    f.plan(db, "tiny", "monthly", [{"type": "fixed", "description": "Fee", "unit_amount_decimal": "900"}])
+    f.customer(db, "tiny", "t1", "GB")
+    start = AS_OF - timedelta(days=31)
+    f.subscription(
+        db,
+        "tiny",
+        "s-t1",
+        "t1",
+        "monthly",
+        billing_time="anniversary",
+        started_at=start,
+        current_period_start=start,
+        current_period_end=start + timedelta(days=30),
+    )
+    monkeypatch.setenv("FANOUT_MIN_ITEMS", "5")
+    application, audience = app(), bench.proxy.url
+    response = application.test_client().post(
+        "/",
+        json={"as_of": "2026-10-20T12:00:00Z"},
+        headers={"Authorization": f"Bearer {token(audience=audience)}"},
+    )
+    accepted = response.get_json()
+    assert response.status_code == 202, accepted
+    assert [t["tenant_id"] for t in accepted["tenants"]] == ["fan"]
+    assert accepted["inline"]["generated"] == 1 and [
+        t["tenant_id"] for t in accepted["inline"]["tenants"]
+    ] == ["tiny"]
+    record = wait_for_run(application, lambda: token(audience=audience), "fan", accepted["run_id"])
+    assert record["status"] == "completed" and record["generated"] > 10, record
+    assert sorted(iter_numbers(snapshot(db, "fan"))) == list(range(1, record["generated"] + 1))
+    assert [d["number"] for d in f.invoices(db, "tiny").values()] == ["TI-2026-000001"]
