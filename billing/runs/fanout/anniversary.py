@@ -15,8 +15,9 @@ work (``billing.runs.fanout.stages.FUNCTION_HANDLERS["generate_invoices"]``):
    ``ChunkStore.claim_chunk``/``finish_part``):
    - a subscription chunk prices its due periods (``pipeline.price_candidates``) and creates
      the invoices with the inline path's deterministic ids: ``draft`` with ``finalize_at`` after
-     the grace period, or, with ``grace_period_hours = 0``, unnumbered for the run's numbering
-     pass (where inline creates them ``open``). The subscriptions' moves to their next period
+     the grace period; with ``grace_period_hours = 0`` (inline creates them ``open``) they are
+     drafts due at once, handed to the run's numbering pass (``ChunkStore.prepare_drafts``), so
+     that if the run dies the next hourly run finalizes them. The subscriptions' moves to their next period
      are recorded on the chunk with its completion, then applied
      (``advance_subscriptions``: conditioned on the period end read, so each moves once); a
      task of a chunk already done applies them again (a no-op unless the answer was lost
@@ -37,11 +38,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from billing.errors import Conflict, Misconfigured
+from billing.pricing.periods import BillingPeriod
 from billing.records import Invoice, Subscription, Tenant
 from billing.runs.anniversary import (
     GENERATE_INVOICES,
@@ -340,33 +342,17 @@ def _bill_chunk(
         known_billing_times=BILLING_TIMES,
         events=lambda t, start, end, props: store.chunk_usage_events(t, customers, start, end, props),
     )
-    at_once = tenant.grace_period_hours == 0  # inline creates them open: here, for the numbering pass
-    result = store.create_invoices(
-        tenant,
-        drafts,
-        now=ctx.now,
-        run_id=ctx.run_id,
-        finalize=False,
-        numbering_run=ctx.run_id if at_once else None,
-    )
+    result = store.create_invoices(tenant, drafts, now=ctx.now, run_id=ctx.run_id, finalize=False)
     for draft, error in result.rejected:
         report.error(tenant.id, error, subscription_id=draft.subscription_id)
     ours = _ours(ctx, report, tenant, {d.invoice_id: d.subscription_id for d in drafts}, result)
+    at_once = tenant.grace_period_hours == 0  # inline creates them open: here the pass numbers them
+    if at_once:  # due at once (finalize_at = now): if this run dies, the next run finalizes them
+        store.prepare_drafts(tenant.id, [d for d in drafts if d.invoice_id in ours], ctx.run_id)
     totals: dict[str, int] = {}
     for draft in (d for d in drafts if d.invoice_id in ours):
         totals[draft.currency] = totals.get(draft.currency, 0) + draft.total
-    failed = {e.get("subscription_id") for e in report.errors}
-    moves = [
-        {
-            "subscription_id": sid,
-            "expected_period_end": sub.current_period_end,
-            "start": period.start,
-            "end": period.end,
-            "anchor": anchor,
-        }
-        for sid, (sub, period, anchor) in advances.items()
-        if sid not in failed and sub.current_period_end is not None
-    ]
+    moves = _moves(advances, {e.get("subscription_id") for e in report.errors})
     figures: dict[str, Any] = {
         **_figures(report),
         "generated": len(ours),
@@ -378,6 +364,23 @@ def _bill_chunk(
     keys = sorted((d.customer.id, d.invoice_id) for d in drafts if d.invoice_id in ours)
     invoices = [{"customer_id": c, "invoice_id": i, "phase": 0} for c, i in keys] if at_once else []
     return figures, {"invoices": invoices, "moves": moves}
+
+
+def _moves(
+    advances: Mapping[str, tuple[Subscription, BillingPeriod, datetime]], failed: Collection[Any]
+) -> list[dict[str, Any]]:
+    """The chunk's subscription moves as stored on the chunk (those of failed subscriptions left out)."""
+    return [
+        {
+            "subscription_id": sid,
+            "expected_period_end": sub.current_period_end,
+            "start": period.start,
+            "end": period.end,
+            "anchor": anchor,
+        }
+        for sid, (sub, period, anchor) in advances.items()
+        if sid not in failed and sub.current_period_end is not None
+    ]
 
 
 def _ours(

@@ -210,3 +210,38 @@ def test_across_all_tenants_only_the_large_ones_fan_out(
     assert record["status"] == "completed" and record["generated"] > 10, record
     assert sorted(iter_numbers(snapshot(db, "fan"))) == list(range(1, record["generated"] + 1))
     assert [d["number"] for d in f.invoices(db, "tiny").values()] == ["TI-2026-000001"]
+
+
+def test_invoices_of_a_run_that_died_before_numbering_are_finalized_by_the_next_run(
+    db: firestore.Client, clock: Any, call_function: Any
+) -> None:
+    """Grace 0: the fanned-out run's invoices wait as due drafts, so a dead run strands nothing."""
+    from billing.runs.fanout.anniversary import start_generate_invoices
+    from billing.runs.fanout.stages import Worker, execute
+    from billing.runs.shell import RunContext
+    from billing.store.firestore_store import BillingStore
+    from billing.tasks import InlineQueue
+
+    seed(db, "fan", grace=0)
+    store = BillingStore(db)
+    holder: list[Worker] = []
+
+    def run_all_but_numbering(body: Any) -> None:
+        if body["stage"] != "number":  # the worker dies for good before the numbering pass
+            execute(holder[0], body)
+
+    holder.append(Worker(store, InlineQueue(run_all_but_numbering), None, chunk_size=3))
+    ctx = RunContext("dead", AS_OF, False, store)
+    assert start_generate_invoices(ctx, holder[0], "fan", 1, "http")["tenants"][0]["run_id"] == "dead"
+    record = store.read_run("fan", "dead") or {}
+    assert record["stage"] == "number" and record["generated"] > 10, record
+    drafts = f.invoices(db, "fan")
+    assert {d["status"] for d in drafts.values()} == {"draft"}
+    assert {d["finalize_at"] for d in drafts.values()} == {AS_OF}
+
+    status, body = call_function("generate_invoices", {"as_of": "2026-10-20T13:00:00Z"}, tenant="fan")
+    assert status == 200 and body["finalized"] == record["generated"] and body["generated"] == 0, body
+    docs = f.invoices(db, "fan")
+    ordered = sorted(docs, key=lambda i: (docs[i]["customer_id"], i))
+    assert [int(str(docs[i]["number"]).rsplit("-", 1)[1]) for i in ordered] == list(range(1, len(docs) + 1))
+    assert sum(d["total"] for d in docs.values()) == sum(record["totals"].values())
