@@ -24,25 +24,21 @@ at ``CHUNK_SIZE`` 500).
 
 from __future__ import annotations
 
-import heapq
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from google.api_core.exceptions import FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from billing.errors import Conflict, DataError
-from billing.records import Subscription, UsageEvent
+from billing.records import Subscription
 from billing.store.base import StoreBase, Transaction
 from billing.store.catalog import _parsed_subscriptions
 
 MAX_LISTED = 1000
-IN_LIMIT = 30
-"""Firestore's limit of values in one ``in`` filter."""
 SUMMED = ("generated", "skipped", "errors", "warnings_count", "events_read")
 """Figures of a chunk added to the run record's."""
 MAPS = ("totals", "errors_by_stage")
@@ -285,90 +281,18 @@ class ChunkStore(StoreBase):
     def chunk_subscriptions(
         self, tenant_id: str, customer_ids: Iterable[str]
     ) -> list[Subscription | tuple[str, DataError]]:
-        """Every subscription of the named customers, any billing time, by ``in`` queries of 30."""
-        wanted = sorted(set(customer_ids))
-        out: list[Subscription | tuple[str, DataError]] = []
-        for i in range(0, len(wanted), IN_LIMIT):
-            query = self._collection(tenant_id, "subscriptions").where(
-                filter=FieldFilter("customer_id", "in", wanted[i : i + IN_LIMIT])
-            )
-            out.extend(_parsed_subscriptions(self._stream(query), None))
-        return sorted(out, key=lambda s: s.id if isinstance(s, Subscription) else s[0])
+        """Every subscription of the named customers, any billing time, sorted by id.
 
-    def chunk_usage_events(
-        self,
-        tenant_id: str,
-        customer_ids: Iterable[str],
-        start: datetime,
-        end: datetime,
-        properties: Iterable[str] | None = None,
-    ) -> Iterator[UsageEvent]:
-        """The named customers' events with ``start <= timestamp < end``, oldest first.
-
-        ``in`` queries of 30 customers (composite index ``customer_id``, ``timestamp``), merged
-        on (timestamp, id): the order of ``stream_usage_events`` restricted to these customers.
+        The chunk's customers are a contiguous run of customer ids (see
+        ``stream_customer_range_events``): one range query ``min <= customer_id <= max``, the
+        subscriptions of other customers in the range dropped.
         """
-        wanted = sorted(set(customer_ids))
-        self.malformed_events = 0
-        streams = [
-            self._customer_events(tenant_id, wanted[i : i + IN_LIMIT], start, end, properties)
-            for i in range(0, len(wanted), IN_LIMIT)
-        ]
-        yield from heapq.merge(*streams, key=lambda e: (e.timestamp, e.id))
-
-    def _customer_events(
-        self,
-        tenant_id: str,
-        customers: list[str],
-        start: datetime,
-        end: datetime,
-        properties: Iterable[str] | None,
-    ) -> Iterator[UsageEvent]:
-        """One ``in`` query of ``chunk_usage_events``, parsed like ``stream_usage_events``."""
+        wanted = set(customer_ids)
+        if not wanted:
+            return []
         query = (
-            self._collection(tenant_id, "usage_events")
-            .where(filter=FieldFilter("customer_id", "in", customers))
-            .where(filter=FieldFilter("timestamp", ">=", start))
-            .where(filter=FieldFilter("timestamp", "<", end))
-            .order_by("timestamp")
+            self._collection(tenant_id, "subscriptions")
+            .where(filter=FieldFilter("customer_id", ">=", min(wanted)))
+            .where(filter=FieldFilter("customer_id", "<=", max(wanted)))
         )
-        if properties is not None:
-            query = query.select(
-                [
-                    "customer_id",
-                    "meter",
-                    "timestamp",
-                    "subscription_id",
-                    *(FieldPath("properties", name).to_api_repr() for name in sorted(set(properties))),
-                ]
-            )
-        for snapshot in self._stream(query):
-            event = _event(snapshot)
-            if event is None:
-                self.malformed_events += 1
-            else:
-                yield event
-
-
-def _event(snapshot: Any) -> UsageEvent | None:
-    """The event of a usage-event snapshot (``billing.store.usage``'s reading), or ``None`` if malformed."""
-    data = snapshot.to_dict() or {}
-    customer_id, meter, timestamp = data.get("customer_id"), data.get("meter"), data.get("timestamp")
-    properties = data.get("properties") or {}
-    if not (
-        isinstance(customer_id, str)
-        and isinstance(meter, str)
-        and isinstance(timestamp, datetime)
-        and isinstance(properties, dict)
-    ):
-        return None
-    pinned = data.get("subscription_id")
-    return UsageEvent(
-        snapshot.id,
-        customer_id,
-        meter,
-        timestamp,
-        properties,
-        snapshot.create_time,
-        pinned if isinstance(pinned, str) else None,
-    )
+        return _parsed_subscriptions(self._stream(query), wanted)

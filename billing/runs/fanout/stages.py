@@ -11,7 +11,7 @@ same task. Figures (minor units per currency in ``totals``) accumulate on the ru
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +20,13 @@ from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
 from billing.errors import BadRequest, BillingError, Conflict, NotFound
 from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.periods import BillingPeriod, month_period, parse_month, utc_now
-from billing.records import Invoice, Subscription, Tenant, UsageEvent
+from billing.records import Invoice, Subscription, Tenant
 from billing.runs.month_close import MONTHLY_BILLING, calendar_candidates, month_close_period
 from billing.runs.notify import FIRST_ERRORS, notify_recorded_run
 from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates
 from billing.runs.shell import MAX_LISTED, PdfSink, RunContext, RunReport, resolve_tenants
 from billing.runs.stages import empty_counts
+from billing.runs.usage_source import chunk_scope, plan_scope
 from billing.store.firestore_store import BillingStore
 from billing.tasks import Task, TaskQueue, task_name
 
@@ -191,6 +192,27 @@ def _error_figures(report: RunReport, stage: str) -> dict[str, Any]:
     }
 
 
+def cut_chunks(keys: Iterable[tuple[str, str]], size: int) -> list[list[str]]:
+    """Subscription ids cut into chunks of about ``size``, in (customer id, subscription id) order.
+
+    A customer's subscriptions never straddle two chunks (a chunk may exceed ``size`` by the
+    rest of its last customer's): each chunk reads its customers' events with one range query
+    (``stream_customer_range_events``), so every event is read, and counted, by one chunk.
+    """
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    last_customer: str | None = None
+    for customer_id, subscription_id in sorted(keys):
+        if len(current) >= size and customer_id != last_customer:
+            chunks.append(current)
+            current = []
+        current.append(subscription_id)
+        last_customer = customer_id
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 # -- plan ---------------------------------------------------------------------------------------
 def plan(
     worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
@@ -201,10 +223,9 @@ def plan(
         report = RunReport(MONTHLY_BILLING, run_id, False)
         catalog = Catalog.load(store, tenant.id)
         subs = store.load_subscriptions(tenant.id, "calendar")
-        candidates = calendar_candidates(report, tenant, catalog, subs, _period(tenant, record))
-        ordered = sorted((sub.customer_id, sub.id) for sub, _ in candidates)
-        size = worker.chunk_size
-        chunks = [[sid for _, sid in ordered[i : i + size]] for i in range(0, len(ordered), size)]
+        period = _period(tenant, record)
+        candidates = calendar_candidates(report, tenant, catalog, subs, period)
+        chunks = cut_chunks(((sub.customer_id, sub.id) for sub, _ in candidates), worker.chunk_size)
         store.create_chunks(tenant.id, run_id, chunks)
         figures = _error_figures(report, "pricing")
         fields = {
@@ -212,6 +233,7 @@ def plan(
             "stage_at": utc_now(),
             "chunks_total": len(chunks),
             "candidates": len(candidates),
+            **plan_scope(store, tenant.id, period.start, period.end),
             **{k: v for k, v in figures.items() if k != "errors"},
             "errors": int(figures.get("errors", 0)),
         }
@@ -238,27 +260,6 @@ def plan(
 
 
 # -- price and create ---------------------------------------------------------------------------
-WHOLE_WINDOW_CHUNKS = 4
-"""A run of at most this many chunks reads the tenant's whole window per chunk (see ``_chunk_events``)."""
-
-
-def _chunk_events(
-    store: BillingStore, customers: Sequence[str], chunks_total: int
-) -> Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]:
-    """The pipeline's event source for one chunk.
-
-    Its customers' events only (``in`` queries of 30 customers) when the run has more than
-    ``WHOLE_WINDOW_CHUNKS`` chunks; for a small run, the tenant's whole window (one streamed
-    query, as inline, the router ignores other customers' events): at most 4 reads of each
-    event instead of ~17 queries per chunk (the emulator answers each ``in`` query by a scan).
-    """
-    if chunks_total <= WHOLE_WINDOW_CHUNKS:
-        return lambda tenant_id, start, end, props: store.stream_usage_events(tenant_id, start, end, props)
-    return lambda tenant_id, start, end, props: store.chunk_usage_events(
-        tenant_id, customers, start, end, props
-    )
-
-
 def price(
     worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -302,7 +303,7 @@ def _price_claimed(
         candidates,
         known=known,
         known_billing_times=BILLING_TIMES,
-        events=_chunk_events(store, customers, int(record.get("chunks_total", 0))),
+        scope=chunk_scope(record, customers),
     )
     figures, chunk_fields = _create(worker, tenant, run_id, record, report, drafts)
     figures["events_read"] = events_read

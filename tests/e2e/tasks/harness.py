@@ -267,3 +267,20 @@ def iter_numbers(snap: dict[str, tuple[Any, ...]]) -> Iterator[int]:
     for values in snap.values():
         if values[1] is not None:
             yield int(str(values[1]).rsplit("-", 1)[1])
+
+
+def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, Any]) -> None:
+    """The fanned-out run of ``fan`` equals the inline close of ``inline`` (``seed``'s twins): the
+    record's counters, totals and errors, every invoice's amounts and number, numbers 1..20."""
+    assert record["status"] == "completed", record
+    assert record["finished_at"] and record["started_at"]
+    assert record["generated"] == inline["generated"] == 20
+    assert record["skipped"] == inline["skipped"]
+    assert record["totals"] == inline["totals"]
+    assert sorted(e["subscription_id"] for e in record["errors"]) == sorted(
+        e["subscription_id"] for e in inline["errors"]
+    )
+    assert record["errors_by_stage"] == {"pricing": 1}
+    want, got = snapshot(db, "inline"), snapshot(db, "fan")
+    assert got == want
+    assert sorted(iter_numbers(got)) == list(range(1, 21))
