@@ -269,14 +269,69 @@ class ChunkStore(StoreBase):
             if (s.to_dict() or {}).get("mode") == "fanout"
         ]
 
-    def invoice_runs(self, tenant_id: str, invoice_ids: Sequence[str]) -> dict[str, str | None]:
-        """The ``run_id`` that created each existing invoice among ``invoice_ids``."""
+    def owned_invoices(self, tenant_id: str, run_id: str, invoice_ids: Sequence[str]) -> dict[str, int]:
+        """The existing invoices among ``invoice_ids`` that this fanned-out run is to finish: id -> total.
+
+        ``total``: the stored invoice's (minor units of its currency; an adopted invoice keeps
+        the amounts its run priced).
+
+        Those it created (``run_id``), and those an *ended* run left unfinished, which it adopts
+        (so a failed run's invoices are numbered, rendered and delivered by the next run of the
+        same month instead of waiting forever as drafts):
+
+        - a draft still waiting for another run's numbering pass (``numbering_run`` names a run
+          whose record is not ``running``): its ``numbering_run`` becomes this run, in a
+          transaction that re-reads it (``adopted_from`` keeps the old run); a pass of the old
+          run that is still in flight then skips it, so it is numbered once;
+        - an ``open`` invoice numbered by such a run but left without ``pdf_uri`` or with
+          ``delivery_pending``: nothing to write, this run renders and delivers it.
+
+        Invoices of the inline close (no ``numbering_run``) and of a run still running are not
+        this run's (``already_invoiced``).
+        """
         parent = self._collection(tenant_id, "invoices")
-        out: dict[str, str | None] = {}
-        for snapshot in self._get_all([parent.document(i) for i in invoice_ids]):
-            if snapshot.exists:
-                out[snapshot.id] = (snapshot.to_dict() or {}).get("run_id")
-        return out
+        docs = {
+            s.id: s.to_dict() or {}
+            for s in self._get_all([parent.document(i) for i in invoice_ids])
+            if s.exists
+        }
+        owned = {i for i, d in docs.items() if d.get("run_id") == run_id or d.get("numbering_run") == run_id}
+        others = {
+            str(d["numbering_run"]) for i, d in docs.items() if i not in owned and d.get("numbering_run")
+        }
+        ended = {r for r in sorted(others) if (self.read_run(tenant_id, r) or {}).get("status") != "running"}
+        waiting: list[str] = []
+        for invoice_id, doc in docs.items():
+            if invoice_id in owned or doc.get("numbering_run") not in ended:
+                continue
+            if doc.get("status") == "draft" and doc.get("finalize_at") is None:
+                waiting.append(invoice_id)
+            elif doc.get("status") == "open" and (not doc.get("pdf_uri") or doc.get("delivery_pending")):
+                owned.add(invoice_id)
+        for start in range(0, len(waiting), 400):
+            owned |= self._adopt(tenant_id, run_id, waiting[start : start + 400], ended)
+        return {i: int(docs[i].get("total") or 0) for i in sorted(owned)}
+
+    def _adopt(self, tenant_id: str, run_id: str, invoice_ids: list[str], ended: set[str]) -> set[str]:
+        """One transaction of ``owned_invoices``: re-point waiting drafts of ended runs to ``run_id``."""
+        refs = [self._doc(tenant_id, "invoices", i) for i in invoice_ids]
+
+        def body(tx: Transaction) -> set[str]:
+            snapshots = tx.get_all(refs)
+            adopted: set[str] = set()
+            for ref in refs:
+                data = snapshots[ref.id].to_dict() or {}
+                previous = data.get("numbering_run")
+                if previous == run_id:
+                    adopted.add(ref.id)
+                elif data.get("status") == "draft" and previous in ended:
+                    tx.update(ref, {"numbering_run": run_id, "adopted_from": previous})
+                    adopted.add(ref.id)
+                elif data.get("status") == "open" and previous in ended and not data.get("pdf_uri"):
+                    adopted.add(ref.id)  # the old pass numbered it meanwhile: render it here
+            return adopted
+
+        return self.run_transaction(body)
 
     def chunk_subscriptions(
         self, tenant_id: str, customer_ids: Iterable[str]

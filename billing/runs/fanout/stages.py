@@ -330,7 +330,8 @@ def _create(
     """Create the chunk's invoices (unnumbered); its figures and the chunk's ``invoices`` list.
 
     An invoice that existed already counts as generated when this run created it (an earlier
-    attempt of the same chunk), else as skipped ``already_invoiced``, as inline.
+    attempt of the same chunk) or adopts it from an ended run (``ChunkStore.owned_invoices``:
+    a failed run's unnumbered drafts), else as skipped ``already_invoiced``, as inline.
     """
     store = worker.store
     result = store.create_invoices(
@@ -339,18 +340,19 @@ def _create(
     storage_errors = len(result.rejected)
     for draft, error in result.rejected:
         report.error(tenant.id, error, subscription_id=draft.subscription_id)
-    ours = {i.id for i in result.created}
-    runs = store.invoice_runs(tenant.id, result.existing) if result.existing else {}
+    amounts = {i.id: i.total for i in result.created}
+    owned = store.owned_invoices(tenant.id, run_id, result.existing) if result.existing else {}
     by_id = {d.invoice_id: d for d in drafts}
     for invoice_id in result.existing:
-        if runs.get(invoice_id) == run_id:
-            ours.add(invoice_id)
+        if invoice_id in owned:
+            amounts[invoice_id] = owned[invoice_id]
         else:
             report.skip(tenant.id, "already_invoiced", subscription_id=by_id[invoice_id].subscription_id)
+    ours = set(amounts)
     totals: dict[str, int] = {}
-    for invoice_id in ours:
-        draft = by_id[invoice_id]
-        totals[draft.currency] = totals.get(draft.currency, 0) + draft.total
+    for invoice_id, amount in amounts.items():
+        currency = by_id[invoice_id].currency
+        totals[currency] = totals.get(currency, 0) + amount
     figures: dict[str, Any] = {
         **_error_figures(report, "pricing"),
         "generated": len(ours),
