@@ -655,7 +655,10 @@ def _summed(maps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def _tenant_status(tenant_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """One tenant's record as JSON (inline records' ``succeeded`` reads ``completed``)."""
+    """One tenant's record as JSON.
+
+    ``succeeded`` (what inline run records said before 2026-11) reads ``completed``.
+    """
     status = record.get("status")
     out: dict[str, Any] = {"tenant_id": tenant_id, "status": "completed" if status == "succeeded" else status}
     for name in ("started_at", "finished_at"):
