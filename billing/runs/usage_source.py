@@ -149,8 +149,10 @@ def supply_usage(
                 tenant.id, watermark, None, router.properties(), timestamps_before=window_end
             )
             if scope is not None:
+                # Every chunk reads the tenant's tail: only its own customers' events count here,
+                # and malformed ones (no customer) are left to the next fold's warnings.
                 tail = (e for e in tail if e.customer_id in scope.customers)
-            _consume(store, router, tail, supply, source="folded")
+            _consume(store, router, tail, supply, source="folded", malformed=scope is None)
             if verify:
                 supply.verified = len(verify_sample(store, tenant, router, watched))
     supply.raw = len(raw)
@@ -225,12 +227,18 @@ def _consume(
     events: Iterable[UsageEvent],
     supply: UsageSupply,
     source: str = "raw",
+    *,
+    malformed: bool = True,
 ) -> None:
-    """Feed ``events`` to the watches of ``source``; count what was read in ``supply``."""
+    """Feed ``events`` to the watches of ``source``; count what was read in ``supply``.
+
+    ``malformed``: also count the malformed documents the read skipped.
+    """
     before = router.events_seen
     router.consume(events, source=source)
     supply.events_read += router.events_seen - before
-    supply.malformed += store.malformed_events
+    if malformed:
+        supply.malformed += store.malformed_events
 
 
 def unfolded_customers(
