@@ -310,47 +310,47 @@ STRIPE_CALLS = 7
 """Stripe requests per delivered invoice (customer lookup, invoice, items, finalize, send...)."""
 
 
-def ramp_seconds(invoices: int, per_second: float, writes: float) -> float:
-    """Seconds to write ``invoices`` at ``per_second`` capped by Firestore's 500/50/5 ramp.
+def drain(invoices: int, start: float, per_second: float) -> float:
+    """When a stage writing one document per invoice ends, started at ``start`` (seconds).
 
-    The ramp (Firestore best practices): start a new collection at <= 500 operations/s and
-    raise by 50% every 5 minutes; ``writes`` per invoice.
+    It runs at ``per_second`` capped by Firestore's 500/50/5 ramp (best practices: start a new
+    collection at <= 500 operations/s, then +50% every 5 minutes), counted from the run's first
+    write (second 0).
     """
-    left, elapsed, cap = float(invoices), 0.0, 500.0
+    left, now = float(invoices), start
     while left > 0:
-        rate = min(per_second, cap / max(writes, 1.0))
-        step = min(300.0, left / rate)
+        window_end = (now // 300 + 1) * 300
+        rate = min(per_second, 500.0 * 1.5 ** (now // 300))
+        step = min(window_end - now, left / rate)
         left -= rate * step
-        elapsed += step
-        cap *= 1.5
-    return elapsed
+        now += step
+    return now
 
 
 def projection(customers: int, rates: dict[str, float]) -> None:
     """A Cloud Run projection with N worker instances from per-worker ``rates`` (printed).
 
     ``rates``: the first close's invoices/s per stage divided by its workers (the 1-worker
-    close when ``--workers`` starts with 1), and its writes per invoice.
+    close when ``--workers`` starts with 1), and its numbering pass's rate.
     """
     print(
         "\n== Cloud Run projection. Assumptions: each instance (1 vCPU) prices and renders at the"
-        " rate one worker reached here (the emulator shares this machine's 2 cores, so this is a"
-        " floor); writes per invoice as measured, under Firestore's 500/50/5 ramp (a new"
-        " collection: 500 writes/s, +50% every 5 minutes); the numbering pass is serial at its"
+        " rate one worker reached here (the emulator shared this machine's 2 cores: a floor);"
+        " each stage writes one invoice document per invoice (create, number, pdf_uri) under"
+        " Firestore's 500/50/5 ramp from the first write; the numbering pass is serial at its"
         f" measured rate; delivery is {STRIPE_CALLS} Stripe requests per invoice at 100 req/s"
-        " (live; test mode 25), overlapping the render stage."
+        " (live; test mode 25), starting with the render stage; plan and summarize are seconds."
     )
-    writes = rates.get("writes", 3.0)
-    number = customers / rates.get("number", 1000.0)
-    delivery = customers * STRIPE_CALLS / 100
     for n in (1, 10, 50, 100):
-        price = ramp_seconds(customers, n * rates.get("price", 1.0), writes)
-        render = customers / (n * rates.get("render", 1.0))
-        total = price + number + max(render, delivery)
+        priced = drain(customers, 0.0, n * rates.get("price", 1.0))
+        numbered = drain(customers, priced, rates.get("number", 1000.0))
+        rendered = drain(customers, numbered, n * rates.get("render", 1.0))
+        delivered = numbered + customers * STRIPE_CALLS / 100
+        end = max(rendered, delivered)
         print(
-            f"   N={n:>3}: price {price / 60:6.1f} min, number {number / 60:5.1f} min,"
-            f" render {render / 60:6.1f} min, Stripe {delivery / 60:5.1f} min"
-            f" -> about {total / 60:6.1f} min"
+            f"   N={n:>3}: priced at {priced / 60:5.1f} min, numbered at {numbered / 60:5.1f},"
+            f" rendered at {rendered / 60:5.1f}, delivered at {delivered / 60:5.1f}"
+            f" -> about {end / 60:5.1f} min ({'Stripe' if delivered >= rendered else 'workers'} bound)"
         )
 
 
