@@ -36,7 +36,7 @@ PAGE_SIZE = 50
 BADGES = {
     "paid": "ok",
     "completed": "ok",
-    "succeeded": "ok",
+    "succeeded": "ok",  # inline run records written before 2026-11
     "issued": "ok",
     "open": "info",
     "running": "info",

@@ -50,6 +50,7 @@ from billing.runs.pipeline import (
     republish_missing_pdfs,
 )
 from billing.runs.shell import RunContext, RunKind, RunReport, resolve_tenants, run_per_tenant
+from billing.runs.usage_source import ChunkScope
 from billing.store.firestore_store import StoredInvoice, SubscriptionMove
 
 MAX_PERIODS_PER_RUN = 400
@@ -181,9 +182,16 @@ def warn_blocked_drafts(
 
 
 def reprice_due_drafts(
-    ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, stored: Sequence[StoredInvoice]
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    stored: Sequence[StoredInvoice],
+    scope: ChunkScope | None = None,
 ) -> tuple[dict[str, Subscription | DataError], list[InvoiceDraft], list[InvoiceDraft]]:
     """Re-price stored drafts with the usage known now: ``(subscriptions, priced, empty)``.
+
+    ``scope``: a fanned-out chunk's share of the usage (``usage_source.ChunkScope``).
 
     The first step of ``finalize_due_drafts`` (also the fanned-out run's,
     ``billing.runs.fanout.anniversary``). One-off drafts (no subscription) are left out (they
@@ -207,7 +215,7 @@ def reprice_due_drafts(
         except Exception as exc:  # a malformed draft fails alone
             report.error(tenant.id, exc, invoice_id=invoice.id)
     empty: list[InvoiceDraft] = []
-    priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty)
+    priced, _ = price_candidates(ctx, report, tenant, catalog, candidates, empty, scope=scope)
     handled = {d.invoice_id for d in (*priced, *empty)}
     warn_blocked_drafts(
         ctx,

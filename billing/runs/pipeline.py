@@ -17,9 +17,8 @@ period, ...}], "stats": {firestore_reads, firestore_writes, pdfs_rendered, pdf_r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
@@ -28,15 +27,13 @@ from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import BillingPeriod
 from billing.pricing.proration import suspended_during
 from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
-from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant, UsageEvent
+from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
 from billing.runs.shell import RunContext, RunReport
-from billing.runs.usage_source import supply_usage
+from billing.runs.usage_source import ChunkScope, supply_usage
 from billing.store.firestore_store import BillingStore, invoice_size
 
 BILLING_TIMES = ("calendar", "anniversary")
 """Every ``billing_time`` a subscription may have (``claim_usage`` reads the ones not known)."""
-EventSource = Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]
-"""``events(tenant_id, start, end, properties)``: usage events of a window, oldest first."""
 BILLING_SECTIONS = frozenset({"warnings", "totals", "stats", "previews"})
 """The parts of a billing run's response body beyond the shell's (``RunKind.sections``)."""
 
@@ -92,7 +89,7 @@ def price_candidates(
     *,
     known: Sequence[Subscription | tuple[str, DataError]] = (),
     known_billing_times: Collection[str] = (),
-    events: EventSource | None = None,
+    scope: ChunkScope | None = None,
 ) -> tuple[list[InvoiceDraft], int]:
     """Build the invoice of each (subscription, period) candidate of one tenant.
 
@@ -110,8 +107,8 @@ def price_candidates(
     ``nothing_to_bill`` when a suspension overlaps the period (the fees were withheld for it),
     else ``no_usage``; ``empty`` (when given) collects those empty drafts. Returns the drafts
     sorted by (customer, invoice id), the finalization order, and the number of events read.
-    ``events`` reads the window's events (default: the tenant's, ``store.stream_usage_events``;
-    a fanned-out chunk reads its customers' only, ``store.chunk_usage_events``).
+    Usage comes from ``usage_source.supply_usage``: the fold's accumulators plus the events
+    after them, or raw events; ``scope`` (a fanned-out chunk) reads its customers' only.
     """
     if not candidates:
         return [], 0
@@ -148,7 +145,7 @@ def price_candidates(
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
     if ready:
-        malformed = _supply_usage(ctx, tenant, catalog, router, ready, events)
+        malformed = _supply_usage(ctx, tenant, catalog, router, ready, scope)
         if malformed:
             report.warnings_count += malformed
             report.warnings.append(
@@ -164,22 +161,13 @@ def _supply_usage(
     catalog: Catalog,
     router: UsageRouter,
     ready: Sequence[tuple[Subscription, BillingPeriod, Plan, Customer, str]],
-    events: EventSource | None,
+    scope: ChunkScope | None,
 ) -> int:
-    """Feed the router; return the number of malformed events seen.
-
-    A run reads the accumulators of the hourly fold plus the events after them, or raw events
-    (``supply_usage``, issue 13). A fanned-out chunk (``events`` given) reads its customers'
-    raw events only: the fan-out does not read accumulators yet.
-    """
-    store = ctx.store
-    if events is None:
-        watched = [(s, p, w) for s, p, _, _, w in ready]
-        return supply_usage(store, tenant, catalog.meters, router, watched, verify=ctx.verify_usage).malformed
-    window_start = min(period.start for _, period, _, _, _ in ready)
-    window_end = max(period.end for _, period, _, _, _ in ready)
-    router.consume(events(tenant.id, window_start, window_end, router.properties()))
-    return store.malformed_events
+    """Feed the router (``supply_usage``, issue 13); return the number of malformed events seen."""
+    watched = [(s, p, w) for s, p, _, _, w in ready]
+    return supply_usage(
+        ctx.store, tenant, catalog.meters, router, watched, verify=ctx.verify_usage, scope=scope
+    ).malformed
 
 
 def claim_usage(

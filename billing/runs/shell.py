@@ -5,8 +5,9 @@ tenant (``resolve_tenants``) and goes tenant by tenant through ``run_per_tenant`
 each tenant, whatever the function:
 
 - the run record ``tenants/{t}/billing_runs/{run_id}``: ``function``, ``status`` (``running``,
-  then ``succeeded`` or ``failed``), ``started_at``, ``finished_at``, ``principal``, the run's
-  header (dunning's ``as_of``) and what the tenant's run covers (``month``...), the function's
+  then ``completed`` or ``failed``, as ``GET ?run_id=`` reports them), ``started_at``,
+  ``finished_at``, ``principal``, the run's header (dunning's ``as_of``) and what the
+  tenant's run covers (``month``...), the function's
   counters, ``skipped``, ``errors`` (a count), ``errors_by_stage`` (``billing.runs.stages``),
   ``seconds``, ``totals`` (billing runs),
   ``summary`` (the tenant's summary in the response) and ``error_details`` (the tenant's
@@ -329,7 +330,7 @@ def _finish_record(report: RunReport, summary: Mapping[str, Any], before: _Snaps
     if "totals" in report.kind.sections:
         figures.append("totals")
     return {
-        "status": "failed" if summary.get("failed") else "succeeded",
+        "status": "failed" if summary.get("failed") else "completed",
         "finished_at": utc_now(),
         **{k: summary[k] for k in figures},
         "summary": {k: v for k, v in summary.items() if k != "tenant_id"},

@@ -55,6 +55,8 @@ from billing.store.usage import hour_key
 HOUR = timedelta(hours=1)
 MAX_DIFFERING_HOURS = 24
 """Hours whose counts differ beyond which the completeness check stops narrowing (tenant raw)."""
+MAX_UNFOLDED_LISTED = 5000
+"""Customers found by a fanned-out run's check beyond which its chunks read the tenant raw."""
 VERIFY_SAMPLE = 20
 """Subscriptions per tenant a ``verify`` run recomputes from raw events."""
 Watched = tuple[Subscription, BillingPeriod, str]
@@ -74,6 +76,50 @@ class UsageSupply:
     """The completeness check found events no fold read (some or all customers read raw)."""
 
 
+@dataclass(frozen=True)
+class ChunkScope:
+    """A fanned-out price task's share of the tenant's usage (``billing.runs.fanout``).
+
+    ``customers``: the chunk's customer ids, a contiguous run of the tenant's ids (the plan
+    sorts the candidates by customer id). ``watermark`` and ``unfolded``: the fold watermark
+    and the completeness check (``unfolded_customers``) the plan read once for the whole run
+    (``None`` watermark: the tenant is read raw; ``None`` unfolded: more hours differ than
+    ``MAX_DIFFERING_HOURS``, read raw as well). Every chunk then reads only its own customers'
+    events and accumulators, and the run's figures add up across chunks.
+    """
+
+    customers: frozenset[str]
+    watermark: datetime | None
+    unfolded: frozenset[str] | None
+
+
+def plan_scope(store: BillingStore, tenant_id: str, first: datetime, last: datetime) -> dict[str, Any]:
+    """The fold state a fanned-out run's plan reads once for all its chunks (``ChunkScope``).
+
+    Returns run-record fields: ``usage_watermark`` (``None``: never folded, read raw) and
+    ``usage_unfolded`` (the customers read raw, sorted; ``None``: the whole tenant raw, when
+    the check gives up or finds more than ``MAX_UNFOLDED_LISTED`` customers, which would
+    crowd the run record).
+    """
+    watermark = store.fold_watermark(tenant_id)
+    if watermark is None:
+        return {"usage_watermark": None, "usage_unfolded": None}
+    found = unfolded_between(store, tenant_id, first, last, watermark)
+    listed = None if found is None or len(found) > MAX_UNFOLDED_LISTED else sorted(found)
+    return {"usage_watermark": watermark, "usage_unfolded": listed}
+
+
+def chunk_scope(record: Mapping[str, Any], customers: Collection[str]) -> ChunkScope:
+    """The ``ChunkScope`` of a chunk's ``customers`` from its run record (``plan_scope``'s fields)."""
+    watermark = record.get("usage_watermark")
+    unfolded = record.get("usage_unfolded")
+    return ChunkScope(
+        frozenset(customers),
+        watermark if isinstance(watermark, datetime) else None,
+        frozenset(unfolded) if isinstance(unfolded, list) else None,
+    )
+
+
 def supply_usage(
     store: BillingStore,
     tenant: Tenant,
@@ -82,21 +128,18 @@ def supply_usage(
     watched: Sequence[Watched],
     *,
     verify: bool = False,
+    scope: ChunkScope | None = None,
 ) -> UsageSupply:
     """Feed every watch from the accumulators (plus the events after them) or from raw events.
 
     ``verify``: then recompute a sample of the folded watches from raw events
     (``verify_sample``); a difference fails that subscription with ``usage_mismatch``.
+    ``scope``: a fanned-out chunk (``ChunkScope``): the plan's watermark and check, and only
+    the chunk's customers' events are read and counted.
     """
     supply = UsageSupply()
-    watermark = store.fold_watermark(tenant.id)
+    watermark, unfolded, supply.incomplete = _fold_state(store, tenant.id, watched, scope)
     raw: list[Watched] = list(watched)
-    unfolded: set[str] = set()
-    if watermark is not None and watched:
-        found = unfolded_customers(store, tenant.id, watched, watermark)
-        supply.incomplete = found is None or bool(found)
-        unfolded = found or set()
-        watermark = None if found is None else watermark
     if watermark is not None:
         raw = _load_folded(store, tenant, meters, router, watched, watermark, unfolded)
         supply.folded = len(watched) - len(raw)
@@ -105,23 +148,77 @@ def supply_usage(
             tail = store.stream_fold_window(
                 tenant.id, watermark, None, router.properties(), timestamps_before=window_end
             )
-            _consume(store, router, tail, supply, source="folded")
+            if scope is not None:
+                # Every chunk reads the tenant's tail: only its own customers' events count here,
+                # and malformed ones (no customer) are left to the next fold's warnings.
+                tail = (e for e in tail if e.customer_id in scope.customers)
+            _consume(store, router, tail, supply, source="folded", malformed=scope is None)
             if verify:
                 supply.verified = len(verify_sample(store, tenant, router, watched))
     supply.raw = len(raw)
-    if raw and unfolded and all(sub.customer_id in unfolded for sub, _, _ in raw):
-        # Only the customers the completeness check found: their own events, not the tenant's.
-        for customer_id in sorted({sub.customer_id for sub, _, _ in raw}):
-            periods = [period for sub, period, _ in raw if sub.customer_id == customer_id]
-            start, end = min(p.start for p in periods), max(p.end for p in periods)
-            events = store.stream_customer_events(tenant.id, customer_id, start, end, router.properties())
-            _consume(store, router, events, supply)
-    elif raw:
-        start = min(period.start for _, period, _ in raw)
-        end = max(period.end for _, period, _ in raw)
-        events = store.stream_usage_events(tenant.id, start, end, properties=router.properties())
-        _consume(store, router, events, supply)
+    if raw:
+        _supply_raw(store, tenant, router, raw, supply, chunk=scope is not None, unfolded=unfolded)
     return supply
+
+
+def _fold_state(
+    store: BillingStore, tenant_id: str, watched: Sequence[Watched], scope: ChunkScope | None
+) -> tuple[datetime | None, set[str], bool]:
+    """The watermark to trust (``None``: read raw), the customers the folds missed, and whether any.
+
+    A chunk takes the plan's (``ChunkScope``); a run reads the watermark and makes the
+    completeness check itself (``unfolded_customers``).
+    """
+    if scope is not None:
+        if scope.watermark is None:
+            return None, set(), False
+        if scope.unfolded is None:
+            return None, set(), True
+        return scope.watermark, set(scope.unfolded), bool(scope.unfolded)
+    watermark = store.fold_watermark(tenant_id)
+    if watermark is None or not watched:
+        return None, set(), False
+    found = unfolded_customers(store, tenant_id, watched, watermark)
+    return (None, set(), True) if found is None else (watermark, found, bool(found))
+
+
+def _supply_raw(
+    store: BillingStore,
+    tenant: Tenant,
+    router: UsageRouter,
+    raw: Sequence[Watched],
+    supply: UsageSupply,
+    *,
+    chunk: bool,
+    unfolded: Collection[str],
+) -> None:
+    """Feed the raw watches from the fewest events that hold theirs.
+
+    A fanned-out ``chunk``: one range query over its customers. Raw watches that are all of
+    customers the completeness check found (``unfolded``): one query per customer. Else the
+    tenant's whole window by timestamp.
+    """
+    start = min(period.start for _, period, _ in raw)
+    end = max(period.end for _, period, _ in raw)
+    customers = sorted({sub.customer_id for sub, _, _ in raw})
+    properties = router.properties()
+    if chunk:
+        _consume(
+            store,
+            router,
+            store.stream_customer_range_events(tenant.id, customers, start, end, properties),
+            supply,
+        )
+    elif unfolded and all(c in unfolded for c in customers):
+        for customer_id in customers:
+            periods = [period for sub, period, _ in raw if sub.customer_id == customer_id]
+            first, last = min(p.start for p in periods), max(p.end for p in periods)
+            events = store.stream_customer_events(tenant.id, customer_id, first, last, properties)
+            _consume(store, router, events, supply)
+    else:
+        _consume(
+            store, router, store.stream_usage_events(tenant.id, start, end, properties=properties), supply
+        )
 
 
 def _consume(
@@ -130,12 +227,18 @@ def _consume(
     events: Iterable[UsageEvent],
     supply: UsageSupply,
     source: str = "raw",
+    *,
+    malformed: bool = True,
 ) -> None:
-    """Feed ``events`` to the watches of ``source``; count what was read in ``supply``."""
+    """Feed ``events`` to the watches of ``source``; count what was read in ``supply``.
+
+    ``malformed``: also count the malformed documents the read skipped.
+    """
     before = router.events_seen
     router.consume(events, source=source)
     supply.events_read += router.events_seen - before
-    supply.malformed += store.malformed_events
+    if malformed:
+        supply.malformed += store.malformed_events
 
 
 def unfolded_customers(
@@ -148,8 +251,15 @@ def unfolded_customers(
     Empty when the folds read every event (or the billed periods start at the watermark);
     ``None`` when more than ``MAX_DIFFERING_HOURS`` hours differ (read the tenant raw).
     """
-    start = _utc_hour(min(period.start for _, period, _ in watched))
-    last = max(period.end for _, period, _ in watched)
+    first = min(period.start for _, period, _ in watched)
+    return unfolded_between(store, tenant_id, first, max(period.end for _, period, _ in watched), watermark)
+
+
+def unfolded_between(
+    store: BillingStore, tenant_id: str, first: datetime, last: datetime, watermark: datetime
+) -> set[str] | None:
+    """``unfolded_customers`` for the billed periods spanning ``[first, last)`` (aware datetimes)."""
+    start = _utc_hour(first)
     floor = _utc_hour(last)
     end = min(_utc_hour(watermark), floor if floor == last else floor + HOUR)
     if start >= end:

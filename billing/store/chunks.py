@@ -24,27 +24,23 @@ at ``CHUNK_SIZE`` 500).
 
 from __future__ import annotations
 
-import heapq
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from google.api_core.exceptions import FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from billing.errors import Conflict, DataError
 from billing.pricing.invoicing import InvoiceDraft
-from billing.records import Subscription, UsageEvent
+from billing.records import Subscription
 from billing.store.base import StoreBase, Transaction
 from billing.store.catalog import _parsed_subscriptions
 from billing.store.sizes import fits
 
 MAX_LISTED = 1000
-IN_LIMIT = 30
-"""Firestore's limit of values in one ``in`` filter."""
 SUMMED = (
     "generated",
     "skipped",
@@ -332,102 +328,85 @@ class ChunkStore(StoreBase):
             done.extend(self.run_transaction(body))
         return done
 
-    def invoice_runs(self, tenant_id: str, invoice_ids: Sequence[str]) -> dict[str, str | None]:
-        """The ``run_id`` that created each existing invoice among ``invoice_ids``."""
+    def owned_invoices(self, tenant_id: str, run_id: str, invoice_ids: Sequence[str]) -> dict[str, int]:
+        """The existing invoices among ``invoice_ids`` that this fanned-out run is to finish: id -> total.
+
+        ``total``: the stored invoice's (minor units of its currency; an adopted invoice keeps
+        the amounts its run priced).
+
+        Those it created (``run_id``), and those an *ended* run left unfinished, which it adopts
+        (so a failed run's invoices are numbered, rendered and delivered by the next run of the
+        same month instead of waiting forever as drafts):
+
+        - a draft still waiting for another run's numbering pass (``numbering_run`` names a run
+          whose record is not ``running``): its ``numbering_run`` becomes this run, in a
+          transaction that re-reads it (``adopted_from`` keeps the old run); a pass of the old
+          run that is still in flight then skips it, so it is numbered once;
+        - an ``open`` invoice numbered by such a run but left without ``pdf_uri`` or with
+          ``delivery_pending``: nothing to write, this run renders and delivers it.
+
+        Invoices of the inline close (no ``numbering_run``) and of a run still running are not
+        this run's (``already_invoiced``).
+        """
         parent = self._collection(tenant_id, "invoices")
-        out: dict[str, str | None] = {}
-        for snapshot in self._get_all([parent.document(i) for i in invoice_ids]):
-            if snapshot.exists:
-                out[snapshot.id] = (snapshot.to_dict() or {}).get("run_id")
-        return out
+        docs = {
+            s.id: s.to_dict() or {}
+            for s in self._get_all([parent.document(i) for i in invoice_ids])
+            if s.exists
+        }
+        owned = {i for i, d in docs.items() if d.get("run_id") == run_id or d.get("numbering_run") == run_id}
+        others = {
+            str(d["numbering_run"]) for i, d in docs.items() if i not in owned and d.get("numbering_run")
+        }
+        ended = {r for r in sorted(others) if (self.read_run(tenant_id, r) or {}).get("status") != "running"}
+        waiting: list[str] = []
+        for invoice_id, doc in docs.items():
+            if invoice_id in owned or doc.get("numbering_run") not in ended:
+                continue
+            if doc.get("status") == "draft" and doc.get("finalize_at") is None:
+                waiting.append(invoice_id)
+            elif doc.get("status") == "open" and (not doc.get("pdf_uri") or doc.get("delivery_pending")):
+                owned.add(invoice_id)
+        for start in range(0, len(waiting), 400):
+            owned |= self._adopt(tenant_id, run_id, waiting[start : start + 400], ended)
+        return {i: int(docs[i].get("total") or 0) for i in sorted(owned)}
+
+    def _adopt(self, tenant_id: str, run_id: str, invoice_ids: list[str], ended: set[str]) -> set[str]:
+        """One transaction of ``owned_invoices``: re-point waiting drafts of ended runs to ``run_id``."""
+        refs = [self._doc(tenant_id, "invoices", i) for i in invoice_ids]
+
+        def body(tx: Transaction) -> set[str]:
+            snapshots = tx.get_all(refs)
+            adopted: set[str] = set()
+            for ref in refs:
+                data = snapshots[ref.id].to_dict() or {}
+                previous = data.get("numbering_run")
+                if previous == run_id:
+                    adopted.add(ref.id)
+                elif data.get("status") == "draft" and previous in ended:
+                    tx.update(ref, {"numbering_run": run_id, "adopted_from": previous})
+                    adopted.add(ref.id)
+                elif data.get("status") == "open" and previous in ended and not data.get("pdf_uri"):
+                    adopted.add(ref.id)  # the old pass numbered it meanwhile: render it here
+            return adopted
+
+        return self.run_transaction(body)
 
     def chunk_subscriptions(
         self, tenant_id: str, customer_ids: Iterable[str]
     ) -> list[Subscription | tuple[str, DataError]]:
-        """Every subscription of the named customers, any billing time, by ``in`` queries of 30."""
-        wanted = sorted(set(customer_ids))
-        out: list[Subscription | tuple[str, DataError]] = []
-        for i in range(0, len(wanted), IN_LIMIT):
-            query = self._collection(tenant_id, "subscriptions").where(
-                filter=FieldFilter("customer_id", "in", wanted[i : i + IN_LIMIT])
-            )
-            out.extend(_parsed_subscriptions(self._stream(query), None))
-        return sorted(out, key=lambda s: s.id if isinstance(s, Subscription) else s[0])
+        """Every subscription of the named customers, any billing time, sorted by id.
 
-    def chunk_usage_events(
-        self,
-        tenant_id: str,
-        customer_ids: Iterable[str],
-        start: datetime,
-        end: datetime,
-        properties: Iterable[str] | None = None,
-    ) -> Iterator[UsageEvent]:
-        """The named customers' events with ``start <= timestamp < end``, oldest first.
-
-        ``in`` queries of 30 customers (composite index ``customer_id``, ``timestamp``), merged
-        on (timestamp, id): the order of ``stream_usage_events`` restricted to these customers.
+        The chunk's customers are a contiguous run of customer ids (see
+        ``stream_customer_range_events``): one range query ``min <= customer_id <= max``, the
+        subscriptions of other customers in the range dropped.
         """
-        wanted = sorted(set(customer_ids))
-        self.malformed_events = 0
-        streams = [
-            self._customer_events(tenant_id, wanted[i : i + IN_LIMIT], start, end, properties)
-            for i in range(0, len(wanted), IN_LIMIT)
-        ]
-        yield from heapq.merge(*streams, key=lambda e: (e.timestamp, e.id))
-
-    def _customer_events(
-        self,
-        tenant_id: str,
-        customers: list[str],
-        start: datetime,
-        end: datetime,
-        properties: Iterable[str] | None,
-    ) -> Iterator[UsageEvent]:
-        """One ``in`` query of ``chunk_usage_events``, parsed like ``stream_usage_events``."""
+        wanted = set(customer_ids)
+        if not wanted:
+            return []
         query = (
-            self._collection(tenant_id, "usage_events")
-            .where(filter=FieldFilter("customer_id", "in", customers))
-            .where(filter=FieldFilter("timestamp", ">=", start))
-            .where(filter=FieldFilter("timestamp", "<", end))
-            .order_by("timestamp")
+            self._collection(tenant_id, "subscriptions")
+            .where(filter=FieldFilter("customer_id", ">=", min(wanted)))
+            .where(filter=FieldFilter("customer_id", "<=", max(wanted)))
         )
-        if properties is not None:
-            query = query.select(
-                [
-                    "customer_id",
-                    "meter",
-                    "timestamp",
-                    "subscription_id",
-                    *(FieldPath("properties", name).to_api_repr() for name in sorted(set(properties))),
-                ]
-            )
-        for snapshot in self._stream(query):
-            event = _event(snapshot)
-            if event is None:
-                self.malformed_events += 1
-            else:
-                yield event
-
-
-def _event(snapshot: Any) -> UsageEvent | None:
-    """The event of a usage-event snapshot (``billing.store.usage``'s reading), or ``None`` if malformed."""
-    data = snapshot.to_dict() or {}
-    customer_id, meter, timestamp = data.get("customer_id"), data.get("meter"), data.get("timestamp")
-    properties = data.get("properties") or {}
-    if not (
-        isinstance(customer_id, str)
-        and isinstance(meter, str)
-        and isinstance(timestamp, datetime)
-        and isinstance(properties, dict)
-    ):
-        return None
-    pinned = data.get("subscription_id")
-    return UsageEvent(
-        snapshot.id,
-        customer_id,
-        meter,
-        timestamp,
-        properties,
-        snapshot.create_time,
-        pinned if isinstance(pinned, str) else None,
-    )
+        return _parsed_subscriptions(self._stream(query), wanted)

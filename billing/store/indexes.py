@@ -68,8 +68,9 @@ QUERIES: tuple[QueryShape, ...] = (
     # with a timestamp before it (two inequality fields); on-time ones use the first shape above.
     QueryShape("usage_events", (), ("ingested_at", "timestamp"), "store.stream_fold_window"),
     QueryShape("usage_accumulators", ("subscription_id",), (), "store.accumulators_of_subscription"),
-    QueryShape("usage_events", ("customer_id",), ("timestamp",), "store.chunk_usage_events"),
-    QueryShape("subscriptions", ("customer_id",), (), "store.chunk_subscriptions"),
+    # A fan-out price task: its chunk's contiguous customer ids as one range (two range fields).
+    QueryShape("usage_events", (), ("customer_id", "timestamp"), "store.stream_customer_range_events"),
+    QueryShape("subscriptions", (), ("customer_id",), "store.chunk_subscriptions"),
     QueryShape("billing_runs", ("status",), (), "store.running_fanout_runs"),
     QueryShape("chunks", (), ("index",), "store.read_chunks"),
     # Billing's completeness check (COUNT aggregations): events of the billed hours, and those

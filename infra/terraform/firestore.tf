@@ -75,7 +75,7 @@ resource "google_firestore_index" "usage_events_ingested_at_timestamp" {
 # Two readers (one index: Firestore refuses a second identical one): billing's completeness
 # check (issue 13, billing/runs/usage_source.py) reads one customer whose hour holds an event
 # the fold never read (customer_id ==, timestamp range); a fan-out price task reads its chunk's
-# customers' events (customer_id in [...], timestamp in the month; billing.store.chunks).
+# customers' events (a customer_id range and the month, billing.store.usage).
 resource "google_firestore_index" "usage_events_customer_id_timestamp" {
   project     = var.project_id
   database    = google_firestore_database.default.name

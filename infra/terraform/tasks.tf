@@ -34,6 +34,15 @@ resource "google_cloud_tasks_queue" "work" {
     sampling_ratio = 1.0
   }
 
+  lifecycle {
+    # Cloud Tasks must give up on an attempt (and retry it) before the worker's request times
+    # out, or a retry could start while the first attempt still runs past its claim.
+    precondition {
+      condition     = var.tasks_dispatch_deadline_seconds < var.function_timeout_seconds["billing_worker"]
+      error_message = "tasks_dispatch_deadline_seconds must be below function_timeout_seconds[\"billing_worker\"]."
+    }
+  }
+
   depends_on = [google_project_service.apis]
 }
 

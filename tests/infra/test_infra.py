@@ -1243,6 +1243,17 @@ def test_tasks_queues_have_described_limits_and_retries(tf: Config) -> None:
     assert delivery["concurrent_dispatches"] <= 4, "delivery must stay under Stripe's request limit"
 
 
+def test_the_dispatch_deadline_is_below_the_workers_timeout(tf: Config) -> None:
+    queue = tf.get("google_cloud_tasks_queue", "work").body
+    conditions = [str(p["condition"]) for p in one(queue, "lifecycle").get("precondition", [])]
+    assert any(
+        "tasks_dispatch_deadline_seconds" in c and 'function_timeout_seconds["billing_worker"]' in c
+        for c in conditions
+    ), conditions
+    deadline = tf.variables["tasks_dispatch_deadline_seconds"]["default"]
+    assert deadline < tf.variables["function_timeout_seconds"]["default"]["billing_worker"]
+
+
 def test_only_the_tasks_account_invokes_the_worker(tf: Config) -> None:
     grant = tf.get("google_cloud_run_service_iam_member", "tasks_invoker").body
     assert grant["role"] == "roles/run.invoker"

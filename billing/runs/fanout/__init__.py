@@ -7,13 +7,17 @@ one ``plan`` task per tenant; it answers 202 ``{"run_id", "status": "running"}``
 ``billing_worker`` executes the stages (``billing.runs.fanout.stages``), each an HTTP task:
 
 1. ``plan``: the tenant's calendar candidates (``month_close.calendar_candidates``), sorted by
-   (customer id, subscription id) and cut into chunks of ``CHUNK_SIZE`` subscriptions
-   (``billing.store.chunks``); one ``price`` task per chunk.
+   (customer id, subscription id) and cut into chunks of about ``CHUNK_SIZE`` subscriptions,
+   never splitting a customer (``stages.cut_chunks``, ``billing.store.chunks``); the usage fold's
+   watermark and completeness check, once for the run (``usage_source.plan_scope``); one
+   ``price`` task per chunk.
 2. ``price`` (per chunk): claims the chunk with a fencing token, prices its subscriptions with
-   the pipeline (``pipeline.price_candidates``, reading only its customers' subscriptions and
-   events) and creates their invoices unnumbered (deterministic ids, create-if-absent). The
-   chunk's completion commits only under the attempt's token; the last chunk enqueues
-   ``number`` under a fixed task name.
+   the pipeline (``pipeline.price_candidates`` with a ``usage_source.ChunkScope``: accumulators
+   plus the tail, or raw events, of its customers only, by customer-id range queries) and
+   creates their invoices unnumbered (deterministic ids, create-if-absent), adopting those an
+   ended run of the month left unnumbered (``ChunkStore.owned_invoices``). The chunk's
+   completion commits only under the attempt's token; the last chunk enqueues ``number`` under
+   a fixed task name.
 3. ``number``: one serial pass per tenant (``billing.store.numbering_pass``) in the order
    (customer id, invoice id), the inline close's; near its time budget it enqueues a
    continuation task starting where it stopped. Then ``render`` per chunk.

@@ -6,25 +6,27 @@ request records a fanned-out run for that tenant and answers 202; ``billing_work
 work (``billing.runs.fanout.stages.FUNCTION_HANDLERS["generate_invoices"]``):
 
 1. ``plan``: under a lease, the due subscriptions (``anniversary.anniversary_candidates`` at the
-   run's ``as_of``) sorted by (customer id, subscription id) and cut into chunks of
-   ``CHUNK_SIZE``; then the due drafts (``finalize_at <= as_of``) sorted by (customer id, invoice
-   id), cut the same way. A draft chunk's ``subscription_ids`` holds draft invoice ids; the run
-   record's ``subscription_chunks`` says how many chunks come first. It also repairs missing
-   PDFs of earlier runs (``pipeline.republish_missing_pdfs``, as every inline run does).
+   run's ``as_of``) sorted by (customer id, subscription id) and cut into chunks of about
+   ``CHUNK_SIZE`` (``stages.cut_chunks``: a customer never straddles two chunks); then the due
+   drafts (``finalize_at <= as_of``) sorted by (customer id, invoice id), cut the same way; and
+   the usage fold state, once for the span of the due periods (``usage_source.plan_scope``). A
+   draft chunk's ``subscription_ids`` holds draft invoice ids; the run record's
+   ``subscription_chunks`` says how many chunks come first. It also repairs missing PDFs of
+   earlier runs (``pipeline.republish_missing_pdfs``, as every inline run does).
 2. ``price`` (per chunk, claimed with the month close's attempt fencing,
    ``ChunkStore.claim_chunk``/``finish_part``):
-   - a subscription chunk prices its due periods (``pipeline.price_candidates``) and creates
-     the invoices with the inline path's deterministic ids: ``draft`` with ``finalize_at`` after
-     the grace period; with ``grace_period_hours = 0`` (inline creates them ``open``) they are
-     drafts due at once, handed to the run's numbering pass (``ChunkStore.prepare_drafts``), so
-     that if the run dies the next hourly run finalizes them. The subscriptions' moves to their next period
-     are recorded on the chunk with its completion, then applied
-     (``advance_subscriptions``: conditioned on the period end read, so each moves once); a
-     task of a chunk already done applies them again (a no-op unless the answer was lost
-     between the commit and the move).
-   - a draft chunk re-prices its drafts as inline does (``anniversary.reprice_due_drafts``),
-     deletes the empty ones and hands the others to the numbering pass with their new amounts
-     (``ChunkStore.prepare_drafts``).
+   - a subscription chunk prices its due periods (``pipeline.price_candidates``, its customers'
+     usage only: ``usage_source.chunk_scope``) and creates the invoices with the inline path's
+     deterministic ids: ``draft`` with ``finalize_at`` after the grace period; with
+     ``grace_period_hours = 0`` (inline creates them ``open``) drafts due at once, handed to
+     the run's numbering pass (``ChunkStore.prepare_drafts``), so that if the run dies the next
+     hourly run finalizes them. The subscriptions' moves to their next period are recorded on
+     the chunk with its completion, then applied (``advance_subscriptions``: conditioned on the
+     period end read, so each moves once); a task of a chunk already done applies them again
+     (a no-op unless the answer was lost between the commit and the move).
+   - a draft chunk re-prices its drafts as inline does (``anniversary.reprice_due_drafts``,
+     its customers' usage only), deletes the empty ones and hands the others to the numbering
+     pass with their new amounts (``ChunkStore.prepare_drafts``).
 3. ``number``, ``render``, ``deliver``, ``summarize``: the month close's
    (``billing.runs.fanout.stages``). The numbering order is inline's: the new invoices first,
    then the finalized drafts (``phase`` 0 and 1), each by (customer id, invoice id).
@@ -59,6 +61,7 @@ from billing.runs.fanout.stages import (
     _enqueue,
     _error_figures,
     _stage_complete,
+    cut_chunks,
     deliver,
     number,
     render,
@@ -66,6 +69,7 @@ from billing.runs.fanout.stages import (
 )
 from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates, republish_missing_pdfs
 from billing.runs.shell import RunContext, RunReport, resolve_tenants
+from billing.runs.usage_source import chunk_scope, plan_scope
 from billing.store.firestore_store import BillingStore, StoredInvoice, SubscriptionMove
 
 DEFAULT_FANOUT_MIN_ITEMS = 1000
@@ -215,8 +219,16 @@ def plan(
     return {"stage": "plan", "chunks": len(chunks)}
 
 
-def _cut(ids: Sequence[str], size: int) -> list[list[str]]:
-    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+def _usage_scope(
+    store: BillingStore, tenant_id: str, spans: Sequence[tuple[datetime, datetime]]
+) -> dict[str, Any]:
+    """The fold state every chunk reads usage with (``usage_source.plan_scope``).
+
+    Read once for the span of every due period and due draft (earliest start to latest end).
+    """
+    if not spans:
+        return {"usage_watermark": None, "usage_unfolded": None}
+    return plan_scope(store, tenant_id, min(s for s, _ in spans), max(e for _, e in spans))
 
 
 def _plan_chunks(worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any]) -> None:
@@ -228,15 +240,17 @@ def _plan_chunks(worker: Worker, tenant: Tenant, run_id: str, record: Mapping[st
     candidates, _ = anniversary_candidates(
         report, tenant, catalog, store.load_subscriptions(tenant.id, "anniversary"), now
     )
-    due = [sid for _, sid in sorted({(sub.customer_id, sub.id) for sub, _ in candidates})]
+    due = {(sub.customer_id, sub.id) for sub, _ in candidates}
+    spans = [(period.start, period.end) for _, period in candidates]
     drafts = []
     for stored in store.due_drafts(tenant.id, now):
         if isinstance(stored, tuple):
             report.error(tenant.id, stored[1], invoice_id=stored[0])
         elif stored.subscription_id is not None:  # one-off drafts wait for a person
             drafts.append((stored.customer_id, stored.id))
-    sub_chunks = _cut(due, worker.chunk_size)
-    chunks = sub_chunks + _cut([i for _, i in sorted(drafts)], worker.chunk_size)
+            spans.append((stored.period_start, stored.period_end))
+    sub_chunks = cut_chunks(due, worker.chunk_size)  # a customer never straddles two chunks
+    chunks = sub_chunks + cut_chunks(drafts, worker.chunk_size)
     store.create_chunks(tenant.id, run_id, chunks)
     pricing_errors = len(report.errors)
     republish_missing_pdfs(ctx, report, tenant)  # earlier runs' missing PDFs, as every inline run
@@ -248,6 +262,7 @@ def _plan_chunks(worker: Worker, tenant: Tenant, run_id: str, record: Mapping[st
         "chunks_total": len(chunks),
         "subscription_chunks": len(sub_chunks),
         "candidates": len(candidates),
+        **_usage_scope(store, tenant.id, spans),
         "error_details": figures.get("error_details", []),
         "errors": len(report.errors),
         "errors_by_stage": {k: v for k, v in by_stage.items() if v},
@@ -282,9 +297,9 @@ def price(
         report = RunReport(GENERATE_INVOICES, run_id, False)
         catalog = Catalog.load(store, tenant.id)
         if index < int(record.get("subscription_chunks", 0)):
-            figures, fields = _bill_chunk(ctx, report, tenant, catalog, ids)
+            figures, fields = _bill_chunk(ctx, report, tenant, catalog, ids, record)
         else:
-            figures, fields = _finalize_chunk(ctx, report, tenant, catalog, ids)
+            figures, fields = _finalize_chunk(ctx, report, tenant, catalog, ids, record)
         committed, complete = store.finish_part(
             tenant.id, run_id, index, "price", figures, token=token, chunk_fields=fields
         )
@@ -320,7 +335,12 @@ def _advance(
 
 
 def _bill_chunk(
-    ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, ids: Sequence[str]
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    ids: Sequence[str],
+    record: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Price a subscription chunk and create its invoices; its figures and chunk fields."""
     store = ctx.store
@@ -340,7 +360,7 @@ def _bill_chunk(
         candidates,
         known=store.chunk_subscriptions(tenant.id, customers),
         known_billing_times=BILLING_TIMES,
-        events=lambda t, start, end, props: store.chunk_usage_events(t, customers, start, end, props),
+        scope=chunk_scope(record, customers),
     )
     result = store.create_invoices(tenant, drafts, now=ctx.now, run_id=ctx.run_id, finalize=False)
     for draft, error in result.rejected:
@@ -388,9 +408,10 @@ def _ours(
 ) -> set[str]:
     """The invoices this run created (an earlier attempt's count); others are ``already_invoiced``."""
     ours = {i.id for i in result.created}
-    runs = ctx.store.invoice_runs(tenant.id, result.existing) if result.existing else {}
+    found = ctx.store.get_invoices(tenant.id, list(result.existing)) if result.existing else {}
     for invoice_id in result.existing:
-        if runs.get(invoice_id) == ctx.run_id:
+        invoice = found.get(invoice_id)
+        if isinstance(invoice, Invoice) and invoice.run_id == ctx.run_id:
             ours.add(invoice_id)
         else:
             report.skip(tenant.id, "already_invoiced", subscription_id=subscription_of[invoice_id])
@@ -408,7 +429,12 @@ def _figures(report: RunReport) -> dict[str, Any]:
 
 
 def _finalize_chunk(
-    ctx: RunContext, report: RunReport, tenant: Tenant, catalog: Catalog, ids: Sequence[str]
+    ctx: RunContext,
+    report: RunReport,
+    tenant: Tenant,
+    catalog: Catalog,
+    ids: Sequence[str],
+    record: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Re-price a draft chunk, delete the empty drafts, hand the others to the numbering pass."""
     store = ctx.store
@@ -418,7 +444,9 @@ def _finalize_chunk(
             stored.append((invoice_id, found))
         elif found.status == "draft" and found.finalize_at is not None:  # not finalized or taken over
             stored.append(found)
-    subs, priced, empty = reprice_due_drafts(ctx, report, tenant, catalog, stored)
+    customers = {i.customer_id for i in stored if isinstance(i, Invoice)}
+    scope = chunk_scope(record, customers)  # its customers' usage only
+    subs, priced, empty = reprice_due_drafts(ctx, report, tenant, catalog, stored, scope)
     store.discard_drafts(
         tenant.id, {d.invoice_id: empty_reason(subs, d) for d in empty}, now=ctx.now, run_id=ctx.run_id
     )

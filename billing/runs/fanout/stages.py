@@ -11,7 +11,7 @@ same task. Figures (minor units per currency in ``totals``) accumulate on the ru
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +20,13 @@ from billing.delivery.outbox import deliver_finalized_invoices, delivery_enabled
 from billing.errors import BadRequest, BillingError, Conflict, NotFound
 from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.periods import BillingPeriod, month_period, parse_month, utc_now
-from billing.records import Invoice, Subscription, Tenant, UsageEvent
+from billing.records import Invoice, Subscription, Tenant
 from billing.runs.month_close import MONTHLY_BILLING, calendar_candidates, month_close_period
 from billing.runs.notify import FIRST_ERRORS, notify_recorded_run
 from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates
 from billing.runs.shell import MAX_LISTED, PdfSink, RunContext, RunReport, resolve_tenants
 from billing.runs.stages import empty_counts
+from billing.runs.usage_source import chunk_scope, plan_scope
 from billing.store.firestore_store import BillingStore
 from billing.tasks import Task, TaskQueue, task_name
 
@@ -195,6 +196,27 @@ def _error_figures(report: RunReport, stage: str) -> dict[str, Any]:
     }
 
 
+def cut_chunks(keys: Iterable[tuple[str, str]], size: int) -> list[list[str]]:
+    """Subscription ids cut into chunks of about ``size``, in (customer id, subscription id) order.
+
+    A customer's subscriptions never straddle two chunks (a chunk may exceed ``size`` by the
+    rest of its last customer's): each chunk reads its customers' events with one range query
+    (``stream_customer_range_events``), so every event is read, and counted, by one chunk.
+    """
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    last_customer: str | None = None
+    for customer_id, subscription_id in sorted(keys):
+        if len(current) >= size and customer_id != last_customer:
+            chunks.append(current)
+            current = []
+        current.append(subscription_id)
+        last_customer = customer_id
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 # -- plan ---------------------------------------------------------------------------------------
 def plan(
     worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
@@ -205,10 +227,9 @@ def plan(
         report = RunReport(MONTHLY_BILLING, run_id, False)
         catalog = Catalog.load(store, tenant.id)
         subs = store.load_subscriptions(tenant.id, "calendar")
-        candidates = calendar_candidates(report, tenant, catalog, subs, _period(tenant, record))
-        ordered = sorted((sub.customer_id, sub.id) for sub, _ in candidates)
-        size = worker.chunk_size
-        chunks = [[sid for _, sid in ordered[i : i + size]] for i in range(0, len(ordered), size)]
+        period = _period(tenant, record)
+        candidates = calendar_candidates(report, tenant, catalog, subs, period)
+        chunks = cut_chunks(((sub.customer_id, sub.id) for sub, _ in candidates), worker.chunk_size)
         store.create_chunks(tenant.id, run_id, chunks)
         figures = _error_figures(report, "pricing")
         fields = {
@@ -216,6 +237,7 @@ def plan(
             "stage_at": utc_now(),
             "chunks_total": len(chunks),
             "candidates": len(candidates),
+            **plan_scope(store, tenant.id, period.start, period.end),
             **{k: v for k, v in figures.items() if k != "errors"},
             "errors": int(figures.get("errors", 0)),
         }
@@ -242,27 +264,6 @@ def plan(
 
 
 # -- price and create ---------------------------------------------------------------------------
-WHOLE_WINDOW_CHUNKS = 4
-"""A run of at most this many chunks reads the tenant's whole window per chunk (see ``_chunk_events``)."""
-
-
-def _chunk_events(
-    store: BillingStore, customers: Sequence[str], chunks_total: int
-) -> Callable[[str, datetime, datetime, Iterable[str]], Iterator[UsageEvent]]:
-    """The pipeline's event source for one chunk.
-
-    Its customers' events only (``in`` queries of 30 customers) when the run has more than
-    ``WHOLE_WINDOW_CHUNKS`` chunks; for a small run, the tenant's whole window (one streamed
-    query, as inline, the router ignores other customers' events): at most 4 reads of each
-    event instead of ~17 queries per chunk (the emulator answers each ``in`` query by a scan).
-    """
-    if chunks_total <= WHOLE_WINDOW_CHUNKS:
-        return lambda tenant_id, start, end, props: store.stream_usage_events(tenant_id, start, end, props)
-    return lambda tenant_id, start, end, props: store.chunk_usage_events(
-        tenant_id, customers, start, end, props
-    )
-
-
 def price(
     worker: Worker, tenant: Tenant, run_id: str, record: Mapping[str, Any], body: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -306,7 +307,7 @@ def _price_claimed(
         candidates,
         known=known,
         known_billing_times=BILLING_TIMES,
-        events=_chunk_events(store, customers, int(record.get("chunks_total", 0))),
+        scope=chunk_scope(record, customers),
     )
     figures, chunk_fields = _create(worker, tenant, run_id, record, report, drafts)
     figures["events_read"] = events_read
@@ -333,7 +334,8 @@ def _create(
     """Create the chunk's invoices (unnumbered); its figures and the chunk's ``invoices`` list.
 
     An invoice that existed already counts as generated when this run created it (an earlier
-    attempt of the same chunk), else as skipped ``already_invoiced``, as inline.
+    attempt of the same chunk) or adopts it from an ended run (``ChunkStore.owned_invoices``:
+    a failed run's unnumbered drafts), else as skipped ``already_invoiced``, as inline.
     """
     store = worker.store
     result = store.create_invoices(
@@ -342,18 +344,19 @@ def _create(
     storage_errors = len(result.rejected)
     for draft, error in result.rejected:
         report.error(tenant.id, error, subscription_id=draft.subscription_id)
-    ours = {i.id for i in result.created}
-    runs = store.invoice_runs(tenant.id, result.existing) if result.existing else {}
+    amounts = {i.id: i.total for i in result.created}
+    owned = store.owned_invoices(tenant.id, run_id, result.existing) if result.existing else {}
     by_id = {d.invoice_id: d for d in drafts}
     for invoice_id in result.existing:
-        if runs.get(invoice_id) == run_id:
-            ours.add(invoice_id)
+        if invoice_id in owned:
+            amounts[invoice_id] = owned[invoice_id]
         else:
             report.skip(tenant.id, "already_invoiced", subscription_id=by_id[invoice_id].subscription_id)
+    ours = set(amounts)
     totals: dict[str, int] = {}
-    for invoice_id in ours:
-        draft = by_id[invoice_id]
-        totals[draft.currency] = totals.get(draft.currency, 0) + draft.total
+    for invoice_id, amount in amounts.items():
+        currency = by_id[invoice_id].currency
+        totals[currency] = totals.get(currency, 0) + amount
     figures: dict[str, Any] = {
         **_error_figures(report, "pricing"),
         "generated": len(ours),
@@ -698,7 +701,10 @@ def _summed(maps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def _tenant_status(tenant_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """One tenant's record as JSON (inline records' ``succeeded`` reads ``completed``)."""
+    """One tenant's record as JSON.
+
+    ``succeeded`` (what inline run records said before 2026-11) reads ``completed``.
+    """
     status = record.get("status")
     out: dict[str, Any] = {"tenant_id": tenant_id, "status": "completed" if status == "succeeded" else status}
     for name in ("started_at", "finished_at"):

@@ -24,7 +24,7 @@ def seed(db: firestore.Client) -> None:
         db.document(f"tenants/{T}/billing_runs/{run_id}").set(
             {
                 "function": "monthly_billing",
-                "status": "succeeded",
+                "status": "completed",
                 "started_at": datetime(2026, 11, 1, 0, minute, tzinfo=UTC),
                 "errors": errors,
                 "errors_by_stage": {

@@ -131,7 +131,7 @@ def test_a_run_detail_shows_its_errors_by_stage(db: firestore.Client) -> None:
     db.document(f"tenants/{T}/billing_runs/run-9").set(
         {
             "function": "monthly_billing",
-            "status": "succeeded",
+            "status": "completed",
             "month": "2026-10",
             "started_at": datetime(2026, 11, 1, tzinfo=UTC),
             "finished_at": datetime(2026, 11, 1, 0, 1, tzinfo=UTC),

@@ -137,7 +137,7 @@ def test_month_close_bills_every_subscription(
     runs = list(db.collection(f"tenants/{T}/billing_runs").stream())
     assert len(runs) == 1
     record = runs[0].to_dict() or {}
-    assert record["status"] == "succeeded" and record["generated"] == 3
+    assert record["status"] == "completed" and record["generated"] == 3
     assert record["month"] == MONTH and record["principal"] == "scheduler@dev.local"
 
 

@@ -59,7 +59,7 @@ def test_a_dunning_run_is_recorded_like_the_billing_runs(
     assert body["reminders_sent"] == 1 and body["errors"] == []
     record = records(db)[body["run_id"]]
     assert RECORD_FIELDS <= set(record)
-    assert (record["function"], record["status"], record["principal"]) == ("dunning", "succeeded", PRINCIPAL)
+    assert (record["function"], record["status"], record["principal"]) == ("dunning", "completed", PRINCIPAL)
     assert record["as_of"] == AS_OF
     # The function's counters, flat, as the billing runs record theirs.
     assert (record["reminders_sent"], record["suspended"], record["skipped"], record["errors"]) == (

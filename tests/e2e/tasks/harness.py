@@ -127,6 +127,8 @@ class FaultProxy(ThreadingHTTPServer):
     ``lose_answer``: the first delivery of each task is forwarded, then answered 500 whatever the
     worker said. ``shuffle``: each task held a random 0..400 ms (seeded), so tasks overtake each
     other. ``on_forward(body)`` runs before each forward (tests kill the worker from it).
+    ``drop(body)``: when true, the task is answered 200 and never reaches the worker (a task that
+    exhausted its attempts, as far as the run can tell).
     """
 
     daemon_threads = True
@@ -140,6 +142,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.rng = random.Random(5)
         self.on_forward: Callable[[dict[str, Any]], None] | None = None
         self.inject_token: Callable[[], str] | None = None
+        self.drop: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def url(self) -> str:
@@ -167,6 +170,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
         proxy, fault = self.server, self.server.fault
+        if proxy.drop is not None and proxy.drop(json.loads(body)):
+            self._answer(200, b'{"dropped": true}')
+            return
         if proxy.inject_token is not None:  # stands in for Cloud Tasks' oidc_token
             headers["Authorization"] = f"Bearer {proxy.inject_token()}"
         if fault == "shuffle":
@@ -187,6 +193,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 proxy.seen.add(body)
             if first:
                 status, answer = 500, b'{"error": "answer lost"}'
+        self._answer(status, answer)
+
+    def _answer(self, status: int, answer: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -267,3 +276,20 @@ def iter_numbers(snap: dict[str, tuple[Any, ...]]) -> Iterator[int]:
     for values in snap.values():
         if values[1] is not None:
             yield int(str(values[1]).rsplit("-", 1)[1])
+
+
+def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, Any]) -> None:
+    """The fanned-out run of ``fan`` equals the inline close of ``inline`` (``seed``'s twins): the
+    record's counters, totals and errors, every invoice's amounts and number, numbers 1..20."""
+    assert record["status"] == "completed", record
+    assert record["finished_at"] and record["started_at"]
+    assert record["generated"] == inline["generated"] == 20
+    assert record["skipped"] == inline["skipped"]
+    assert record["totals"] == inline["totals"]
+    assert sorted(e["subscription_id"] for e in record["errors"]) == sorted(
+        e["subscription_id"] for e in inline["errors"]
+    )
+    assert record["errors_by_stage"] == {"pricing": 1}
+    want, got = snapshot(db, "inline"), snapshot(db, "fan")
+    assert got == want
+    assert sorted(iter_numbers(got)) == list(range(1, 21))

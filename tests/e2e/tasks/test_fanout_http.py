@@ -20,8 +20,8 @@ from tests import factories as f
 from tests.e2e.tasks.harness import (
     MONTH,
     TasksBench,
+    assert_same,
     call,
-    iter_numbers,
     monthly_billing_app,
     seed,
     snapshot,
@@ -65,21 +65,6 @@ def close_both(
     assert accepted["status"] == "running" and accepted["run_id"]
     record = wait_for_run(app, lambda: token(audience=audience), "fan", accepted["run_id"])
     return inline, record
-
-
-def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, Any]) -> None:
-    assert record["status"] == "completed", record
-    assert record["finished_at"] and record["started_at"]
-    assert record["generated"] == inline["generated"] == 20
-    assert record["skipped"] == inline["skipped"]
-    assert record["totals"] == inline["totals"]
-    assert sorted(e["subscription_id"] for e in record["errors"]) == sorted(
-        e["subscription_id"] for e in inline["errors"]
-    )
-    assert record["errors_by_stage"] == {"pricing": 1}
-    want, got = snapshot(db, "inline"), snapshot(db, "fan")
-    assert got == want
-    assert sorted(iter_numbers(got)) == list(range(1, 21))
 
 
 @pytest.mark.parametrize("fault", [None, "duplicate", "lose_answer", "shuffle"])

@@ -34,8 +34,15 @@ from billing.runs.fanout.sweeper import STALL_AFTER, sweep
 from billing.store.firestore_store import BillingStore
 from devtools.dev_issuer import DevKey
 from tests.conftest import REPO
-from tests.e2e.tasks.harness import MONTH, TasksBench, call, monthly_billing_app, seed, snapshot
-from tests.e2e.tasks.test_fanout_http import assert_same
+from tests.e2e.tasks.harness import (
+    MONTH,
+    TasksBench,
+    assert_same,
+    call,
+    monthly_billing_app,
+    seed,
+    snapshot,
+)
 
 
 def _free_port() -> int:
