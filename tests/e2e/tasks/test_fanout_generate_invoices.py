@@ -245,3 +245,30 @@ def test_invoices_of_a_run_that_died_before_numbering_are_finalized_by_the_next_
     ordered = sorted(docs, key=lambda i: (docs[i]["customer_id"], i))
     assert [int(str(docs[i]["number"]).rsplit("-", 1)[1]) for i in ordered] == list(range(1, len(docs) + 1))
     assert sum(d["total"] for d in docs.values()) == sum(record["totals"].values())
+
+
+def test_a_folded_tenant_fanned_out_equals_the_raw_inline_run(
+    db: firestore.Client,
+    bench: TasksBench,
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    clock: Any,
+) -> None:
+    """``fan`` folded by ``aggregate_usage`` (chunks read accumulators + tail) equals ``inline`` (raw)."""
+    seed(db, "inline", grace=1)
+    seed(db, "fan", grace=1)
+    clock.set(AS_OF - timedelta(hours=2))
+    fold = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        target="aggregate_usage", source=str(REPO / "functions" / "aggregate_usage" / "main.py")
+    )
+    status, folded = call(fold, token(audience=bench.proxy.url), "fan", body={})
+    assert status == 200 and folded["errors"] == [] and folded["events_folded"] > 20, folded
+    clock.set(AS_OF + timedelta(days=2))
+    inline, record = both(bench, token, monkeypatch, AS_OF)
+    assert_same(db, inline, record)
+    assert record["tenants"][0]["status"] == "completed"
+    fan_run = db.document(f"tenants/fan/billing_runs/{record['run_id']}").get().to_dict() or {}
+    assert fan_run["usage_watermark"] is not None, "the plan read the fold state"
+    inline, record = both(bench, token, monkeypatch, AS_OF + timedelta(days=1, hours=2))
+    assert inline["finalized"] > 10
+    assert_same(db, inline, record)
