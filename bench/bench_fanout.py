@@ -79,48 +79,43 @@ def seed(db: Any, customers: int) -> None:
     rng = random.Random(100_000)
     batch, size = db.batch(), 0
     for n in range(customers):
-        cid = f"cust{n:06d}"
-        docs = [
-            (
-                f"customers/{cid}",
-                {
-                    "name": cid,
-                    "email": f"{cid}@example.test",
-                    "address": {"country": "GB"},
-                    "status": "active",
-                },
-            ),
-            (
-                f"subscriptions/sub-{cid}",
-                {
-                    "customer_id": cid,
-                    "plan_id": "std",
-                    "status": "active",
-                    "billing_time": "calendar",
-                    "started_at": datetime(2020, 1, 1, tzinfo=UTC),
-                },
-            ),
-        ]
-        for e in range(3):
-            at = datetime(2026, 10, rng.randint(1, 31), rng.randint(0, 23), tzinfo=UTC)
-            docs.append(
-                (
-                    f"usage_events/{cid}-{e}",
-                    {
-                        "customer_id": cid,
-                        "meter": "calls",
-                        "timestamp": at,
-                        "properties": {"n": rng.randint(1, 500)},
-                    },
-                )
-            )
-        for path, data in docs:
+        for path, data in customer_documents(f"cust{n:06d}", rng):
             batch.set(db.document(f"tenants/{TENANT}/{path}"), data)
             size += 1
         if size >= 400:
             batch.commit()
             batch, size = db.batch(), 0
     batch.commit()
+
+
+def customer_documents(cid: str, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+    """One customer's documents: itself, its calendar subscription, 3 events in October 2026."""
+    docs: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"customers/{cid}",
+            {"name": cid, "email": f"{cid}@example.test", "address": {"country": "GB"}, "status": "active"},
+        ),
+        (
+            f"subscriptions/sub-{cid}",
+            {
+                "customer_id": cid,
+                "plan_id": "std",
+                "status": "active",
+                "billing_time": "calendar",
+                "started_at": datetime(2020, 1, 1, tzinfo=UTC),
+            },
+        ),
+    ]
+    for e in range(3):
+        at = datetime(2026, 10, rng.randint(1, 31), rng.randint(0, 23), tzinfo=UTC)
+        event = {
+            "customer_id": cid,
+            "meter": "calls",
+            "timestamp": at,
+            "properties": {"n": rng.randint(1, 500)},
+        }
+        docs.append((f"usage_events/{cid}-{e}", event))
+    return docs
 
 
 class RoundRobin(ThreadingHTTPServer):
