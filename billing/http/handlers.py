@@ -7,6 +7,7 @@ Storage clients from ``billing.store.clients``) and returns the JSON body.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -151,7 +152,8 @@ BILLING_WORKER_FIELDS = {
 def billing_worker(call: Call) -> dict[str, Any]:
     """Execute one fan-out task (``billing.runs.fanout.execute``); ``tenant_id`` in the body.
 
-    Answers what the stage did, plus ``store``: the documents this task read and wrote.
+    Answers what the stage did, plus ``store``: the documents this task read and wrote, and
+    ``seconds``: how long it ran (not counting any wait for a free request thread).
 
     Raises:
         BadRequest: no ``stage``, or a stage other than ``sweep`` without ``tenant_id``/``run``.
@@ -162,9 +164,11 @@ def billing_worker(call: Call) -> dict[str, Any]:
     if call.body["stage"] != "sweep" and (call.tenant_id is None or "run" not in call.body):
         raise BadRequest("tenant_id and run are required", code="invalid_field")
     worker = make_worker(BillingStore(firestore_client()))
+    began = time.monotonic()
     answer = execute(worker, {**call.body, "tenant_id": call.tenant_id})
-    # This task's Firestore documents read and written (the benchmark sums them).
-    return {**answer, "store": {"reads": worker.store.reads, "writes": worker.store.writes}}
+    # This task's Firestore documents read and written, and its own seconds (the benchmark's).
+    store = {"reads": worker.store.reads, "writes": worker.store.writes}
+    return {**answer, "store": store, "seconds": round(time.monotonic() - began, 3)}
 
 
 GENERATE_INVOICES_FIELDS = {

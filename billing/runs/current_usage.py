@@ -29,12 +29,12 @@ from decimal import Decimal
 from typing import Any
 
 from billing.errors import BadRequest, DataError, NotFound
-from billing.pricing.invoicing import InvoiceDraft, build_invoice
+from billing.pricing.invoicing import InvoiceDraft
 from billing.pricing.money import decimal_text
 from billing.pricing.usage import SubscriptionUsage, UsageRouter, meters_of_plan
 from billing.records import Customer, Meter, Subscription
 from billing.runs.fold_usage import period_containing
-from billing.runs.pipeline import BILLING_TIMES, Catalog, claim_usage
+from billing.runs.pipeline import BILLING_TIMES, Catalog, claim_usage, draft_from_usage, watch_candidate
 from billing.runs.usage_source import supply_usage
 from billing.store.firestore_store import BillingStore
 
@@ -96,26 +96,12 @@ def current_usage(
     period = period_containing(sub, plan, tenant.timezone, now)
     router = UsageRouter()
     claim_usage(store, tenant, router, catalog, [(sub, period)], subscriptions, BILLING_TIMES)
-    start = max(period.start, sub.started_at)
-    end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
     key = f"{sub.id}@{period.key}"
-    meters = meters_of_plan(plan.charges, catalog.meters)
-    router.watch(
-        key, sub.id, meters, start, max(start, end), period_start=period.start, period_end=period.end
-    )
+    watch_candidate(router, key, sub, period, plan, catalog)
     supply_usage(store, tenant, catalog.meters, router, [(sub, period, key)])
     usage = router.usage[key]
-    draft = build_invoice(
-        tenant=tenant,
-        customer=customer,
-        subscription=sub,
-        plan=plan,
-        meters=catalog.meters,
-        period=period,
-        usage=usage.quantities(),
-        usage_events=usage.events_counted,
-        warnings=usage.warnings(),
-    )
+    draft = draft_from_usage(tenant, customer, sub, period, plan, catalog, usage)
+    meters = meters_of_plan(plan.charges, catalog.meters)
     charges = charge_usage(meters, usage, draft)
     amount = sum(int(c["amount"]) for c in charges)
     tax = sum(line.tax for line in draft.lines if line.meter is not None)

@@ -60,11 +60,10 @@ from billing.pricing.usage import (
     SubscriptionUsage,
     UsageRouter,
     arrival_time,
-    meters_of_plan,
     plan_meter_codes,
 )
 from billing.records import Meter, Plan, Subscription, Tenant, UsageEvent
-from billing.runs.pipeline import Catalog
+from billing.runs.pipeline import Catalog, watch_candidate
 from billing.runs.shell import RunContext, RunKind, RunReport, no_description, resolve_tenants, run_per_tenant
 from billing.store.accumulators import AccumulatorUpdate, FoldWindow, accumulator_id
 from billing.store.firestore_store import BillingStore
@@ -176,12 +175,7 @@ def fold_events(tenant: Tenant, catalog: Catalog, routing: Routing, events: Sequ
         period = period_containing(sub, plan, tenant.timezone, event.timestamp)
         key = f"{sub.id}@{period.key}"
         if key not in folded.usage:
-            start = max(period.start, sub.started_at)
-            end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
-            meters = meters_of_plan(plan.charges, catalog.meters)
-            router.watch(
-                key, sub.id, meters, start, max(start, end), period_start=period.start, period_end=period.end
-            )
+            watch_candidate(router, key, sub, period, plan, catalog)
             folded.usage[key] = (sub, period, router.usage[key])
         folded.arrivals[accumulator_id(sub.id, period.key, event.meter)].append(arrival_time(event))
     router.consume(events)

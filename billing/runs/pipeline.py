@@ -26,7 +26,7 @@ from billing.errors import BillingError, DataError
 from billing.pricing.invoicing import InvoiceDraft, build_invoice
 from billing.pricing.periods import BillingPeriod
 from billing.pricing.proration import suspended_during
-from billing.pricing.usage import UsageRouter, meters_of_plan, plan_meter_codes
+from billing.pricing.usage import SubscriptionUsage, UsageRouter, meters_of_plan, plan_meter_codes
 from billing.records import Customer, Invoice, Meter, Plan, Subscription, Tenant
 from billing.runs.shell import RunContext, RunReport
 from billing.runs.usage_source import ChunkScope, supply_usage
@@ -130,17 +130,7 @@ def price_candidates(
             if customer.status == "archived":
                 report.skip(tenant.id, "customer_archived", subscription_id=sub.id)
                 continue
-            start = max(period.start, sub.started_at)
-            end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
-            router.watch(
-                watch_id,
-                sub.id,
-                meters_of_plan(plan.charges, catalog.meters),
-                start,
-                max(start, end),
-                period_start=period.start,
-                period_end=period.end,
-            )
+            watch_candidate(router, watch_id, sub, period, plan, catalog)
             ready.append((sub, period, plan, customer, watch_id))
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)
@@ -153,6 +143,50 @@ def price_candidates(
                 "meter or timestamp were ignored"
             )
     return build_drafts(report, tenant, catalog, router, ready, empty), router.events_seen
+
+
+def watch_candidate(
+    router: UsageRouter, key: str, sub: Subscription, period: BillingPeriod, plan: Plan, catalog: Catalog
+) -> None:
+    """Watch ``sub``'s usage of ``period`` under ``key`` on ``router``.
+
+    The window is the period clipped to the subscription's ``[started_at, canceled_at)`` (empty
+    when it ended before it started).
+    """
+    start = max(period.start, sub.started_at)
+    end = min(period.end, sub.canceled_at) if sub.canceled_at else period.end
+    meters = meters_of_plan(plan.charges, catalog.meters)
+    router.watch(
+        key, sub.id, meters, start, max(start, end), period_start=period.start, period_end=period.end
+    )
+
+
+def draft_from_usage(
+    tenant: Tenant,
+    customer: Customer,
+    sub: Subscription,
+    period: BillingPeriod,
+    plan: Plan,
+    catalog: Catalog,
+    usage: SubscriptionUsage,
+) -> InvoiceDraft:
+    """The invoice of one watched (subscription, period) from its folded usage (``build_invoice``).
+
+    Raises:
+        DataError: the plan cannot price this usage (``build_invoice``).
+
+    """
+    return build_invoice(
+        tenant=tenant,
+        customer=customer,
+        subscription=sub,
+        plan=plan,
+        meters=catalog.meters,
+        period=period,
+        usage=usage.quantities(),
+        usage_events=usage.events_counted,
+        warnings=usage.warnings(),
+    )
 
 
 def _supply_usage(
@@ -232,17 +266,7 @@ def build_drafts(
                     "plan cannot be read: fix that plan, then run again",
                     code="ambiguous_usage",
                 )
-            draft = build_invoice(
-                tenant=tenant,
-                customer=customer,
-                subscription=sub,
-                plan=plan,
-                meters=catalog.meters,
-                period=period,
-                usage=usage.quantities(),
-                usage_events=usage.events_counted,
-                warnings=usage.warnings(),
-            )
+            draft = draft_from_usage(tenant, customer, sub, period, plan, catalog, usage)
             invoice_size(tenant.id, draft.invoice_id, draft.to_document())
         except Exception as exc:  # one subscription's failure must not stop the run
             report.error(tenant.id, exc, subscription_id=sub.id)

@@ -66,6 +66,11 @@ HTTP_ATTEMPTS = 8
 """Attempts of one task in ``http`` mode (the first and 7 retries, backoff doubling from
 ``HTTP_BACKOFF_SECONDS``), like a Cloud Tasks queue's ``max_attempts``."""
 HTTP_BACKOFF_SECONDS = 0.2
+HTTP_CONCURRENCY = {"work": 20, "delivery": 2}
+"""Tasks of each queue in flight at once in ``http`` mode, per enqueuing process: the Terraform
+queues' default ``max_concurrent_dispatches`` (``tasks_work_rate``, ``tasks_delivery_rate``), so a
+run of 200 chunks does not send 200 requests to one local worker at once."""
+_IN_FLIGHT = {queue: threading.BoundedSemaphore(n) for queue, n in HTTP_CONCURRENCY.items()}
 log = get_logger("billing.tasks")
 
 
@@ -288,7 +293,8 @@ class HttpQueue:
 
     Each task is sent by a daemon thread: up to ``attempts`` POSTs with the bearer token of
     ``token_source(worker_url)``; any non-2xx answer or connection error is retried after
-    ``backoff * 2**n`` seconds. ``wait_idle`` (tests, demo) waits for every thread.
+    ``backoff * 2**n`` seconds. At most ``HTTP_CONCURRENCY[queue]`` POSTs of a queue are in
+    flight at once in this process. ``wait_idle`` (tests, demo) waits for every thread.
     """
 
     def __init__(
@@ -323,9 +329,10 @@ class HttpQueue:
             status = 0
             try:
                 headers = {"Authorization": f"Bearer {self._token_source(url)}", "X-Task-Name": task.name}
-                status = requests.post(
-                    url, json=dict(task.body), headers=headers, timeout=self._timeout
-                ).status_code
+                with _IN_FLIGHT[task.queue]:
+                    status = requests.post(
+                        url, json=dict(task.body), headers=headers, timeout=self._timeout
+                    ).status_code
                 if 200 <= status < 300:
                     return
             except Exception as exc:  # connection refused, worker killed: retried like any failure
