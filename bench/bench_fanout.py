@@ -191,12 +191,39 @@ def emulator_floor(db: Any) -> float:
 
 
 def peak_kib(pid: int) -> int:
-    """VmHWM of a process (KiB)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+    """The largest VmHWM (KiB) of a worker process and its descendants.
+
+    ``functions_framework`` serves through gunicorn, whose forked child handles the requests:
+    the parent's own peak says nothing about the work.
+    """
+    peaks = []
+    for process in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{process}/status") as status:
+                peaks += [int(line.split()[1]) for line in status if line.startswith("VmHWM:")]
+        except OSError:  # exited meanwhile
+            continue
+    return max(peaks, default=0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from ``/proc/*/stat``'s parent ids)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def close(key: Any, proxy_url: str, customers: int) -> dict[str, Any]:
