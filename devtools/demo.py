@@ -24,7 +24,7 @@ import google.cloud.storage as storage
 from google.cloud import firestore
 
 from billing.pricing.money import format_money
-from billing.runs.fanout import STAGES
+from billing.runs.fanout import MONTH_CLOSE_STAGES
 from devtools import online_retail
 from devtools.local import REPO, LocalStack
 
@@ -168,7 +168,7 @@ def stage_counts(stage: str, r: dict[str, Any]) -> str:
 
 def _finished_since(seen: list[str], current: str) -> list[str]:
     """The stages after the last one printed, up to (not including) ``current``."""
-    order = [*STAGES[:-1], "done"]  # the run's stages; the sweeper is not one
+    order = [*MONTH_CLOSE_STAGES, "done"]
     first = order.index(seen[-1]) if seen and seen[-1] in order else -1
     last = order.index(current) if current in order else len(order)
     return [stage for stage in order[max(first, 0) : last] if stage not in seen[:-1]]

@@ -55,6 +55,7 @@ from billing.runs.fanout.anniversary import (
     start_generate_invoices,
 )
 from billing.runs.fanout.stages import (
+    MONTH_CLOSE_STAGES,
     STAGES,
     Worker,
     execute,
@@ -63,6 +64,7 @@ from billing.runs.fanout.stages import (
 )
 
 __all__ = [
+    "MONTH_CLOSE_STAGES",
     "STAGES",
     "Worker",
     "anniversary",

@@ -30,7 +30,9 @@ from billing.runs.usage_source import chunk_scope, plan_scope
 from billing.store.firestore_store import BillingStore
 from billing.tasks import Task, TaskQueue, task_name
 
-STAGES = ("plan", "price", "number", "render", "deliver", "summarize", "sweep", "dun", "reactivate")
+MONTH_CLOSE_STAGES = ("plan", "price", "number", "render", "deliver", "summarize")
+"""The month close's stages, in order (``generate_invoices`` runs them too)."""
+STAGES = (*MONTH_CLOSE_STAGES, "sweep", "dun", "reactivate")
 """Every stage a task may carry (``dun``, ``reactivate``: ``billing.runs.fanout.dunning``)."""
 NUMBER_BUDGET_SECONDS = 480.0
 """The numbering pass's budget per task (8 min, under the 15 min dispatch deadline)."""
