@@ -71,6 +71,11 @@ HTTP_CONCURRENCY = {"work": 20, "delivery": 2}
 queues' default ``max_concurrent_dispatches`` (``tasks_work_rate``, ``tasks_delivery_rate``), so a
 run of 200 chunks does not send 200 requests to one local worker at once."""
 _IN_FLIGHT = {queue: threading.BoundedSemaphore(n) for queue, n in HTTP_CONCURRENCY.items()}
+_NAMES_SEEN: dict[str, None] = {}
+"""Task names this process has enqueued in ``http`` mode (insertion order, at most ``_NAMES_KEPT``):
+Cloud Tasks refuses a second task with a name in use, so ``http`` mode sends it once too."""
+_NAMES_KEPT = 100_000
+_NAMES_LOCK = threading.Lock()
 log = get_logger("billing.tasks")
 
 
@@ -294,7 +299,9 @@ class HttpQueue:
     Each task is sent by a daemon thread: up to ``attempts`` POSTs with the bearer token of
     ``token_source(worker_url)``; any non-2xx answer or connection error is retried after
     ``backoff * 2**n`` seconds. At most ``HTTP_CONCURRENCY[queue]`` POSTs of a queue are in
-    flight at once in this process. ``wait_idle`` (tests, demo) waits for every thread.
+    flight at once in this process, and a name this process enqueued already is not sent again
+    (Cloud Tasks' named-task dedup; across processes the stages' idempotence covers it).
+    ``wait_idle`` (tests, demo) waits for every thread.
     """
 
     def __init__(
@@ -315,7 +322,13 @@ class HttpQueue:
         self.failed: list[str] = []
 
     def enqueue(self, task: Task) -> None:
-        """Start sending ``task`` in the background."""
+        """Start sending ``task`` in the background, unless this process sent that name already."""
+        with _NAMES_LOCK:
+            if task.name in _NAMES_SEEN:
+                return  # as Cloud Tasks' ALREADY_EXISTS: the task with that name is on its way
+            _NAMES_SEEN[task.name] = None
+            if len(_NAMES_SEEN) > _NAMES_KEPT:
+                del _NAMES_SEEN[next(iter(_NAMES_SEEN))]
         thread = threading.Thread(target=self._deliver, args=(task,), name=f"task-{task.name}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(thread)
