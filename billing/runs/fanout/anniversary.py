@@ -63,8 +63,10 @@ from billing.runs.fanout.stages import (
     _stage_complete,
     cut_chunks,
     deliver,
+    enqueue_chunks,
     number,
     render,
+    start_or_join,
     summarize,
 )
 from billing.runs.pipeline import BILLING_TIMES, Catalog, price_candidates, republish_missing_pdfs
@@ -148,15 +150,10 @@ def start_generate_invoices(
     for tenant in resolve_tenants(ctx.store, tenant_id):
         if isinstance(tenant, tuple) or not fans_out(mode, workload(ctx.store, tenant, ctx.now), minimum):
             continue  # the inline run reports an unreadable tenant
-        active = ctx.store.start_run(tenant.id, hour_key(ctx.now), ctx.run_id, _initial_record(ctx))
-        entry: dict[str, Any] = {"tenant_id": tenant.id, "as_of": ctx.now.isoformat(), "run_id": active}
-        if active == ctx.run_id:
-            _enqueue(worker, "plan", tenant.id, ctx.run_id)
-        else:
-            entry["joined"] = True
-            if tenant_id is not None:
-                body["run_id"] = active
-        body["tenants"].append(entry)
+        entry = {"tenant_id": tenant.id, "as_of": ctx.now.isoformat()}
+        start_or_join(
+            worker, body, entry, hour_key(ctx.now), _initial_record(ctx), named=tenant_id is not None
+        )
     return body
 
 
@@ -210,13 +207,7 @@ def plan(
     if record.get("stage") == "summarize":
         _enqueue(worker, "summarize", tenant.id, run_id)
         return {"stage": "plan", "chunks": 0}
-    chunks = store.read_chunks(tenant.id, run_id)
-    for chunk in chunks:
-        if not chunk.get("price_done"):
-            gen = int(chunk.get("generation", 0))
-            index = chunk["index"]
-            _enqueue(worker, "price", tenant.id, run_id, index, f"g{gen}", chunk=index, generation=gen)
-    return {"stage": "plan", "chunks": len(chunks)}
+    return {"stage": "plan", "chunks": enqueue_chunks(worker, tenant.id, run_id, "price")}
 
 
 def _usage_scope(

@@ -39,6 +39,8 @@ from billing.runs.fanout.stages import (
     Worker,
     _enqueue,
     _error_figures,
+    enqueue_chunks,
+    start_or_join,
     summarize,
 )
 from billing.runs.shell import RunReport, resolve_tenants
@@ -70,15 +72,8 @@ def start_dunning(
             mode, len(ctx.store.overdue_invoices(tenant.id, ctx.as_of)), minimum
         ):
             continue
-        active = ctx.store.start_run(tenant.id, key(ctx.as_of), ctx.run_id, _initial_record(ctx))
-        entry: dict[str, Any] = {"tenant_id": tenant.id, "as_of": ctx.as_of.isoformat(), "run_id": active}
-        if active == ctx.run_id:
-            _enqueue(worker, "plan", tenant.id, ctx.run_id)
-        else:
-            entry["joined"] = True
-            if tenant_id is not None:
-                body["run_id"] = active
-        body["tenants"].append(entry)
+        entry = {"tenant_id": tenant.id, "as_of": ctx.as_of.isoformat()}
+        start_or_join(worker, body, entry, key(ctx.as_of), _initial_record(ctx), named=tenant_id is not None)
     return body
 
 
@@ -142,11 +137,7 @@ def plan(
     if record.get("stage") == "reactivate":
         _enqueue(worker, "reactivate", tenant.id, run_id)
         return {"stage": "plan", "chunks": 0}
-    chunks = store.read_chunks(tenant.id, run_id)
-    for chunk in chunks:
-        if not chunk.get("dun_done"):
-            _enqueue_chunk(worker, tenant.id, run_id, chunk["index"], int(chunk.get("generation", 0)))
-    return {"stage": "plan", "chunks": len(chunks)}
+    return {"stage": "plan", "chunks": enqueue_chunks(worker, tenant.id, run_id, "dun")}
 
 
 def _enqueue_chunk(worker: Worker, tenant_id: str, run_id: str, index: int, generation: int) -> None:

@@ -110,16 +110,36 @@ def start_month_close(
             body["tenants"].append({"tenant_id": tenant.id, "skipped": exc.code, "reason": exc.message})
     for tenant, period in planned:
         key = f"{MONTHLY_BILLING.function}.{period.month_label}"
-        active = ctx.store.start_run(tenant.id, key, ctx.run_id, _initial_record(ctx, period))
-        entry: dict[str, Any] = {"tenant_id": tenant.id, "month": period.month_label, "run_id": active}
-        if active == ctx.run_id:
-            _enqueue(worker, "plan", tenant.id, ctx.run_id)
-        else:  # a duplicate call: it joins the running run (one run, one numbering pass)
-            entry["joined"] = True
-            if tenant_id is not None:
-                body["run_id"] = active
-        body["tenants"].append(entry)
+        entry = {"tenant_id": tenant.id, "month": period.month_label}
+        start_or_join(worker, body, entry, key, _initial_record(ctx, period), named=tenant_id is not None)
     return body
+
+
+def start_or_join(
+    worker: Worker,
+    body: dict[str, Any],
+    entry: dict[str, Any],
+    key: str,
+    record: dict[str, Any],
+    *,
+    named: bool,
+) -> None:
+    """Record ``body``'s run as the tenant's active run for ``key`` and enqueue its plan, or join.
+
+    ``RunStore.start_run``: while another run of that key is running, nothing starts; the
+    tenant's ``entry`` (appended to ``body["tenants"]``) names that run with ``joined: true``
+    and, for a ``named`` tenant, so does the body's ``run_id`` (one run, one numbering pass).
+    """
+    tenant_id, run_id = str(entry["tenant_id"]), str(body["run_id"])
+    active = worker.store.start_run(tenant_id, key, run_id, record)
+    entry["run_id"] = active
+    if active == run_id:
+        _enqueue(worker, "plan", tenant_id, run_id)
+    else:
+        entry["joined"] = True
+        if named:
+            body["run_id"] = active
+    body["tenants"].append(entry)
 
 
 def _initial_record(ctx: RunContext, period: BillingPeriod) -> dict[str, Any]:
@@ -248,21 +268,21 @@ def plan(
     if record.get("stage") == "summarize":
         _enqueue(worker, "summarize", tenant.id, run_id)
         return {"stage": "plan", "chunks": 0}
-    chunks_state = store.read_chunks(tenant.id, run_id)
-    for chunk in chunks_state:
-        if not chunk.get("price_done"):
-            gen = int(chunk.get("generation", 0))
-            _enqueue(
-                worker,
-                "price",
-                tenant.id,
-                run_id,
-                chunk["index"],
-                f"g{gen}",
-                chunk=chunk["index"],
-                generation=gen,
-            )
-    return {"stage": "plan", "chunks": len(chunks_state)}
+    return {"stage": "plan", "chunks": enqueue_chunks(worker, tenant.id, run_id, "price")}
+
+
+def enqueue_chunks(worker: Worker, tenant_id: str, run_id: str, stage: str) -> int:
+    """Enqueue ``stage`` (``price``, ``dun``) for each chunk not done with it; the run's chunk count.
+
+    Each task carries the chunk's ``generation`` in its name and body, so a chunk the sweeper
+    moved on (``ChunkStore.raise_generation``) gets a new task and the old one is refused.
+    """
+    chunks = worker.store.read_chunks(tenant_id, run_id)
+    for chunk in chunks:
+        if not chunk.get(f"{stage}_done"):
+            index, gen = chunk["index"], int(chunk.get("generation", 0))
+            _enqueue(worker, stage, tenant_id, run_id, index, f"g{gen}", chunk=index, generation=gen)
+    return len(chunks)
 
 
 # -- price and create ---------------------------------------------------------------------------
