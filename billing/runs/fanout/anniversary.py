@@ -64,6 +64,7 @@ from billing.runs.fanout.stages import (
     cut_chunks,
     deliver,
     enqueue_chunks,
+    initial_record,
     number,
     render,
     start_or_join,
@@ -159,29 +160,18 @@ def start_generate_invoices(
 
 def _initial_record(ctx: RunContext) -> dict[str, Any]:
     """The run record of a fanned-out ``generate_invoices`` as the request writes it."""
-    now = datetime.now(UTC)
-    return {
-        "function": GENERATE_INVOICES.function,
-        "mode": "fanout",
-        "status": "running",
-        "stage": "plan",
-        "stage_at": now,
-        "started_at": now,
-        "finished_at": None,
-        "now": ctx.now,
-        "as_of": ctx.now,
-        "principal": ctx.principal,
-        "chunks_total": 0,
-        "subscription_chunks": 0,
-        "generated": 0,
-        "finalized": 0,
-        "advanced": 0,
-        "skipped": 0,
-        "errors": 0,
-        "totals": {},
-        "draft_totals": {},
-        "errors_by_stage": {},
-    }
+    return initial_record(
+        GENERATE_INVOICES.function,
+        ctx.now,
+        ctx.principal,
+        as_of=ctx.now,
+        subscription_chunks=0,
+        generated=0,
+        finalized=0,
+        advanced=0,
+        totals={},
+        draft_totals={},
+    )
 
 
 # -- plan ----------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from billing.runs.fanout.stages import (
     _enqueue,
     _error_figures,
     enqueue_chunks,
+    initial_record,
     start_or_join,
     summarize,
 )
@@ -79,24 +80,9 @@ def start_dunning(
 
 def _initial_record(ctx: DunningContext) -> dict[str, Any]:
     """The run record of a fanned-out dunning as the request writes it."""
-    now = datetime.now(UTC)
-    return {
-        "function": DUNNING.function,
-        "mode": "fanout",
-        "status": "running",
-        "stage": "plan",
-        "stage_at": now,
-        "started_at": now,
-        "finished_at": None,
-        "now": ctx.now,
-        "as_of": ctx.as_of,
-        "principal": ctx.principal,
-        "chunks_total": 0,
-        "skipped": 0,
-        "errors": 0,
-        "errors_by_stage": {},
-        **dict.fromkeys(COUNTERS, 0),
-    }
+    return initial_record(
+        DUNNING.function, ctx.now, ctx.principal, as_of=ctx.as_of, **dict.fromkeys(COUNTERS, 0)
+    )
 
 
 def _context(run_id: str, record: Mapping[str, Any], worker: Worker) -> DunningContext:

@@ -143,26 +143,41 @@ def start_or_join(
 
 
 def _initial_record(ctx: RunContext, period: BillingPeriod) -> dict[str, Any]:
-    """The run record of a fanned-out run as the request writes it."""
+    """The run record of a fanned-out month close as the request writes it."""
+    return initial_record(
+        MONTHLY_BILLING.function,
+        ctx.now,
+        ctx.principal,
+        month=period.month_label,
+        period_start=period.start,
+        period_end=period.end,
+        generated=0,
+        totals={},
+    )
+
+
+def initial_record(function: str, now: datetime, principal: str | None, **fields: Any) -> dict[str, Any]:
+    """A fanned-out run's record as its request writes it: ``running`` in ``plan``, counters at 0.
+
+    ``now``: the run's clock (every task uses it, never its own). ``fields``: the function's
+    own (its period, counters and totals maps), added to the shared ones.
+    """
+    started = utc_now()
     return {
-        "function": MONTHLY_BILLING.function,
+        "function": function,
         "mode": "fanout",
         "status": "running",
         "stage": "plan",
-        "stage_at": utc_now(),
-        "started_at": utc_now(),
+        "stage_at": started,
+        "started_at": started,
         "finished_at": None,
-        "now": ctx.now,
-        "principal": ctx.principal,
-        "month": period.month_label,
-        "period_start": period.start,
-        "period_end": period.end,
+        "now": now,
+        "principal": principal,
         "chunks_total": 0,
-        "generated": 0,
         "skipped": 0,
         "errors": 0,
-        "totals": {},
         "errors_by_stage": {},
+        **fields,
     }
 
 
