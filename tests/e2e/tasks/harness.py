@@ -293,3 +293,20 @@ def assert_same(db: firestore.Client, inline: dict[str, Any], record: dict[str, 
     want, got = snapshot(db, "inline"), snapshot(db, "fan")
     assert got == want
     assert sorted(iter_numbers(got)) == list(range(1, 21))
+
+
+def close_inline_twin(
+    db: firestore.Client, bench: TasksBench, token: Callable[..., str], monkeypatch: Any
+) -> tuple[Any, str, dict[str, Any]]:
+    """Seed the twins ``inline`` and ``fan``, close ``inline`` inline, switch to ``http`` mode.
+
+    Returns the ``monthly_billing`` app, the audience (the proxy's URL) and the inline body.
+    """
+    seed(db, "inline")
+    seed(db, "fan")
+    app, audience = monthly_billing_app(), bench.proxy.url
+    monkeypatch.setenv("TASKS_MODE", "inline")
+    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
+    assert status == 200, inline
+    monkeypatch.setenv("TASKS_MODE", "http")
+    return app, audience, inline

@@ -28,8 +28,7 @@ from tests.e2e.tasks.harness import (
     TasksBench,
     assert_same,
     call,
-    monthly_billing_app,
-    seed,
+    close_inline_twin,
     wait_for_run,
 )
 from tests.e2e.tasks.test_fanout_http import bench_factory
@@ -60,13 +59,7 @@ def test_the_next_run_numbers_a_failed_runs_invoices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bench = bench_factory()
-    seed(db, "inline")
-    seed(db, "fan")
-    app, audience = monthly_billing_app(), bench.proxy.url
-    monkeypatch.setenv("TASKS_MODE", "inline")
-    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
-    assert status == 200, inline
-    monkeypatch.setenv("TASKS_MODE", "http")
+    app, audience, inline = close_inline_twin(db, bench, token, monkeypatch)
 
     bench.proxy.drop = lambda body: body.get("stage") == "number"
     first = _start(app, token(audience=audience))

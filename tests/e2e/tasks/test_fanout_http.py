@@ -23,6 +23,7 @@ from tests.e2e.tasks.harness import (
     TasksBench,
     assert_same,
     call,
+    close_inline_twin,
     monthly_billing_app,
     seed,
     snapshot,
@@ -53,14 +54,7 @@ def close_both(
     db: firestore.Client, bench: TasksBench, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Close ``inline`` inline and ``fan`` fanned out; return (inline body, fan-out record)."""
-    seed(db, "inline")
-    seed(db, "fan")
-    app = monthly_billing_app()
-    audience = bench.proxy.url
-    monkeypatch.setenv("TASKS_MODE", "inline")
-    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
-    assert status == 200, inline
-    monkeypatch.setenv("TASKS_MODE", "http")
+    app, audience, inline = close_inline_twin(db, bench, token, monkeypatch)
     status, accepted = call(app, token(audience=audience), "fan", body={"month": MONTH})
     assert status == 202, accepted
     assert accepted["status"] == "running" and accepted["run_id"]

@@ -39,8 +39,7 @@ from tests.e2e.tasks.harness import (
     TasksBench,
     assert_same,
     call,
-    monthly_billing_app,
-    seed,
+    close_inline_twin,
     snapshot,
 )
 
@@ -112,14 +111,7 @@ def test_a_worker_killed_mid_chunk_and_restarted_completes_the_run(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    seed(db, "inline")
-    seed(db, "fan")
-    app = monthly_billing_app()
-    audience = bench.proxy.url
-    monkeypatch.setenv("TASKS_MODE", "inline")
-    status, inline = call(app, token(audience=audience), "inline", body={"month": MONTH})
-    assert status == 200, inline
-    monkeypatch.setenv("TASKS_MODE", "http")
+    app, audience, inline = close_inline_twin(db, bench, token, monkeypatch)
     processes = [WorkerProcess(str(tmp_path / "worker.log"))]
     bench.worker_url = processes[0].url
     killed = threading.Event()
